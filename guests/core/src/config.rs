@@ -1,0 +1,223 @@
+//! Configuration, tunables and every protocol bound, each with its default
+//! and the reason for it. This is the one place to look for a number.
+
+use crate::error::Error;
+
+/// Default protocol period: one probe per second (SWIM, memberlist LAN).
+pub const DEFAULT_PROBE_INTERVAL_MS: u32 = 1_000;
+/// Default direct-ack wait before indirect probes: half a period, so the
+/// indirect round still fits inside the period.
+pub const DEFAULT_PROBE_TIMEOUT_MS: u32 = 500;
+/// Default number of helpers asked to probe indirectly (memberlist: 3).
+pub const DEFAULT_INDIRECT_PROBES: u32 = 3;
+/// Default suspicion multiplier: minimum suspicion timeout =
+/// multiplier x period x log10(N+1) (3.6 s at N = 64).
+pub const DEFAULT_SUSPICION_MULTIPLIER: u32 = 2;
+/// Default death quorum: 0 means "strict majority of the non-dead,
+/// non-left members"; a configured value can only raise that floor.
+pub const DEFAULT_DEATH_QUORUM: u32 = 0;
+/// Default interval of the low-rate anti-entropy round with the last known
+/// addresses of `dead` members (and the seeds while alone).
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: u32 = 2_000;
+/// Default gossip retransmissions = multiplier x log10(N+1) (memberlist: 4).
+pub const DEFAULT_RETRANSMIT_MULTIPLIER: u32 = 4;
+
+/// Maximum suspicion timeout as a multiple of the minimum (Lifeguard uses
+/// 6; 3 keeps a lone suspicion from lingering while the quorum still gates
+/// the verdict).
+pub const SUSPICION_MAX_FACTOR: u64 = 3;
+/// Interval of the gossip tick that pushes fresh entries to a few members,
+/// checks suspicion deadlines and relayed-probe deadlines.
+pub const GOSSIP_INTERVAL_MS: u64 = 200;
+/// Members a gossip tick pushes fresh entries to.
+pub const GOSSIP_FANOUT: usize = 3;
+/// Members a leaving node announces its `left` entry to, in each of its two
+/// announcement rounds.
+pub const LEAVE_FANOUT: usize = 6;
+/// Delay of the leaving node's second announcement round.
+pub const LEAVE_REPEAT_MS: u64 = 150;
+/// Highest local health score (Lifeguard's "local health multiplier").
+pub const HEALTH_MAX: u32 = 8;
+/// From this health score on the node withholds its own suspicions: its
+/// failed probes more likely say something about itself than its peers.
+pub const HEALTH_WITHHOLD_SUSPICION: u32 = 4;
+/// Suspected subjects this node re-probes per period to confirm or clear a
+/// suspicion it learnt from others.
+pub const CONFIRM_PROBES_PER_PERIOD: usize = 4;
+/// Upper bound of the random delay added before writing `confirm-dead`, so
+/// that usually one node writes the verdict and the others just receive it.
+pub const CONFIRM_JITTER_MS: u64 = 600;
+/// Minimum gap between two reconciliations started towards one address.
+pub const SYNC_MIN_GAP_MS: u64 = 1_000;
+/// Largest accepted or produced wire message, in bytes (the host drops
+/// anything over 60 000 bytes).
+pub const MAX_MESSAGE_BYTES: usize = 60_000;
+/// Byte budget for entries in one message (leaves room for the envelope).
+pub const ENTRY_BYTES_BUDGET: usize = 56_000;
+/// Byte budget for entries piggybacked on a ping, ack or gossip push: keeps
+/// probe traffic inside one ordinary UDP datagram.
+pub const PIGGYBACK_BYTES_BUDGET: usize = 1_200;
+/// Most entries in one message.
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 256;
+/// Most reconciliation items (bucket digests or leaves) in one message.
+pub const MAX_SYNC_ITEMS: usize = 256;
+/// Most (author, seq) heads in one leaf item, and most authors in a want.
+pub const MAX_HEADS: usize = 2_048;
+/// Fan-out of the reconciliation tree over authors (one nibble per level).
+pub const SYNC_FANOUT: usize = 16;
+/// Deepest reconciliation path (nibbles of the author hash).
+pub const MAX_SYNC_DEPTH: usize = 16;
+/// A bucket with at most this many authors is sent as a leaf (its heads)
+/// instead of its child digests.
+pub const SYNC_LEAF_AUTHORS: usize = 8;
+/// Entries messages sent in answer to one want before asking the other side
+/// to come back for more.
+pub const SYNC_BURST_MESSAGES: usize = 4;
+/// Entries received ahead of their chain kept while the gap is fetched.
+pub const MAX_PENDING_ENTRIES: usize = 8_192;
+/// Fresh entries queued for gossip; older ones are dropped first
+/// (anti-entropy delivers whatever gossip misses).
+pub const MAX_BROADCAST_QUEUE: usize = 2_048;
+/// Suspect entry ids cited in one `confirm-dead` body (the body also gives
+/// the total number of distinct suspecting authors).
+pub const MAX_EVIDENCE_IDS: usize = 40;
+/// Longest accepted node id.
+pub const MAX_NODE_ID_LEN: usize = 64;
+
+/// Protocol tunables; a zero field means "use the default".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tunables {
+    /// Protocol period: one probe per period.
+    pub probe_interval_ms: u32,
+    /// Direct-ack wait before indirect probes.
+    pub probe_timeout_ms: u32,
+    /// Members asked to probe indirectly.
+    pub indirect_probes: u32,
+    /// Minimum suspicion timeout = multiplier x period x log10(N+1).
+    pub suspicion_multiplier: u32,
+    /// Distinct suspecting authors needed for a death verdict (raises the
+    /// strict-majority floor, never lowers it).
+    pub death_quorum: u32,
+    /// Interval of anti-entropy with dead members' last addresses.
+    pub anti_entropy_interval_ms: u32,
+    /// Gossip retransmissions = multiplier x log10(N+1).
+    pub retransmit_multiplier: u32,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
+            probe_timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
+            indirect_probes: DEFAULT_INDIRECT_PROBES,
+            suspicion_multiplier: DEFAULT_SUSPICION_MULTIPLIER,
+            death_quorum: DEFAULT_DEATH_QUORUM,
+            anti_entropy_interval_ms: DEFAULT_ANTI_ENTROPY_INTERVAL_MS,
+            retransmit_multiplier: DEFAULT_RETRANSMIT_MULTIPLIER,
+        }
+    }
+}
+
+impl Tunables {
+    /// Replaces every zero field by its default.
+    pub fn with_defaults(self) -> Tunables {
+        let d = Tunables::default();
+        let pick = |v: u32, dv: u32| if v == 0 { dv } else { v };
+        Tunables {
+            probe_interval_ms: pick(self.probe_interval_ms, d.probe_interval_ms),
+            probe_timeout_ms: pick(self.probe_timeout_ms, d.probe_timeout_ms),
+            indirect_probes: pick(self.indirect_probes, d.indirect_probes),
+            suspicion_multiplier: pick(self.suspicion_multiplier, d.suspicion_multiplier),
+            death_quorum: self.death_quorum,
+            anti_entropy_interval_ms: pick(self.anti_entropy_interval_ms, d.anti_entropy_interval_ms),
+            retransmit_multiplier: pick(self.retransmit_multiplier, d.retransmit_multiplier),
+        }
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if self.probe_timeout_ms >= self.probe_interval_ms {
+            return Err(Error::InvalidConfig(format!(
+                "tunables.probe_timeout_ms ({}) must be below tunables.probe_interval_ms ({})",
+                self.probe_timeout_ms, self.probe_interval_ms
+            )));
+        }
+        if self.indirect_probes > 16 {
+            return Err(Error::InvalidConfig(format!(
+                "tunables.indirect_probes ({}) must be at most 16",
+                self.indirect_probes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A node's local configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node's stable identity: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+    pub node_id: String,
+    /// This node's control-channel address, `ip:port`.
+    pub address: String,
+    /// Metadata offered to peers.
+    pub metadata: Vec<(String, String)>,
+    /// Protocol tunables (zero fields take their defaults).
+    pub tunables: Tunables,
+}
+
+impl Config {
+    /// Checks the configuration and returns it with defaults filled in.
+    pub fn validated(mut self) -> Result<Config, Error> {
+        validate_node_id(&self.node_id)
+            .map_err(|why| Error::InvalidConfig(format!("node_id {:?}: {why}", self.node_id)))?;
+        if !is_valid_address(&self.address) {
+            return Err(Error::InvalidConfig(format!(
+                "address {:?}: expected ip:port (IPv4 or bracketed IPv6)",
+                self.address
+            )));
+        }
+        self.tunables = self.tunables.with_defaults();
+        self.tunables.validate()?;
+        Ok(self)
+    }
+}
+
+/// Checks a node id: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+pub fn validate_node_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_NODE_ID_LEN {
+        return Err(format!("must be 1..={MAX_NODE_ID_LEN} bytes, is {}", id.len()));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("character {c:?} is not one of [A-Za-z0-9._-]"));
+    }
+    Ok(())
+}
+
+/// Whether `addr` parses as `ip:port` (IPv4, or bracketed IPv6).
+pub fn is_valid_address(addr: &str) -> bool {
+    addr.parse::<core::net::SocketAddr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_fields_take_defaults() {
+        let t = Tunables { probe_interval_ms: 0, probe_timeout_ms: 0, indirect_probes: 0, suspicion_multiplier: 0, death_quorum: 0, anti_entropy_interval_ms: 0, retransmit_multiplier: 0 };
+        assert_eq!(t.with_defaults(), Tunables::default());
+        let t = Tunables { probe_interval_ms: 2000, ..Tunables::default() };
+        assert_eq!(t.with_defaults().probe_interval_ms, 2000);
+    }
+
+    #[test]
+    fn ids_and_addresses() {
+        assert!(validate_node_id("node-1.a_b").is_ok());
+        assert!(validate_node_id("").is_err());
+        assert!(validate_node_id("a b").is_err());
+        assert!(validate_node_id(&"x".repeat(65)).is_err());
+        assert!(is_valid_address("10.0.0.1:7000"));
+        assert!(is_valid_address("[::1]:7000"));
+        assert!(!is_valid_address("10.0.0.1"));
+        assert!(!is_valid_address("host:7000"));
+    }
+}

@@ -1,0 +1,5 @@
+//! The hash-linked ledger: entries, chains, frontier and digests.
+pub mod entry;
+pub mod store;
+pub use entry::{entry_id, Entry, EntryError, Hash, GENESIS_PREV};
+pub use store::{Equivocation, Insert, Ledger};

@@ -1,0 +1,354 @@
+//! The ledger: the union of every author's hash chain this node has seen,
+//! with the per-author frontier and the bucketed digests reconciliation uses.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::entry::{Entry, Hash, GENESIS_PREV};
+use crate::config::MAX_PENDING_ENTRIES;
+
+/// Two different entries one author wrote at one sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Equivocation {
+    /// The equivocating author.
+    pub author: String,
+    /// The sequence number written twice.
+    pub seq: u64,
+    /// Id of the entry kept in the chain (the first one seen).
+    pub kept: Hash,
+    /// The other entry, kept as evidence.
+    pub conflicting: Entry,
+}
+
+/// What inserting one entry did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// The entry linked; these entries (it, then any buffered successors it
+    /// unblocked) joined their chains, in chain order.
+    Linked(Vec<Entry>),
+    /// Already held.
+    Duplicate,
+    /// Ahead of its chain; buffered until the gap is filled.
+    Buffered,
+    /// A second, different entry at an occupied (author, seq).
+    Equivocation(Equivocation),
+}
+
+/// The set of verified, linked entries plus buffered and conflicting ones.
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    chains: BTreeMap<String, Vec<Entry>>,
+    /// (author key, author) for bucketed digests, ordered by key.
+    keys: BTreeMap<(u64, String), u64>,
+    root: u64,
+    pending: BTreeMap<(String, u64), Entry>,
+    equivocations: Vec<Equivocation>,
+    len: usize,
+}
+
+/// The 64-bit bucket key of an author: the first 8 bytes of SHA-256(author).
+pub fn author_key(author: &str) -> u64 {
+    let h = Sha256::digest(author.as_bytes());
+    u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
+/// The digest contribution of an author whose chain ends at `seq`.
+pub fn leaf_hash(author: &str, seq: u64) -> u64 {
+    let mut h = Sha256::new();
+    h.update(b"nodeplane-leaf/1");
+    h.update((author.len() as u32).to_be_bytes());
+    h.update(author.as_bytes());
+    h.update(seq.to_be_bytes());
+    let out = h.finalize();
+    u64::from_be_bytes(out[..8].try_into().expect("8 bytes"))
+}
+
+/// The key range of a bucket path (one nibble of the author key per level).
+fn path_range(path: &[u8]) -> (u64, u64) {
+    let bits = 4 * path.len() as u32;
+    if bits == 0 {
+        return (0, u64::MAX);
+    }
+    let mut prefix: u64 = 0;
+    for &n in path {
+        prefix = (prefix << 4) | u64::from(n & 0x0f);
+    }
+    if bits >= 64 {
+        return (prefix, prefix);
+    }
+    let lo = prefix << (64 - bits);
+    (lo, lo | ((1u64 << (64 - bits)) - 1))
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    /// Number of linked entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no entry is linked.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of buffered (not yet linked) entries.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Every equivocation seen.
+    pub fn equivocations(&self) -> &[Equivocation] {
+        &self.equivocations
+    }
+
+    /// Head sequence number of an author's chain (0 when unknown).
+    pub fn head_seq(&self, author: &str) -> u64 {
+        self.chains.get(author).map_or(0, |c| c.len() as u64)
+    }
+
+    /// The head entry of an author's chain.
+    pub fn head(&self, author: &str) -> Option<&Entry> {
+        self.chains.get(author).and_then(|c| c.last())
+    }
+
+    /// The entry at (author, seq).
+    pub fn get(&self, author: &str, seq: u64) -> Option<&Entry> {
+        let chain = self.chains.get(author)?;
+        chain.get(usize::try_from(seq).ok()?.checked_sub(1)?)
+    }
+
+    /// Up to `limit` entries of `author` starting at sequence `from`.
+    pub fn entries(&self, author: &str, from: u64, limit: usize) -> Vec<Entry> {
+        let Some(chain) = self.chains.get(author) else { return Vec::new() };
+        let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
+        chain.iter().skip(start).take(limit).cloned().collect()
+    }
+
+    /// Every linked entry, author by author in chain order.
+    pub fn all_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.chains.values().flatten()
+    }
+
+    /// Per-author frontier: (author, head seq, head id), sorted by author.
+    pub fn frontier(&self) -> Vec<(String, u64, Hash)> {
+        self.chains
+            .iter()
+            .filter_map(|(a, c)| c.last().map(|e| (a.clone(), e.seq, e.id)))
+            .collect()
+    }
+
+    /// SHA-256 over the whole frontier: equal iff the head sets are equal.
+    pub fn frontier_digest(&self) -> Hash {
+        let mut h = Sha256::new();
+        h.update(b"nodeplane-frontier/1");
+        for (author, seq, id) in self.frontier() {
+            h.update((author.len() as u32).to_be_bytes());
+            h.update(author.as_bytes());
+            h.update(seq.to_be_bytes());
+            h.update(id);
+        }
+        h.finalize().into()
+    }
+
+    /// The short frontier digest carried in every ping and ack: the XOR of
+    /// every author's leaf hash, so one append updates it in O(1).
+    pub fn root_digest(&self) -> u64 {
+        self.root
+    }
+
+    /// Number of authors in a bucket.
+    pub fn authors_under(&self, path: &[u8]) -> usize {
+        let (lo, hi) = path_range(path);
+        self.keys.range((lo, String::new())..).take_while(|((k, _), _)| *k <= hi).count()
+    }
+
+    /// Digests of the 16 children of a bucket and its author count.
+    pub fn child_digests(&self, path: &[u8]) -> (Vec<u64>, usize) {
+        let mut out = vec![0u64; crate::config::SYNC_FANOUT];
+        let (lo, hi) = path_range(path);
+        let shift = 64u32.saturating_sub(4 * (path.len() as u32 + 1));
+        let mut count = 0;
+        for ((k, _), leaf) in self.keys.range((lo, String::new())..).take_while(|((k, _), _)| *k <= hi) {
+            let nib = if path.len() >= 16 { 0 } else { ((k >> shift) & 0x0f) as usize };
+            out[nib] ^= leaf;
+            count += 1;
+        }
+        (out, count)
+    }
+
+    /// The digest of one bucket.
+    pub fn bucket_digest(&self, path: &[u8]) -> u64 {
+        let (lo, hi) = path_range(path);
+        self.keys
+            .range((lo, String::new())..)
+            .take_while(|((k, _), _)| *k <= hi)
+            .fold(0, |acc, (_, leaf)| acc ^ leaf)
+    }
+
+    /// (author, head seq) of every author in a bucket.
+    pub fn heads_under(&self, path: &[u8]) -> Vec<(String, u64)> {
+        let (lo, hi) = path_range(path);
+        self.keys
+            .range((lo, String::new())..)
+            .take_while(|((k, _), _)| *k <= hi)
+            .map(|((_, a), _)| (a.clone(), self.head_seq(a)))
+            .collect()
+    }
+
+    /// Verifies an entry alone and against its chain and inserts it.
+    /// `Err` carries the reason it was rejected; the ledger is then unchanged.
+    pub fn insert(&mut self, entry: Entry) -> Result<Insert, String> {
+        entry.verify().map_err(|e| e.to_string())?;
+        let head = self.head_seq(&entry.author);
+        if entry.seq <= head {
+            let existing = self.get(&entry.author, entry.seq).expect("seq within chain");
+            if existing.id == entry.id {
+                return Ok(Insert::Duplicate);
+            }
+            let ev = Equivocation {
+                author: entry.author.clone(),
+                seq: entry.seq,
+                kept: existing.id,
+                conflicting: entry,
+            };
+            if self.equivocations.iter().any(|e| e.conflicting.id == ev.conflicting.id) {
+                return Ok(Insert::Duplicate);
+            }
+            self.equivocations.push(ev.clone());
+            return Ok(Insert::Equivocation(ev));
+        }
+        if entry.seq > head + 1 {
+            let slot = (entry.author.clone(), entry.seq);
+            if self.pending.get(&slot).is_some_and(|e| e.id == entry.id) {
+                return Ok(Insert::Duplicate);
+            }
+            if self.pending.len() >= MAX_PENDING_ENTRIES && !self.pending.contains_key(&slot) {
+                return Err(format!(
+                    "entry {}#{}: pending buffer full ({MAX_PENDING_ENTRIES} entries ahead of their chains)",
+                    entry.author, entry.seq
+                ));
+            }
+            self.pending.insert(slot, entry);
+            return Ok(Insert::Buffered);
+        }
+        let expected_prev = self.head(&entry.author).map_or(GENESIS_PREV, |h| h.id);
+        if entry.prev != expected_prev {
+            return Err(format!(
+                "entry {}#{}: prev {} does not link to the held entry {}#{} ({})",
+                entry.author,
+                entry.seq,
+                &hex::encode(entry.prev)[..16],
+                entry.author,
+                head,
+                &hex::encode(expected_prev)[..16]
+            ));
+        }
+        let author = entry.author.clone();
+        let mut linked = vec![entry];
+        self.link(linked[0].clone());
+        // Unblock buffered successors.
+        loop {
+            let next = self.head_seq(&author) + 1;
+            let Some(e) = self.pending.remove(&(author.clone(), next)) else { break };
+            if e.prev != self.head(&author).expect("non-empty").id {
+                // A buffered entry that does not link is dropped; sync will
+                // fetch the right one.
+                break;
+            }
+            self.link(e.clone());
+            linked.push(e);
+        }
+        // Drop buffered entries the chain has overtaken.
+        let head = self.head_seq(&author);
+        let stale: Vec<_> = self
+            .pending
+            .range((author.clone(), 0)..=(author.clone(), head))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            self.pending.remove(&k);
+        }
+        Ok(Insert::Linked(linked))
+    }
+
+    fn link(&mut self, entry: Entry) {
+        let key = author_key(&entry.author);
+        let leaf = leaf_hash(&entry.author, entry.seq);
+        let slot = self.keys.entry((key, entry.author.clone())).or_insert(0);
+        self.root ^= *slot ^ leaf;
+        *slot = leaf;
+        self.chains.entry(entry.author.clone()).or_default().push(entry);
+        self.len += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(author: &str, n: u64) -> Vec<Entry> {
+        let mut prev = GENESIS_PREV;
+        (1..=n)
+            .map(|seq| {
+                let e = Entry::new(author, seq, prev, seq, "join", b"{}".to_vec());
+                prev = e.id;
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn links_buffers_and_unblocks() {
+        let c = chain("a", 3);
+        let mut l = Ledger::new();
+        assert_eq!(l.insert(c[2].clone()), Ok(Insert::Buffered));
+        assert_eq!(l.insert(c[1].clone()), Ok(Insert::Buffered));
+        assert_eq!(l.insert(c[0].clone()), Ok(Insert::Linked(c.clone())));
+        assert_eq!(l.head_seq("a"), 3);
+        assert_eq!(l.pending_len(), 0);
+        assert_eq!(l.insert(c[1].clone()), Ok(Insert::Duplicate));
+    }
+
+    #[test]
+    fn equivocation_is_kept_as_evidence() {
+        let c = chain("a", 1);
+        let mut l = Ledger::new();
+        l.insert(c[0].clone()).unwrap();
+        let other = Entry::new("a", 1, GENESIS_PREV, 9, "join", b"{}".to_vec());
+        assert!(matches!(l.insert(other.clone()), Ok(Insert::Equivocation(_))));
+        assert_eq!(l.equivocations().len(), 1);
+        assert_eq!(l.insert(other), Ok(Insert::Duplicate));
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn unlinked_entry_is_rejected() {
+        let mut l = Ledger::new();
+        l.insert(chain("a", 1)[0].clone()).unwrap();
+        let bad = Entry::new("a", 2, [7; 32], 2, "join", b"{}".to_vec());
+        assert!(l.insert(bad).unwrap_err().contains("does not link"));
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn root_digest_is_xor_of_buckets() {
+        let mut l = Ledger::new();
+        for a in ["a", "b", "c", "d", "e"] {
+            for e in chain(a, 2) {
+                l.insert(e).unwrap();
+            }
+        }
+        let (kids, n) = l.child_digests(&[]);
+        assert_eq!(n, 5);
+        assert_eq!(kids.iter().fold(0, |x, y| x ^ y), l.root_digest());
+        assert_eq!(l.bucket_digest(&[]), l.root_digest());
+        let total: usize = (0..16u8).map(|i| l.authors_under(&[i])).sum();
+        assert_eq!(total, 5);
+    }
+}

@@ -1,0 +1,265 @@
+//! The wire format: one schema-version byte, then a postcard-encoded
+//! [`Message`]. Every bound is checked on decode, before anything is used.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{
+    MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_NODE_ID_LEN, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS,
+    SYNC_FANOUT,
+};
+use crate::error::Error;
+use crate::ledger::Entry;
+
+/// The schema version this code speaks: the first byte of every message.
+pub const WIRE_VERSION: u8 = 1;
+
+/// The short frontier digest carried in pings and acks.
+pub type Digest8 = [u8; 8];
+
+/// A ledger entry on the wire (hashes as raw 32 bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
+    /// Author.
+    pub author: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Previous entry id.
+    pub prev: [u8; 32],
+    /// Lamport clock.
+    pub clock: u64,
+    /// Kind.
+    pub kind: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Entry id, checked by the receiver.
+    pub id: [u8; 32],
+}
+
+impl From<&Entry> for WireEntry {
+    fn from(e: &Entry) -> Self {
+        WireEntry {
+            author: e.author.clone(),
+            seq: e.seq,
+            prev: e.prev,
+            clock: e.clock,
+            kind: e.kind.clone(),
+            body: e.body.clone(),
+            id: e.id,
+        }
+    }
+}
+
+impl From<WireEntry> for Entry {
+    fn from(w: WireEntry) -> Self {
+        Entry { author: w.author, seq: w.seq, prev: w.prev, clock: w.clock, kind: w.kind, body: w.body, id: w.id }
+    }
+}
+
+/// Approximate encoded size of an entry, for byte budgets.
+pub fn entry_wire_size(e: &Entry) -> usize {
+    e.author.len() + e.kind.len() + e.body.len() + 64 + 20
+}
+
+/// One node of the reconciliation tree over authors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncItem {
+    /// The sender's digests of the 16 children of bucket `path`.
+    Node {
+        /// Bucket path: one nibble (0..16) of the author key per level.
+        path: Vec<u8>,
+        /// 16 child digests.
+        digests: Vec<Digest8>,
+    },
+    /// The sender's (author, head seq) of every author in bucket `path`.
+    Leaf {
+        /// Bucket path.
+        path: Vec<u8>,
+        /// Heads.
+        heads: Vec<(String, u64)>,
+    },
+}
+
+/// Every message of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A probe of `target` (empty: whoever listens), with the sender's
+    /// frontier digest and piggybacked fresh entries.
+    Ping {
+        /// Probe sequence number, echoed in the ack.
+        seq: u32,
+        /// Node id the probe is for.
+        target: String,
+        /// Sender's frontier digest.
+        digest: Digest8,
+        /// Piggybacked entries.
+        entries: Vec<WireEntry>,
+    },
+    /// Answer to a ping.
+    Ack {
+        /// The ping's sequence number.
+        seq: u32,
+        /// Sender's frontier digest.
+        digest: Digest8,
+        /// Piggybacked entries.
+        entries: Vec<WireEntry>,
+    },
+    /// Ask the receiver to probe `target` at `address` on the sender's behalf.
+    PingReq {
+        /// Sender's probe sequence number.
+        seq: u32,
+        /// Node id to probe.
+        target: String,
+        /// Its address.
+        address: String,
+    },
+    /// The target of a ping-req answered.
+    IndirectAck {
+        /// The requester's sequence number.
+        seq: u32,
+    },
+    /// The target of a ping-req did not answer in time (the requester
+    /// itself is reachable: Lifeguard's nack).
+    Nack {
+        /// The requester's sequence number.
+        seq: u32,
+    },
+    /// A push of fresh entries.
+    Gossip {
+        /// Entries.
+        entries: Vec<WireEntry>,
+    },
+    /// A step of reconciliation.
+    Sync {
+        /// Buckets compared in this step.
+        items: Vec<SyncItem>,
+    },
+    /// Ask for every entry of `author` after `seq`.
+    Want {
+        /// (author, seq held).
+        heads: Vec<(String, u64)>,
+    },
+    /// Entries answering a want or a leaf.
+    Entries {
+        /// Entries, in chain order per author.
+        entries: Vec<WireEntry>,
+        /// More remain: the receiver should reconcile again.
+        more: bool,
+    },
+}
+
+impl Message {
+    /// Short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Ping { .. } => "ping",
+            Message::Ack { .. } => "ack",
+            Message::PingReq { .. } => "ping-req",
+            Message::IndirectAck { .. } => "indirect-ack",
+            Message::Nack { .. } => "nack",
+            Message::Gossip { .. } => "gossip",
+            Message::Sync { .. } => "sync",
+            Message::Want { .. } => "want",
+            Message::Entries { .. } => "entries",
+        }
+    }
+}
+
+/// Encodes a message: version byte, then postcard.
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let mut out = vec![WIRE_VERSION];
+    out.extend(postcard::to_allocvec(msg).expect("postcard encodes into a Vec"));
+    out
+}
+
+fn bad(why: String) -> Error {
+    Error::BadMessage(why)
+}
+
+/// Decodes and bounds-checks a message.
+pub fn decode(bytes: &[u8]) -> Result<Message, Error> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(bad(format!("message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}", bytes.len())));
+    }
+    let Some((&version, rest)) = bytes.split_first() else {
+        return Err(bad("empty message".into()));
+    };
+    if version != WIRE_VERSION {
+        return Err(bad(format!("unknown schema version {version} (this node speaks {WIRE_VERSION})")));
+    }
+    let (msg, tail): (Message, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| bad(format!("malformed message: {e}")))?;
+    if !tail.is_empty() {
+        return Err(bad(format!("{} trailing bytes after a {} message", tail.len(), msg.name())));
+    }
+    check_bounds(&msg)?;
+    Ok(msg)
+}
+
+fn check_entries(name: &str, entries: &[WireEntry]) -> Result<(), Error> {
+    if entries.len() > MAX_ENTRIES_PER_MESSAGE {
+        return Err(bad(format!("{name} carries {} entries, limit {MAX_ENTRIES_PER_MESSAGE}", entries.len())));
+    }
+    Ok(())
+}
+
+fn check_heads(name: &str, heads: &[(String, u64)]) -> Result<(), Error> {
+    if heads.len() > MAX_HEADS {
+        return Err(bad(format!("{name} carries {} heads, limit {MAX_HEADS}", heads.len())));
+    }
+    if let Some((a, _)) = heads.iter().find(|(a, _)| a.is_empty() || a.len() > MAX_NODE_ID_LEN) {
+        return Err(bad(format!("{name} names an author of {} bytes", a.len())));
+    }
+    Ok(())
+}
+
+fn check_path(path: &[u8]) -> Result<(), Error> {
+    if path.len() > MAX_SYNC_DEPTH || path.iter().any(|&n| n as usize >= SYNC_FANOUT) {
+        return Err(bad(format!("sync path {path:?} is not a list of at most {MAX_SYNC_DEPTH} nibbles")));
+    }
+    Ok(())
+}
+
+fn check_bounds(msg: &Message) -> Result<(), Error> {
+    match msg {
+        Message::Ping { target, entries, .. } => {
+            if target.len() > MAX_NODE_ID_LEN {
+                return Err(bad(format!("ping target of {} bytes", target.len())));
+            }
+            check_entries("ping", entries)
+        }
+        Message::Ack { entries, .. } => check_entries("ack", entries),
+        Message::PingReq { target, address, .. } => {
+            if target.is_empty() || target.len() > MAX_NODE_ID_LEN || !crate::config::is_valid_address(address) {
+                return Err(bad(format!("ping-req for {target:?} at {address:?} is not a valid node and address")));
+            }
+            Ok(())
+        }
+        Message::IndirectAck { .. } | Message::Nack { .. } => Ok(()),
+        Message::Gossip { entries } => check_entries("gossip", entries),
+        Message::Entries { entries, .. } => check_entries("entries", entries),
+        Message::Want { heads } => check_heads("want", heads),
+        Message::Sync { items } => {
+            if items.len() > MAX_SYNC_ITEMS {
+                return Err(bad(format!("sync carries {} items, limit {MAX_SYNC_ITEMS}", items.len())));
+            }
+            for item in items {
+                match item {
+                    SyncItem::Node { path, digests } => {
+                        check_path(path)?;
+                        if digests.len() != SYNC_FANOUT {
+                            return Err(bad(format!(
+                                "sync node carries {} digests, expected {SYNC_FANOUT}",
+                                digests.len()
+                            )));
+                        }
+                    }
+                    SyncItem::Leaf { path, heads } => {
+                        check_path(path)?;
+                        check_heads("sync leaf", heads)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
