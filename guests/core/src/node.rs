@@ -294,9 +294,9 @@ impl Node {
     /// twice, then goes quiet.
     pub fn leave(&mut self, now_ms: u64) -> Result<(), Error> {
         self.require_joined()?;
+        self.phase = Phase::Left;
         let e = self.author(now_ms, KIND_LEAVE, body(&LeaveBody { inc: self.incarnation }));
         self.announce_leave(&e);
-        self.phase = Phase::Left;
         for t in [TIMER_PROTOCOL, TIMER_PROBE_TIMEOUT, TIMER_GOSSIP, TIMER_ANTI_ENTROPY] {
             self.effects.push(Effect::CancelTimer { timer: t });
         }
@@ -372,7 +372,7 @@ impl Node {
         }
         match msg {
             Message::Ping { seq, target, digest: _, entries } => {
-                self.ingest(now_ms, from, entries);
+                self.ingest(now_ms, from, entries, true);
                 if !target.is_empty() && target != self.cfg.node_id {
                     self.log("misdirected-ping", &[("from", from.into()), ("target", target.into())]);
                     return Ok(());
@@ -382,7 +382,7 @@ impl Node {
                 self.send(from, &Message::Ack { seq, digest, entries });
             }
             Message::Ack { seq, digest, entries } => {
-                self.ingest(now_ms, from, entries);
+                self.ingest(now_ms, from, entries, true);
                 if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
                         p.acked = true;
@@ -413,11 +413,12 @@ impl Node {
                     p.nacks += 1;
                 }
             }
-            Message::Gossip { entries } => self.ingest(now_ms, from, entries),
+            Message::Gossip { entries } => self.ingest(now_ms, from, entries, true),
             Message::Sync { items } => self.on_sync(from, items),
             Message::Want { heads } => self.on_want(from, heads),
             Message::Entries { entries, more } => {
-                self.ingest(now_ms, from, entries);
+                // Reconciled history is old news for the sender: no re-gossip.
+                self.ingest(now_ms, from, entries, false);
                 if more {
                     self.start_sync(now_ms, from, true);
                 }
@@ -493,7 +494,7 @@ impl Node {
         self.lamport += 1;
         let e = Entry::new(&self.cfg.node_id, seq, prev, self.lamport, kind, body);
         match self.ledger.insert(e.clone()) {
-            Ok(Insert::Linked(linked)) => self.accept(now_ms, linked),
+            Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, true),
             other => unreachable!("own entry must link: {other:?}"),
         }
         e
@@ -537,13 +538,15 @@ impl Node {
 
     /// Takes newly linked entries into account: persist, view, gossip,
     /// updates, refutation.
-    fn accept(&mut self, now_ms: u64, linked: Vec<Entry>) {
+    fn accept(&mut self, now_ms: u64, linked: Vec<Entry>, regossip: bool) {
         let mut touched = BTreeSet::new();
         for e in linked {
             self.lamport = self.lamport.max(e.clock);
             self.effects.push(Effect::Append(e.clone()));
             touched.extend(self.fold(now_ms, &e));
-            self.enqueue_broadcast(e);
+            if regossip {
+                self.enqueue_broadcast(e);
+            }
         }
         if self.phase == Phase::Idle {
             return;
@@ -559,7 +562,7 @@ impl Node {
             return;
         }
         let Some(c) = self.derived.claim(&self.cfg.node_id).cloned() else { return };
-        if c.state == PeerState::Alive {
+        if !matches!(c.state, PeerState::Suspect | PeerState::Dead) {
             return;
         }
         self.incarnation = self.incarnation.max(c.inc + 1);
@@ -611,12 +614,12 @@ impl Node {
     }
 
     /// Verifies and inserts received entries, logging rejections.
-    fn ingest(&mut self, now_ms: u64, from: &str, entries: Vec<WireEntry>) {
+    fn ingest(&mut self, now_ms: u64, from: &str, entries: Vec<WireEntry>, regossip: bool) {
         let mut gaps: BTreeMap<String, u64> = BTreeMap::new();
         for w in entries {
             let e: Entry = w.into();
             match self.ledger.insert(e.clone()) {
-                Ok(Insert::Linked(linked)) => self.accept(now_ms, linked),
+                Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, regossip),
                 Ok(Insert::Duplicate) => {}
                 Ok(Insert::Buffered) => {
                     gaps.insert(e.author.clone(), self.ledger.head_seq(&e.author));

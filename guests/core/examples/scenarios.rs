@@ -1,0 +1,106 @@
+//! Measures SCENARIOS.md-like figures on the native harness.
+//! `cargo run --release --example scenarios -- [s1|s2|s3|s4|s7|s8b] [N] [seeds]`
+
+use nodeplane_core::testkit::Sim;
+use nodeplane_core::PeerState;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.get(1).map(String::as_str).unwrap_or("s1");
+    let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let seeds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let mut results = Vec::new();
+    for seed in 1..=seeds {
+        let mut sim = Sim::new(n, seed);
+        match which {
+            "s1" => {
+                sim.start_all();
+                let t = sim.run_until_pred(100, 120_000, |s| s.converged());
+                let conv = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
+                let b0 = sim.stats.clone();
+                sim.run_for(60_000);
+                for (k, (m, b)) in &sim.stats.by_type {
+                    let (m0, b0) = b0.by_type.get(k).copied().unwrap_or_default();
+                    print!("{k}: {} msgs {} B; ", m - m0, b - b0);
+                }
+                println!();
+                let bytes = (sim.stats.bytes - b0.bytes) as f64 / n as f64 / 60.0;
+                let msgs = (sim.stats.messages - b0.messages) as f64 / n as f64 / 60.0;
+                println!("seed {seed}: converge {conv:.1} s, steady {bytes:.1} B/node/s, {msgs:.2} msg/node/s, identical {}", sim.ledgers_identical());
+                results.push(conv);
+            }
+            "s2" => {
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                sim.run_for(5_000);
+                let victim = n / 2;
+                sim.crash(victim);
+                let first = sim.run_until_pred(50, 60_000, |s| s.any_sees(victim, PeerState::Dead));
+                let t0 = first.unwrap_or(0);
+                let all = sim.run_until_pred(50, 60_000, |s| s.all_see(victim, PeerState::Dead));
+                let all = all.map_or(f64::NAN, |t| (t + t0) as f64 / 1000.0);
+                println!("seed {seed}: first dead {:.2} s, all dead {all:.2} s, false deaths {}", t0 as f64 / 1000.0, sim.false_deaths.len());
+                results.push(all);
+            }
+            "s3" => {
+                let loss: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0.2);
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                sim.loss = loss;
+                let secs: u64 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(600);
+                sim.run_for(secs * 1000);
+                let fs = sim.log_count("suspected");
+                println!("seed {seed}: loss {loss}: false deaths {}, suspicions written {fs}, refutations {}", sim.false_deaths.len(), sim.log_count("refuted"));
+                results.push(sim.false_deaths.len() as f64);
+            }
+            "s4" => {
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                let a: Vec<usize> = (0..n / 2).collect();
+                let b: Vec<usize> = (n / 2..n).collect();
+                sim.partition(&[a, b]);
+                sim.run_for(60_000);
+                let dead = (0..n).filter(|&j| sim.any_sees(j, PeerState::Dead)).count();
+                sim.heal();
+                let t = sim.run_until_pred(100, 120_000, |s| s.converged());
+                let t = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
+                sim.run_for(3_000);
+                println!("seed {seed}: dead during split {dead}, heal->converged {t:.1} s, identical {}", sim.ledgers_identical());
+                results.push(t);
+            }
+            "s7" => {
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                let leaver = n / 3;
+                sim.leave(leaver);
+                let t = sim.run_until_pred(10, 30_000, |s| s.all_see(leaver, PeerState::Left));
+                let t = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
+                println!("seed {seed}: left everywhere {t:.2} s, ever dead {}", sim.false_deaths.len());
+                results.push(t);
+            }
+            "s8b" => {
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                let m = n / 4;
+                sim.set_mute(m);
+                sim.run_for(120_000);
+                let mute_dead = sim.all_see(m, PeerState::Dead);
+                let healthy_dead: usize = sim.false_deaths.iter().filter(|(_, s)| *s != m).count();
+                sim.heal();
+                let t = sim.run_until_pred(100, 120_000, |s| s.converged());
+                println!("seed {seed}: mute dead everywhere {mute_dead}, healthy declared dead {healthy_dead}, restore->converged {:?} ms", t);
+                results.push(healthy_dead as f64);
+            }
+            _ => panic!("unknown scenario"),
+        }
+    }
+    println!("{which} N={n}: median {:.2} max {:.2}", median(&mut results.clone()), results.iter().cloned().fold(f64::NAN, f64::max));
+}
+
+#[allow(dead_code)]
+fn debug_leave() {}
