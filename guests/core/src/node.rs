@@ -116,6 +116,8 @@ pub struct Node {
     broadcasts: Vec<Broadcast>,
     suspicions: BTreeMap<(String, u64), Suspicion>,
     last_sync: BTreeMap<String, u64>,
+    /// Last frontier digest heard from each address (ping or ack).
+    peer_digest: BTreeMap<String, Digest8>,
 }
 
 fn json(pairs: &[(&str, serde_json::Value)]) -> String {
@@ -154,6 +156,7 @@ impl Node {
             broadcasts: Vec::new(),
             suspicions: BTreeMap::new(),
             last_sync: BTreeMap::new(),
+            peer_digest: BTreeMap::new(),
             cfg,
         };
         let mut max_inc_about_self = None::<u64>;
@@ -371,18 +374,20 @@ impl Node {
             return Ok(());
         }
         match msg {
-            Message::Ping { seq, target, digest: _, entries } => {
+            Message::Ping { seq, target, digest, entries } => {
                 self.ingest(now_ms, from, entries, true);
+                self.peer_digest.insert(from.to_string(), digest);
                 if !target.is_empty() && target != self.cfg.node_id {
                     self.log("misdirected-ping", &[("from", from.into()), ("target", target.into())]);
                     return Ok(());
                 }
-                let entries = self.piggyback(PIGGYBACK_BYTES_BUDGET);
+                let entries = self.piggyback_for(from);
                 let digest = digest8(self.ledger.root_digest());
                 self.send(from, &Message::Ack { seq, digest, entries });
             }
             Message::Ack { seq, digest, entries } => {
                 self.ingest(now_ms, from, entries, true);
+                self.peer_digest.insert(from.to_string(), digest);
                 if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
                         p.acked = true;
@@ -704,11 +709,33 @@ impl Node {
         out
     }
 
+    /// Whether the last digest heard from `addr` equals ours: then it holds
+    /// every entry we hold and gossip to it would be wasted.
+    fn in_sync_with(&self, addr: &str) -> bool {
+        self.peer_digest.get(addr) == Some(&digest8(self.ledger.root_digest()))
+    }
+
+    fn piggyback_for(&mut self, addr: &str) -> Vec<WireEntry> {
+        if self.in_sync_with(addr) {
+            return Vec::new();
+        }
+        self.piggyback(PIGGYBACK_BYTES_BUDGET)
+    }
+
     fn gossip_round(&mut self, _now_ms: u64) {
         if self.broadcasts.is_empty() {
             return;
         }
-        let live = self.live_peers();
+        let live: Vec<String> = self
+            .live_peers()
+            .into_iter()
+            .filter(|id| self.published.get(id).is_some_and(|m| !self.in_sync_with(&m.address)))
+            .collect();
+        if live.is_empty() {
+            // Every live peer reported our digest: nothing left to spread.
+            self.broadcasts.clear();
+            return;
+        }
         for id in self.rng.sample(&live, GOSSIP_FANOUT) {
             let entries = self.piggyback(PIGGYBACK_BYTES_BUDGET);
             if entries.is_empty() {
@@ -889,7 +916,7 @@ impl Node {
         let Some(m) = self.published.get(target).cloned() else { return };
         let seq = self.fresh_seq();
         self.probes.insert(seq, Probe { target: target.to_string(), acked: false, helpers: 0, nacks: 0 });
-        let entries = self.piggyback(PIGGYBACK_BYTES_BUDGET);
+        let entries = self.piggyback_for(&m.address);
         let digest = digest8(self.ledger.root_digest());
         self.send(&m.address, &Message::Ping { seq, target: target.to_string(), digest, entries });
     }

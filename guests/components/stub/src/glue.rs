@@ -1,0 +1,156 @@
+//! Maps the WIT interface onto [`crate::plane::Plane`]. Shared, through
+//! `#[path]`, by the stub and the broken fixtures; each crate defines
+//! `FLAW` and generates its own bindings in `crate::bindings`.
+
+use std::cell::RefCell;
+
+use crate::bindings::exports::nodeplane::control::{control, driver};
+use crate::bindings::nodeplane::control::{events, types};
+use crate::plane::{Cause, Error, Flaw, Member, Plane, Sink, State, Update};
+
+thread_local! {
+    static PLANE: RefCell<Option<Plane>> = const { RefCell::new(None) };
+}
+
+struct HostSink;
+
+impl Sink for HostSink {
+    fn deliver(&mut self, subscriber: u64, update: &Update) {
+        events::deliver_update(subscriber, &to_wit_update(update));
+    }
+    fn log(&mut self, kind: &str, detail: String) {
+        events::log_event(kind, &detail);
+    }
+}
+
+fn with_plane<T>(f: impl FnOnce(&mut Plane) -> Result<T, Error>) -> Result<T, types::Error> {
+    PLANE.with(|cell| match cell.borrow_mut().as_mut() {
+        Some(plane) => f(plane).map_err(to_wit_error),
+        None => Err(types::Error::Internal("driver.init was not called".into())),
+    })
+}
+
+fn to_wit_state(state: State) -> types::PeerState {
+    match state {
+        State::Alive => types::PeerState::Alive,
+        State::Suspect => types::PeerState::Suspect,
+        State::Dead => types::PeerState::Dead,
+        State::Left => types::PeerState::Left,
+    }
+}
+
+fn from_wit_state(state: types::PeerState) -> State {
+    match state {
+        types::PeerState::Alive => State::Alive,
+        types::PeerState::Suspect => State::Suspect,
+        types::PeerState::Dead => State::Dead,
+        types::PeerState::Left => State::Left,
+    }
+}
+
+fn to_wit_member(member: &Member) -> types::Member {
+    types::Member {
+        id: member.id.clone(),
+        address: member.address.clone(),
+        state: to_wit_state(member.state),
+        incarnation: member.incarnation,
+        metadata: member.metadata.clone(),
+    }
+}
+
+fn to_wit_view((version, members): (u64, Vec<Member>)) -> types::MembershipView {
+    types::MembershipView {
+        version,
+        members: members.iter().map(to_wit_member).collect(),
+    }
+}
+
+fn to_wit_update(update: &Update) -> types::MembershipUpdate {
+    types::MembershipUpdate {
+        peer: update.peer.clone(),
+        previous: update.previous.map(to_wit_state),
+        current: to_wit_member(&update.current),
+        cause: match update.cause {
+            Cause::Joined => types::UpdateCause::Joined,
+            Cause::Suspected => types::UpdateCause::Suspected,
+            Cause::Refuted => types::UpdateCause::Refuted,
+            Cause::ConfirmedDead => types::UpdateCause::ConfirmedDead,
+            Cause::Left => types::UpdateCause::Left,
+        },
+        entry: None,
+        version: update.version,
+    }
+}
+
+fn to_wit_error(error: Error) -> types::Error {
+    match error {
+        Error::NotJoined => types::Error::NotJoined,
+        Error::HasLeft => types::Error::HasLeft,
+        Error::InvalidAddress(a) => types::Error::InvalidAddress(a),
+        Error::UnknownPeer(p) => types::Error::UnknownPeer(p),
+        Error::InvalidReport(r) => types::Error::InvalidReport(r),
+        Error::InvalidSubscriber(s) => types::Error::InvalidSubscriber(s),
+        Error::InvalidConfig(c) => types::Error::InvalidConfig(c),
+    }
+}
+
+/// The exported component.
+pub struct Component;
+
+impl driver::Guest for Component {
+    fn info() -> types::ComponentInfo {
+        types::ComponentInfo {
+            name: crate::NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn init(config: types::NodeConfig) -> Result<(), types::Error> {
+        let flaw: Flaw = crate::FLAW;
+        let plane = Plane::new(flaw, config.node_id, config.address, config.metadata)
+            .map_err(to_wit_error)?;
+        PLANE.with(|cell| *cell.borrow_mut() = Some(plane));
+        Ok(())
+    }
+
+    fn deliver_message(_source: types::Address, _payload: Vec<u8>) -> Result<(), types::Error> {
+        // The stub has no network protocol; messages are accepted and ignored.
+        Ok(())
+    }
+
+    fn fire_timer(_timer: u64) {}
+}
+
+impl control::Guest for Component {
+    fn join(seed_peers: Vec<types::Address>) -> Result<types::MembershipView, types::Error> {
+        with_plane(|p| p.join(&mut HostSink, &seed_peers)).map(to_wit_view)
+    }
+
+    fn leave() -> Result<(), types::Error> {
+        with_plane(|p| p.leave(&mut HostSink))
+    }
+
+    fn get_members() -> Result<types::MembershipView, types::Error> {
+        with_plane(|p| p.get_members()).map(to_wit_view)
+    }
+
+    fn publish_heartbeat() -> Result<u64, types::Error> {
+        with_plane(|p| p.publish_heartbeat())
+    }
+
+    fn report_peer_state(peer: types::NodeId, state: types::PeerState) -> Result<types::PeerState, types::Error> {
+        with_plane(|p| p.report_peer_state(&mut HostSink, &peer, from_wit_state(state))).map(to_wit_state)
+    }
+
+    fn subscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {
+        with_plane(|p| p.subscribe(handler))
+    }
+
+    fn unsubscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {
+        with_plane(|p| p.unsubscribe(handler))
+    }
+
+    fn get_peer_metadata(peer: types::NodeId) -> Result<types::Metadata, types::Error> {
+        with_plane(|p| p.get_peer_metadata(&peer))
+    }
+}

@@ -1,0 +1,316 @@
+//! The stub control plane's logic, in plain Rust.
+//!
+//! Deterministic and network-free: `join` makes the seeds (named by their
+//! address) and this node members, reports and `leave` apply the
+//! transitions documented in `docs/interface.md`, and an update is emitted
+//! for every change. It keeps no ledger: it is a test double.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A deliberate defect, used only by the conformance harness's fixtures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub enum Flaw {
+    /// A correct stub.
+    None,
+    /// Updates caused by `report-peer-state` are never delivered.
+    DropsUpdates,
+    /// A report about an unknown peer returns `invalid-report`, not `unknown-peer`.
+    WrongError,
+    /// `publish-heartbeat` never returns.
+    Spin,
+    /// `get-peer-metadata` traps.
+    Trap,
+}
+
+/// Peer states, as in WIT.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    Alive,
+    Suspect,
+    Dead,
+    Left,
+}
+
+/// Update causes, as in WIT.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cause {
+    Joined,
+    Suspected,
+    Refuted,
+    ConfirmedDead,
+    Left,
+}
+
+/// Errors, as in WIT.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Error {
+    NotJoined,
+    HasLeft,
+    InvalidAddress(String),
+    UnknownPeer(String),
+    InvalidReport(String),
+    InvalidSubscriber(u64),
+    InvalidConfig(String),
+}
+
+/// One member.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Member {
+    pub id: String,
+    pub address: String,
+    pub state: State,
+    pub incarnation: u64,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// One membership update.
+#[derive(Clone, Debug)]
+pub struct Update {
+    pub peer: String,
+    pub previous: Option<State>,
+    pub current: Member,
+    pub cause: Cause,
+    pub version: u64,
+}
+
+/// Where the stub sends its updates and event-log lines.
+pub trait Sink {
+    fn deliver(&mut self, subscriber: u64, update: &Update);
+    fn log(&mut self, kind: &str, detail: String);
+}
+
+/// The stub's whole state.
+pub struct Plane {
+    flaw: Flaw,
+    node_id: String,
+    address: String,
+    metadata: Vec<(String, String)>,
+    joined: bool,
+    has_left: bool,
+    heartbeats: u64,
+    version: u64,
+    members: BTreeMap<String, Member>,
+    subscribers: BTreeSet<u64>,
+}
+
+/// Checks `ip:port`.
+pub fn valid_address(address: &str) -> bool {
+    address.parse::<core::net::SocketAddr>().is_ok()
+}
+
+/// Checks a node id: 1 to 64 bytes of `[A-Za-z0-9._-]`.
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+impl Plane {
+    /// A stub for this node's configuration.
+    pub fn new(
+        flaw: Flaw,
+        node_id: String,
+        address: String,
+        metadata: Vec<(String, String)>,
+    ) -> Result<Plane, Error> {
+        if !valid_node_id(&node_id) {
+            return Err(Error::InvalidConfig(format!(
+                "node-id {node_id:?}: must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
+            )));
+        }
+        if !valid_address(&address) {
+            return Err(Error::InvalidConfig(format!(
+                "address {address:?}: expected ip:port"
+            )));
+        }
+        Ok(Plane {
+            flaw,
+            node_id,
+            address,
+            metadata,
+            joined: false,
+            has_left: false,
+            heartbeats: 0,
+            version: 0,
+            members: BTreeMap::new(),
+            subscribers: BTreeSet::new(),
+        })
+    }
+
+    fn view(&self) -> (u64, Vec<Member>) {
+        (self.version, self.members.values().cloned().collect())
+    }
+
+    fn emit(&mut self, sink: &mut dyn Sink, peer: &str, previous: Option<State>, cause: Cause, deliver: bool) {
+        self.version += 1;
+        let update = Update {
+            peer: peer.to_string(),
+            previous,
+            current: self.members[peer].clone(),
+            cause,
+            version: self.version,
+        };
+        sink.log(
+            "membership-update",
+            format!(
+                "{{\"peer\":\"{}\",\"cause\":\"{:?}\",\"version\":{}}}",
+                peer, cause, self.version
+            ),
+        );
+        if deliver {
+            for subscriber in &self.subscribers {
+                sink.deliver(*subscriber, &update);
+            }
+        }
+    }
+
+    fn require_active(&self) -> Result<(), Error> {
+        if self.has_left {
+            Err(Error::HasLeft)
+        } else if !self.joined {
+            Err(Error::NotJoined)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `join`.
+    pub fn join(&mut self, sink: &mut dyn Sink, seeds: &[String]) -> Result<(u64, Vec<Member>), Error> {
+        if self.has_left {
+            return Err(Error::HasLeft);
+        }
+        if let Some(bad) = seeds.iter().find(|s| !valid_address(s)) {
+            return Err(Error::InvalidAddress(bad.clone()));
+        }
+        if !self.joined {
+            self.joined = true;
+            let me = Member {
+                id: self.node_id.clone(),
+                address: self.address.clone(),
+                state: State::Alive,
+                incarnation: 1,
+                metadata: self.metadata.clone(),
+            };
+            self.members.insert(me.id.clone(), me);
+            let id = self.node_id.clone();
+            self.emit(sink, &id, None, Cause::Joined, true);
+        }
+        for seed in seeds {
+            if *seed == self.address || self.members.contains_key(seed) {
+                continue;
+            }
+            let member = Member {
+                id: seed.clone(),
+                address: seed.clone(),
+                state: State::Alive,
+                incarnation: 0,
+                metadata: Vec::new(),
+            };
+            self.members.insert(seed.clone(), member);
+            self.emit(sink, seed, None, Cause::Joined, true);
+        }
+        Ok(self.view())
+    }
+
+    /// `leave`.
+    pub fn leave(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
+        self.require_active()?;
+        self.has_left = true;
+        let id = self.node_id.clone();
+        self.members.get_mut(&id).expect("self is a member").state = State::Left;
+        self.emit(sink, &id, Some(State::Alive), Cause::Left, true);
+        Ok(())
+    }
+
+    /// `get-members`.
+    pub fn get_members(&self) -> Result<(u64, Vec<Member>), Error> {
+        if !self.joined {
+            return Err(Error::NotJoined);
+        }
+        Ok(self.view())
+    }
+
+    /// `publish-heartbeat`.
+    pub fn publish_heartbeat(&mut self) -> Result<u64, Error> {
+        self.require_active()?;
+        if self.flaw == Flaw::Spin {
+            let mut n: u64 = 0;
+            loop {
+                n = core::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        self.heartbeats += 1;
+        Ok(self.heartbeats)
+    }
+
+    /// `report-peer-state`: suspect/dead on alive → suspect; dead on suspect
+    /// → dead (the stub's caller is its failure detector); alive on suspect
+    /// → alive; nothing revives dead or left.
+    pub fn report_peer_state(&mut self, sink: &mut dyn Sink, peer: &str, state: State) -> Result<State, Error> {
+        self.require_active()?;
+        if peer == self.node_id {
+            return Err(Error::InvalidReport("a node cannot report on itself".into()));
+        }
+        if state == State::Left {
+            return Err(Error::InvalidReport(
+                "left can only be announced by the leaving node".into(),
+            ));
+        }
+        let Some(member) = self.members.get(peer) else {
+            return Err(match self.flaw {
+                Flaw::WrongError => Error::InvalidReport(format!("no such peer {peer}")),
+                _ => Error::UnknownPeer(peer.to_string()),
+            });
+        };
+        let before = member.state;
+        let (after, cause) = match (before, state) {
+            (State::Alive, State::Suspect | State::Dead) => (State::Suspect, Some(Cause::Suspected)),
+            (State::Suspect, State::Dead) => (State::Dead, Some(Cause::ConfirmedDead)),
+            (State::Suspect, State::Alive) => (State::Alive, Some(Cause::Refuted)),
+            (current, _) => (current, None),
+        };
+        if let Some(cause) = cause {
+            let member = self.members.get_mut(peer).expect("checked above");
+            member.state = after;
+            if cause == Cause::Refuted {
+                member.incarnation += 1;
+            }
+            let deliver = self.flaw != Flaw::DropsUpdates;
+            self.emit(sink, peer, Some(before), cause, deliver);
+        }
+        Ok(after)
+    }
+
+    /// `subscribe-membership-updates`.
+    pub fn subscribe(&mut self, handler: u64) -> Result<(), Error> {
+        if !self.subscribers.insert(handler) {
+            return Err(Error::InvalidSubscriber(handler));
+        }
+        Ok(())
+    }
+
+    /// `unsubscribe-membership-updates`.
+    pub fn unsubscribe(&mut self, handler: u64) -> Result<(), Error> {
+        if !self.subscribers.remove(&handler) {
+            return Err(Error::InvalidSubscriber(handler));
+        }
+        Ok(())
+    }
+
+    /// `get-peer-metadata`.
+    pub fn get_peer_metadata(&self, peer: &str) -> Result<Vec<(String, String)>, Error> {
+        if self.flaw == Flaw::Trap {
+            panic!("fixture: deliberate trap in get-peer-metadata");
+        }
+        if !self.joined {
+            return Err(Error::NotJoined);
+        }
+        self.members
+            .get(peer)
+            .map(|m| m.metadata.clone())
+            .ok_or_else(|| Error::UnknownPeer(peer.to_string()))
+    }
+}

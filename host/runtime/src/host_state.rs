@@ -1,0 +1,117 @@
+//! The store data of one instance: implements the host imports by
+//! recording effects.
+
+use nodeplane_entry::Entry;
+use wasmtime::StoreLimits;
+
+use crate::bindings::nodeplane::control::{clock, events, ledger_store, network, random, timers, types};
+use crate::convert;
+use crate::effects::{Effect, MAX_MESSAGE_BYTES};
+
+/// Per-instance host state.
+pub struct HostState {
+    /// Time seen by the guest during the current call.
+    pub now_ms: u64,
+    /// SplitMix64 state, seeded by the host.
+    pub rng: u64,
+    /// Effects recorded during the current call.
+    pub effects: Vec<Effect>,
+    /// Entries returned by `ledger-store.load`.
+    pub stored: Vec<Entry>,
+    /// Memory limits.
+    pub limits: StoreLimits,
+}
+
+impl HostState {
+    fn reject(&mut self, kind: &str, reason: String) {
+        tracing::warn!(%reason, "{kind}");
+        self.effects.push(Effect::Log {
+            kind: kind.to_string(),
+            detail: serde_json_string(&reason),
+        });
+    }
+}
+
+fn serde_json_string(reason: &str) -> String {
+    let escaped: String = reason
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect();
+    format!("{{\"reason\":\"{escaped}\"}}")
+}
+
+impl types::Host for HostState {}
+
+impl clock::Host for HostState {
+    fn now_ms(&mut self) -> u64 {
+        self.now_ms
+    }
+}
+
+impl random::Host for HostState {
+    fn next_u64(&mut self) -> u64 {
+        // SplitMix64: small, fast and fully determined by the seed.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl network::Host for HostState {
+    fn send(&mut self, to: String, payload: Vec<u8>) {
+        if payload.len() > MAX_MESSAGE_BYTES {
+            let reason = format!(
+                "message to {to} of {} bytes exceeds {MAX_MESSAGE_BYTES}",
+                payload.len()
+            );
+            return self.reject("send-rejected", reason);
+        }
+        if to.parse::<std::net::SocketAddr>().is_err() {
+            return self.reject("send-rejected", format!("destination {to:?} is not ip:port"));
+        }
+        self.effects.push(Effect::Send { to, payload });
+    }
+}
+
+impl timers::Host for HostState {
+    fn set_timer(&mut self, timer: u64, after_ms: u64) {
+        self.effects.push(Effect::SetTimer { timer, after_ms });
+    }
+
+    fn cancel_timer(&mut self, timer: u64) {
+        self.effects.push(Effect::CancelTimer { timer });
+    }
+}
+
+impl ledger_store::Host for HostState {
+    fn load(&mut self) -> Vec<types::LedgerEntry> {
+        self.stored.iter().map(convert::entry_to_wit).collect()
+    }
+
+    fn append(&mut self, entry: types::LedgerEntry) {
+        match convert::entry_from_wit(entry) {
+            Ok(entry) => self.effects.push(Effect::Append(entry)),
+            Err(reason) => self.reject("append-rejected", reason),
+        }
+    }
+}
+
+impl events::Host for HostState {
+    fn deliver_update(&mut self, to: u64, update: types::MembershipUpdate) {
+        self.effects.push(Effect::Update {
+            subscriber: to,
+            update: convert::update_from_wit(update),
+        });
+    }
+
+    fn log_event(&mut self, kind: String, detail: String) {
+        self.effects.push(Effect::Log { kind, detail });
+    }
+}

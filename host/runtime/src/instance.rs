@@ -1,0 +1,242 @@
+//! One component instance in its own store: every call runs with a fuel
+//! budget and returns its result together with the effects it recorded.
+
+use nodeplane_entry::Entry;
+use nodeplane_interface::{ControlError, MembershipView, Metadata, PeerState};
+use wasmtime::{Store, StoreLimitsBuilder};
+
+use crate::bindings::nodeplane::control::types as wit;
+use crate::bindings::ControlPlane as Bindings;
+use crate::convert;
+use crate::effects::Effect;
+use crate::engine::{LoadedComponent, Runtime};
+use crate::host_state::HostState;
+
+/// Why a call into a component did not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    /// The component returned an error of the interface.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The component trapped (panic, out of fuel, memory limit, bad
+    /// import call). The instance is unusable afterwards.
+    #[error("component crashed in {call}: {reason}")]
+    Crashed {
+        /// The call that crashed.
+        call: &'static str,
+        /// What wasmtime reported.
+        reason: String,
+    },
+}
+
+impl From<CallError> for ControlError {
+    fn from(e: CallError) -> ControlError {
+        match e {
+            CallError::Control(c) => c,
+            crashed @ CallError::Crashed { .. } => ControlError::Unavailable(crashed.to_string()),
+        }
+    }
+}
+
+/// The result of one call and the effects it recorded.
+pub type Outcome<T> = (Result<T, CallError>, Vec<Effect>);
+
+/// A running component instance.
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: Bindings,
+    component: LoadedComponent,
+    fuel_per_call: u64,
+    fuel_for_init: u64,
+    crashed: Option<String>,
+}
+
+impl Instance {
+    /// Instantiates `component`; `seed` seeds the host randomness it sees.
+    pub fn new(runtime: &Runtime, component: &LoadedComponent, seed: u64) -> anyhow::Result<Instance> {
+        let limits = runtime.limits();
+        let state = HostState {
+            now_ms: 0,
+            rng: seed,
+            effects: Vec::new(),
+            stored: Vec::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(16)
+                .tables(64)
+                .memories(16)
+                .build(),
+        };
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(limits.fuel_for_init)?;
+        let bindings = component.pre.instantiate(&mut store)?;
+        Ok(Instance {
+            store,
+            bindings,
+            component: component.clone(),
+            fuel_per_call: limits.fuel_per_call,
+            fuel_for_init: limits.fuel_for_init,
+            crashed: None,
+        })
+    }
+
+    /// The component this instance runs.
+    pub fn component(&self) -> &LoadedComponent {
+        &self.component
+    }
+
+    /// Why the instance crashed, if it did.
+    pub fn crashed(&self) -> Option<&str> {
+        self.crashed.as_deref()
+    }
+
+    fn call<T>(
+        &mut self,
+        name: &'static str,
+        now_ms: u64,
+        fuel: u64,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Outcome<T> {
+        if let Some(reason) = &self.crashed {
+            return (
+                Err(CallError::Crashed {
+                    call: name,
+                    reason: format!("instance crashed earlier: {reason}"),
+                }),
+                Vec::new(),
+            );
+        }
+        self.store.data_mut().now_ms = now_ms;
+        self.store.data_mut().effects.clear();
+        if let Err(e) = self.store.set_fuel(fuel) {
+            return (
+                Err(CallError::Crashed {
+                    call: name,
+                    reason: format!("setting fuel: {e}"),
+                }),
+                Vec::new(),
+            );
+        }
+        let result = f(&self.bindings, &mut self.store);
+        let effects = std::mem::take(&mut self.store.data_mut().effects);
+        match result {
+            Ok(Ok(value)) => (Ok(value), effects),
+            Ok(Err(error)) => (Err(CallError::Control(convert::error_from_wit(error))), effects),
+            Err(trap) => {
+                let reason = describe_trap(&trap);
+                tracing::error!(call = name, component = %self.component.source, %reason, "component crashed");
+                self.crashed = Some(reason.clone());
+                // A crashed call's effects are discarded: it did not complete.
+                (Err(CallError::Crashed { call: name, reason }), Vec::new())
+            }
+        }
+    }
+
+    /// `driver.info`: (name, version).
+    pub fn info(&mut self) -> Result<(String, String), CallError> {
+        let fuel = self.fuel_per_call;
+        self.call("info", 0, fuel, |b, s| {
+            b.nodeplane_control_driver().call_info(s).map(|i| Ok((i.name, i.version)))
+        })
+        .0
+    }
+
+    /// `driver.init` with the stored ledger.
+    pub fn init(&mut self, now_ms: u64, config: &wit::NodeConfig, stored: Vec<Entry>) -> Outcome<()> {
+        self.store.data_mut().stored = stored;
+        let fuel = self.fuel_for_init;
+        let outcome = self.call("init", now_ms, fuel, |b, s| b.nodeplane_control_driver().call_init(s, config));
+        self.store.data_mut().stored = Vec::new();
+        outcome
+    }
+
+    /// `driver.deliver-message`.
+    pub fn deliver_message(&mut self, now_ms: u64, source: &str, payload: &[u8]) -> Outcome<()> {
+        let fuel = self.fuel_per_call;
+        self.call("deliver-message", now_ms, fuel, |b, s| {
+            b.nodeplane_control_driver().call_deliver_message(s, &source.to_string(), payload)
+        })
+    }
+
+    /// `driver.fire-timer`.
+    pub fn fire_timer(&mut self, now_ms: u64, timer: u64) -> Outcome<()> {
+        let fuel = self.fuel_per_call;
+        self.call("fire-timer", now_ms, fuel, |b, s| {
+            b.nodeplane_control_driver().call_fire_timer(s, timer).map(Ok)
+        })
+    }
+
+    /// `control.join`.
+    pub fn join(&mut self, now_ms: u64, seeds: &[String]) -> Outcome<MembershipView> {
+        let fuel = self.fuel_per_call;
+        let (result, effects) = self.call("join", now_ms, fuel, |b, s| b.nodeplane_control_control().call_join(s, seeds));
+        (result.map(convert::view_from_wit), effects)
+    }
+
+    /// `control.leave`.
+    pub fn leave(&mut self, now_ms: u64) -> Outcome<()> {
+        let fuel = self.fuel_per_call;
+        self.call("leave", now_ms, fuel, |b, s| b.nodeplane_control_control().call_leave(s))
+    }
+
+    /// `control.get-members`.
+    pub fn get_members(&mut self, now_ms: u64) -> Outcome<MembershipView> {
+        let fuel = self.fuel_per_call;
+        let (result, effects) = self.call("get-members", now_ms, fuel, |b, s| b.nodeplane_control_control().call_get_members(s));
+        (result.map(convert::view_from_wit), effects)
+    }
+
+    /// `control.publish-heartbeat`.
+    pub fn publish_heartbeat(&mut self, now_ms: u64) -> Outcome<u64> {
+        let fuel = self.fuel_per_call;
+        self.call("publish-heartbeat", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control().call_publish_heartbeat(s)
+        })
+    }
+
+    /// `control.report-peer-state`.
+    pub fn report_peer_state(&mut self, now_ms: u64, peer: &str, state: PeerState) -> Outcome<PeerState> {
+        let fuel = self.fuel_per_call;
+        let (result, effects) = self.call("report-peer-state", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control()
+                .call_report_peer_state(s, &peer.to_string(), convert::state_to_wit(state))
+        });
+        (result.map(convert::state_from_wit), effects)
+    }
+
+    /// `control.subscribe-membership-updates`.
+    pub fn subscribe(&mut self, now_ms: u64, handler: u64) -> Outcome<()> {
+        let fuel = self.fuel_per_call;
+        self.call("subscribe-membership-updates", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control().call_subscribe_membership_updates(s, handler)
+        })
+    }
+
+    /// `control.unsubscribe-membership-updates`.
+    pub fn unsubscribe(&mut self, now_ms: u64, handler: u64) -> Outcome<()> {
+        let fuel = self.fuel_per_call;
+        self.call("unsubscribe-membership-updates", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control().call_unsubscribe_membership_updates(s, handler)
+        })
+    }
+
+    /// `control.get-peer-metadata`.
+    pub fn get_peer_metadata(&mut self, now_ms: u64, peer: &str) -> Outcome<Metadata> {
+        let fuel = self.fuel_per_call;
+        self.call("get-peer-metadata", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control().call_get_peer_metadata(s, &peer.to_string())
+        })
+    }
+}
+
+fn describe_trap(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        match trap {
+            wasmtime::Trap::OutOfFuel => "ran out of fuel (the call exceeded its instruction budget)".to_string(),
+            other => format!("trap: {other}"),
+        }
+    } else {
+        format!("{error:#}")
+    }
+}

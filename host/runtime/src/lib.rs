@@ -1,0 +1,42 @@
+//! The nodeplane host runtime.
+//!
+//! Loads control-plane components with wasmtime, runs one instance per node
+//! and drives it: every call is serialised, the guest gets time, randomness,
+//! timers, network and ledger storage only through host imports, and those
+//! imports *record effects* that the caller performs after the call returns.
+//! The same component therefore runs unchanged in the real agent (tokio
+//! sockets, wall clock, durable store) and in the deterministic simulator.
+//!
+//! Layers, bottom up:
+//! - [`Runtime`]: one wasmtime engine; compiles and caches components and
+//!   validates what they import ([`LoadedComponent`]).
+//! - [`Instance`]: one component instance in its own store, with fuel and
+//!   memory limits; each call returns its result and the [`Effect`]s.
+//! - [`Node`]: an instance plus host [`Services`], the host-owned
+//!   subscribers, crash recovery and hot swap; [`NodeHandle`] implements the
+//!   Mesh VPN's [`ControlPlane`](nodeplane_interface::ControlPlane) trait.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod convert;
+mod effects;
+mod engine;
+mod host_state;
+mod instance;
+mod node;
+mod services;
+
+/// Bindings generated from `wit/control.wit`.
+#[allow(missing_docs)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "control-plane",
+    });
+}
+
+pub use effects::{Effect, MAX_MESSAGE_BYTES};
+pub use engine::{ComponentSource, Limits, LoadedComponent, Runtime, RuntimeError};
+pub use instance::{CallError, Instance};
+pub use node::{Node, NodeConfig, NodeHandle, SwapReport, Tunables};
+pub use services::{EventRecord, LedgerStore, MemoryLedger, MemoryServices, Services, StoreError};
