@@ -456,6 +456,17 @@ impl Node {
         }
     }
 
+    /// Starts a reconciliation with the node at `address` now (the protocol
+    /// also starts them by itself on a digest mismatch).
+    pub fn reconcile_with(&mut self, now_ms: u64, address: &str) -> Result<(), Error> {
+        self.require_joined()?;
+        if !is_valid_address(address) {
+            return Err(Error::InvalidAddress(address.to_string()));
+        }
+        self.start_sync(now_ms, address, true);
+        Ok(())
+    }
+
     /// Takes every effect produced so far, in order.
     pub fn drain_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
@@ -969,6 +980,10 @@ impl Node {
                 .map(|m| m.address.clone())
                 .collect();
             let helpers = self.rng.sample(&candidates, k);
+            // A second direct ping alongside the indirect ones: under loss
+            // it halves the false-failure rate for two dozen bytes.
+            let digest = digest8(self.ledger.root_digest());
+            self.send(&addr, &Message::Ping { seq, target: target.clone(), digest, entries: Vec::new() });
             for h in &helpers {
                 self.send(h, &Message::PingReq { seq, target: target.clone(), address: addr.clone() });
             }

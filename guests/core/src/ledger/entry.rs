@@ -174,11 +174,15 @@ mod tests {
         assert!(changed.verify().is_err());
     }
 
+    const GOLDEN_SECOND_PREFIX: &str = "effa09e4f00d7cd0";
+
     /// Golden vector: a change here is a change of the ledger format.
     #[test]
     fn golden_entry_id() {
         let e = Entry::new("node-1", 1, GENESIS_PREV, 7, "join", br#"{"x":1}"#.to_vec());
-        assert_eq!(e.id_hex().len(), 64);
+        assert_eq!(e.id_hex(), "135d1c0662fb9e559185476e678159807e4bb0d99103c2bd7ac99c8ba8ffc727");
         assert_eq!(e.id, entry_id("node-1", 1, &GENESIS_PREV, 7, "join", br#"{"x":1}"#));
+        let next = Entry::new("node-1", 2, e.id, 8, "leave", br#"{"inc":1}"#.to_vec());
+        assert_eq!(&next.id_hex()[..16], GOLDEN_SECOND_PREFIX);
     }
 }

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use nodeplane_core::ledger::{Entry, GENESIS_PREV};
+use nodeplane_core::membership::{body, DeadBody, LeaveBody, ProfileBody, SuspectBody};
+use nodeplane_core::{Config, Effect, Node, Tunables};
+
+pub fn config(id: &str, addr: &str) -> Config {
+    Config {
+        node_id: id.into(),
+        address: addr.into(),
+        metadata: vec![("role".into(), "test".into())],
+        tunables: Tunables::default(),
+    }
+}
+
+/// Appends entries to authors' chains, keeping links right.
+#[derive(Default)]
+pub struct ChainBuilder {
+    pub entries: Vec<Entry>,
+    heads: std::collections::BTreeMap<String, (u64, [u8; 32])>,
+    clock: u64,
+}
+
+impl ChainBuilder {
+    pub fn push(&mut self, author: &str, kind: &str, body: Vec<u8>) -> Entry {
+        let (seq, prev) = self.heads.get(author).map_or((1, GENESIS_PREV), |(s, id)| (s + 1, *id));
+        self.clock += 1;
+        let e = Entry::new(author, seq, prev, self.clock, kind, body);
+        self.heads.insert(author.to_string(), (seq, e.id));
+        self.entries.push(e.clone());
+        e
+    }
+    pub fn join(&mut self, author: &str, inc: u64) -> Entry {
+        let addr = format!("10.9.0.{}:7000", author.bytes().map(u32::from).sum::<u32>() % 250 + 1);
+        self.push(author, "join", body(&ProfileBody { inc, addr, meta: vec![] }))
+    }
+    pub fn alive(&mut self, author: &str, inc: u64) -> Entry {
+        let addr = format!("10.9.0.{}:7000", author.bytes().map(u32::from).sum::<u32>() % 250 + 1);
+        self.push(author, "alive", body(&ProfileBody { inc, addr, meta: vec![] }))
+    }
+    pub fn suspect(&mut self, author: &str, subject: &str, inc: u64) -> Entry {
+        self.push(author, "suspect", body(&SuspectBody { subject: subject.into(), inc }))
+    }
+    pub fn dead(&mut self, author: &str, subject: &str, inc: u64) -> Entry {
+        self.push(author, "confirm-dead", body(&DeadBody { subject: subject.into(), inc, evidence: vec![], suspecters: 0 }))
+    }
+    pub fn leave(&mut self, author: &str, inc: u64) -> Entry {
+        self.push(author, "leave", body(&LeaveBody { inc }))
+    }
+}
+
+pub fn sends(effects: &[Effect]) -> Vec<(String, Vec<u8>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, payload } => Some((to.clone(), payload.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn updates(effects: &[Effect]) -> Vec<nodeplane_core::Update> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Update(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn appended(effects: &[Effect]) -> Vec<Entry> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Append(x) => Some(x.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn joined_node(id: &str, addr: &str) -> Node {
+    let mut n = Node::new(config(id, addr), vec![], 1, 0).unwrap();
+    n.join(0, &[]).unwrap();
+    n.drain_effects();
+    n
+}
