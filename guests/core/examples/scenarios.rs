@@ -44,7 +44,11 @@ fn main() {
                 let t0 = first.unwrap_or(0);
                 let all = sim.run_until_pred(50, 60_000, |s| s.all_see(victim, PeerState::Dead));
                 let all = all.map_or(f64::NAN, |t| (t + t0) as f64 / 1000.0);
-                println!("seed {seed}: first dead {:.2} s, all dead {all:.2} s, false deaths {}", t0 as f64 / 1000.0, sim.false_deaths.len());
+                println!(
+                    "seed {seed}: first dead {:.2} s, all dead {all:.2} s, false deaths {}",
+                    t0 as f64 / 1000.0,
+                    sim.false_deaths.len()
+                );
                 results.push(all);
             }
             "s3" => {
@@ -70,7 +74,10 @@ fn main() {
                 let t = sim.run_until_pred(100, 120_000, |s| s.converged());
                 let t = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
                 sim.run_for(3_000);
-                println!("seed {seed}: dead during split {dead}, heal->converged {t:.1} s, identical {}", sim.ledgers_identical());
+                println!(
+                    "seed {seed}: dead during split {dead}, heal->converged {t:.1} s, identical {}",
+                    sim.ledgers_identical()
+                );
                 results.push(t);
             }
             "s7" => {
@@ -80,7 +87,10 @@ fn main() {
                 sim.leave(leaver);
                 let t = sim.run_until_pred(10, 30_000, |s| s.all_see(leaver, PeerState::Left));
                 let t = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
-                println!("seed {seed}: left everywhere {t:.2} s, ever dead {}", sim.false_deaths.len());
+                println!(
+                    "seed {seed}: left everywhere {t:.2} s, ever dead {}",
+                    sim.false_deaths.len()
+                );
                 results.push(t);
             }
             "s8b" => {
@@ -99,7 +109,11 @@ fn main() {
             _ => panic!("unknown scenario"),
         }
     }
-    println!("{which} N={n}: median {:.2} max {:.2}", median(&mut results.clone()), results.iter().cloned().fold(f64::NAN, f64::max));
+    println!(
+        "{which} N={n}: median {:.2} max {:.2}",
+        median(&mut results.clone()),
+        results.iter().cloned().fold(f64::NAN, f64::max)
+    );
 }
 
 #[allow(dead_code)]

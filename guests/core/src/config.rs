@@ -129,7 +129,10 @@ impl Tunables {
             indirect_probes: pick(self.indirect_probes, d.indirect_probes),
             suspicion_multiplier: pick(self.suspicion_multiplier, d.suspicion_multiplier),
             death_quorum: self.death_quorum,
-            anti_entropy_interval_ms: pick(self.anti_entropy_interval_ms, d.anti_entropy_interval_ms),
+            anti_entropy_interval_ms: pick(
+                self.anti_entropy_interval_ms,
+                d.anti_entropy_interval_ms,
+            ),
             retransmit_multiplier: pick(self.retransmit_multiplier, d.retransmit_multiplier),
         }
     }
@@ -184,9 +187,15 @@ impl Config {
 /// Checks a node id: 1 to 64 bytes of `[A-Za-z0-9._-]`.
 pub fn validate_node_id(id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_NODE_ID_LEN {
-        return Err(format!("must be 1..={MAX_NODE_ID_LEN} bytes, is {}", id.len()));
+        return Err(format!(
+            "must be 1..={MAX_NODE_ID_LEN} bytes, is {}",
+            id.len()
+        ));
     }
-    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
         return Err(format!("character {c:?} is not one of [A-Za-z0-9._-]"));
     }
     Ok(())
@@ -203,9 +212,20 @@ mod tests {
 
     #[test]
     fn zero_fields_take_defaults() {
-        let t = Tunables { probe_interval_ms: 0, probe_timeout_ms: 0, indirect_probes: 0, suspicion_multiplier: 0, death_quorum: 0, anti_entropy_interval_ms: 0, retransmit_multiplier: 0 };
+        let t = Tunables {
+            probe_interval_ms: 0,
+            probe_timeout_ms: 0,
+            indirect_probes: 0,
+            suspicion_multiplier: 0,
+            death_quorum: 0,
+            anti_entropy_interval_ms: 0,
+            retransmit_multiplier: 0,
+        };
         assert_eq!(t.with_defaults(), Tunables::default());
-        let t = Tunables { probe_interval_ms: 2000, ..Tunables::default() };
+        let t = Tunables {
+            probe_interval_ms: 2000,
+            ..Tunables::default()
+        };
         assert_eq!(t.with_defaults().probe_interval_ms, 2000);
     }
 

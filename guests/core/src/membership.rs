@@ -192,8 +192,12 @@ pub enum Fact {
 }
 
 fn parse<'a, T: Deserialize<'a>>(e: &'a Entry) -> Result<T, String> {
-    serde_json::from_slice(&e.body)
-        .map_err(|err| format!("entry {}#{} ({}): body is not valid: {err}", e.author, e.seq, e.kind))
+    serde_json::from_slice(&e.body).map_err(|err| {
+        format!(
+            "entry {}#{} ({}): body is not valid: {err}",
+            e.author, e.seq, e.kind
+        )
+    })
 }
 
 /// The membership facts of an entry. Unknown kinds carry none (so newer
@@ -204,31 +208,59 @@ pub fn facts(e: &Entry) -> Result<Vec<Fact>, String> {
         KIND_JOIN | KIND_ALIVE => {
             let b: ProfileBody = parse(e)?;
             vec![
-                Fact::Claim { subject: me, inc: b.inc, state: PeerState::Alive },
-                Fact::Profile { addr: b.addr, meta: b.meta },
+                Fact::Claim {
+                    subject: me,
+                    inc: b.inc,
+                    state: PeerState::Alive,
+                },
+                Fact::Profile {
+                    addr: b.addr,
+                    meta: b.meta,
+                },
             ]
         }
         KIND_METADATA => {
             let b: ProfileBody = parse(e)?;
-            vec![Fact::Profile { addr: b.addr, meta: b.meta }]
+            vec![Fact::Profile {
+                addr: b.addr,
+                meta: b.meta,
+            }]
         }
         KIND_SUSPECT => {
             let b: SuspectBody = parse(e)?;
             if b.subject == e.author {
-                return Err(format!("entry {}#{}: a node cannot suspect itself", e.author, e.seq));
+                return Err(format!(
+                    "entry {}#{}: a node cannot suspect itself",
+                    e.author, e.seq
+                ));
             }
-            vec![Fact::Claim { subject: b.subject, inc: b.inc, state: PeerState::Suspect }]
+            vec![Fact::Claim {
+                subject: b.subject,
+                inc: b.inc,
+                state: PeerState::Suspect,
+            }]
         }
         KIND_CONFIRM_DEAD => {
             let b: DeadBody = parse(e)?;
             if b.subject == e.author {
-                return Err(format!("entry {}#{}: a node cannot declare itself dead", e.author, e.seq));
+                return Err(format!(
+                    "entry {}#{}: a node cannot declare itself dead",
+                    e.author, e.seq
+                ));
             }
-            vec![Fact::Claim { subject: b.subject, inc: b.inc, state: PeerState::Dead }]
+            vec![Fact::Claim {
+                subject: b.subject,
+                inc: b.inc,
+                state: PeerState::Dead,
+            }]
         }
         KIND_LEAVE => {
             let b: LeaveBody = parse(e)?;
-            vec![Fact::Claim { subject: me, inc: b.inc, state: PeerState::Left }]
+            vec![Fact::Claim {
+                subject: me,
+                inc: b.inc,
+                state: PeerState::Left,
+            }]
         }
         _ => Vec::new(),
     })
@@ -247,16 +279,26 @@ pub struct Claim {
 
 impl Claim {
     fn beats(&self, other: &Claim) -> bool {
-        (self.inc, self.state.precedence(), std::cmp::Reverse(self.entry))
-            > (other.inc, other.state.precedence(), std::cmp::Reverse(other.entry))
+        (
+            self.inc,
+            self.state.precedence(),
+            std::cmp::Reverse(self.entry),
+        ) > (
+            other.inc,
+            other.state.precedence(),
+            std::cmp::Reverse(other.entry),
+        )
     }
 }
+
+/// (author seq, address, metadata, entry id) of a subject's latest profile.
+type Profile = (u64, String, Vec<(String, String)>, Hash);
 
 #[derive(Clone, Debug, Default)]
 struct Subject {
     claim: Option<Claim>,
     /// (author seq, address, metadata, entry id) of the latest profile.
-    profile: Option<(u64, String, Vec<(String, String)>, Hash)>,
+    profile: Option<Profile>,
 }
 
 /// The view derived from a set of entries, maintained incrementally.
@@ -276,8 +318,16 @@ impl Derived {
         let mut touched = Vec::new();
         for fact in facts(e)? {
             match fact {
-                Fact::Claim { subject, inc, state } => {
-                    let claim = Claim { inc, state, entry: e.id };
+                Fact::Claim {
+                    subject,
+                    inc,
+                    state,
+                } => {
+                    let claim = Claim {
+                        inc,
+                        state,
+                        entry: e.id,
+                    };
                     let s = self.subjects.entry(subject.clone()).or_default();
                     if s.claim.as_ref().is_none_or(|c| claim.beats(c)) {
                         s.claim = Some(claim);
@@ -307,19 +357,34 @@ impl Derived {
     pub fn member(&self, id: &str) -> Option<Member> {
         let s = self.subjects.get(id)?;
         let (_, addr, meta, _) = s.profile.as_ref()?;
-        let (state, inc) = s.claim.as_ref().map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
-        Some(Member { id: id.to_string(), address: addr.clone(), state, incarnation: inc, metadata: meta.clone() })
+        let (state, inc) = s
+            .claim
+            .as_ref()
+            .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
+        Some(Member {
+            id: id.to_string(),
+            address: addr.clone(),
+            state,
+            incarnation: inc,
+            metadata: meta.clone(),
+        })
     }
 
     /// The id of the entry behind a member's current appearance.
     pub fn entry_of(&self, id: &str) -> Option<Hash> {
         let s = self.subjects.get(id)?;
-        s.claim.as_ref().map(|c| c.entry).or(s.profile.as_ref().map(|p| p.3))
+        s.claim
+            .as_ref()
+            .map(|c| c.entry)
+            .or(s.profile.as_ref().map(|p| p.3))
     }
 
     /// Every member, sorted by id.
     pub fn members(&self) -> Vec<Member> {
-        self.subjects.keys().filter_map(|id| self.member(id)).collect()
+        self.subjects
+            .keys()
+            .filter_map(|id| self.member(id))
+            .collect()
     }
 }
 

@@ -121,8 +121,10 @@ pub struct Node {
 }
 
 fn json(pairs: &[(&str, serde_json::Value)]) -> String {
-    let map: serde_json::Map<String, serde_json::Value> =
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     serde_json::Value::Object(map).to_string()
 }
 
@@ -161,7 +163,12 @@ impl Node {
         };
         let mut max_inc_about_self = None::<u64>;
         for (i, e) in stored.into_iter().enumerate() {
-            let name = format!("stored entry {i} ({}#{}, id {})", e.author, e.seq, &e.id_hex()[..16]);
+            let name = format!(
+                "stored entry {i} ({}#{}, id {})",
+                e.author,
+                e.seq,
+                &e.id_hex()[..16]
+            );
             match node.ledger.insert(e) {
                 Ok(Insert::Linked(linked)) => {
                     for e in linked {
@@ -170,7 +177,8 @@ impl Node {
                             for f in facts {
                                 if let Fact::Claim { subject, inc, .. } = f {
                                     if subject == node.cfg.node_id {
-                                        max_inc_about_self = Some(max_inc_about_self.unwrap_or(0).max(inc));
+                                        max_inc_about_self =
+                                            Some(max_inc_about_self.unwrap_or(0).max(inc));
                                     }
                                 }
                             }
@@ -180,7 +188,9 @@ impl Node {
                 }
                 Ok(Insert::Duplicate) | Ok(Insert::Equivocation(_)) => {}
                 Ok(Insert::Buffered) => {
-                    return Err(Error::CorruptLedger(format!("{name}: does not follow its author's previous entry")))
+                    return Err(Error::CorruptLedger(format!(
+                        "{name}: does not follow its author's previous entry"
+                    )))
                 }
                 Err(why) => return Err(Error::CorruptLedger(format!("{name}: {why}"))),
             }
@@ -275,17 +285,28 @@ impl Node {
             };
             let own = self.cfg.node_id.clone();
             let e = self.author(now_ms, KIND_JOIN, body(&profile));
-            self.log("joined", &[("incarnation", self.incarnation.into()), ("entry", e.id_hex().into())]);
+            self.log(
+                "joined",
+                &[
+                    ("incarnation", self.incarnation.into()),
+                    ("entry", e.id_hex().into()),
+                ],
+            );
             // Self first, then whatever the stored ledger already knew.
             self.publish(&own);
             let others: Vec<String> = self.derived.members().into_iter().map(|m| m.id).collect();
             for id in others {
                 self.publish(&id);
             }
-            let first = self.rng.below(u64::from(self.cfg.tunables.probe_interval_ms).max(1));
+            let first = self
+                .rng
+                .below(u64::from(self.cfg.tunables.probe_interval_ms).max(1));
             self.set_timer(TIMER_PROTOCOL, first);
             self.set_timer(TIMER_GOSSIP, GOSSIP_INTERVAL_MS);
-            self.set_timer(TIMER_ANTI_ENTROPY, u64::from(self.cfg.tunables.anti_entropy_interval_ms));
+            self.set_timer(
+                TIMER_ANTI_ENTROPY,
+                u64::from(self.cfg.tunables.anti_entropy_interval_ms),
+            );
         }
         for s in fresh {
             self.contact(now_ms, &s);
@@ -298,9 +319,20 @@ impl Node {
     pub fn leave(&mut self, now_ms: u64) -> Result<(), Error> {
         self.require_joined()?;
         self.phase = Phase::Left;
-        let e = self.author(now_ms, KIND_LEAVE, body(&LeaveBody { inc: self.incarnation }));
+        let e = self.author(
+            now_ms,
+            KIND_LEAVE,
+            body(&LeaveBody {
+                inc: self.incarnation,
+            }),
+        );
         self.announce_leave(&e);
-        for t in [TIMER_PROTOCOL, TIMER_PROBE_TIMEOUT, TIMER_GOSSIP, TIMER_ANTI_ENTROPY] {
+        for t in [
+            TIMER_PROTOCOL,
+            TIMER_PROBE_TIMEOUT,
+            TIMER_GOSSIP,
+            TIMER_ANTI_ENTROPY,
+        ] {
             self.effects.push(Effect::CancelTimer { timer: t });
         }
         self.set_timer(TIMER_LEAVE_REPEAT, LEAVE_REPEAT_MS);
@@ -313,7 +345,10 @@ impl Node {
         if self.phase == Phase::Idle {
             return Err(Error::NotJoined);
         }
-        Ok(View { version: self.version, members: self.published.values().cloned().collect() })
+        Ok(View {
+            version: self.version,
+            members: self.published.values().cloned().collect(),
+        })
     }
 
     /// Announces liveness now (an extra ping and gossip push); returns the
@@ -327,7 +362,15 @@ impl Node {
                 let seq = self.fresh_seq();
                 let entries = self.piggyback(PIGGYBACK_BYTES_BUDGET);
                 let digest = digest8(self.ledger.root_digest());
-                self.send(&m.address, &Message::Ping { seq, target, digest, entries });
+                self.send(
+                    &m.address,
+                    &Message::Ping {
+                        seq,
+                        target,
+                        digest,
+                        entries,
+                    },
+                );
             }
         }
         self.gossip_round(now_ms);
@@ -336,10 +379,17 @@ impl Node {
 
     /// Takes a Mesh VPN observation about a peer into account; returns the
     /// peer's state afterwards. Evidence, never a verdict.
-    pub fn report_peer_state(&mut self, now_ms: u64, peer: &str, state: PeerState) -> Result<PeerState, Error> {
+    pub fn report_peer_state(
+        &mut self,
+        now_ms: u64,
+        peer: &str,
+        state: PeerState,
+    ) -> Result<PeerState, Error> {
         self.require_joined()?;
         if peer == self.cfg.node_id {
-            return Err(Error::InvalidReport(format!("cannot report on this node itself ({peer})")));
+            return Err(Error::InvalidReport(format!(
+                "cannot report on this node itself ({peer})"
+            )));
         }
         if state == PeerState::Left {
             return Err(Error::InvalidReport(format!(
@@ -374,18 +424,37 @@ impl Node {
             return Ok(());
         }
         match msg {
-            Message::Ping { seq, target, digest, entries } => {
+            Message::Ping {
+                seq,
+                target,
+                digest,
+                entries,
+            } => {
                 self.ingest(now_ms, from, entries, true);
                 self.peer_digest.insert(from.to_string(), digest);
                 if !target.is_empty() && target != self.cfg.node_id {
-                    self.log("misdirected-ping", &[("from", from.into()), ("target", target.into())]);
+                    self.log(
+                        "misdirected-ping",
+                        &[("from", from.into()), ("target", target.into())],
+                    );
                     return Ok(());
                 }
                 let entries = self.piggyback_for(from);
                 let digest = digest8(self.ledger.root_digest());
-                self.send(from, &Message::Ack { seq, digest, entries });
+                self.send(
+                    from,
+                    &Message::Ack {
+                        seq,
+                        digest,
+                        entries,
+                    },
+                );
             }
-            Message::Ack { seq, digest, entries } => {
+            Message::Ack {
+                seq,
+                digest,
+                entries,
+            } => {
                 self.ingest(now_ms, from, entries, true);
                 self.peer_digest.insert(from.to_string(), digest);
                 if let Some(p) = self.probes.get_mut(&seq) {
@@ -395,18 +464,42 @@ impl Node {
                     }
                 }
                 if let Some(r) = self.relays.remove(&seq) {
-                    self.send(&r.requester, &Message::IndirectAck { seq: r.requester_seq });
+                    self.send(
+                        &r.requester,
+                        &Message::IndirectAck {
+                            seq: r.requester_seq,
+                        },
+                    );
                 }
                 if digest != digest8(self.ledger.root_digest()) {
                     self.start_sync(now_ms, from, false);
                 }
             }
-            Message::PingReq { seq, target, address } => {
+            Message::PingReq {
+                seq,
+                target,
+                address,
+            } => {
                 let my_seq = self.fresh_seq();
                 let deadline = now_ms + u64::from(self.cfg.tunables.probe_timeout_ms);
-                self.relays.insert(my_seq, Relay { requester: from.to_string(), requester_seq: seq, deadline });
+                self.relays.insert(
+                    my_seq,
+                    Relay {
+                        requester: from.to_string(),
+                        requester_seq: seq,
+                        deadline,
+                    },
+                );
                 let digest = digest8(self.ledger.root_digest());
-                self.send(&address, &Message::Ping { seq: my_seq, target, digest, entries: Vec::new() });
+                self.send(
+                    &address,
+                    &Message::Ping {
+                        seq: my_seq,
+                        target,
+                        digest,
+                        entries: Vec::new(),
+                    },
+                );
             }
             Message::IndirectAck { seq } => {
                 if let Some(p) = self.probes.get_mut(&seq) {
@@ -445,7 +538,10 @@ impl Node {
             }
             (Phase::Joined, TIMER_ANTI_ENTROPY) => {
                 self.anti_entropy(now_ms);
-                self.set_timer(TIMER_ANTI_ENTROPY, u64::from(self.cfg.tunables.anti_entropy_interval_ms));
+                self.set_timer(
+                    TIMER_ANTI_ENTROPY,
+                    u64::from(self.cfg.tunables.anti_entropy_interval_ms),
+                );
             }
             (Phase::Left, TIMER_LEAVE_REPEAT) => {
                 if let Some(e) = self.ledger.head(&self.cfg.node_id).cloned() {
@@ -483,7 +579,10 @@ impl Node {
     }
 
     fn send(&mut self, to: &str, msg: &Message) {
-        self.effects.push(Effect::Send { to: to.to_string(), payload: wire::encode(msg) });
+        self.effects.push(Effect::Send {
+            to: to.to_string(),
+            payload: wire::encode(msg),
+        });
     }
 
     fn set_timer(&mut self, timer: u64, after_ms: u64) {
@@ -491,7 +590,10 @@ impl Node {
     }
 
     fn log(&mut self, kind: &str, pairs: &[(&str, serde_json::Value)]) {
-        self.effects.push(Effect::Log { kind: kind.to_string(), detail: json(pairs) });
+        self.effects.push(Effect::Log {
+            kind: kind.to_string(),
+            detail: json(pairs),
+        });
     }
 
     fn fresh_seq(&mut self) -> u32 {
@@ -522,19 +624,25 @@ impl Node {
         let touched = match self.derived.apply(e) {
             Ok(t) => t,
             Err(why) => {
-                self.log("entry-ignored", &[("entry", e.id_hex().into()), ("reason", why.into())]);
+                self.log(
+                    "entry-ignored",
+                    &[("entry", e.id_hex().into()), ("reason", why.into())],
+                );
                 return Vec::new();
             }
         };
         if e.kind == KIND_SUSPECT {
             if let Ok(b) = serde_json::from_slice::<SuspectBody>(&e.body) {
                 let jitter = self.rng.below(CONFIRM_JITTER_MS + 1);
-                let s = self.suspicions.entry((b.subject.clone(), b.inc)).or_insert(Suspicion {
-                    first_seen: now_ms,
-                    authors: BTreeMap::new(),
-                    jitter,
-                    confirmed: false,
-                });
+                let s = self
+                    .suspicions
+                    .entry((b.subject.clone(), b.inc))
+                    .or_insert(Suspicion {
+                        first_seen: now_ms,
+                        authors: BTreeMap::new(),
+                        jitter,
+                        confirmed: false,
+                    });
                 s.authors.insert(e.author.clone(), e.id);
                 let mine = s.authors.contains_key(&self.cfg.node_id);
                 if !mine && b.subject != self.cfg.node_id {
@@ -577,14 +685,19 @@ impl Node {
         if self.phase != Phase::Joined {
             return;
         }
-        let Some(c) = self.derived.claim(&self.cfg.node_id).cloned() else { return };
+        let Some(c) = self.derived.claim(&self.cfg.node_id).cloned() else {
+            return;
+        };
         if !matches!(c.state, PeerState::Suspect | PeerState::Dead) {
             return;
         }
         self.incarnation = self.incarnation.max(c.inc + 1);
         self.health = (self.health + 1).min(HEALTH_MAX);
-        let profile =
-            ProfileBody { inc: self.incarnation, addr: self.cfg.address.clone(), meta: self.cfg.metadata.clone() };
+        let profile = ProfileBody {
+            inc: self.incarnation,
+            addr: self.cfg.address.clone(),
+            meta: self.cfg.metadata.clone(),
+        };
         let e = self.author(now_ms, KIND_ALIVE, body(&profile));
         self.log(
             "refuted",
@@ -599,7 +712,9 @@ impl Node {
 
     /// Emits an update if the derived member differs from the published one.
     fn publish(&mut self, id: &str) {
-        let Some(new) = self.derived.member(id) else { return };
+        let Some(new) = self.derived.member(id) else {
+            return;
+        };
         let old = self.published.get(id);
         if old == Some(&new) {
             return;
@@ -631,14 +746,14 @@ impl Node {
 
     /// Verifies and inserts received entries, logging rejections.
     fn ingest(&mut self, now_ms: u64, from: &str, entries: Vec<WireEntry>, regossip: bool) {
-        let mut gaps: BTreeMap<String, u64> = BTreeMap::new();
+        let mut gaps: BTreeSet<String> = BTreeSet::new();
         for w in entries {
             let e: Entry = w.into();
             match self.ledger.insert(e.clone()) {
                 Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, regossip),
                 Ok(Insert::Duplicate) => {}
                 Ok(Insert::Buffered) => {
-                    gaps.insert(e.author.clone(), self.ledger.head_seq(&e.author));
+                    gaps.insert(e.author.clone());
                 }
                 Ok(Insert::Equivocation(ev)) => {
                     self.log(
@@ -656,16 +771,24 @@ impl Node {
                 Err(reason) => {
                     self.log(
                         "entry-rejected",
-                        &[("from", from.into()), ("entry", e.id_hex().into()), ("reason", reason.into())],
+                        &[
+                            ("from", from.into()),
+                            ("entry", e.id_hex().into()),
+                            ("reason", reason.into()),
+                        ],
                     );
                 }
             }
         }
         // Ask the sender for what lies between our heads and what it sent.
-        let gaps: Vec<(String, u64)> =
-            gaps.into_iter().map(|(a, _)| (a.clone(), self.ledger.head_seq(&a))).filter(|(a, h)| {
-                self.ledger.get(a, h + 1).is_none()
-            }).collect();
+        let gaps: Vec<(String, u64)> = gaps
+            .into_iter()
+            .map(|a| {
+                let head = self.ledger.head_seq(&a);
+                (a, head)
+            })
+            .filter(|(a, h)| self.ledger.get(a, h + 1).is_none())
+            .collect();
         if !gaps.is_empty() {
             self.send(from, &Message::Want { heads: gaps });
         }
@@ -674,7 +797,11 @@ impl Node {
     // ----- internals: dissemination --------------------------------------
 
     fn cluster_size(&self) -> usize {
-        self.published.values().filter(|m| m.state.is_live()).count().max(1)
+        self.published
+            .values()
+            .filter(|m| m.state.is_live())
+            .count()
+            .max(1)
     }
 
     fn retransmit_limit(&self) -> u32 {
@@ -688,7 +815,9 @@ impl Node {
             return;
         }
         if self.broadcasts.len() >= MAX_BROADCAST_QUEUE {
-            if let Some(i) = (0..self.broadcasts.len()).min_by_key(|&i| self.broadcasts[i].remaining) {
+            if let Some(i) =
+                (0..self.broadcasts.len()).min_by_key(|&i| self.broadcasts[i].remaining)
+            {
                 self.broadcasts.remove(i);
             }
         }
@@ -740,7 +869,11 @@ impl Node {
         let live: Vec<String> = self
             .live_peers()
             .into_iter()
-            .filter(|id| self.published.get(id).is_some_and(|m| !self.in_sync_with(&m.address)))
+            .filter(|id| {
+                self.published
+                    .get(id)
+                    .is_some_and(|m| !self.in_sync_with(&m.address))
+            })
             .collect();
         if live.is_empty() {
             // Every live peer reported our digest: nothing left to spread.
@@ -762,7 +895,12 @@ impl Node {
         let live = self.live_peers();
         for id in self.rng.sample(&live, LEAVE_FANOUT) {
             if let Some(m) = self.derived.member(&id) {
-                self.send(&m.address, &Message::Gossip { entries: vec![WireEntry::from(e)] });
+                self.send(
+                    &m.address,
+                    &Message::Gossip {
+                        entries: vec![WireEntry::from(e)],
+                    },
+                );
             }
         }
     }
@@ -772,15 +910,26 @@ impl Node {
     fn sync_item(&self, path: Vec<u8>) -> SyncItem {
         let (digests, count) = self.ledger.child_digests(&path);
         if count <= SYNC_LEAF_AUTHORS || path.len() >= MAX_SYNC_DEPTH {
-            SyncItem::Leaf { heads: self.ledger.heads_under(&path), path }
+            SyncItem::Leaf {
+                heads: self.ledger.heads_under(&path),
+                path,
+            }
         } else {
-            SyncItem::Node { path, digests: digests.into_iter().map(digest8).collect() }
+            SyncItem::Node {
+                path,
+                digests: digests.into_iter().map(digest8).collect(),
+            }
         }
     }
 
     /// Starts a reconciliation with `to` (rate-limited unless forced).
     fn start_sync(&mut self, now_ms: u64, to: &str, force: bool) {
-        if !force && self.last_sync.get(to).is_some_and(|&t| now_ms < t + SYNC_MIN_GAP_MS) {
+        if !force
+            && self
+                .last_sync
+                .get(to)
+                .is_some_and(|&t| now_ms < t + SYNC_MIN_GAP_MS)
+        {
             return;
         }
         self.last_sync.insert(to.to_string(), now_ms);
@@ -813,7 +962,9 @@ impl Node {
                         }
                     }
                     for (author, t) in theirs {
-                        if crate::config::validate_node_id(&author).is_ok() && self.ledger.head_seq(&author) < t {
+                        if crate::config::validate_node_id(&author).is_ok()
+                            && self.ledger.head_seq(&author) < t
+                        {
                             want.push((author.clone(), self.ledger.head_seq(&author)));
                         }
                     }
@@ -821,11 +972,21 @@ impl Node {
             }
         }
         for chunk in replies.chunks(MAX_SYNC_ITEMS.min(32)) {
-            self.send(from, &Message::Sync { items: chunk.to_vec() });
+            self.send(
+                from,
+                &Message::Sync {
+                    items: chunk.to_vec(),
+                },
+            );
         }
         if !want.is_empty() {
             for chunk in want.chunks(MAX_HEADS) {
-                self.send(from, &Message::Want { heads: chunk.to_vec() });
+                self.send(
+                    from,
+                    &Message::Want {
+                        heads: chunk.to_vec(),
+                    },
+                );
             }
         }
         if !push.is_empty() {
@@ -866,13 +1027,23 @@ impl Node {
         }
         let n = batches.len();
         for (i, entries) in batches.into_iter().enumerate() {
-            self.send(to, &Message::Entries { entries, more: more && i + 1 == n });
+            self.send(
+                to,
+                &Message::Entries {
+                    entries,
+                    more: more && i + 1 == n,
+                },
+            );
         }
     }
 
     fn contact(&mut self, now_ms: u64, addr: &str) {
-        let own: Vec<WireEntry> =
-            self.ledger.entries(&self.cfg.node_id.clone(), 1, MAX_ENTRIES_PER_MESSAGE).iter().map(WireEntry::from).collect();
+        let own: Vec<WireEntry> = self
+            .ledger
+            .entries(&self.cfg.node_id.clone(), 1, MAX_ENTRIES_PER_MESSAGE)
+            .iter()
+            .map(WireEntry::from)
+            .collect();
         let own_tail: Vec<WireEntry> = own.into_iter().rev().take(8).rev().collect();
         self.send(addr, &Message::Gossip { entries: own_tail });
         self.start_sync(now_ms, addr, true);
@@ -884,12 +1055,24 @@ impl Node {
                 self.contact(now_ms, &c);
             }
         }
-        let dead: Vec<Member> =
-            self.published.values().filter(|m| m.state == PeerState::Dead && m.id != self.cfg.node_id).cloned().collect();
+        let dead: Vec<Member> = self
+            .published
+            .values()
+            .filter(|m| m.state == PeerState::Dead && m.id != self.cfg.node_id)
+            .cloned()
+            .collect();
         if let Some(m) = self.rng.sample(&dead, 1).pop() {
             let seq = self.fresh_seq();
             let digest = digest8(self.ledger.root_digest());
-            self.send(&m.address, &Message::Ping { seq, target: m.id, digest, entries: Vec::new() });
+            self.send(
+                &m.address,
+                &Message::Ping {
+                    seq,
+                    target: m.id,
+                    digest,
+                    entries: Vec::new(),
+                },
+            );
         }
     }
 
@@ -913,7 +1096,8 @@ impl Node {
 
     fn next_probe_target(&mut self) -> Option<String> {
         while let Some(id) = self.probe_order.pop() {
-            if self.published.get(&id).is_some_and(|m| m.state.is_live()) && id != self.cfg.node_id {
+            if self.published.get(&id).is_some_and(|m| m.state.is_live()) && id != self.cfg.node_id
+            {
                 return Some(id);
             }
         }
@@ -924,12 +1108,30 @@ impl Node {
     }
 
     fn start_probe(&mut self, target: &str) {
-        let Some(m) = self.published.get(target).cloned() else { return };
+        let Some(m) = self.published.get(target).cloned() else {
+            return;
+        };
         let seq = self.fresh_seq();
-        self.probes.insert(seq, Probe { target: target.to_string(), acked: false, helpers: 0, nacks: 0 });
+        self.probes.insert(
+            seq,
+            Probe {
+                target: target.to_string(),
+                acked: false,
+                helpers: 0,
+                nacks: 0,
+            },
+        );
         let entries = self.piggyback_for(&m.address);
         let digest = digest8(self.ledger.root_digest());
-        self.send(&m.address, &Message::Ping { seq, target: target.to_string(), digest, entries });
+        self.send(
+            &m.address,
+            &Message::Ping {
+                seq,
+                target: target.to_string(),
+                digest,
+                entries,
+            },
+        );
     }
 
     fn protocol_tick(&mut self, now_ms: u64) {
@@ -943,9 +1145,13 @@ impl Node {
             self.start_probe(&t);
         }
         let mut confirms = 0;
-        let queue: Vec<String> = std::mem::take(&mut self.confirm_queue).into_iter().collect();
+        let queue: Vec<String> = std::mem::take(&mut self.confirm_queue)
+            .into_iter()
+            .collect();
         for subject in queue {
-            let Some(m) = self.published.get(&subject).cloned() else { continue };
+            let Some(m) = self.published.get(&subject).cloned() else {
+                continue;
+            };
             if m.state != PeerState::Suspect || self.suspects_myself(&subject, m.incarnation) {
                 continue;
             }
@@ -959,33 +1165,60 @@ impl Node {
             confirms += 1;
             self.start_probe(&subject);
         }
-        let timeout = (u64::from(self.cfg.tunables.probe_timeout_ms) * (1 + u64::from(self.health)))
-            .min(u64::from(self.cfg.tunables.probe_interval_ms) * 9 / 10);
+        let timeout = (u64::from(self.cfg.tunables.probe_timeout_ms)
+            * (1 + u64::from(self.health)))
+        .min(u64::from(self.cfg.tunables.probe_interval_ms) * 9 / 10);
         if !self.probes.is_empty() {
             self.set_timer(TIMER_PROBE_TIMEOUT, timeout);
         }
-        self.set_timer(TIMER_PROTOCOL, u64::from(self.cfg.tunables.probe_interval_ms));
+        self.set_timer(
+            TIMER_PROTOCOL,
+            u64::from(self.cfg.tunables.probe_interval_ms),
+        );
     }
 
     fn probe_timeout(&mut self) {
         let k = self.cfg.tunables.indirect_probes as usize;
-        let pending: Vec<(u32, String)> =
-            self.probes.iter().filter(|(_, p)| !p.acked && p.helpers == 0).map(|(s, p)| (*s, p.target.clone())).collect();
+        let pending: Vec<(u32, String)> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| !p.acked && p.helpers == 0)
+            .map(|(s, p)| (*s, p.target.clone()))
+            .collect();
         for (seq, target) in pending {
-            let Some(addr) = self.published.get(&target).map(|m| m.address.clone()) else { continue };
+            let Some(addr) = self.published.get(&target).map(|m| m.address.clone()) else {
+                continue;
+            };
             let candidates: Vec<String> = self
                 .published
                 .values()
-                .filter(|m| m.state == PeerState::Alive && m.id != target && m.id != self.cfg.node_id)
+                .filter(|m| {
+                    m.state == PeerState::Alive && m.id != target && m.id != self.cfg.node_id
+                })
                 .map(|m| m.address.clone())
                 .collect();
             let helpers = self.rng.sample(&candidates, k);
             // A second direct ping alongside the indirect ones: under loss
             // it halves the false-failure rate for two dozen bytes.
             let digest = digest8(self.ledger.root_digest());
-            self.send(&addr, &Message::Ping { seq, target: target.clone(), digest, entries: Vec::new() });
+            self.send(
+                &addr,
+                &Message::Ping {
+                    seq,
+                    target: target.clone(),
+                    digest,
+                    entries: Vec::new(),
+                },
+            );
             for h in &helpers {
-                self.send(h, &Message::PingReq { seq, target: target.clone(), address: addr.clone() });
+                self.send(
+                    h,
+                    &Message::PingReq {
+                        seq,
+                        target: target.clone(),
+                        address: addr.clone(),
+                    },
+                );
             }
             if let Some(p) = self.probes.get_mut(&seq) {
                 p.helpers = helpers.len() as u32;
@@ -1003,14 +1236,19 @@ impl Node {
                 // Nobody answered at all: more likely our own problem.
                 self.health = (self.health + 1).min(HEALTH_MAX);
             }
-            let Some(m) = self.published.get(&p.target).cloned() else { continue };
+            let Some(m) = self.published.get(&p.target).cloned() else {
+                continue;
+            };
             if !m.state.is_live() {
                 continue;
             }
             if self.health >= HEALTH_WITHHOLD_SUSPICION {
                 self.log(
                     "suspicion-withheld",
-                    &[("subject", p.target.clone().into()), ("health", self.health.into())],
+                    &[
+                        ("subject", p.target.clone().into()),
+                        ("health", self.health.into()),
+                    ],
                 );
                 continue;
             }
@@ -1019,7 +1257,9 @@ impl Node {
     }
 
     fn suspects_myself(&self, subject: &str, inc: u64) -> bool {
-        self.suspicions.get(&(subject.to_string(), inc)).is_some_and(|s| s.authors.contains_key(&self.cfg.node_id))
+        self.suspicions
+            .get(&(subject.to_string(), inc))
+            .is_some_and(|s| s.authors.contains_key(&self.cfg.node_id))
     }
 
     /// Writes this node's suspicion of (subject, inc) unless it holds one.
@@ -1027,7 +1267,14 @@ impl Node {
         if self.suspects_myself(subject, inc) {
             return;
         }
-        let e = self.author(now_ms, KIND_SUSPECT, body(&SuspectBody { subject: subject.to_string(), inc }));
+        let e = self.author(
+            now_ms,
+            KIND_SUSPECT,
+            body(&SuspectBody {
+                subject: subject.to_string(),
+                inc,
+            }),
+        );
         self.log(
             "suspected",
             &[
@@ -1040,10 +1287,20 @@ impl Node {
     }
 
     fn expire_relays(&mut self, now_ms: u64) {
-        let expired: Vec<u32> = self.relays.iter().filter(|(_, r)| r.deadline <= now_ms).map(|(s, _)| *s).collect();
+        let expired: Vec<u32> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.deadline <= now_ms)
+            .map(|(s, _)| *s)
+            .collect();
         for s in expired {
             if let Some(r) = self.relays.remove(&s) {
-                self.send(&r.requester, &Message::Nack { seq: r.requester_seq });
+                self.send(
+                    &r.requester,
+                    &Message::Nack {
+                        seq: r.requester_seq,
+                    },
+                );
             }
         }
     }
@@ -1052,7 +1309,9 @@ impl Node {
     fn suspicion_min_ms(&self) -> u64 {
         let n = self.cluster_size() as f64;
         let t = &self.cfg.tunables;
-        (f64::from(t.suspicion_multiplier) * f64::from(t.probe_interval_ms) * (n + 1.0).log10().max(1.0)) as u64
+        (f64::from(t.suspicion_multiplier)
+            * f64::from(t.probe_interval_ms)
+            * (n + 1.0).log10().max(1.0)) as u64
     }
 
     /// Distinct suspecting authors needed for a verdict: a strict majority
@@ -1090,8 +1349,13 @@ impl Node {
                 let frac = ((k as f64).ln() / (needed as f64).ln()).clamp(0.0, 1.0);
                 max - ((max - min) as f64 * frac) as u64
             };
-            let timeout = timeout + s.jitter + u64::from(self.health) * u64::from(self.cfg.tunables.probe_interval_ms);
-            if k >= needed && now_ms >= s.first_seen + timeout && self.health < HEALTH_WITHHOLD_SUSPICION {
+            let timeout = timeout
+                + s.jitter
+                + u64::from(self.health) * u64::from(self.cfg.tunables.probe_interval_ms);
+            if k >= needed
+                && now_ms >= s.first_seen + timeout
+                && self.health < HEALTH_WITHHOLD_SUSPICION
+            {
                 let mut evidence: Vec<String> = s.authors.values().map(hex::encode).collect();
                 evidence.sort();
                 evidence.truncate(MAX_EVIDENCE_IDS);
@@ -1105,7 +1369,12 @@ impl Node {
             if let Some(s) = self.suspicions.get_mut(&(subject.clone(), inc)) {
                 s.confirmed = true;
             }
-            let b = DeadBody { subject: subject.clone(), inc, evidence, suspecters: k as u32 };
+            let b = DeadBody {
+                subject: subject.clone(),
+                inc,
+                evidence,
+                suspecters: k as u32,
+            };
             let e = self.author(now_ms, KIND_CONFIRM_DEAD, body(&b));
             self.log(
                 "confirmed-dead",

@@ -37,8 +37,16 @@ pub fn node_address(i: usize) -> String {
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
-    Deliver { to: usize, from: String, payload: Vec<u8> },
-    Timer { node: usize, timer: u64, generation: u64 },
+    Deliver {
+        to: usize,
+        from: String,
+        payload: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        timer: u64,
+        generation: u64,
+    },
 }
 
 /// One simulated node: its instance (when running), store and timers.
@@ -136,7 +144,10 @@ impl Sim {
         Config {
             node_id: node_id(i),
             address: node_address(i),
-            metadata: vec![("overlay-ip".into(), format!("100.64.{}.{}", (i >> 8) & 255, i & 255))],
+            metadata: vec![(
+                "overlay-ip".into(),
+                format!("100.64.{}.{}", (i >> 8) & 255, i & 255),
+            )],
             tunables: self.tunables.clone(),
         }
     }
@@ -145,9 +156,17 @@ impl Sim {
     /// itself starts a new cluster).
     pub fn start(&mut self, i: usize) {
         let stored = self.nodes[i].store.clone();
-        let seed = self.seed.wrapping_mul(1_000_003).wrapping_add(i as u64 * 7919 + self.nodes[i].restarts);
-        let mut node = Node::new(self.config(i), stored, seed, self.now).expect("valid config and store");
-        let seeds = if i == 0 { vec![] } else { vec![node_address(0)] };
+        let seed = self
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(i as u64 * 7919 + self.nodes[i].restarts);
+        let mut node =
+            Node::new(self.config(i), stored, seed, self.now).expect("valid config and store");
+        let seeds = if i == 0 {
+            vec![]
+        } else {
+            vec![node_address(0)]
+        };
         node.join(self.now, &seeds).expect("join");
         self.nodes[i].node = Some(node);
         self.nodes[i].timers.clear();
@@ -214,7 +233,9 @@ impl Sim {
     }
 
     fn flush(&mut self, i: usize) {
-        let Some(node) = self.nodes[i].node.as_mut() else { return };
+        let Some(node) = self.nodes[i].node.as_mut() else {
+            return;
+        };
         let effects = node.drain_effects();
         for eff in effects {
             match eff {
@@ -230,7 +251,8 @@ impl Sim {
                         self.stats.dropped += 1;
                         continue;
                     };
-                    let lost = self.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss;
+                    let lost = self.loss > 0.0
+                        && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.loss;
                     let cut = self.group[i] != self.group[j]
                         || self.blocked_pairs.contains(&(i.min(j), i.max(j)))
                         || self.mute.contains(&i);
@@ -238,13 +260,28 @@ impl Sim {
                         self.stats.dropped += 1;
                         continue;
                     }
-                    let latency = MIN_LATENCY_MS + self.rng.below(MAX_LATENCY_MS - MIN_LATENCY_MS + 1);
-                    self.push(self.now + latency, Event::Deliver { to: j, from: node_address(i), payload });
+                    let latency =
+                        MIN_LATENCY_MS + self.rng.below(MAX_LATENCY_MS - MIN_LATENCY_MS + 1);
+                    self.push(
+                        self.now + latency,
+                        Event::Deliver {
+                            to: j,
+                            from: node_address(i),
+                            payload,
+                        },
+                    );
                 }
                 Effect::SetTimer { timer, after_ms } => {
                     let generation = self.nodes[i].generation;
                     self.nodes[i].timers.insert(timer, self.now + after_ms);
-                    self.push(self.now + after_ms, Event::Timer { node: i, timer, generation });
+                    self.push(
+                        self.now + after_ms,
+                        Event::Timer {
+                            node: i,
+                            timer,
+                            generation,
+                        },
+                    );
                 }
                 Effect::CancelTimer { timer } => {
                     self.nodes[i].timers.remove(&timer);
@@ -267,12 +304,17 @@ impl Sim {
 
     /// The index of a node id.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        id.strip_prefix('n')?.parse().ok().filter(|&i: &usize| i < self.nodes.len())
+        id.strip_prefix('n')?
+            .parse()
+            .ok()
+            .filter(|&i: &usize| i < self.nodes.len())
     }
 
     /// Runs one event; false when the queue is empty or past `until`.
     fn step(&mut self, until: u64) -> bool {
-        let Some(Reverse((at, _, _))) = self.queue.peek() else { return false };
+        let Some(Reverse((at, _, _))) = self.queue.peek() else {
+            return false;
+        };
         if *at > until {
             return false;
         }
@@ -281,13 +323,18 @@ impl Sim {
         match ev {
             Event::Deliver { to, from, payload } => {
                 if let Some(n) = self.nodes[to].node.as_mut() {
-                    n.handle_message(at, &from, &payload).expect("well-formed message");
+                    n.handle_message(at, &from, &payload)
+                        .expect("well-formed message");
                     self.flush(to);
                 } else {
                     self.stats.dropped += 1;
                 }
             }
-            Event::Timer { node, timer, generation } => {
+            Event::Timer {
+                node,
+                timer,
+                generation,
+            } => {
                 let sn = &mut self.nodes[node];
                 if sn.generation != generation || sn.timers.get(&timer) != Some(&at) {
                     return true;
@@ -315,7 +362,12 @@ impl Sim {
 
     /// Runs in steps of `step_ms` until `pred` holds or `limit_ms` passes;
     /// returns the time it took, if it held.
-    pub fn run_until_pred(&mut self, step_ms: u64, limit_ms: u64, mut pred: impl FnMut(&Sim) -> bool) -> Option<u64> {
+    pub fn run_until_pred(
+        &mut self,
+        step_ms: u64,
+        limit_ms: u64,
+        mut pred: impl FnMut(&Sim) -> bool,
+    ) -> Option<u64> {
         let start = self.now;
         while self.now < start + limit_ms {
             if pred(self) {
@@ -332,7 +384,9 @@ impl Sim {
             .filter(|&i| {
                 self.nodes[i].node.as_ref().is_some_and(|n| {
                     n.members().is_ok_and(|v| {
-                        v.members.iter().any(|m| m.id == node_id(i) && m.state != PeerState::Left)
+                        v.members
+                            .iter()
+                            .any(|m| m.id == node_id(i) && m.state != PeerState::Left)
                     })
                 })
             })
@@ -354,29 +408,47 @@ impl Sim {
     /// node `suspect` or `dead`.
     pub fn converged(&self) -> bool {
         let live = self.running();
-        live.iter().all(|&i| live.iter().all(|&j| self.state_of(i, j) == Some(PeerState::Alive)))
+        live.iter().all(|&i| {
+            live.iter()
+                .all(|&j| self.state_of(i, j) == Some(PeerState::Alive))
+        })
     }
 
     /// Every running node (other than `subject`) sees `subject` in `state`.
     pub fn all_see(&self, subject: usize, state: PeerState) -> bool {
-        self.running().into_iter().filter(|&i| i != subject).all(|i| self.state_of(i, subject) == Some(state))
+        self.running()
+            .into_iter()
+            .filter(|&i| i != subject)
+            .all(|i| self.state_of(i, subject) == Some(state))
     }
 
     /// Whether any running node sees `subject` in `state`.
     pub fn any_sees(&self, subject: usize, state: PeerState) -> bool {
-        self.running().into_iter().filter(|&i| i != subject).any(|i| self.state_of(i, subject) == Some(state))
+        self.running()
+            .into_iter()
+            .filter(|&i| i != subject)
+            .any(|i| self.state_of(i, subject) == Some(state))
     }
 
     /// Whether every running node holds the same frontier.
     pub fn ledgers_identical(&self) -> bool {
         let live = self.running();
-        let mut digests = live.iter().map(|&i| self.nodes[i].node.as_ref().expect("running").frontier_digest());
+        let mut digests = live.iter().map(|&i| {
+            self.nodes[i]
+                .node
+                .as_ref()
+                .expect("running")
+                .frontier_digest()
+        });
         let first = digests.next();
         digests.all(|d| Some(d) == first)
     }
 
     /// Number of log lines of a kind, over all nodes.
     pub fn log_count(&self, kind: &str) -> usize {
-        self.nodes.iter().map(|n| n.logs.iter().filter(|(k, _)| k == kind).count()).sum()
+        self.nodes
+            .iter()
+            .map(|n| n.logs.iter().filter(|(k, _)| k == kind).count())
+            .sum()
     }
 }

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_NODE_ID_LEN, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS,
-    SYNC_FANOUT,
+    MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_NODE_ID_LEN, MAX_SYNC_DEPTH,
+    MAX_SYNC_ITEMS, SYNC_FANOUT,
 };
 use crate::error::Error;
 use crate::ledger::Entry;
@@ -51,7 +51,15 @@ impl From<&Entry> for WireEntry {
 
 impl From<WireEntry> for Entry {
     fn from(w: WireEntry) -> Self {
-        Entry { author: w.author, seq: w.seq, prev: w.prev, clock: w.clock, kind: w.kind, body: w.body, id: w.id }
+        Entry {
+            author: w.author,
+            seq: w.seq,
+            prev: w.prev,
+            clock: w.clock,
+            kind: w.kind,
+            body: w.body,
+            id: w.id,
+        }
     }
 }
 
@@ -178,18 +186,27 @@ fn bad(why: String) -> Error {
 /// Decodes and bounds-checks a message.
 pub fn decode(bytes: &[u8]) -> Result<Message, Error> {
     if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(bad(format!("message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}", bytes.len())));
+        return Err(bad(format!(
+            "message of {} bytes exceeds the limit of {MAX_MESSAGE_BYTES}",
+            bytes.len()
+        )));
     }
     let Some((&version, rest)) = bytes.split_first() else {
         return Err(bad("empty message".into()));
     };
     if version != WIRE_VERSION {
-        return Err(bad(format!("unknown schema version {version} (this node speaks {WIRE_VERSION})")));
+        return Err(bad(format!(
+            "unknown schema version {version} (this node speaks {WIRE_VERSION})"
+        )));
     }
     let (msg, tail): (Message, &[u8]) =
         postcard::take_from_bytes(rest).map_err(|e| bad(format!("malformed message: {e}")))?;
     if !tail.is_empty() {
-        return Err(bad(format!("{} trailing bytes after a {} message", tail.len(), msg.name())));
+        return Err(bad(format!(
+            "{} trailing bytes after a {} message",
+            tail.len(),
+            msg.name()
+        )));
     }
     check_bounds(&msg)?;
     Ok(msg)
@@ -197,16 +214,25 @@ pub fn decode(bytes: &[u8]) -> Result<Message, Error> {
 
 fn check_entries(name: &str, entries: &[WireEntry]) -> Result<(), Error> {
     if entries.len() > MAX_ENTRIES_PER_MESSAGE {
-        return Err(bad(format!("{name} carries {} entries, limit {MAX_ENTRIES_PER_MESSAGE}", entries.len())));
+        return Err(bad(format!(
+            "{name} carries {} entries, limit {MAX_ENTRIES_PER_MESSAGE}",
+            entries.len()
+        )));
     }
     Ok(())
 }
 
 fn check_heads(name: &str, heads: &[(String, u64)]) -> Result<(), Error> {
     if heads.len() > MAX_HEADS {
-        return Err(bad(format!("{name} carries {} heads, limit {MAX_HEADS}", heads.len())));
+        return Err(bad(format!(
+            "{name} carries {} heads, limit {MAX_HEADS}",
+            heads.len()
+        )));
     }
-    if let Some((a, _)) = heads.iter().find(|(a, _)| a.is_empty() || a.len() > MAX_NODE_ID_LEN) {
+    if let Some((a, _)) = heads
+        .iter()
+        .find(|(a, _)| a.is_empty() || a.len() > MAX_NODE_ID_LEN)
+    {
         return Err(bad(format!("{name} names an author of {} bytes", a.len())));
     }
     Ok(())
@@ -214,23 +240,34 @@ fn check_heads(name: &str, heads: &[(String, u64)]) -> Result<(), Error> {
 
 fn check_path(path: &[u8]) -> Result<(), Error> {
     if path.len() > MAX_SYNC_DEPTH || path.iter().any(|&n| n as usize >= SYNC_FANOUT) {
-        return Err(bad(format!("sync path {path:?} is not a list of at most {MAX_SYNC_DEPTH} nibbles")));
+        return Err(bad(format!(
+            "sync path {path:?} is not a list of at most {MAX_SYNC_DEPTH} nibbles"
+        )));
     }
     Ok(())
 }
 
 fn check_bounds(msg: &Message) -> Result<(), Error> {
     match msg {
-        Message::Ping { target, entries, .. } => {
+        Message::Ping {
+            target, entries, ..
+        } => {
             if target.len() > MAX_NODE_ID_LEN {
                 return Err(bad(format!("ping target of {} bytes", target.len())));
             }
             check_entries("ping", entries)
         }
         Message::Ack { entries, .. } => check_entries("ack", entries),
-        Message::PingReq { target, address, .. } => {
-            if target.is_empty() || target.len() > MAX_NODE_ID_LEN || !crate::config::is_valid_address(address) {
-                return Err(bad(format!("ping-req for {target:?} at {address:?} is not a valid node and address")));
+        Message::PingReq {
+            target, address, ..
+        } => {
+            if target.is_empty()
+                || target.len() > MAX_NODE_ID_LEN
+                || !crate::config::is_valid_address(address)
+            {
+                return Err(bad(format!(
+                    "ping-req for {target:?} at {address:?} is not a valid node and address"
+                )));
             }
             Ok(())
         }
@@ -240,7 +277,10 @@ fn check_bounds(msg: &Message) -> Result<(), Error> {
         Message::Want { heads } => check_heads("want", heads),
         Message::Sync { items } => {
             if items.len() > MAX_SYNC_ITEMS {
-                return Err(bad(format!("sync carries {} items, limit {MAX_SYNC_ITEMS}", items.len())));
+                return Err(bad(format!(
+                    "sync carries {} items, limit {MAX_SYNC_ITEMS}",
+                    items.len()
+                )));
             }
             for item in items {
                 match item {

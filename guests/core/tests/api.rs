@@ -11,25 +11,38 @@ fn before_join_everything_is_not_joined() {
     assert_eq!(n.members(), Err(Error::NotJoined));
     assert_eq!(n.leave(0), Err(Error::NotJoined));
     assert_eq!(n.publish_heartbeat(0), Err(Error::NotJoined));
-    assert_eq!(n.report_peer_state(0, "b", PeerState::Suspect), Err(Error::NotJoined));
+    assert_eq!(
+        n.report_peer_state(0, "b", PeerState::Suspect),
+        Err(Error::NotJoined)
+    );
     assert_eq!(n.peer_metadata("a"), Err(Error::NotJoined));
 }
 
 #[test]
 fn config_is_validated() {
     let bad_id = Node::new(config("a b", "10.0.0.1:7000"), vec![], 1, 0).unwrap_err();
-    assert!(matches!(bad_id, Error::InvalidConfig(ref s) if s.contains("node_id")), "{bad_id}");
+    assert!(
+        matches!(bad_id, Error::InvalidConfig(ref s) if s.contains("node_id")),
+        "{bad_id}"
+    );
     let bad_addr = Node::new(config("a", "nowhere"), vec![], 1, 0).unwrap_err();
-    assert!(matches!(bad_addr, Error::InvalidConfig(ref s) if s.contains("address")), "{bad_addr}");
+    assert!(
+        matches!(bad_addr, Error::InvalidConfig(ref s) if s.contains("address")),
+        "{bad_addr}"
+    );
     let mut c = config("a", "10.0.0.1:7000");
     c.tunables.probe_timeout_ms = 5_000;
-    assert!(matches!(Node::new(c, vec![], 1, 0), Err(Error::InvalidConfig(s)) if s.contains("probe_timeout_ms")));
+    assert!(
+        matches!(Node::new(c, vec![], 1, 0), Err(Error::InvalidConfig(s)) if s.contains("probe_timeout_ms"))
+    );
 }
 
 #[test]
 fn join_bad_seed_changes_nothing() {
     let mut n = Node::new(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
-    let err = n.join(0, &["10.0.0.2:7000".into(), "bogus".into()]).unwrap_err();
+    let err = n
+        .join(0, &["10.0.0.2:7000".into(), "bogus".into()])
+        .unwrap_err();
     assert_eq!(err, Error::InvalidAddress("bogus".into()));
     assert_eq!(n.members(), Err(Error::NotJoined));
     assert!(n.drain_effects().is_empty());
@@ -45,7 +58,15 @@ fn join_alone_then_again_is_idempotent() {
     let fx = n.drain_effects();
     let ups = updates(&fx);
     assert_eq!(ups.len(), 1);
-    assert_eq!((ups[0].peer.as_str(), ups[0].cause, ups[0].previous, ups[0].version), ("a", Cause::Joined, None, 1));
+    assert_eq!(
+        (
+            ups[0].peer.as_str(),
+            ups[0].cause,
+            ups[0].previous,
+            ups[0].version
+        ),
+        ("a", Cause::Joined, None, 1)
+    );
     assert!(sends(&fx).is_empty(), "own address as seed is ignored");
     assert_eq!(appended(&fx).len(), 1);
     let v2 = n.join(10, &["10.0.0.2:7000".into()]).unwrap();
@@ -69,8 +90,12 @@ fn pair() -> (Node, Node) {
     let mut b = joined_node("b", "10.0.0.2:7000");
     let ea = a.ledger().entries("a", 1, 10);
     let eb = b.ledger().entries("b", 1, 10);
-    let wa = wire::encode(&Message::Gossip { entries: ea.iter().map(Into::into).collect() });
-    let wb = wire::encode(&Message::Gossip { entries: eb.iter().map(Into::into).collect() });
+    let wa = wire::encode(&Message::Gossip {
+        entries: ea.iter().map(Into::into).collect(),
+    });
+    let wb = wire::encode(&Message::Gossip {
+        entries: eb.iter().map(Into::into).collect(),
+    });
     b.handle_message(1, "10.0.0.1:7000", &wa).unwrap();
     a.handle_message(1, "10.0.0.2:7000", &wb).unwrap();
     a.drain_effects();
@@ -81,26 +106,57 @@ fn pair() -> (Node, Node) {
 #[test]
 fn report_peer_state_rules() {
     let (mut a, _b) = pair();
-    assert!(matches!(a.report_peer_state(2, "a", PeerState::Suspect), Err(Error::InvalidReport(_))));
-    assert!(matches!(a.report_peer_state(2, "b", PeerState::Left), Err(Error::InvalidReport(_))));
-    assert_eq!(a.report_peer_state(2, "zz", PeerState::Suspect), Err(Error::UnknownPeer("zz".into())));
-    assert_eq!(a.report_peer_state(2, "b", PeerState::Alive), Ok(PeerState::Alive));
+    assert!(matches!(
+        a.report_peer_state(2, "a", PeerState::Suspect),
+        Err(Error::InvalidReport(_))
+    ));
+    assert!(matches!(
+        a.report_peer_state(2, "b", PeerState::Left),
+        Err(Error::InvalidReport(_))
+    ));
+    assert_eq!(
+        a.report_peer_state(2, "zz", PeerState::Suspect),
+        Err(Error::UnknownPeer("zz".into()))
+    );
+    assert_eq!(
+        a.report_peer_state(2, "b", PeerState::Alive),
+        Ok(PeerState::Alive)
+    );
     let v0 = a.members().unwrap().version;
-    assert_eq!(a.report_peer_state(3, "b", PeerState::Dead), Ok(PeerState::Suspect), "never dead directly");
+    assert_eq!(
+        a.report_peer_state(3, "b", PeerState::Dead),
+        Ok(PeerState::Suspect),
+        "never dead directly"
+    );
     let fx = a.drain_effects();
     let ups = updates(&fx);
     assert_eq!(ups.len(), 1);
-    assert_eq!((ups[0].cause, ups[0].previous, ups[0].version), (Cause::Suspected, Some(PeerState::Alive), v0 + 1));
+    assert_eq!(
+        (ups[0].cause, ups[0].previous, ups[0].version),
+        (Cause::Suspected, Some(PeerState::Alive), v0 + 1)
+    );
     let suspect = appended(&fx);
     assert_eq!(suspect.len(), 1);
-    assert_eq!((suspect[0].author.as_str(), suspect[0].kind.as_str()), ("a", "suspect"));
+    assert_eq!(
+        (suspect[0].author.as_str(), suspect[0].kind.as_str()),
+        ("a", "suspect")
+    );
     assert_eq!(ups[0].entry, Some(suspect[0].id));
     // A second report adds nothing: this node already suspects b.
-    assert_eq!(a.report_peer_state(4, "b", PeerState::Suspect), Ok(PeerState::Suspect));
+    assert_eq!(
+        a.report_peer_state(4, "b", PeerState::Suspect),
+        Ok(PeerState::Suspect)
+    );
     assert!(appended(&a.drain_effects()).is_empty());
     // Alive does not clear a suspicion; only b itself can.
-    assert_eq!(a.report_peer_state(5, "b", PeerState::Alive), Ok(PeerState::Suspect));
-    assert_eq!(a.peer_metadata("b").unwrap(), vec![("role".to_string(), "test".to_string())]);
+    assert_eq!(
+        a.report_peer_state(5, "b", PeerState::Alive),
+        Ok(PeerState::Suspect)
+    );
+    assert_eq!(
+        a.peer_metadata("b").unwrap(),
+        vec![("role".to_string(), "test".to_string())]
+    );
     assert_eq!(a.peer_metadata("zz"), Err(Error::UnknownPeer("zz".into())));
 }
 
@@ -109,16 +165,26 @@ fn suspected_node_refutes_with_higher_incarnation() {
     let (mut a, mut b) = pair();
     a.report_peer_state(2, "b", PeerState::Suspect).unwrap();
     let s = appended(&a.drain_effects());
-    let msg = wire::encode(&Message::Gossip { entries: s.iter().map(Into::into).collect() });
+    let msg = wire::encode(&Message::Gossip {
+        entries: s.iter().map(Into::into).collect(),
+    });
     let inc0 = b.incarnation();
     b.handle_message(3, "10.0.0.1:7000", &msg).unwrap();
     assert_eq!(b.incarnation(), inc0 + 1);
     let fx = b.drain_effects();
-    let alive = appended(&fx).into_iter().find(|e| e.kind == "alive").expect("refutation");
-    let msg = wire::encode(&Message::Gossip { entries: vec![(&alive).into()] });
+    let alive = appended(&fx)
+        .into_iter()
+        .find(|e| e.kind == "alive")
+        .expect("refutation");
+    let msg = wire::encode(&Message::Gossip {
+        entries: vec![(&alive).into()],
+    });
     a.handle_message(4, "10.0.0.2:7000", &msg).unwrap();
     let ups = updates(&a.drain_effects());
-    assert_eq!(ups.last().map(|u| (u.cause, u.current.state)), Some((Cause::Refuted, PeerState::Alive)));
+    assert_eq!(
+        ups.last().map(|u| (u.cause, u.current.state)),
+        Some((Cause::Refuted, PeerState::Alive))
+    );
 }
 
 #[test]
@@ -126,11 +192,17 @@ fn leave_then_has_left() {
     let mut n = joined_node("a", "10.0.0.1:7000");
     n.leave(1).unwrap();
     let ups = updates(&n.drain_effects());
-    assert_eq!(ups.last().map(|u| (u.cause, u.current.state)), Some((Cause::Left, PeerState::Left)));
+    assert_eq!(
+        ups.last().map(|u| (u.cause, u.current.state)),
+        Some((Cause::Left, PeerState::Left))
+    );
     assert_eq!(n.leave(2), Err(Error::HasLeft));
     assert_eq!(n.join(2, &[]).unwrap_err(), Error::HasLeft);
     assert_eq!(n.publish_heartbeat(2), Err(Error::HasLeft));
-    assert_eq!(n.report_peer_state(2, "b", PeerState::Suspect), Err(Error::HasLeft));
+    assert_eq!(
+        n.report_peer_state(2, "b", PeerState::Suspect),
+        Err(Error::HasLeft)
+    );
     let v = n.members().unwrap();
     assert_eq!(v.members[0].state, PeerState::Left);
     assert!(n.peer_metadata("a").is_ok());
@@ -151,7 +223,10 @@ fn restart_raises_incarnation_and_keeps_chain() {
     let mut r = r;
     let v = r.join(5, &[]).unwrap();
     assert_eq!(v.members[0].incarnation, 2);
-    assert_eq!(v.members[0].address, "10.0.0.9:7000", "new address, same identity");
+    assert_eq!(
+        v.members[0].address, "10.0.0.9:7000",
+        "new address, same identity"
+    );
     assert_eq!(r.ledger_len(), 2);
 }
 
@@ -164,11 +239,17 @@ fn corrupt_ledger_names_first_bad_entry() {
     let mut stored = b.entries.clone();
     stored[2].body[3] ^= 1;
     let err = Node::new(config("a", "10.0.0.1:7000"), stored, 1, 0).unwrap_err();
-    assert!(matches!(err, Error::CorruptLedger(ref s) if s.contains("stored entry 2") && s.contains("x#2")), "{err}");
+    assert!(
+        matches!(err, Error::CorruptLedger(ref s) if s.contains("stored entry 2") && s.contains("x#2")),
+        "{err}"
+    );
     let mut gap = b.entries.clone();
     gap.remove(0);
     let err = Node::new(config("a", "10.0.0.1:7000"), gap, 1, 0).unwrap_err();
-    assert!(matches!(err, Error::CorruptLedger(ref s) if s.contains("x#2")), "{err}");
+    assert!(
+        matches!(err, Error::CorruptLedger(ref s) if s.contains("x#2")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -200,7 +281,13 @@ fn view_version_rises_by_one_per_update() {
     let (mut a, _b) = pair();
     a.report_peer_state(1, "b", PeerState::Suspect).unwrap();
     let mut last = 0;
-    let mut a2 = Node::new(config("a", "10.0.0.1:7000"), a.ledger().all_entries().cloned().collect(), 3, 0).unwrap();
+    let mut a2 = Node::new(
+        config("a", "10.0.0.1:7000"),
+        a.ledger().all_entries().cloned().collect(),
+        3,
+        0,
+    )
+    .unwrap();
     a2.join(0, &[]).unwrap();
     for e in a2.drain_effects() {
         if let Effect::Update(u) = e {

@@ -64,7 +64,10 @@ fn add(b: &mut ChainBuilder, ev: Evidence) {
 }
 
 fn state_of(entries: &[Entry], id: &str) -> (PeerState, u64) {
-    let m = derive_view(entries).into_iter().find(|m| m.id == id).expect("member");
+    let m = derive_view(entries)
+        .into_iter()
+        .find(|m| m.id == id)
+        .expect("member");
     (m.state, m.incarnation)
 }
 
@@ -147,7 +150,9 @@ fn arbitrary_entries(seed: u64, n: usize) -> Vec<Entry> {
     }
     let mut x = seed;
     let mut next = |m: u64| {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (x >> 33) % m
     };
     for _ in 0..n {
@@ -225,18 +230,46 @@ proptest! {
     }
 }
 
+/// Flips byte `k` of one field; false when the field has no byte `k`.
+type Mutation = Box<dyn Fn(&mut Entry, usize) -> bool>;
+
 #[test]
 fn every_flipped_byte_is_detected_on_load() {
     let entries = arbitrary_entries(7, 6);
     for (i, e) in entries.iter().enumerate() {
-        let mut fields: Vec<Box<dyn Fn(&mut Entry, usize) -> bool>> = Vec::new();
+        let mut fields: Vec<Mutation> = Vec::new();
         fields.push(Box::new(|e, k| flip(&mut e.author, k)));
-        fields.push(Box::new(|e, k| k < 8 && { e.seq ^= 1 << (k * 8); true }));
-        fields.push(Box::new(|e, k| k < 32 && { e.prev[k] ^= 0x40; true }));
-        fields.push(Box::new(|e, k| k < 8 && { e.clock ^= 1 << (k * 8); true }));
+        fields.push(Box::new(|e, k| {
+            k < 8 && {
+                e.seq ^= 1 << (k * 8);
+                true
+            }
+        }));
+        fields.push(Box::new(|e, k| {
+            k < 32 && {
+                e.prev[k] ^= 0x40;
+                true
+            }
+        }));
+        fields.push(Box::new(|e, k| {
+            k < 8 && {
+                e.clock ^= 1 << (k * 8);
+                true
+            }
+        }));
         fields.push(Box::new(|e, k| flip(&mut e.kind, k)));
-        fields.push(Box::new(|e, k| k < e.body.len() && { e.body[k] ^= 0x01; true }));
-        fields.push(Box::new(|e, k| k < 32 && { e.id[k] ^= 0x80; true }));
+        fields.push(Box::new(|e, k| {
+            k < e.body.len() && {
+                e.body[k] ^= 0x01;
+                true
+            }
+        }));
+        fields.push(Box::new(|e, k| {
+            k < 32 && {
+                e.id[k] ^= 0x80;
+                true
+            }
+        }));
         for f in &fields {
             for k in 0..64 {
                 let mut stored = entries.clone();
@@ -274,12 +307,22 @@ fn flip(s: &mut String, k: usize) -> bool {
 fn every_flipped_byte_is_detected_on_receipt() {
     let entries = arbitrary_entries(11, 3);
     let victim = entries.last().unwrap().clone();
-    let msg = wire::encode(&Message::Gossip { entries: vec![(&victim).into()] });
+    let msg = wire::encode(&Message::Gossip {
+        entries: vec![(&victim).into()],
+    });
     // The entry occupies everything after version, variant tag and count.
     for k in 3..msg.len() {
         let mut n = joined_node("z", "10.0.0.1:7000");
-        let good: Vec<_> = entries[..entries.len() - 1].iter().map(Into::into).collect();
-        n.handle_message(1, "10.0.0.2:7000", &wire::encode(&Message::Gossip { entries: good })).unwrap();
+        let good: Vec<_> = entries[..entries.len() - 1]
+            .iter()
+            .map(Into::into)
+            .collect();
+        n.handle_message(
+            1,
+            "10.0.0.2:7000",
+            &wire::encode(&Message::Gossip { entries: good }),
+        )
+        .unwrap();
         n.drain_effects();
         let before = n.frontier_digest();
         let mut bad = msg.clone();
@@ -289,9 +332,21 @@ fn every_flipped_byte_is_detected_on_receipt() {
             Ok(()) => {
                 let fx = n.drain_effects();
                 let logged = fx.iter().any(|e| matches!(e, nodeplane_core::Effect::Log { kind, .. } if kind == "entry-rejected"));
-                assert!(logged || n.ledger().pending_len() > 0 && n.frontier_digest() == before, "byte {k}: accepted silently");
-                assert!(n.ledger().get(&victim.author, victim.seq).is_none_or(|e| e.id == victim.id), "byte {k}");
-                assert_eq!(n.frontier_digest(), before, "byte {k}: tampered entry entered the ledger");
+                assert!(
+                    logged || n.ledger().pending_len() > 0 && n.frontier_digest() == before,
+                    "byte {k}: accepted silently"
+                );
+                assert!(
+                    n.ledger()
+                        .get(&victim.author, victim.seq)
+                        .is_none_or(|e| e.id == victim.id),
+                    "byte {k}"
+                );
+                assert_eq!(
+                    n.frontier_digest(),
+                    before,
+                    "byte {k}: tampered entry entered the ledger"
+                );
             }
             Err(e) => panic!("byte {k}: unexpected {e}"),
         }

@@ -13,28 +13,66 @@ const SMALL_ENTRY: &str = "026e3101000000000000000000000000000000000000000000000
 fn golden() -> Vec<(Message, String)> {
     vec![
         (
-            Message::Ping { seq: 7, target: "n2".into(), digest: [1, 2, 3, 4, 5, 6, 7, 8], entries: vec![] },
+            Message::Ping {
+                seq: 7,
+                target: "n2".into(),
+                digest: [1, 2, 3, 4, 5, 6, 7, 8],
+                entries: vec![],
+            },
             "010007026e32010203040506070800".into(),
         ),
-        (Message::Ack { seq: 7, digest: [8, 7, 6, 5, 4, 3, 2, 1], entries: vec![] }, "010107080706050403020100".into()),
         (
-            Message::PingReq { seq: 9, target: "n3".into(), address: "10.0.0.3:7000".into() },
+            Message::Ack {
+                seq: 7,
+                digest: [8, 7, 6, 5, 4, 3, 2, 1],
+                entries: vec![],
+            },
+            "010107080706050403020100".into(),
+        ),
+        (
+            Message::PingReq {
+                seq: 9,
+                target: "n3".into(),
+                address: "10.0.0.3:7000".into(),
+            },
             "010209026e330d31302e302e302e333a37303030".into(),
         ),
         (Message::IndirectAck { seq: 9 }, "010309".into()),
         (Message::Nack { seq: 9 }, "010409".into()),
-        (Message::Gossip { entries: vec![(&small()).into()] }, format!("010501{SMALL_ENTRY}")),
+        (
+            Message::Gossip {
+                entries: vec![(&small()).into()],
+            },
+            format!("010501{SMALL_ENTRY}"),
+        ),
         (
             Message::Sync {
                 items: vec![
-                    SyncItem::Node { path: vec![], digests: vec![[0; 8]; 16] },
-                    SyncItem::Leaf { path: vec![3, 15], heads: vec![("n1".into(), 4)] },
+                    SyncItem::Node {
+                        path: vec![],
+                        digests: vec![[0; 8]; 16],
+                    },
+                    SyncItem::Leaf {
+                        path: vec![3, 15],
+                        heads: vec![("n1".into(), 4)],
+                    },
                 ],
             },
             format!("0106020000{}{}", "10", "00".repeat(128)) + "0102030f01026e3104",
         ),
-        (Message::Want { heads: vec![("n1".into(), 2)] }, "010701026e3102".into()),
-        (Message::Entries { entries: vec![(&small()).into()], more: true }, format!("010801{SMALL_ENTRY}01")),
+        (
+            Message::Want {
+                heads: vec![("n1".into(), 2)],
+            },
+            "010701026e3102".into(),
+        ),
+        (
+            Message::Entries {
+                entries: vec![(&small()).into()],
+                more: true,
+            },
+            format!("010801{SMALL_ENTRY}01"),
+        ),
     ]
 }
 
@@ -44,30 +82,70 @@ fn every_message_type_matches_its_golden_bytes() {
     assert_eq!(vectors.len(), 9, "one vector per message type");
     for (msg, hex_bytes) in vectors {
         assert_eq!(hex::encode(wire::encode(&msg)), hex_bytes, "{}", msg.name());
-        assert_eq!(wire::decode(&hex::decode(&hex_bytes).unwrap()).unwrap(), msg, "{}", msg.name());
+        assert_eq!(
+            wire::decode(&hex::decode(&hex_bytes).unwrap()).unwrap(),
+            msg,
+            "{}",
+            msg.name()
+        );
     }
 }
 
 #[test]
 fn steady_state_probe_messages_are_small() {
-    let ping = wire::encode(&Message::Ping { seq: 70_000, target: "node-0123".into(), digest: [9; 8], entries: vec![] });
-    let ack = wire::encode(&Message::Ack { seq: 70_000, digest: [9; 8], entries: vec![] });
-    assert!(ping.len() <= 30 && ack.len() <= 20, "ping {} ack {}", ping.len(), ack.len());
+    let ping = wire::encode(&Message::Ping {
+        seq: 70_000,
+        target: "node-0123".into(),
+        digest: [9; 8],
+        entries: vec![],
+    });
+    let ack = wire::encode(&Message::Ack {
+        seq: 70_000,
+        digest: [9; 8],
+        entries: vec![],
+    });
+    assert!(
+        ping.len() <= 30 && ack.len() <= 20,
+        "ping {} ack {}",
+        ping.len(),
+        ack.len()
+    );
 }
 
 #[test]
 fn bounds_are_enforced() {
-    let many = Message::Want { heads: (0..3000).map(|i| (format!("n{i}"), 1)).collect() };
-    assert!(matches!(wire::decode(&wire::encode(&many)), Err(nodeplane_core::Error::BadMessage(s)) if s.contains("heads")));
-    let deep = Message::Sync { items: vec![SyncItem::Leaf { path: vec![16], heads: vec![] }] };
+    let many = Message::Want {
+        heads: (0..3000).map(|i| (format!("n{i}"), 1)).collect(),
+    };
+    assert!(
+        matches!(wire::decode(&wire::encode(&many)), Err(nodeplane_core::Error::BadMessage(s)) if s.contains("heads"))
+    );
+    let deep = Message::Sync {
+        items: vec![SyncItem::Leaf {
+            path: vec![16],
+            heads: vec![],
+        }],
+    };
     assert!(wire::decode(&wire::encode(&deep)).is_err());
-    let short = Message::Sync { items: vec![SyncItem::Node { path: vec![], digests: vec![[0; 8]; 3] }] };
+    let short = Message::Sync {
+        items: vec![SyncItem::Node {
+            path: vec![],
+            digests: vec![[0; 8]; 3],
+        }],
+    };
     assert!(wire::decode(&wire::encode(&short)).is_err());
-    let req = Message::PingReq { seq: 1, target: "n".into(), address: "not-an-address".into() };
+    let req = Message::PingReq {
+        seq: 1,
+        target: "n".into(),
+        address: "not-an-address".into(),
+    };
     assert!(wire::decode(&wire::encode(&req)).is_err());
     // Every truncation of a valid message fails cleanly.
     let full = wire::encode(&golden()[5].0);
     for k in 0..full.len() {
-        assert!(wire::decode(&full[..k]).is_err(), "prefix of {k} bytes decoded");
+        assert!(
+            wire::decode(&full[..k]).is_err(),
+            "prefix of {k} bytes decoded"
+        );
     }
 }

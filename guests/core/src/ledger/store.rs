@@ -125,7 +125,9 @@ impl Ledger {
 
     /// Up to `limit` entries of `author` starting at sequence `from`.
     pub fn entries(&self, author: &str, from: u64, limit: usize) -> Vec<Entry> {
-        let Some(chain) = self.chains.get(author) else { return Vec::new() };
+        let Some(chain) = self.chains.get(author) else {
+            return Vec::new();
+        };
         let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
         chain.iter().skip(start).take(limit).cloned().collect()
     }
@@ -165,7 +167,10 @@ impl Ledger {
     /// Number of authors in a bucket.
     pub fn authors_under(&self, path: &[u8]) -> usize {
         let (lo, hi) = path_range(path);
-        self.keys.range((lo, String::new())..).take_while(|((k, _), _)| *k <= hi).count()
+        self.keys
+            .range((lo, String::new())..)
+            .take_while(|((k, _), _)| *k <= hi)
+            .count()
     }
 
     /// Digests of the 16 children of a bucket and its author count.
@@ -174,8 +179,16 @@ impl Ledger {
         let (lo, hi) = path_range(path);
         let shift = 64u32.saturating_sub(4 * (path.len() as u32 + 1));
         let mut count = 0;
-        for ((k, _), leaf) in self.keys.range((lo, String::new())..).take_while(|((k, _), _)| *k <= hi) {
-            let nib = if path.len() >= 16 { 0 } else { ((k >> shift) & 0x0f) as usize };
+        for ((k, _), leaf) in self
+            .keys
+            .range((lo, String::new())..)
+            .take_while(|((k, _), _)| *k <= hi)
+        {
+            let nib = if path.len() >= 16 {
+                0
+            } else {
+                ((k >> shift) & 0x0f) as usize
+            };
             out[nib] ^= leaf;
             count += 1;
         }
@@ -207,7 +220,9 @@ impl Ledger {
         entry.verify().map_err(|e| e.to_string())?;
         let head = self.head_seq(&entry.author);
         if entry.seq <= head {
-            let existing = self.get(&entry.author, entry.seq).expect("seq within chain");
+            let existing = self
+                .get(&entry.author, entry.seq)
+                .expect("seq within chain");
             if existing.id == entry.id {
                 return Ok(Insert::Duplicate);
             }
@@ -217,7 +232,11 @@ impl Ledger {
                 kept: existing.id,
                 conflicting: entry,
             };
-            if self.equivocations.iter().any(|e| e.conflicting.id == ev.conflicting.id) {
+            if self
+                .equivocations
+                .iter()
+                .any(|e| e.conflicting.id == ev.conflicting.id)
+            {
                 return Ok(Insert::Duplicate);
             }
             self.equivocations.push(ev.clone());
@@ -255,7 +274,9 @@ impl Ledger {
         // Unblock buffered successors.
         loop {
             let next = self.head_seq(&author) + 1;
-            let Some(e) = self.pending.remove(&(author.clone(), next)) else { break };
+            let Some(e) = self.pending.remove(&(author.clone(), next)) else {
+                break;
+            };
             if e.prev != self.head(&author).expect("non-empty").id {
                 // A buffered entry that does not link is dropped; sync will
                 // fetch the right one.
@@ -283,7 +304,10 @@ impl Ledger {
         let slot = self.keys.entry((key, entry.author.clone())).or_insert(0);
         self.root ^= *slot ^ leaf;
         *slot = leaf;
-        self.chains.entry(entry.author.clone()).or_default().push(entry);
+        self.chains
+            .entry(entry.author.clone())
+            .or_default()
+            .push(entry);
         self.len += 1;
     }
 }
@@ -321,7 +345,10 @@ mod tests {
         let mut l = Ledger::new();
         l.insert(c[0].clone()).unwrap();
         let other = Entry::new("a", 1, GENESIS_PREV, 9, "join", b"{}".to_vec());
-        assert!(matches!(l.insert(other.clone()), Ok(Insert::Equivocation(_))));
+        assert!(matches!(
+            l.insert(other.clone()),
+            Ok(Insert::Equivocation(_))
+        ));
         assert_eq!(l.equivocations().len(), 1);
         assert_eq!(l.insert(other), Ok(Insert::Duplicate));
         assert_eq!(l.len(), 1);

@@ -24,7 +24,10 @@ pub struct ChainBuilder {
 
 impl ChainBuilder {
     pub fn push(&mut self, author: &str, kind: &str, body: Vec<u8>) -> Entry {
-        let (seq, prev) = self.heads.get(author).map_or((1, GENESIS_PREV), |(s, id)| (s + 1, *id));
+        let (seq, prev) = self
+            .heads
+            .get(author)
+            .map_or((1, GENESIS_PREV), |(s, id)| (s + 1, *id));
         self.clock += 1;
         let e = Entry::new(author, seq, prev, self.clock, kind, body);
         self.heads.insert(author.to_string(), (seq, e.id));
@@ -32,18 +35,56 @@ impl ChainBuilder {
         e
     }
     pub fn join(&mut self, author: &str, inc: u64) -> Entry {
-        let addr = format!("10.9.0.{}:7000", author.bytes().map(u32::from).sum::<u32>() % 250 + 1);
-        self.push(author, "join", body(&ProfileBody { inc, addr, meta: vec![] }))
+        let addr = format!(
+            "10.9.0.{}:7000",
+            author.bytes().map(u32::from).sum::<u32>() % 250 + 1
+        );
+        self.push(
+            author,
+            "join",
+            body(&ProfileBody {
+                inc,
+                addr,
+                meta: vec![],
+            }),
+        )
     }
     pub fn alive(&mut self, author: &str, inc: u64) -> Entry {
-        let addr = format!("10.9.0.{}:7000", author.bytes().map(u32::from).sum::<u32>() % 250 + 1);
-        self.push(author, "alive", body(&ProfileBody { inc, addr, meta: vec![] }))
+        let addr = format!(
+            "10.9.0.{}:7000",
+            author.bytes().map(u32::from).sum::<u32>() % 250 + 1
+        );
+        self.push(
+            author,
+            "alive",
+            body(&ProfileBody {
+                inc,
+                addr,
+                meta: vec![],
+            }),
+        )
     }
     pub fn suspect(&mut self, author: &str, subject: &str, inc: u64) -> Entry {
-        self.push(author, "suspect", body(&SuspectBody { subject: subject.into(), inc }))
+        self.push(
+            author,
+            "suspect",
+            body(&SuspectBody {
+                subject: subject.into(),
+                inc,
+            }),
+        )
     }
     pub fn dead(&mut self, author: &str, subject: &str, inc: u64) -> Entry {
-        self.push(author, "confirm-dead", body(&DeadBody { subject: subject.into(), inc, evidence: vec![], suspecters: 0 }))
+        self.push(
+            author,
+            "confirm-dead",
+            body(&DeadBody {
+                subject: subject.into(),
+                inc,
+                evidence: vec![],
+                suspecters: 0,
+            }),
+        )
     }
     pub fn leave(&mut self, author: &str, inc: u64) -> Entry {
         self.push(author, "leave", body(&LeaveBody { inc }))
