@@ -75,6 +75,11 @@ pub const SYNC_LEAF_AUTHORS: usize = 8;
 pub const SYNC_BURST_MESSAGES: usize = 4;
 /// Entries received ahead of their chain kept while the gap is fetched.
 pub const MAX_PENDING_ENTRIES: usize = 8_192;
+/// How long an entry stays on the gossip queue: infection-style spread
+/// finishes in a few gossip ticks; after that the frontier-digest
+/// anti-entropy delivers what gossip missed, so older entries stop costing
+/// bandwidth.
+pub const BROADCAST_MAX_AGE_MS: u64 = 3_000;
 /// Fresh entries queued for gossip; older ones are dropped first
 /// (anti-entropy delivers whatever gossip misses).
 pub const MAX_BROADCAST_QUEUE: usize = 2_048;

@@ -90,6 +90,7 @@ struct Suspicion {
 struct Broadcast {
     entry: Entry,
     remaining: u32,
+    queued_at: u64,
 }
 
 /// The sans-IO node plane of one node.
@@ -118,6 +119,8 @@ pub struct Node {
     last_sync: BTreeMap<String, u64>,
     /// Last frontier digest heard from each address (ping or ack).
     peer_digest: BTreeMap<String, Digest8>,
+    /// Time of the input being handled.
+    now_ms: u64,
 }
 
 fn json(pairs: &[(&str, serde_json::Value)]) -> String {
@@ -159,6 +162,7 @@ impl Node {
             suspicions: BTreeMap::new(),
             last_sync: BTreeMap::new(),
             peer_digest: BTreeMap::new(),
+            now_ms,
             cfg,
         };
         let mut max_inc_about_self = None::<u64>;
@@ -205,6 +209,16 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> &str {
         &self.cfg.node_id
+    }
+
+    /// One member of the current view (before join: none).
+    pub fn member(&self, id: &str) -> Option<&Member> {
+        self.published.get(id)
+    }
+
+    /// Whether this node has left.
+    pub fn has_left(&self) -> bool {
+        self.phase == Phase::Left
     }
 
     /// This node's current incarnation.
@@ -263,6 +277,7 @@ impl Node {
     /// Joins through `seeds` (empty: start a new cluster). While joined,
     /// adds the seeds as contact points and returns the current view.
     pub fn join(&mut self, now_ms: u64, seeds: &[String]) -> Result<View, Error> {
+        self.now_ms = self.now_ms.max(now_ms);
         if self.phase == Phase::Left {
             return Err(Error::HasLeft);
         }
@@ -317,6 +332,7 @@ impl Node {
     /// Leaves gracefully: records `left`, announces it to several members
     /// twice, then goes quiet.
     pub fn leave(&mut self, now_ms: u64) -> Result<(), Error> {
+        self.now_ms = self.now_ms.max(now_ms);
         self.require_joined()?;
         self.phase = Phase::Left;
         let e = self.author(
@@ -354,6 +370,7 @@ impl Node {
     /// Announces liveness now (an extra ping and gossip push); returns the
     /// number of heartbeats so far.
     pub fn publish_heartbeat(&mut self, now_ms: u64) -> Result<u64, Error> {
+        self.now_ms = self.now_ms.max(now_ms);
         self.require_joined()?;
         self.heartbeats += 1;
         let live = self.live_peers();
@@ -386,6 +403,7 @@ impl Node {
         state: PeerState,
     ) -> Result<PeerState, Error> {
         self.require_joined()?;
+        self.now_ms = self.now_ms.max(now_ms);
         if peer == self.cfg.node_id {
             return Err(Error::InvalidReport(format!(
                 "cannot report on this node itself ({peer})"
@@ -420,6 +438,7 @@ impl Node {
     /// error and changes nothing.
     pub fn handle_message(&mut self, now_ms: u64, from: &str, payload: &[u8]) -> Result<(), Error> {
         let msg = wire::decode(payload)?;
+        self.now_ms = self.now_ms.max(now_ms);
         if self.phase != Phase::Joined {
             return Ok(());
         }
@@ -527,6 +546,7 @@ impl Node {
 
     /// Handles a timer set through [`Effect::SetTimer`].
     pub fn handle_timer(&mut self, now_ms: u64, timer: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
         match (self.phase, timer) {
             (Phase::Joined, TIMER_PROTOCOL) => self.protocol_tick(now_ms),
             (Phase::Joined, TIMER_PROBE_TIMEOUT) => self.probe_timeout(),
@@ -555,6 +575,7 @@ impl Node {
     /// Starts a reconciliation with the node at `address` now (the protocol
     /// also starts them by itself on a digest mismatch).
     pub fn reconcile_with(&mut self, now_ms: u64, address: &str) -> Result<(), Error> {
+        self.now_ms = self.now_ms.max(now_ms);
         self.require_joined()?;
         if !is_valid_address(address) {
             return Err(Error::InvalidAddress(address.to_string()));
@@ -822,7 +843,11 @@ impl Node {
             }
         }
         let remaining = self.retransmit_limit();
-        self.broadcasts.push(Broadcast { entry, remaining });
+        self.broadcasts.push(Broadcast {
+            entry,
+            remaining,
+            queued_at: self.now_ms,
+        });
     }
 
     /// Takes the freshest queued entries that fit `budget` bytes.
@@ -862,7 +887,9 @@ impl Node {
         self.piggyback(PIGGYBACK_BYTES_BUDGET)
     }
 
-    fn gossip_round(&mut self, _now_ms: u64) {
+    fn gossip_round(&mut self, now_ms: u64) {
+        self.broadcasts
+            .retain(|b| now_ms < b.queued_at + BROADCAST_MAX_AGE_MS);
         if self.broadcasts.is_empty() {
             return;
         }

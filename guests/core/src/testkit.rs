@@ -382,13 +382,10 @@ impl Sim {
     pub fn running(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| {
-                self.nodes[i].node.as_ref().is_some_and(|n| {
-                    n.members().is_ok_and(|v| {
-                        v.members
-                            .iter()
-                            .any(|m| m.id == node_id(i) && m.state != PeerState::Left)
-                    })
-                })
+                self.nodes[i]
+                    .node
+                    .as_ref()
+                    .is_some_and(|n| !n.has_left() && n.members().is_ok())
             })
             .collect()
     }
@@ -400,8 +397,11 @@ impl Sim {
 
     /// Node `i`'s view of a member.
     pub fn member(&self, i: usize, subject: usize) -> Option<Member> {
-        let v = self.nodes[i].node.as_ref()?.members().ok()?;
-        v.members.into_iter().find(|m| m.id == node_id(subject))
+        self.nodes[i]
+            .node
+            .as_ref()?
+            .member(&node_id(subject))
+            .cloned()
     }
 
     /// Every running node sees every running node `alive` and no running
