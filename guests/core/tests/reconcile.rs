@@ -177,3 +177,20 @@ fn equal_ledgers_cost_one_round_trip_under_64_bytes() {
         acks[0].1.len()
     );
 }
+
+#[test]
+fn large_difference_streams_in_rounds() {
+    // 3 000 entries each way need more than one burst of entries messages.
+    let out = measure(500, 3_000);
+    assert!(
+        out.round_trips > 2,
+        "expected several rounds, got {}",
+        out.round_trips
+    );
+    let overhead = out.total_bytes - out.entry_bytes;
+    assert!(
+        overhead < out.entry_bytes / 20,
+        "overhead {overhead} vs entries {}",
+        out.entry_bytes
+    );
+}
