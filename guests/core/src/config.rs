@@ -183,6 +183,21 @@ impl Config {
                 self.address
             )));
         }
+        // The profile (incarnation, address, metadata) travels in `join`
+        // and `alive` bodies, which are bounded.
+        let profile = crate::membership::body(&crate::membership::ProfileBody {
+            inc: u64::MAX,
+            addr: self.address.clone(),
+            meta: self.metadata.clone(),
+        });
+        if profile.len() > crate::ledger::entry::MAX_BODY_LEN {
+            return Err(Error::InvalidConfig(format!(
+                "metadata: {} bytes as JSON, at most about {} allowed",
+                profile.len(),
+                crate::ledger::entry::MAX_BODY_LEN
+                    - (profile.len() - serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()))
+            )));
+        }
         self.tunables = self.tunables.with_defaults();
         self.tunables.validate()?;
         Ok(self)
@@ -232,6 +247,17 @@ mod tests {
             ..Tunables::default()
         };
         assert_eq!(t.with_defaults().probe_interval_ms, 2000);
+    }
+
+    #[test]
+    fn oversized_metadata_is_rejected() {
+        let c = Config {
+            node_id: "a".into(),
+            address: "10.0.0.1:7000".into(),
+            metadata: vec![("blob".into(), "x".repeat(5000))],
+            tunables: Tunables::default(),
+        };
+        assert!(matches!(c.validated(), Err(Error::InvalidConfig(s)) if s.starts_with("metadata")));
     }
 
     #[test]
