@@ -10,6 +10,7 @@ const TARGET: &str = "wasm32-wasip2";
 /// (constant name, crate artifact name) of every component built.
 const COMPONENTS: &[(&str, &str)] = &[
     ("STUB", "stub"),
+    ("NODEPLANE", "nodeplane_guest"),
     ("FIXTURE_DROPS_UPDATES", "fixture_drops_updates"),
     ("FIXTURE_WRONG_ERROR", "fixture_wrong_error"),
     ("FIXTURE_SPIN", "fixture_spin"),

@@ -120,3 +120,67 @@ fn a_broken_component_never_replaces_a_working_one() {
     assert_eq!(plane.lock().component_info().0, "stub");
     assert!(plane.get_members().is_ok());
 }
+
+/// Pumps a small in-memory cluster of real node plane instances in virtual
+/// time: fires due timers and delivers every sent message after 5 ms.
+fn pump(nodes: &[NodeHandle<MemoryServices>], until_ms: u64) {
+    let mut in_flight: Vec<(u64, String, String, Vec<u8>)> = Vec::new();
+    let mut now = nodes[0].lock().services().now_ms;
+    while now < until_ms {
+        now += 5;
+        for node in nodes {
+            let mut n = node.lock();
+            n.services_mut().now_ms = now;
+            for timer in n.services_mut().take_due_timers() {
+                let _ = n.fire_timer(timer);
+            }
+        }
+        let due: Vec<_> = in_flight.iter().filter(|m| m.0 <= now).cloned().collect();
+        in_flight.retain(|m| m.0 > now);
+        for (_, from, to, payload) in due {
+            if let Some(target) = nodes.iter().find(|n| n.lock().config().address == to) {
+                let _ = target.lock().deliver_message(&from, &payload);
+            }
+        }
+        for node in nodes {
+            let mut n = node.lock();
+            let from = n.config().address.clone();
+            for (to, payload) in std::mem::take(&mut n.services_mut().outbox) {
+                in_flight.push((now + 5, from.clone(), to, payload));
+            }
+        }
+    }
+}
+
+#[test]
+fn three_real_node_plane_instances_converge_and_detect_a_crash() {
+    let rt = runtime();
+    let component = rt
+        .load_file(std::path::Path::new(nodeplane_artifacts::NODEPLANE_PATH))
+        .expect("nodeplane loads");
+    assert!(!component.imports.iter().any(|i| i.contains("clocks") || i.contains("random/")));
+    let nodes: Vec<_> = (0..3)
+        .map(|i| {
+            let mut services = MemoryServices::new();
+            services.next_seed = i as u64 * 1000;
+            let node = Node::start(&rt, &component, config(&format!("n{i}"), 7100 + i as u16), services).expect("start");
+            NodeHandle::new(node)
+        })
+        .collect();
+    for node in &nodes {
+        node.join(&["127.0.0.1:7100".into()]).expect("join");
+    }
+    pump(&nodes, 10_000);
+    for node in &nodes {
+        let view = node.get_members().unwrap();
+        let alive = view.members.iter().filter(|m| m.state == PeerState::Alive).count();
+        assert_eq!(alive, 3, "{} sees {:?}", node.lock().config().node_id, view.members);
+    }
+    // Crash n2: stop pumping it by dropping it from the set.
+    let survivors = &nodes[..2];
+    pump(survivors, 60_000);
+    for node in survivors {
+        let view = node.get_members().unwrap();
+        assert_eq!(view.member("n2").map(|m| m.state), Some(PeerState::Dead), "{:?}", view.members);
+    }
+}

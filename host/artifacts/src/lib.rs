@@ -7,7 +7,7 @@
 include!(concat!(env!("OUT_DIR"), "/paths.rs"));
 
 /// The components built into the binary, selectable by name.
-pub const BUILTIN: &[(&str, &[u8])] = &[("stub", STUB_BYTES)];
+pub const BUILTIN: &[(&str, &[u8])] = &[("stub", STUB_BYTES), ("nodeplane", NODEPLANE_BYTES)];
 
 /// The deliberately broken fixtures of the conformance harness, by name.
 pub const FIXTURES: &[(&str, &str)] = &[

@@ -1,0 +1,154 @@
+//! The node plane component: a thin shell around `nodeplane-core`.
+//!
+//! Every export reads the host clock, calls the sans-IO core, and then
+//! performs the core's effects through host imports (send, timers, ledger
+//! append, update delivery, event log). The shell keeps only what the core
+//! does not: the set of subscribed handles.
+
+mod bindings {
+    wit_bindgen::generate!({ path: "../../../wit", world: "control-plane" });
+}
+mod convert;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use bindings::exports::nodeplane::control::{control, driver};
+use bindings::nodeplane::control::{clock, events, ledger_store, network, random, timers, types};
+use nodeplane_core::{Effect, Node};
+
+struct Shell {
+    node: Node,
+    subscribers: BTreeSet<u64>,
+}
+
+thread_local! {
+    static SHELL: RefCell<Option<Shell>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the initialised shell, then performs the core's effects.
+fn with_node<T>(f: impl FnOnce(&mut Node, u64) -> Result<T, nodeplane_core::Error>) -> Result<T, types::Error> {
+    SHELL.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        let Some(shell) = guard.as_mut() else {
+            return Err(types::Error::Internal("driver.init was not called".into()));
+        };
+        let now = clock::now_ms();
+        let result = f(&mut shell.node, now);
+        perform(shell);
+        result.map_err(convert::error_to_wit)
+    })
+}
+
+fn perform(shell: &mut Shell) {
+    for effect in shell.node.drain_effects() {
+        match effect {
+            Effect::Send { to, payload } => network::send(&to, &payload),
+            Effect::SetTimer { timer, after_ms } => timers::set_timer(timer, after_ms),
+            Effect::CancelTimer { timer } => timers::cancel_timer(timer),
+            Effect::Append(entry) => ledger_store::append(&convert::entry_to_wit(&entry)),
+            Effect::Update(update) => {
+                let update = convert::update_to_wit(&update);
+                for subscriber in &shell.subscribers {
+                    events::deliver_update(*subscriber, &update);
+                }
+            }
+            Effect::Log { kind, detail } => events::log_event(&kind, &detail),
+        }
+    }
+}
+
+struct Component;
+
+impl driver::Guest for Component {
+    fn info() -> types::ComponentInfo {
+        types::ComponentInfo {
+            name: "nodeplane".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn init(config: types::NodeConfig) -> Result<(), types::Error> {
+        let stored = ledger_store::load()
+            .into_iter()
+            .map(convert::entry_from_wit)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(types::Error::CorruptLedger)?;
+        let seed = random::next_u64();
+        let now = clock::now_ms();
+        let node = Node::new(convert::config_from_wit(config), stored, seed, now).map_err(convert::error_to_wit)?;
+        let mut shell = Shell {
+            node,
+            subscribers: BTreeSet::new(),
+        };
+        perform(&mut shell);
+        SHELL.with(|cell| *cell.borrow_mut() = Some(shell));
+        Ok(())
+    }
+
+    fn deliver_message(source: types::Address, payload: Vec<u8>) -> Result<(), types::Error> {
+        with_node(|node, now| node.handle_message(now, &source, &payload))
+    }
+
+    fn fire_timer(timer: u64) {
+        let _ = with_node(|node, now| {
+            node.handle_timer(now, timer);
+            Ok(())
+        });
+    }
+}
+
+impl control::Guest for Component {
+    fn join(seed_peers: Vec<types::Address>) -> Result<types::MembershipView, types::Error> {
+        with_node(|node, now| node.join(now, &seed_peers)).map(|v| convert::view_to_wit(&v))
+    }
+
+    fn leave() -> Result<(), types::Error> {
+        with_node(|node, now| node.leave(now))
+    }
+
+    fn get_members() -> Result<types::MembershipView, types::Error> {
+        with_node(|node, _| node.members()).map(|v| convert::view_to_wit(&v))
+    }
+
+    fn publish_heartbeat() -> Result<u64, types::Error> {
+        with_node(|node, now| node.publish_heartbeat(now))
+    }
+
+    fn report_peer_state(peer: types::NodeId, state: types::PeerState) -> Result<types::PeerState, types::Error> {
+        with_node(|node, now| node.report_peer_state(now, &peer, convert::state_from_wit(state)))
+            .map(convert::state_to_wit)
+    }
+
+    fn subscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {
+        SHELL.with(|cell| match cell.borrow_mut().as_mut() {
+            Some(shell) => {
+                if shell.subscribers.insert(handler) {
+                    Ok(())
+                } else {
+                    Err(types::Error::InvalidSubscriber(handler))
+                }
+            }
+            None => Err(types::Error::Internal("driver.init was not called".into())),
+        })
+    }
+
+    fn unsubscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {
+        SHELL.with(|cell| match cell.borrow_mut().as_mut() {
+            Some(shell) => {
+                if shell.subscribers.remove(&handler) {
+                    Ok(())
+                } else {
+                    Err(types::Error::InvalidSubscriber(handler))
+                }
+            }
+            None => Err(types::Error::Internal("driver.init was not called".into())),
+        })
+    }
+
+    fn get_peer_metadata(peer: types::NodeId) -> Result<types::Metadata, types::Error> {
+        with_node(|node, _| node.peer_metadata(&peer))
+    }
+}
+
+bindings::export!(Component with_types_in bindings);
