@@ -23,7 +23,14 @@ fn main() {
                 let t = sim.run_until_pred(100, 120_000, |s| s.converged());
                 let conv = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
                 let b0 = sim.stats.clone();
-                sim.run_for(60_000);
+                let mut last = sim.stats.bytes;
+                let mut profile = Vec::new();
+                for _ in 0..12 {
+                    sim.run_for(5_000);
+                    profile.push((sim.stats.bytes - last) / n as u64 / 5);
+                    last = sim.stats.bytes;
+                }
+                println!("B/node/s per 5 s window: {profile:?}");
                 for (k, (m, b)) in &sim.stats.by_type {
                     let (m0, b0) = b0.by_type.get(k).copied().unwrap_or_default();
                     print!("{k}: {} msgs {} B; ", m - m0, b - b0);

@@ -80,6 +80,11 @@ pub const MAX_PENDING_ENTRIES: usize = 8_192;
 /// anti-entropy delivers what gossip missed, so older entries stop costing
 /// bandwidth.
 pub const BROADCAST_MAX_AGE_MS: u64 = 3_000;
+/// After this many consecutive pings and acks that carried our own
+/// frontier digest (and no change of ours since), the node drops its gossip
+/// queue: the members it hears from already hold everything it holds, and
+/// digest anti-entropy covers any straggler.
+pub const GOSSIP_QUIET_AFTER_AGREEING: u32 = 3;
 /// Fresh entries queued for gossip; older ones are dropped first
 /// (anti-entropy delivers whatever gossip misses).
 pub const MAX_BROADCAST_QUEUE: usize = 2_048;

@@ -121,6 +121,8 @@ pub struct Node {
     peer_digest: BTreeMap<String, Digest8>,
     /// Time of the input being handled.
     now_ms: u64,
+    /// Consecutive received digests equal to ours since our last change.
+    agreeing: u32,
 }
 
 fn json(pairs: &[(&str, serde_json::Value)]) -> String {
@@ -163,6 +165,7 @@ impl Node {
             last_sync: BTreeMap::new(),
             peer_digest: BTreeMap::new(),
             now_ms,
+            agreeing: 0,
             cfg,
         };
         let mut max_inc_about_self = None::<u64>;
@@ -450,7 +453,7 @@ impl Node {
                 entries,
             } => {
                 self.ingest(now_ms, from, entries, true);
-                self.peer_digest.insert(from.to_string(), digest);
+                self.note_digest(from, digest);
                 if !target.is_empty() && target != self.cfg.node_id {
                     self.log(
                         "misdirected-ping",
@@ -475,7 +478,7 @@ impl Node {
                 entries,
             } => {
                 self.ingest(now_ms, from, entries, true);
-                self.peer_digest.insert(from.to_string(), digest);
+                self.note_digest(from, digest);
                 if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
                         p.acked = true;
@@ -685,6 +688,7 @@ impl Node {
     /// updates, refutation.
     fn accept(&mut self, now_ms: u64, linked: Vec<Entry>, regossip: bool) {
         let mut touched = BTreeSet::new();
+        self.agreeing = 0;
         for e in linked {
             self.lamport = self.lamport.max(e.clock);
             self.effects.push(Effect::Append(e.clone()));
@@ -874,6 +878,15 @@ impl Node {
         // Keep chain order so receivers link without buffering.
         out.sort_by(|a, b| (a.author.as_str(), a.seq).cmp(&(b.author.as_str(), b.seq)));
         out
+    }
+
+    fn note_digest(&mut self, from: &str, digest: Digest8) {
+        if digest == digest8(self.ledger.root_digest()) {
+            self.agreeing = self.agreeing.saturating_add(1);
+        } else {
+            self.agreeing = 0;
+        }
+        self.peer_digest.insert(from.to_string(), digest);
     }
 
     /// Whether the last digest heard from `addr` equals ours: then it holds
