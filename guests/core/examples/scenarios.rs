@@ -113,6 +113,80 @@ fn main() {
                 println!("seed {seed}: mute dead everywhere {mute_dead}, healthy declared dead {healthy_dead}, restore->converged {:?} ms", t);
                 results.push(healthy_dead as f64);
             }
+            "s5" => {
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                let r = n / 5;
+                let inc0 = sim.member(0, r).unwrap().incarnation;
+                sim.crash(r);
+                sim.run_for(30_000);
+                sim.restart(r);
+                let t = sim.run_until_pred(50, 60_000, |s| s.all_see(r, PeerState::Alive));
+                let t = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
+                let inc = sim.member(0, r).unwrap().incarnation;
+                println!("seed {seed}: alive everywhere {t:.2} s after restart, incarnation {inc0} -> {inc}, false deaths {}", sim.false_deaths.len());
+                results.push(t);
+            }
+            "s8a" => {
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                let mut blocked = 0;
+                for a in 0..n {
+                    for b in a + 1..n {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if x % 10 == 0 {
+                            sim.block_pair(a, b);
+                            blocked += 1;
+                        }
+                    }
+                }
+                let s0 = sim.log_count("suspected");
+                sim.run_for(300_000);
+                println!(
+                    "seed {seed}: {blocked} blocked pairs: false deaths {}, suspicions written {}",
+                    sim.false_deaths.len(),
+                    sim.log_count("suspected") - s0
+                );
+                results.push(sim.false_deaths.len() as f64);
+            }
+            "s8c" => {
+                sim.start_all();
+                sim.run_until_pred(100, 120_000, |s| s.converged());
+                let f = n / 6;
+                let u0: Vec<usize> = sim.nodes.iter().map(|x| x.updates.len()).collect();
+                for k in 0..60 {
+                    if k % 2 == 0 {
+                        sim.partition(&[vec![f]]);
+                    } else {
+                        sim.heal();
+                    }
+                    sim.run_for(2_000);
+                }
+                sim.heal();
+                let settle = sim
+                    .run_until_pred(100, 60_000, |s| s.converged())
+                    .map_or(f64::NAN, |t| t as f64 / 1000.0);
+                let mut changes: Vec<usize> = (0..n)
+                    .filter(|&i| i != f)
+                    .map(|i| {
+                        sim.nodes[i].updates[u0[i]..]
+                            .iter()
+                            .filter(|u| {
+                                u.peer == format!("n{f}")
+                                    && (u.current.state == PeerState::Dead
+                                        || u.previous == Some(PeerState::Dead))
+                            })
+                            .count()
+                    })
+                    .collect();
+                changes.sort();
+                let others: usize = sim.false_deaths.iter().filter(|(_, s)| *s != f).count();
+                println!("seed {seed}: dead-changes per observer median {} max {}, false deaths of others {others}, settle {settle:.1} s", changes[changes.len() / 2], changes[changes.len() - 1]);
+                results.push(changes[changes.len() - 1] as f64);
+            }
             _ => panic!("unknown scenario"),
         }
     }

@@ -46,6 +46,10 @@ pub const HEALTH_WITHHOLD_SUSPICION: u32 = 4;
 /// tries make a false failure of the whole probe about 1 % (with three
 /// helpers) instead of 7 %.
 pub const DIRECT_RETRIES_AT_TIMEOUT: usize = 2;
+/// A helper relaying an indirect probe answers `nack` after this share of
+/// the requester's remaining period (interval - timeout), so the nack
+/// arrives before the requester's verdict.
+pub const NACK_WAIT_PERCENT: u64 = 80;
 /// Suspected subjects this node re-probes per period to confirm or clear a
 /// suspicion it learnt from others.
 pub const CONFIRM_PROBES_PER_PERIOD: usize = 4;

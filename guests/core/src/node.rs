@@ -20,6 +20,9 @@ pub const TIMER_GOSSIP: u64 = 3;
 pub const TIMER_ANTI_ENTROPY: u64 = 4;
 /// Timer: the leaving node's second announcement.
 pub const TIMER_LEAVE_REPEAT: u64 = 5;
+/// Timer: the earliest deadline of an indirect probe relayed for another
+/// node (a nack is due).
+pub const TIMER_RELAY: u64 = 6;
 
 /// Something the host must do for the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,11 +323,10 @@ impl Node {
                 .rng
                 .below(u64::from(self.cfg.tunables.probe_interval_ms).max(1));
             self.set_timer(TIMER_PROTOCOL, first);
-            self.set_timer(TIMER_GOSSIP, GOSSIP_INTERVAL_MS);
-            self.set_timer(
-                TIMER_ANTI_ENTROPY,
-                u64::from(self.cfg.tunables.anti_entropy_interval_ms),
-            );
+            let gossip_phase = 1 + self.rng.below(GOSSIP_INTERVAL_MS);
+            self.set_timer(TIMER_GOSSIP, gossip_phase);
+            let ae = self.anti_entropy_delay();
+            self.set_timer(TIMER_ANTI_ENTROPY, ae);
         }
         for s in fresh {
             self.contact(now_ms, &s);
@@ -347,6 +349,7 @@ impl Node {
         );
         self.announce_leave(&e);
         for t in [
+            TIMER_RELAY,
             TIMER_PROTOCOL,
             TIMER_PROBE_TIMEOUT,
             TIMER_GOSSIP,
@@ -503,7 +506,17 @@ impl Node {
                 address,
             } => {
                 let my_seq = self.fresh_seq();
-                let deadline = now_ms + u64::from(self.cfg.tunables.probe_timeout_ms);
+                // The requester decides at the end of its period, which is
+                // (interval - timeout) after it asked: the nack must arrive
+                // before that, or it cannot clear the requester's doubt
+                // about itself.
+                let t = &self.cfg.tunables;
+                let wait =
+                    u64::from(t.probe_interval_ms - t.probe_timeout_ms) * NACK_WAIT_PERCENT / 100;
+                let deadline = now_ms + wait;
+                if self.relays.values().all(|r| r.deadline > deadline) {
+                    self.set_timer(TIMER_RELAY, wait);
+                }
                 self.relays.insert(
                     my_seq,
                     Relay {
@@ -555,16 +568,19 @@ impl Node {
             (Phase::Joined, TIMER_PROBE_TIMEOUT) => self.probe_timeout(),
             (Phase::Joined, TIMER_GOSSIP) => {
                 self.gossip_round(now_ms);
-                self.expire_relays(now_ms);
                 self.apply_death_rule(now_ms);
                 self.set_timer(TIMER_GOSSIP, GOSSIP_INTERVAL_MS);
             }
+            (Phase::Joined, TIMER_RELAY) => {
+                self.expire_relays(now_ms);
+                if let Some(next) = self.relays.values().map(|r| r.deadline).min() {
+                    self.set_timer(TIMER_RELAY, next.saturating_sub(now_ms).max(1));
+                }
+            }
             (Phase::Joined, TIMER_ANTI_ENTROPY) => {
                 self.anti_entropy(now_ms);
-                self.set_timer(
-                    TIMER_ANTI_ENTROPY,
-                    u64::from(self.cfg.tunables.anti_entropy_interval_ms),
-                );
+                let ae = self.anti_entropy_delay();
+                self.set_timer(TIMER_ANTI_ENTROPY, ae);
             }
             (Phase::Left, TIMER_LEAVE_REPEAT) => {
                 if let Some(e) = self.ledger.head(&self.cfg.node_id).cloned() {
@@ -1089,6 +1105,13 @@ impl Node {
         let own_tail: Vec<WireEntry> = own.into_iter().rev().take(8).rev().collect();
         self.send(addr, &Message::Gossip { entries: own_tail });
         self.start_sync(now_ms, addr, true);
+    }
+
+    /// The anti-entropy interval with ±50 % jitter, so that nodes started
+    /// together do not all ping a dead member in the same instant.
+    fn anti_entropy_delay(&mut self) -> u64 {
+        let base = u64::from(self.cfg.tunables.anti_entropy_interval_ms);
+        base / 2 + self.rng.below(base + 1)
     }
 
     fn anti_entropy(&mut self, now_ms: u64) {

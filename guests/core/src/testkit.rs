@@ -99,6 +99,9 @@ pub struct Sim {
     group: Vec<u32>,
     blocked_pairs: BTreeSet<(usize, usize)>,
     mute: BTreeSet<usize>,
+    /// When `Some`, every message sent is recorded as
+    /// (time, from, to, message type, bytes).
+    pub trace: Option<Vec<(u64, usize, usize, &'static str, usize)>>,
     /// (observer, subject) pairs where a node that was running was marked
     /// `dead` by an observer.
     pub false_deaths: BTreeSet<(usize, usize)>,
@@ -132,6 +135,7 @@ impl Sim {
             blocked_pairs: BTreeSet::new(),
             mute: BTreeSet::new(),
             false_deaths: BTreeSet::new(),
+            trace: None,
         }
     }
 
@@ -246,6 +250,9 @@ impl Sim {
                         let slot = self.stats.by_type.entry(m.name()).or_default();
                         slot.0 += 1;
                         slot.1 += payload.len() as u64;
+                        if let (Some(t), Some(&j)) = (self.trace.as_mut(), self.by_addr.get(&to)) {
+                            t.push((self.now, i, j, m.name(), payload.len()));
+                        }
                     }
                     let Some(&j) = self.by_addr.get(&to) else {
                         self.stats.dropped += 1;

@@ -179,6 +179,12 @@ fn even_split_declares_nobody_dead() {
         sim.false_deaths
     );
     assert_eq!(sim.state_of(0, 7), Some(PeerState::Suspect));
+    // Helpers on the same side answer with nacks in time, so a partition
+    // does not make healthy nodes doubt themselves.
+    for (i, n) in sim.nodes.iter().enumerate() {
+        let h = n.node.as_ref().unwrap().health();
+        assert!(h <= 2, "seed {seed}: node {i} health {h} in a clean partition");
+    }
     sim.heal();
     assert!(
         sim.run_until_pred(100, 10_000, |s| s.converged()).is_some(),
