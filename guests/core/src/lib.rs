@@ -12,6 +12,27 @@
 //!    timeout and a strict-majority quorum of distinct suspecting authors.
 //! 4. **Explicit limits.** Every bound is a named constant in [`config`].
 //!
+//! # Driving a node (what a host or guest shell does)
+//!
+//! 1. `Node::new(config, stored_entries, seed, now_ms)` with every entry the
+//!    store holds, in the order they were appended; then `join`.
+//! 2. After **every** call (API, `handle_message`, `handle_timer`), call
+//!    [`Node::drain_effects`] and perform the effects in order:
+//!    - `Send { to, payload }`: send one datagram to the address `to`;
+//!    - `SetTimer { timer, after_ms }`: call `handle_timer(now, timer)` once
+//!      after `after_ms`; setting a pending timer id replaces it;
+//!    - `CancelTimer { timer }`: forget a pending timer (unknown ids: no-op);
+//!    - `Append(entry)`: persist the entry (already verified and linked);
+//!    - `Update(update)`: deliver to every subscriber, in order;
+//!    - `Log { kind, detail }`: write to the local event log (`detail` is a
+//!      JSON object).
+//! 3. Pass the source address of every datagram to `handle_message`; an
+//!    `Err(BadMessage)` is worth a log line and nothing else (the node's
+//!    state is untouched).
+//!
+//! Timer ids are the `TIMER_*` constants in [`node`]; a shell must not
+//! interpret them, only echo them back. `now_ms` must never go backwards.
+//!
 //! See `docs/design.md` for the protocol and its guarantees.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

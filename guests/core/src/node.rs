@@ -763,6 +763,11 @@ impl Node {
         let previous = old.map(|m| m.state);
         let cause = match (previous, new.state) {
             (None, _) => Cause::Joined,
+            (Some(PeerState::Suspect), PeerState::Suspect)
+                if old.is_some_and(|o| o.incarnation != new.incarnation) =>
+            {
+                Cause::Suspected
+            }
             (Some(p), n) if p == n => Cause::Changed,
             (_, PeerState::Left) => Cause::Left,
             (_, PeerState::Dead) => Cause::ConfirmedDead,

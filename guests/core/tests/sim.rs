@@ -183,7 +183,10 @@ fn even_split_declares_nobody_dead() {
     // does not make healthy nodes doubt themselves.
     for (i, n) in sim.nodes.iter().enumerate() {
         let h = n.node.as_ref().unwrap().health();
-        assert!(h <= 2, "seed {seed}: node {i} health {h} in a clean partition");
+        assert!(
+            h <= 2,
+            "seed {seed}: node {i} health {h} in a clean partition"
+        );
     }
     sim.heal();
     assert!(
