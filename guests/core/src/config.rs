@@ -100,6 +100,17 @@ pub const MAX_BROADCAST_QUEUE: usize = 2_048;
 /// Suspect entry ids cited in one `confirm-dead` body (the body also gives
 /// the total number of distinct suspecting authors).
 pub const MAX_EVIDENCE_IDS: usize = 40;
+/// Most helpers one probe may ask (each costs a ping-req and a relay).
+pub const MAX_INDIRECT_PROBES: u32 = 16;
+/// Sync items per message when answering one level of the bucket tree
+/// (32 node items are about 4.3 KB).
+pub const SYNC_ITEMS_PER_MESSAGE: usize = 32;
+/// Own entries (the newest) pushed to a seed when contacting it, so it
+/// learns of this node before reconciliation completes.
+pub const CONTACT_OWN_ENTRIES: usize = 8;
+/// The probe timeout, stretched by local health, stays below this share of
+/// the period so indirect probes still fit in it.
+pub const PROBE_TIMEOUT_CAP_PERCENT: u64 = 90;
 /// Longest accepted node id.
 pub const MAX_NODE_ID_LEN: usize = 64;
 
@@ -163,9 +174,9 @@ impl Tunables {
                 self.probe_timeout_ms, self.probe_interval_ms
             )));
         }
-        if self.indirect_probes > 16 {
+        if self.indirect_probes > MAX_INDIRECT_PROBES {
             return Err(Error::InvalidConfig(format!(
-                "tunables.indirect_probes ({}) must be at most 16",
+                "tunables.indirect_probes ({}) must be at most {MAX_INDIRECT_PROBES}",
                 self.indirect_probes
             )));
         }

@@ -1034,7 +1034,7 @@ impl Node {
                 }
             }
         }
-        for chunk in replies.chunks(MAX_SYNC_ITEMS.min(32)) {
+        for chunk in replies.chunks(SYNC_ITEMS_PER_MESSAGE.min(MAX_SYNC_ITEMS)) {
             self.send(
                 from,
                 &Message::Sync {
@@ -1101,13 +1101,14 @@ impl Node {
     }
 
     fn contact(&mut self, now_ms: u64, addr: &str) {
-        let own: Vec<WireEntry> = self
+        let head = self.ledger.head_seq(&self.cfg.node_id);
+        let from = head.saturating_sub(CONTACT_OWN_ENTRIES as u64 - 1).max(1);
+        let own_tail: Vec<WireEntry> = self
             .ledger
-            .entries(&self.cfg.node_id.clone(), 1, MAX_ENTRIES_PER_MESSAGE)
+            .entries(&self.cfg.node_id, from, CONTACT_OWN_ENTRIES)
             .iter()
             .map(WireEntry::from)
             .collect();
-        let own_tail: Vec<WireEntry> = own.into_iter().rev().take(8).rev().collect();
         self.send(addr, &Message::Gossip { entries: own_tail });
         self.start_sync(now_ms, addr, true);
     }
@@ -1237,7 +1238,7 @@ impl Node {
         }
         let timeout = (u64::from(self.cfg.tunables.probe_timeout_ms)
             * (1 + u64::from(self.health)))
-        .min(u64::from(self.cfg.tunables.probe_interval_ms) * 9 / 10);
+        .min(u64::from(self.cfg.tunables.probe_interval_ms) * PROBE_TIMEOUT_CAP_PERCENT / 100);
         if !self.probes.is_empty() {
             self.set_timer(TIMER_PROBE_TIMEOUT, timeout);
         }

@@ -65,6 +65,9 @@ pub struct SimNode {
     restarts: u64,
 }
 
+/// One traced message: (time, from, to, message type, bytes).
+pub type TraceRecord = (u64, usize, usize, &'static str, usize);
+
 /// Counters of the simulated network.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
@@ -101,7 +104,7 @@ pub struct Sim {
     mute: BTreeSet<usize>,
     /// When `Some`, every message sent is recorded as
     /// (time, from, to, message type, bytes).
-    pub trace: Option<Vec<(u64, usize, usize, &'static str, usize)>>,
+    pub trace: Option<Vec<TraceRecord>>,
     /// (observer, subject) pairs where a node that was running was marked
     /// `dead` by an observer.
     pub false_deaths: BTreeSet<(usize, usize)>,
