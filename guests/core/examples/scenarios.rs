@@ -9,9 +9,145 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// S6: two nodes with a shared history of `h` entries over `a` authors plus
+/// `d` entries each that the other lacks. Returns (total bytes, bytes of
+/// the entries themselves, round trips).
+fn s6(h: usize, d: usize, a: usize) -> (usize, usize, usize) {
+    use nodeplane_core::ledger::{Entry, GENESIS_PREV};
+    use nodeplane_core::wire::{self, Message};
+    use nodeplane_core::{Config, Effect, Node, Tunables};
+    use std::collections::BTreeMap;
+    let mut heads: BTreeMap<String, (u64, [u8; 32])> = BTreeMap::new();
+    fn push(
+        heads: &mut BTreeMap<String, (u64, [u8; 32])>,
+        out: &mut Vec<Entry>,
+        author: String,
+        i: usize,
+    ) {
+        let (seq, prev) = heads
+            .get(&author)
+            .map_or((1, GENESIS_PREV), |(s, id)| (s + 1, *id));
+        let e = Entry::new(
+            &author,
+            seq,
+            prev,
+            i as u64,
+            "note",
+            format!("{{\"i\":{i}}}").into_bytes(),
+        );
+        heads.insert(author, (seq, e.id));
+        out.push(e);
+    }
+    let mut shared = Vec::new();
+    for i in 0..h {
+        push(&mut heads, &mut shared, format!("a{}", i % a), i);
+    }
+    let base = heads.clone();
+    let mut la = shared.clone();
+    for i in 0..d {
+        push(
+            &mut heads,
+            &mut la,
+            format!("a{}", i % a.div_ceil(2)),
+            h + i,
+        );
+    }
+    heads = base;
+    let mut lb = shared;
+    for i in 0..d {
+        push(
+            &mut heads,
+            &mut lb,
+            format!("a{}", a.div_ceil(2) + i % (a / 2).max(1)),
+            h + d + i,
+        );
+    }
+    let cfg = |id: &str, addr: &str| Config {
+        node_id: id.into(),
+        address: addr.into(),
+        metadata: vec![],
+        tunables: Tunables::default(),
+    };
+    let mut na = Node::new(cfg("na", "10.1.0.1:7000"), la, 1, 0).unwrap();
+    let mut nb = Node::new(cfg("nb", "10.1.0.2:7000"), lb, 2, 0).unwrap();
+    na.join(0, &[]).unwrap();
+    nb.join(0, &[]).unwrap();
+    na.drain_effects();
+    nb.drain_effects();
+    na.reconcile_with(1, "10.1.0.2:7000").unwrap();
+    let sends = |n: &mut Node| -> Vec<Vec<u8>> {
+        n.drain_effects()
+            .into_iter()
+            .filter_map(|e| {
+                if let Effect::Send { payload, .. } = e {
+                    Some(payload)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    let (mut total, mut entry_bytes, mut rounds) = (0, 0, 0);
+    let mut to_b = sends(&mut na);
+    while !to_b.is_empty() {
+        rounds += 1;
+        let mut to_a = Vec::new();
+        for p in to_b.drain(..) {
+            total += p.len();
+            if let Ok(Message::Entries { entries, .. }) = wire::decode(&p) {
+                entry_bytes += entries
+                    .iter()
+                    .map(|e| {
+                        wire::encode(&Message::Gossip {
+                            entries: vec![e.clone()],
+                        })
+                        .len()
+                            - 3
+                    })
+                    .sum::<usize>();
+            }
+            nb.handle_message(2, "10.1.0.1:7000", &p).unwrap();
+            to_a.extend(sends(&mut nb));
+        }
+        for p in to_a {
+            total += p.len();
+            if let Ok(Message::Entries { entries, .. }) = wire::decode(&p) {
+                entry_bytes += entries
+                    .iter()
+                    .map(|e| {
+                        wire::encode(&Message::Gossip {
+                            entries: vec![e.clone()],
+                        })
+                        .len()
+                            - 3
+                    })
+                    .sum::<usize>();
+            }
+            na.handle_message(3, "10.1.0.2:7000", &p).unwrap();
+            to_b.extend(sends(&mut na));
+        }
+    }
+    assert_eq!(na.frontier_digest(), nb.frontier_digest());
+    (total, entry_bytes, rounds)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("s1");
+    if which == "s6" {
+        for a in [2usize, 64, 1024] {
+            for h in [1_000usize, 100_000] {
+                for d in [1usize, 100, 10_000] {
+                    let (total, entries, rounds) = s6(h, d, a);
+                    println!(
+                        "A={a} H={h} d={d}: overhead {} B (total {total} B), {rounds} round trips",
+                        total - entries
+                    );
+                }
+            }
+        }
+        return;
+    }
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let seeds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
     let mut results = Vec::new();

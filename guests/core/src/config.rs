@@ -67,7 +67,7 @@ pub const ENTRY_BYTES_BUDGET: usize = 56_000;
 /// probe traffic inside one ordinary UDP datagram.
 pub const PIGGYBACK_BYTES_BUDGET: usize = 1_200;
 /// Most entries in one message.
-pub const MAX_ENTRIES_PER_MESSAGE: usize = 256;
+pub const MAX_ENTRIES_PER_MESSAGE: usize = 1_024;
 /// Most reconciliation items (bucket digests or leaves) in one message.
 pub const MAX_SYNC_ITEMS: usize = 256;
 /// Most (author, seq) heads in one leaf item, and most authors in a want.

@@ -549,11 +549,19 @@ impl Node {
             Message::Gossip { entries } => self.ingest(now_ms, from, entries, true),
             Message::Sync { items } => self.on_sync(from, items),
             Message::Want { heads } => self.on_want(from, heads),
-            Message::Entries { entries, more } => {
+            Message::Entries { entries, rest } => {
                 // Reconciled history is old news for the sender: no re-gossip.
                 self.ingest(now_ms, from, entries, false);
-                if more {
-                    self.start_sync(now_ms, from, true);
+                let want: Vec<(String, u64)> = rest
+                    .into_iter()
+                    .filter(|(a, _)| validate_node_id(a).is_ok())
+                    .map(|(a, from_seq)| {
+                        let have = self.ledger.head_seq(&a).max(from_seq);
+                        (a, have)
+                    })
+                    .collect();
+                if !want.is_empty() {
+                    self.send(from, &Message::Want { heads: want });
                 }
             }
         }
@@ -1062,22 +1070,25 @@ impl Node {
     }
 
     /// Sends every entry after each (author, seq), in at most
-    /// [`SYNC_BURST_MESSAGES`] messages; flags `more` if some remain.
+    /// [`SYNC_BURST_MESSAGES`] messages. What does not fit is named in the
+    /// last message's `rest`, which the receiver turns into its next want:
+    /// one stream per request, nothing sent twice.
     fn send_entries(&mut self, to: &str, heads: Vec<(String, u64)>) {
         let mut batches: Vec<Vec<WireEntry>> = Vec::new();
         let mut cur = Vec::new();
         let mut used = 0;
-        let mut more = false;
-        'outer: for (author, have) in heads {
-            let head = self.ledger.head_seq(&author);
+        let mut rest: Vec<(String, u64)> = Vec::new();
+        'outer: for (i, (author, have)) in heads.iter().enumerate() {
+            let head = self.ledger.head_seq(author);
             for seq in have + 1..=head {
-                let e = self.ledger.get(&author, seq).expect("within chain");
+                let e = self.ledger.get(author, seq).expect("within chain");
                 let size = wire::entry_wire_size(e);
                 if used + size > ENTRY_BYTES_BUDGET || cur.len() >= MAX_ENTRIES_PER_MESSAGE {
                     batches.push(std::mem::take(&mut cur));
                     used = 0;
                     if batches.len() >= SYNC_BURST_MESSAGES {
-                        more = true;
+                        rest.push((author.clone(), seq - 1));
+                        rest.extend(heads[i + 1..].iter().take(MAX_HEADS - 1).cloned());
                         break 'outer;
                     }
                 }
@@ -1090,13 +1101,12 @@ impl Node {
         }
         let n = batches.len();
         for (i, entries) in batches.into_iter().enumerate() {
-            self.send(
-                to,
-                &Message::Entries {
-                    entries,
-                    more: more && i + 1 == n,
-                },
-            );
+            let rest = if i + 1 == n {
+                std::mem::take(&mut rest)
+            } else {
+                Vec::new()
+            };
+            self.send(to, &Message::Entries { entries, rest });
         }
     }
 

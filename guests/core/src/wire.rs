@@ -150,8 +150,9 @@ pub enum Message {
     Entries {
         /// Entries, in chain order per author.
         entries: Vec<WireEntry>,
-        /// More remain: the receiver should reconcile again.
-        more: bool,
+        /// (author, seq) still owed when the answer did not fit: the
+        /// receiver asks for them with its next want.
+        rest: Vec<(String, u64)>,
     },
 }
 
@@ -273,7 +274,10 @@ fn check_bounds(msg: &Message) -> Result<(), Error> {
         }
         Message::IndirectAck { .. } | Message::Nack { .. } => Ok(()),
         Message::Gossip { entries } => check_entries("gossip", entries),
-        Message::Entries { entries, .. } => check_entries("entries", entries),
+        Message::Entries { entries, rest } => {
+            check_entries("entries", entries)?;
+            check_heads("entries rest", rest)
+        }
         Message::Want { heads } => check_heads("want", heads),
         Message::Sync { items } => {
             if items.len() > MAX_SYNC_ITEMS {

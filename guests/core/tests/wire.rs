@@ -69,9 +69,9 @@ fn golden() -> Vec<(Message, String)> {
         (
             Message::Entries {
                 entries: vec![(&small()).into()],
-                more: true,
+                rest: vec![("n1".into(), 1)],
             },
-            format!("010801{SMALL_ENTRY}01"),
+            format!("010801{SMALL_ENTRY}01026e3101"),
         ),
     ]
 }
