@@ -1,53 +1,53 @@
 //! The conformance suite of the Control Plane Interface (`docs/interface.md`).
+//!
+//! Every check is named after the spec item it verifies (`[join-1]` in the
+//! spec is the check `join-1 ...`), builds fresh nodes of the component under
+//! test with in-memory host services, and uses only the interface (plus the
+//! driver calls the spec covers). Checks run one at a time, each isolated:
+//! a panic, a timeout or a component crash fails that check and the run
+//! goes on.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod checks;
+mod ctx;
+mod harness;
+mod report;
+
+use std::time::Duration;
+
 use nodeplane_runtime::{LoadedComponent, Runtime};
 
-/// The outcome of one check.
-#[derive(Clone, Debug)]
-pub struct CheckResult {
-    /// The check's name (stable; tests refer to it).
-    pub name: &'static str,
-    /// `None` when it passed, else what went wrong.
-    pub failure: Option<String>,
+pub use checks::{Check, CHECKS};
+pub use ctx::{Ctx, Violation};
+pub use report::{CheckResult, Report};
+
+/// How a run is carried out.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Longest time one check may take before it is reported as timed out
+    /// (its thread is then abandoned).
+    pub check_timeout: Duration,
 }
 
-/// The outcome of a whole run.
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    /// Every check, in order.
-    pub checks: Vec<CheckResult>,
-}
-
-impl Report {
-    /// Number of checks passed.
-    pub fn passed(&self) -> usize {
-        self.checks.iter().filter(|c| c.failure.is_none()).count()
-    }
-    /// Number of checks failed.
-    pub fn failed(&self) -> usize {
-        self.checks.len() - self.passed()
-    }
-    /// The names of the failed checks.
-    pub fn failures(&self) -> Vec<&'static str> {
-        self.checks.iter().filter(|c| c.failure.is_some()).map(|c| c.name).collect()
-    }
-    /// One line per check, then `N passed, M failed`.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for c in &self.checks {
-            match &c.failure {
-                None => out.push_str(&format!("pass  {}\n", c.name)),
-                Some(why) => out.push_str(&format!("FAIL  {}: {why}\n", c.name)),
-            }
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            check_timeout: Duration::from_secs(60),
         }
-        out.push_str(&format!("{} passed, {} failed\n", self.passed(), self.failed()));
-        out
     }
+}
+
+/// Runs every check against `component` with the default [`Options`].
+pub fn run(runtime: &Runtime, component: &LoadedComponent) -> Report {
+    run_with(runtime, component, Options::default())
 }
 
 /// Runs every check against `component`.
-pub fn run(_runtime: &Runtime, _component: &LoadedComponent) -> Report {
-    Report::default()
+pub fn run_with(runtime: &Runtime, component: &LoadedComponent, options: Options) -> Report {
+    let checks = CHECKS
+        .iter()
+        .map(|check| harness::run_check(runtime, component, check, options.check_timeout))
+        .collect();
+    Report { checks }
 }

@@ -1,0 +1,205 @@
+//! The suite against the stub (passes), each broken fixture (fails on its
+//! named checks), and the node plane component when it is built.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nodeplane_conformance::{run, run_with, Options, Report, CHECKS};
+use nodeplane_runtime::{Limits, Runtime};
+
+/// One runtime per test process; a small fuel budget keeps the spinning
+/// fixture's runs short.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(Limits {
+            fuel_per_call: 200_000_000,
+            ..Limits::default()
+        })
+        .expect("engine")
+    })
+}
+
+fn run_file(path: &str) -> Report {
+    let component = runtime()
+        .load_file(std::path::Path::new(path))
+        .expect("component loads");
+    run(runtime(), &component)
+}
+
+fn sorted(mut names: Vec<&'static str>) -> Vec<&'static str> {
+    names.sort();
+    names
+}
+
+/// The names of the checks whose ids are `ids`, sorted.
+fn named(ids: &[&str]) -> Vec<&'static str> {
+    let names = CHECKS
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| ids.iter().any(|id| n.starts_with(&format!("{id} "))))
+        .collect();
+    let names = sorted(names);
+    assert_eq!(names.len(), ids.len(), "every id names one check: {ids:?}");
+    names
+}
+
+#[test]
+fn the_suite_is_large_and_every_check_names_a_spec_id() {
+    assert!(CHECKS.len() >= 30, "{} checks", CHECKS.len());
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/interface.md"
+    ))
+    .expect("docs/interface.md");
+    let mut ids = std::collections::BTreeSet::new();
+    for check in CHECKS {
+        let id = check.name.split(' ').next().expect("an id");
+        assert!(ids.insert(id), "id {id} used twice");
+        assert!(
+            spec.contains(&format!("[{id}]")),
+            "docs/interface.md has no item [{id}] for check {:?}",
+            check.name
+        );
+    }
+}
+
+#[test]
+fn the_stub_passes_every_check() {
+    let report = run_file(nodeplane_artifacts::STUB_PATH);
+    assert_eq!(report.failed(), 0, "{}", report.render());
+    assert_eq!(report.passed(), CHECKS.len());
+}
+
+#[test]
+fn drops_updates_fails_the_gap_free_check() {
+    let report = run_file(nodeplane_artifacts::FIXTURE_DROPS_UPDATES_PATH);
+    let why = report
+        .failure_of("updates-1")
+        .unwrap_or_else(|| panic!("updates-1 passed:\n{}", report.render()));
+    assert!(why.contains("version"), "{why}");
+    // Everything it fails concerns updates caused by reports.
+    let allowed = named(&[
+        "report-4",
+        "report-5",
+        "report-7",
+        "report-8",
+        "report-9",
+        "updates-1",
+        "updates-3",
+        "sub-1",
+        "sub-2",
+        "swap-1",
+    ]);
+    for failed in report.failures() {
+        assert!(
+            allowed.contains(&failed),
+            "unexpected failure {failed}:\n{}",
+            report.render()
+        );
+    }
+}
+
+#[test]
+fn wrong_error_fails_only_the_unknown_peer_check() {
+    let report = run_file(nodeplane_artifacts::FIXTURE_WRONG_ERROR_PATH);
+    assert_eq!(
+        sorted(report.failures()),
+        named(&["report-3"]),
+        "{}",
+        report.render()
+    );
+    let why = report.failure_of("report-3").expect("failed");
+    assert!(
+        why.contains("expected unknown-peer, got invalid-report"),
+        "{why}"
+    );
+}
+
+#[test]
+fn spin_fails_the_heartbeat_checks_as_crashes_in_bounded_time() {
+    let started = Instant::now();
+    let report = run_file(nodeplane_artifacts::FIXTURE_SPIN_PATH);
+    assert_eq!(
+        sorted(report.failures()),
+        named(&["heartbeat-1", "heartbeat-2"]),
+        "{}",
+        report.render()
+    );
+    for id in ["heartbeat-1", "heartbeat-2"] {
+        let why = report.failure_of(id).expect("failed");
+        assert!(
+            why.starts_with("component crashed") && why.contains("fuel"),
+            "{id}: {why}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn trap_fails_the_metadata_checks_as_crashes() {
+    let report = run_file(nodeplane_artifacts::FIXTURE_TRAP_PATH);
+    assert_eq!(
+        sorted(report.failures()),
+        named(&["pre-4", "leave-6", "meta-1", "meta-2", "meta-3"]),
+        "{}",
+        report.render()
+    );
+    for id in ["pre-4", "meta-1"] {
+        let why = report.failure_of(id).expect("failed");
+        assert!(
+            why.starts_with("component crashed") && why.contains("get-peer-metadata"),
+            "{id}: {why}"
+        );
+    }
+}
+
+#[test]
+fn a_check_that_outlives_its_time_limit_fails_and_the_run_completes() {
+    let component = runtime()
+        .load_file(std::path::Path::new(nodeplane_artifacts::FIXTURE_SPIN_PATH))
+        .expect("component loads");
+    let report = run_with(
+        runtime(),
+        &component,
+        Options {
+            check_timeout: Duration::from_millis(1),
+        },
+    );
+    assert_eq!(report.checks.len(), CHECKS.len());
+    assert!(report.failures().len() > 2, "{}", report.render());
+    assert!(report
+        .checks
+        .iter()
+        .filter_map(|c| c.failure.as_deref())
+        .any(|why| why.starts_with("timed out")));
+}
+
+#[test]
+fn the_rendering_is_one_line_per_check_then_the_totals() {
+    let report = run_file(nodeplane_artifacts::FIXTURE_WRONG_ERROR_PATH);
+    let text = report.render();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), CHECKS.len() + 1);
+    for (line, check) in lines.iter().zip(CHECKS) {
+        assert!(
+            line.starts_with("pass  ") || line.starts_with("FAIL  "),
+            "{line}"
+        );
+        assert!(line.contains(check.name), "{line}");
+    }
+    assert_eq!(
+        *lines.last().expect("a last line"),
+        format!("{} passed, 1 failed", CHECKS.len() - 1)
+    );
+}
+
+#[test]
+fn the_node_plane_passes_every_check() {
+    let report = run_file(nodeplane_artifacts::NODEPLANE_PATH);
+    assert_eq!(report.failed(), 0, "{}", report.render());
+}
