@@ -26,17 +26,31 @@ enum Command {
         /// (`stub`, `nodeplane`).
         component: String,
     },
+    /// Run the agent on this node (see `nodeplane agent --help`).
+    Agent(nodeplane_agent::cli::AgentArgs),
+    /// List a running agent's members.
+    Members(nodeplane_agent::cli::ApiArgs),
+    /// Show a running agent's status.
+    Status(nodeplane_agent::cli::ApiArgs),
+    /// Inspect a ledger: `head` of a running agent, `verify` a stopped store.
+    Ledger(nodeplane_agent::cli::LedgerArgs),
+    /// Hot-swap a running agent's component.
+    Swap(nodeplane_agent::cli::SwapArgs),
+    /// List or change a running agent's fault injection rules.
+    Faults(nodeplane_agent::cli::FaultsArgs),
 }
 
 fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // The agent is a long-running service: it logs its decisions by default.
+    let default_filter = if matches!(cli.command, Command::Agent(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Command::Demo => demo::run(),
         Command::Conformance { component } => {
@@ -49,5 +63,11 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Agent(args) => nodeplane_agent::cli::run_agent(args),
+        Command::Members(args) => nodeplane_agent::cli::run_members(args),
+        Command::Status(args) => nodeplane_agent::cli::run_status(args),
+        Command::Ledger(args) => nodeplane_agent::cli::run_ledger(args),
+        Command::Swap(args) => nodeplane_agent::cli::run_swap(args),
+        Command::Faults(args) => nodeplane_agent::cli::run_faults(args),
     }
 }

@@ -1,0 +1,37 @@
+//! The nodeplane agent: what an operator runs on every node.
+//!
+//! It loads a control-plane component into the host runtime and gives it
+//! real host services: a wall clock, OS randomness, a control channel over
+//! UDP (small messages) and TCP frames (large ones), tokio timers, a
+//! crash-safe redb ledger store verified on load and a JSON-lines event
+//! log. Every network delivery and timer goes through one driver thread,
+//! so the component stays a single-threaded state machine.
+//!
+//! Around it, one axum server on the API address serves introspection
+//! (`/status`, `/members`, `/ledger/head`, `/ledger`, `/events`,
+//! `/metrics`, `/healthz`), admin (`/admin/faults`, `/admin/component`)
+//! and the compatibility mode (`/v1`, the Control Plane Interface over
+//! HTTP/JSON). [`cli`] has the operator commands.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod compat;
+pub mod config;
+pub mod driver;
+pub mod events;
+pub mod faults;
+pub mod framing;
+pub mod metrics;
+pub mod network;
+pub mod services;
+pub mod store;
+#[cfg(test)]
+mod testutil;
+
+pub use agent::{Agent, StartError};
+pub use config::{Config, ConfigError, FileConfig};
+pub use store::RedbLedger;

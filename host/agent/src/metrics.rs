@@ -1,0 +1,193 @@
+//! Counters of the agent, rendered in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Counters shared by the network tasks, the services and the API.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Control messages received and accepted by the wire layer.
+    pub messages_in: AtomicU64,
+    /// Bytes of those messages (payload).
+    pub bytes_in: AtomicU64,
+    /// Control messages sent.
+    pub messages_out: AtomicU64,
+    /// Bytes of those messages (payload).
+    pub bytes_out: AtomicU64,
+    /// Outbound messages that could not be sent.
+    pub send_failures: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    events: Mutex<BTreeMap<String, u64>>,
+}
+
+/// Values read from elsewhere when rendering.
+#[derive(Clone, Debug, Default)]
+pub struct Gauges {
+    /// Ledger entries held.
+    pub ledger_entries: usize,
+    /// Component crashes.
+    pub crashes: u64,
+    /// Hot swaps.
+    pub swaps: u64,
+    /// Members by state: (state, count).
+    pub members: Vec<(&'static str, usize)>,
+}
+
+impl Metrics {
+    /// Counts a received message.
+    pub fn received(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a sent message.
+    pub fn sent(&self, bytes: usize) {
+        self.messages_out.fetch_add(1, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a rejected message by reason.
+    pub fn rejected(&self, reason: &'static str) {
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Rejected messages by reason.
+    pub fn rejected_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        self.rejected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Counts a component log event by kind.
+    pub fn event(&self, kind: &str) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        match events.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                events.insert(kind.to_string(), 1);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "nodeplane_messages_in_total",
+            "Control messages received.",
+            self.messages_in.load(Ordering::Relaxed),
+        );
+        counter(
+            "nodeplane_bytes_in_total",
+            "Payload bytes received.",
+            self.bytes_in.load(Ordering::Relaxed),
+        );
+        counter(
+            "nodeplane_messages_out_total",
+            "Control messages sent.",
+            self.messages_out.load(Ordering::Relaxed),
+        );
+        counter(
+            "nodeplane_bytes_out_total",
+            "Payload bytes sent.",
+            self.bytes_out.load(Ordering::Relaxed),
+        );
+        counter(
+            "nodeplane_send_failures_total",
+            "Messages that could not be sent.",
+            self.send_failures.load(Ordering::Relaxed),
+        );
+        counter(
+            "nodeplane_component_crashes_total",
+            "Component crashes (each rebuilt from the ledger).",
+            gauges.crashes,
+        );
+        counter(
+            "nodeplane_component_swaps_total",
+            "Successful hot swaps.",
+            gauges.swaps,
+        );
+        let _ = writeln!(out, "# HELP nodeplane_messages_rejected_total Messages rejected, by reason.\n# TYPE nodeplane_messages_rejected_total counter");
+        let rejected = self.rejected_by_reason();
+        if rejected.is_empty() {
+            let _ = writeln!(
+                out,
+                "nodeplane_messages_rejected_total{{reason=\"none\"}} 0"
+            );
+        }
+        for (reason, n) in rejected {
+            let _ = writeln!(
+                out,
+                "nodeplane_messages_rejected_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP nodeplane_ledger_entries Ledger entries held.\n# TYPE nodeplane_ledger_entries gauge\nnodeplane_ledger_entries {}", gauges.ledger_entries);
+        let _ = writeln!(out, "# HELP nodeplane_members Members in the view, by state.\n# TYPE nodeplane_members gauge");
+        for (state, n) in &gauges.members {
+            let _ = writeln!(out, "nodeplane_members{{state=\"{state}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP nodeplane_events_total Component log events, by kind.\n# TYPE nodeplane_events_total counter");
+        for (kind, n) in self.events.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "nodeplane_events_total{{kind=\"{}\"}} {n}",
+                escape(kind)
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_labels() {
+        let m = Metrics::default();
+        m.received(10);
+        m.sent(20);
+        m.rejected("oversized");
+        m.event("probe-failed");
+        m.event("probe-failed");
+        let text = m.render(&Gauges {
+            ledger_entries: 3,
+            crashes: 1,
+            swaps: 2,
+            members: vec![("alive", 4)],
+        });
+        for line in [
+            "nodeplane_messages_in_total 1",
+            "nodeplane_bytes_out_total 20",
+            "nodeplane_messages_rejected_total{reason=\"oversized\"} 1",
+            "nodeplane_ledger_entries 3",
+            "nodeplane_component_crashes_total 1",
+            "nodeplane_component_swaps_total 2",
+            "nodeplane_events_total{kind=\"probe-failed\"} 2",
+            "nodeplane_members{state=\"alive\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The durable ledger store: every entry this node holds, in append order,
+//! in a redb database (`data_dir/ledger.redb`), verified on load and on
+//! append, plus the frontier digest the introspection API serves.
+//!
+//! Invariants the store keeps (and re-checks on load): every entry verifies
+//! on its own (id and bounds); per author, sequence numbers are contiguous
+//! from 1 and each entry's `prev` is the id of an entry at the previous
+//! sequence number held earlier in append order. Two different entries at
+//! one (author, seq) are an equivocation: both are kept as evidence and
+//! reported.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use nodeplane_entry::{Entry, Hash, GENESIS_PREV};
+use nodeplane_runtime::{LedgerStore, StoreError};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// File name of the store inside the data directory.
+pub const LEDGER_FILE: &str = "ledger.redb";
+
+/// Append position → entry as JSON.
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+
+/// Domain-separation prefix of the frontier digest.
+const FRONTIER_TAG: &[u8] = b"nodeplane-frontier/1";
+
+/// Why the store could not be opened or its contents are unacceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database file could not be opened or read.
+    #[error("ledger store {path}: {reason}")]
+    Backend {
+        /// The file.
+        path: String,
+        /// What redb said.
+        reason: String,
+    },
+    /// A stored entry failed verification; names the first bad entry.
+    #[error("ledger store {path}: entry #{position} ({what}): {problem}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// Append position of the first bad entry (0-based).
+        position: u64,
+        /// `author#seq id…` where decodable.
+        what: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Two different entries one author wrote at one sequence number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Equivocation {
+    /// The author.
+    pub author: String,
+    /// The sequence number written more than once.
+    pub seq: u64,
+    /// Ids (hex) of the entries at that slot.
+    pub ids: Vec<String>,
+}
+
+/// One author's head in the frontier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuthorHead {
+    /// The author.
+    pub author: String,
+    /// Highest sequence number held.
+    pub seq: u64,
+    /// Hex id of the entry at that sequence (the smallest id if equivocated).
+    pub head: String,
+}
+
+/// The frontier of the store and its digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Frontier {
+    /// Hex SHA-256 over `nodeplane-frontier/1` then, per author in byte
+    /// order, u32-BE author length, author, u64-BE head seq, 32-byte head id.
+    pub digest: String,
+    /// Number of entries held.
+    pub entries: usize,
+    /// Per-author heads, sorted by author.
+    pub authors: Vec<AuthorHead>,
+}
+
+/// In-memory index of what the store holds.
+#[derive(Default)]
+struct Index {
+    entries: Vec<Entry>,
+    ids: HashSet<Hash>,
+    /// (author, seq) → ids held at that slot.
+    slots: HashMap<(String, u64), Vec<Hash>>,
+    /// author → head seq.
+    heads: BTreeMap<String, u64>,
+    equivocations: Vec<(String, u64)>,
+}
+
+impl Index {
+    /// Checks that `entry` may follow what is held; `Ok(true)` when it is
+    /// new, `Ok(false)` when already held.
+    fn check(&self, entry: &Entry) -> Result<bool, String> {
+        entry.verify().map_err(|e| e.to_string())?;
+        if self.ids.contains(&entry.id) {
+            return Ok(false);
+        }
+        if entry.seq > 1 {
+            let prev_ok = self
+                .slots
+                .get(&(entry.author.clone(), entry.seq - 1))
+                .is_some_and(|ids| ids.contains(&entry.prev));
+            if !prev_ok {
+                let held = self.heads.get(&entry.author).copied().unwrap_or(0);
+                return Err(format!(
+                    "entry {}#{}: prev {} does not link to any held entry {}#{} (author's head is #{held})",
+                    entry.author,
+                    entry.seq,
+                    short(&entry.prev),
+                    entry.author,
+                    entry.seq - 1
+                ));
+            }
+        } else if entry.prev != GENESIS_PREV {
+            return Err(format!("entry {}#1: prev must be all zero", entry.author));
+        }
+        Ok(true)
+    }
+
+    /// Adds a checked entry; returns true when it equivocates.
+    fn add(&mut self, entry: Entry) -> bool {
+        let slot = self
+            .slots
+            .entry((entry.author.clone(), entry.seq))
+            .or_default();
+        slot.push(entry.id);
+        let equivocates = slot.len() > 1;
+        if equivocates
+            && !self
+                .equivocations
+                .contains(&(entry.author.clone(), entry.seq))
+        {
+            self.equivocations.push((entry.author.clone(), entry.seq));
+        }
+        let head = self.heads.entry(entry.author.clone()).or_insert(0);
+        *head = (*head).max(entry.seq);
+        self.ids.insert(entry.id);
+        self.entries.push(entry);
+        equivocates
+    }
+
+    fn head_id(&self, author: &str, seq: u64) -> Hash {
+        self.slots
+            .get(&(author.to_string(), seq))
+            .and_then(|ids| ids.iter().min().copied())
+            .unwrap_or(GENESIS_PREV)
+    }
+}
+
+fn short(h: &Hash) -> String {
+    hex::encode(&h[..8])
+}
+
+/// What an offline verification found.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// Entries checked.
+    pub entries: usize,
+    /// Authors held.
+    pub authors: usize,
+    /// Equivocations found (kept as evidence, not an error).
+    pub equivocations: Vec<Equivocation>,
+    /// The frontier.
+    pub frontier: Frontier,
+}
+
+/// The redb-backed ledger store. Clones share one database and index, so
+/// the API reads what the node writes.
+#[derive(Clone)]
+pub struct RedbLedger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: Database,
+    index: RwLock<Index>,
+}
+
+impl RedbLedger {
+    /// Opens (creating if needed) `data_dir/ledger.redb` and verifies every
+    /// stored entry and chain link. A corrupt store is an error naming the
+    /// first bad entry.
+    pub fn open(data_dir: &Path) -> Result<RedbLedger, LedgerError> {
+        let path = data_dir.join(LEDGER_FILE);
+        let backend = |e: &dyn std::fmt::Display| LedgerError::Backend {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let db = Database::create(&path).map_err(|e| backend(&e))?;
+        {
+            let txn = db.begin_write().map_err(|e| backend(&e))?;
+            txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
+            txn.commit().map_err(|e| backend(&e))?;
+        }
+        let index = load_index(&db, &path)?;
+        for (author, seq) in &index.equivocations {
+            tracing::warn!(%author, seq, "ledger holds an equivocation: two different entries at one sequence number (kept as evidence)");
+        }
+        Ok(RedbLedger {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                index: RwLock::new(index),
+            }),
+        })
+    }
+
+    /// Verifies a stopped node's store without changing it.
+    pub fn verify_offline(data_dir: &Path) -> Result<VerifyReport, LedgerError> {
+        let path = data_dir.join(LEDGER_FILE);
+        if !path.is_file() {
+            return Err(LedgerError::Backend {
+                path: path.display().to_string(),
+                reason: "no such file".into(),
+            });
+        }
+        let ledger = RedbLedger::open(data_dir)?;
+        let frontier = ledger.frontier();
+        Ok(VerifyReport {
+            entries: frontier.entries,
+            authors: frontier.authors.len(),
+            equivocations: ledger.equivocations(),
+            frontier,
+        })
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.inner.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The frontier and its digest.
+    pub fn frontier(&self) -> Frontier {
+        let index = self.index();
+        let mut hasher = Sha256::new();
+        hasher.update(FRONTIER_TAG);
+        let mut authors = Vec::new();
+        for (author, seq) in &index.heads {
+            let id = index.head_id(author, *seq);
+            hasher.update((author.len() as u32).to_be_bytes());
+            hasher.update(author.as_bytes());
+            hasher.update(seq.to_be_bytes());
+            hasher.update(id);
+            authors.push(AuthorHead {
+                author: author.clone(),
+                seq: *seq,
+                head: hex::encode(id),
+            });
+        }
+        Frontier {
+            digest: hex::encode(hasher.finalize()),
+            entries: index.entries.len(),
+            authors,
+        }
+    }
+
+    /// Number of entries held.
+    pub fn len_entries(&self) -> usize {
+        self.index().entries.len()
+    }
+
+    /// Equivocations held.
+    pub fn equivocations(&self) -> Vec<Equivocation> {
+        let index = self.index();
+        index
+            .equivocations
+            .iter()
+            .map(|(author, seq)| Equivocation {
+                author: author.clone(),
+                seq: *seq,
+                ids: index.slots[&(author.clone(), *seq)]
+                    .iter()
+                    .map(hex::encode)
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// A page of entries: with `author`, that author's entries with
+    /// `seq >= from` in sequence order; without, entries from append
+    /// position `from`. At most `limit` entries.
+    pub fn page(&self, author: Option<&str>, from: u64, limit: usize) -> Vec<Entry> {
+        let index = self.index();
+        match author {
+            Some(a) => {
+                let mut out: Vec<Entry> = index
+                    .entries
+                    .iter()
+                    .filter(|e| e.author == a && e.seq >= from)
+                    .cloned()
+                    .collect();
+                out.sort_by(|x, y| (x.seq, x.id).cmp(&(y.seq, y.id)));
+                out.truncate(limit);
+                out
+            }
+            None => index
+                .entries
+                .iter()
+                .skip(from as usize)
+                .take(limit)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Writes raw bytes at the next append position, bypassing every check.
+    /// Only for tests that need a corrupt store.
+    #[doc(hidden)]
+    pub fn write_raw_for_tests(data_dir: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+        let path = data_dir.join(LEDGER_FILE);
+        let backend = |e: &dyn std::fmt::Display| LedgerError::Backend {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let db = Database::create(&path).map_err(|e| backend(&e))?;
+        let txn = db.begin_write().map_err(|e| backend(&e))?;
+        {
+            let mut table = txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
+            let next = table
+                .last()
+                .map_err(|e| backend(&e))?
+                .map_or(0, |(k, _)| k.value() + 1);
+            table.insert(next, bytes).map_err(|e| backend(&e))?;
+        }
+        txn.commit().map_err(|e| backend(&e))
+    }
+}
+
+fn load_index(db: &Database, path: &Path) -> Result<Index, LedgerError> {
+    let backend = |e: &dyn std::fmt::Display| LedgerError::Backend {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let txn = db.begin_read().map_err(|e| backend(&e))?;
+    let table = txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
+    let mut index = Index::default();
+    let corrupt = |position: u64, what: String, problem: String| LedgerError::Corrupt {
+        path: path.display().to_string(),
+        position,
+        what,
+        problem,
+    };
+    for (expected, item) in table.iter().map_err(|e| backend(&e))?.enumerate() {
+        let (key, value) = item.map_err(|e| backend(&e))?;
+        let position = key.value();
+        if position != expected as u64 {
+            return Err(corrupt(
+                expected as u64,
+                "missing".into(),
+                format!("append positions jump to {position}"),
+            ));
+        }
+        let entry: Entry = serde_json::from_slice(value.value()).map_err(|e| {
+            corrupt(
+                position,
+                "undecodable".into(),
+                format!("not a ledger entry: {e}"),
+            )
+        })?;
+        let what = format!("{}#{} {}", entry.author, entry.seq, short(&entry.id));
+        match index.check(&entry) {
+            Ok(true) => {
+                index.add(entry);
+            }
+            Ok(false) => return Err(corrupt(position, what, "stored twice".into())),
+            Err(problem) => return Err(corrupt(position, what, problem)),
+        }
+    }
+    Ok(index)
+}
+
+impl LedgerStore for RedbLedger {
+    fn load(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.index().entries.clone())
+    }
+
+    fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
+        let mut index = self.inner.index.write().unwrap_or_else(|p| p.into_inner());
+        if !index.check(entry).map_err(StoreError::Invalid)? {
+            return Ok(());
+        }
+        let position = index.entries.len() as u64;
+        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let txn = self
+            .inner
+            .db
+            .begin_write()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        {
+            let mut table = txn
+                .open_table(ENTRIES)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            table
+                .insert(position, bytes.as_slice())
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        txn.commit()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        if index.add(entry.clone()) {
+            tracing::warn!(author = %entry.author, seq = entry.seq, id = %entry.id_hex(), "equivocation: a second entry at one (author, seq); both kept as evidence");
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.index().entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    fn chain(author: &str, n: u64) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::new();
+        for seq in 1..=n {
+            let prev = out.last().map_or(GENESIS_PREV, |e| e.id);
+            out.push(Entry::new(author, seq, prev, seq, "alive", vec![seq as u8]));
+        }
+        out
+    }
+
+    #[test]
+    fn appends_survive_reopen_in_order() {
+        let dir = TempDir::new("store-reopen");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let a = chain("a", 3);
+        let b = chain("b", 2);
+        for e in [&a[0], &b[0], &a[1], &b[1], &a[2], &a[2]] {
+            store.append(e).unwrap();
+        }
+        assert_eq!(store.len(), 5, "duplicate append is a no-op");
+        let digest = store.frontier().digest;
+        drop(store);
+        let store = RedbLedger::open(dir.path()).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(
+            loaded,
+            vec![
+                a[0].clone(),
+                b[0].clone(),
+                a[1].clone(),
+                b[1].clone(),
+                a[2].clone()
+            ]
+        );
+        assert_eq!(store.frontier().digest, digest);
+        assert_eq!(store.frontier().authors[0].seq, 3);
+    }
+
+    #[test]
+    fn digest_ignores_arrival_order() {
+        let d1 = TempDir::new("store-d1");
+        let d2 = TempDir::new("store-d2");
+        let mut s1 = RedbLedger::open(d1.path()).unwrap();
+        let mut s2 = RedbLedger::open(d2.path()).unwrap();
+        let a = chain("a", 2);
+        let b = chain("b", 2);
+        for e in [&a[0], &a[1], &b[0], &b[1]] {
+            s1.append(e).unwrap();
+        }
+        for e in [&b[0], &a[0], &b[1], &a[1]] {
+            s2.append(e).unwrap();
+        }
+        assert_eq!(s1.frontier(), s2.frontier());
+        s2.append(&chain("c", 1)[0]).unwrap();
+        assert_ne!(s1.frontier().digest, s2.frontier().digest);
+    }
+
+    #[test]
+    fn broken_entries_and_links_are_rejected_and_nothing_is_lost() {
+        let dir = TempDir::new("store-reject");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let a = chain("a", 3);
+        store.append(&a[0]).unwrap();
+        // Gap: seq 3 before seq 2.
+        let err = store.append(&a[2]).unwrap_err().to_string();
+        assert!(
+            err.contains("a#3") && err.contains("does not link"),
+            "{err}"
+        );
+        // Broken hash.
+        let mut bad = a[1].clone();
+        bad.body.push(9);
+        let err = store.append(&bad).unwrap_err().to_string();
+        assert!(err.contains("id does not match"), "{err}");
+        // Wrong prev.
+        let forged = Entry::new("a", 2, [7; 32], 2, "alive", vec![]);
+        assert!(store.append(&forged).is_err());
+        assert_eq!(store.len(), 1);
+        store.append(&a[1]).unwrap();
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn equivocation_is_kept_and_reported() {
+        let dir = TempDir::new("store-equiv");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let a = chain("a", 2);
+        let other = Entry::new("a", 2, a[0].id, 9, "left", vec![]);
+        store.append(&a[0]).unwrap();
+        store.append(&a[1]).unwrap();
+        store.append(&other).unwrap();
+        assert_eq!(store.len(), 3);
+        drop(store);
+        let report = RedbLedger::verify_offline(dir.path()).unwrap();
+        assert_eq!(report.equivocations.len(), 1);
+        assert_eq!(report.equivocations[0].seq, 2);
+        let min = a[1].id.min(other.id);
+        assert_eq!(report.frontier.authors[0].head, hex::encode(min));
+    }
+
+    #[test]
+    fn corrupt_store_names_first_bad_entry() {
+        let dir = TempDir::new("store-corrupt");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let a = chain("a", 2);
+        store.append(&a[0]).unwrap();
+        drop(store);
+        let mut bad = a[1].clone();
+        bad.clock = 99; // id no longer matches
+        RedbLedger::write_raw_for_tests(dir.path(), &serde_json::to_vec(&bad).unwrap()).unwrap();
+        let err = RedbLedger::open(dir.path())
+            .err()
+            .expect("corrupt")
+            .to_string();
+        assert!(
+            err.contains("entry #1 (a#2") && err.contains("id does not match"),
+            "{err}"
+        );
+
+        let dir = TempDir::new("store-garbage");
+        RedbLedger::write_raw_for_tests(dir.path(), b"not json").unwrap();
+        let err = RedbLedger::verify_offline(dir.path())
+            .err()
+            .expect("corrupt")
+            .to_string();
+        assert!(err.contains("entry #0 (undecodable)"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_an_error() {
+        let dir = TempDir::new("store-notdb");
+        std::fs::write(dir.path().join(LEDGER_FILE), vec![0x5a; 4096]).unwrap();
+        let err = RedbLedger::open(dir.path())
+            .err()
+            .expect("error")
+            .to_string();
+        assert!(err.contains("ledger.redb"), "{err}");
+    }
+}
