@@ -88,7 +88,7 @@ pub const MAX_PENDING_ENTRIES: usize = 8_192;
 /// finishes in a few gossip ticks; after that the frontier-digest
 /// anti-entropy delivers what gossip missed, so older entries stop costing
 /// bandwidth.
-pub const BROADCAST_MAX_AGE_MS: u64 = 3_000;
+pub const BROADCAST_MAX_AGE_MS: u64 = 1_500;
 /// After this many consecutive pings and acks that carried our own
 /// frontier digest (and no change of ours since), the node drops its gossip
 /// queue: the members it hears from already hold everything it holds, and
