@@ -26,8 +26,8 @@ pub const DEFAULT_RETRANSMIT_MULTIPLIER: u32 = 4;
 /// 6; 3 keeps a lone suspicion from lingering while the quorum still gates
 /// the verdict).
 pub const SUSPICION_MAX_FACTOR: u64 = 3;
-/// Interval of the gossip tick that pushes fresh entries to a few members,
-/// checks suspicion deadlines and relayed-probe deadlines.
+/// Interval of the gossip tick that pushes fresh entries to a few members
+/// and applies the death rule to suspicions whose timeout has passed.
 pub const GOSSIP_INTERVAL_MS: u64 = 200;
 /// Members a gossip tick pushes fresh entries to.
 pub const GOSSIP_FANOUT: usize = 3;
@@ -79,8 +79,8 @@ pub const MAX_SYNC_DEPTH: usize = 16;
 /// A bucket with at most this many authors is sent as a leaf (its heads)
 /// instead of its child digests.
 pub const SYNC_LEAF_AUTHORS: usize = 8;
-/// Entries messages sent in answer to one want before asking the other side
-/// to come back for more.
+/// Entries messages sent in answer to one want; what does not fit is named
+/// in the last message's `rest` and fetched with the next want.
 pub const SYNC_BURST_MESSAGES: usize = 4;
 /// Entries received ahead of their chain kept while the gap is fetched.
 pub const MAX_PENDING_ENTRIES: usize = 8_192;
