@@ -38,6 +38,10 @@ enum Command {
     Swap(nodeplane_agent::cli::SwapArgs),
     /// List or change a running agent's fault injection rules.
     Faults(nodeplane_agent::cli::FaultsArgs),
+    /// Run a membership scenario (S1..S8) in the deterministic simulator.
+    Sim(nodeplane_sim::cli::SimArgs),
+    /// Run the simulator benchmarks behind docs/performance.md.
+    Bench(nodeplane_sim::cli::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -69,5 +73,7 @@ fn main() -> Result<()> {
         Command::Ledger(args) => nodeplane_agent::cli::run_ledger(args),
         Command::Swap(args) => nodeplane_agent::cli::run_swap(args),
         Command::Faults(args) => nodeplane_agent::cli::run_faults(args),
+        Command::Sim(args) => Ok(nodeplane_sim::cli::run(&args)?),
+        Command::Bench(args) => Ok(nodeplane_sim::cli::run_bench(&args)?),
     }
 }

@@ -1,0 +1,135 @@
+//! Ledger checks and fixtures: the frontier digest of a store, chain
+//! verification, and building stores pre-filled with valid entries.
+
+use std::collections::BTreeMap;
+
+use nodeplane_entry::{Entry, Hash, GENESIS_PREV};
+use nodeplane_runtime::{LedgerStore, MemoryLedger};
+use sha2::{Digest, Sha256};
+
+/// Entry kind of the filler entries of [`fill_notes`]: a kind the node
+/// plane does not interpret, so it replicates them without any membership
+/// effect (no probes of made-up authors).
+pub const NOTE_KIND: &str = "sim-note";
+
+/// SHA-256 over the sorted per-author heads (author, head seq, head id).
+pub fn frontier_digest(entries: &[Entry]) -> [u8; 32] {
+    let mut heads: BTreeMap<&str, (u64, Hash)> = BTreeMap::new();
+    for e in entries {
+        let head = heads.entry(&e.author).or_insert((0, [0; 32]));
+        if e.seq > head.0 {
+            *head = (e.seq, e.id);
+        }
+    }
+    let mut hasher = Sha256::new();
+    for (author, (seq, id)) in heads {
+        hasher.update((author.len() as u32).to_be_bytes());
+        hasher.update(author.as_bytes());
+        hasher.update(seq.to_be_bytes());
+        hasher.update(id);
+    }
+    hasher.finalize().into()
+}
+
+/// Checks every entry and every author's chain: ids match contents, seqs
+/// run 1..=n without gaps or forks, and each `prev` is the previous id.
+/// Returns the first problem found.
+pub fn verify_chains(entries: &[Entry]) -> Result<(), String> {
+    let mut by_author: BTreeMap<&str, BTreeMap<u64, &Entry>> = BTreeMap::new();
+    for e in entries {
+        e.verify().map_err(|err| err.to_string())?;
+        if let Some(other) = by_author.entry(&e.author).or_default().insert(e.seq, e) {
+            if other.id != e.id {
+                return Err(format!(
+                    "fork: author {} has two entries at seq {}",
+                    e.author, e.seq
+                ));
+            }
+        }
+    }
+    for (author, chain) in by_author {
+        let mut prev = GENESIS_PREV;
+        for (i, (seq, e)) in chain.iter().enumerate() {
+            if *seq != i as u64 + 1 {
+                return Err(format!("author {author}: gap before seq {seq}"));
+            }
+            if e.prev != prev {
+                return Err(format!(
+                    "author {author}: seq {seq} does not link to seq {}",
+                    seq - 1
+                ));
+            }
+            prev = e.id;
+        }
+    }
+    Ok(())
+}
+
+/// Per-author chain builder for fixtures.
+#[derive(Clone, Debug, Default)]
+pub struct ChainWriter {
+    heads: BTreeMap<String, (u64, Hash)>,
+    clock: u64,
+}
+
+impl ChainWriter {
+    /// A writer with no chains.
+    pub fn new() -> ChainWriter {
+        ChainWriter::default()
+    }
+
+    /// Appends the next entry of `author`'s chain.
+    pub fn next(&mut self, author: &str, kind: &str, body: Vec<u8>) -> Entry {
+        self.clock += 1;
+        let (seq, prev) = self.heads.get(author).copied().unwrap_or((0, GENESIS_PREV));
+        let entry = Entry::new(author, seq + 1, prev, self.clock, kind, body);
+        self.heads.insert(author.to_string(), (entry.seq, entry.id));
+        entry
+    }
+}
+
+/// Name of fixture author `i`.
+pub fn fixture_author(i: usize) -> String {
+    format!("author-{i}")
+}
+
+/// Appends `count` note entries round-robin over `authors` (indices in
+/// `authors`), continuing the chains in `writer`, to every store in `into`.
+pub fn fill_notes(
+    writer: &mut ChainWriter,
+    authors: &[usize],
+    count: usize,
+    into: &mut [&mut MemoryLedger],
+) {
+    for k in 0..count {
+        let author = fixture_author(authors[k % authors.len()]);
+        let body = format!("{{\"n\":{k}}}").into_bytes();
+        let entry = writer.next(&author, NOTE_KIND, body);
+        for store in into.iter_mut() {
+            store.append(&entry).expect("fixture entries are valid");
+        }
+    }
+}
+
+/// A store of `count` membership entries from `authors` authors: each
+/// author's `join`, then `alive` entries with rising incarnations (what a
+/// long-lived cluster's ledger is mostly made of).
+pub fn membership_history(authors: usize, count: usize) -> MemoryLedger {
+    let mut writer = ChainWriter::new();
+    let mut store = MemoryLedger::new();
+    let mut incarnation = vec![0u64; authors];
+    for k in 0..count {
+        let a = k % authors;
+        let author = fixture_author(a);
+        let kind = if incarnation[a] == 0 { "join" } else { "alive" };
+        incarnation[a] += 1;
+        let body = serde_json::json!({
+            "inc": incarnation[a],
+            "addr": format!("10.9.{}.{}:7946", a / 256, a % 256),
+            "meta": [],
+        });
+        let entry = writer.next(&author, kind, body.to_string().into_bytes());
+        store.append(&entry).expect("fixture entries are valid");
+    }
+    store
+}

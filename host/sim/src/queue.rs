@@ -1,0 +1,102 @@
+//! The event queue: events ordered by (virtual time, insertion sequence),
+//! so two events at the same millisecond run in the order they were queued.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+/// What happens when an event comes due.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A message arrives at node `to` from node `from`; `depth` is its
+    /// position in a causal chain of messages (for round-trip counts).
+    Deliver {
+        /// Receiving node.
+        to: usize,
+        /// Sending node.
+        from: usize,
+        /// Payload.
+        payload: Vec<u8>,
+        /// Causal depth.
+        depth: u64,
+    },
+    /// A timer of node `node` fires, if it is still the one set.
+    Timer {
+        /// The node.
+        node: usize,
+        /// The node's life (restart count) when the timer was set.
+        life: u64,
+        /// The component's timer id.
+        timer: u64,
+        /// Generation of the setting, to ignore replaced timers.
+        generation: u64,
+    },
+}
+
+/// One queued event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Virtual time it comes due, ms.
+    pub at: u64,
+    /// Insertion sequence number.
+    pub seq: u64,
+    /// What happens.
+    pub kind: EventKind,
+}
+
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap, we want the earliest first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A priority queue of events by (time, sequence).
+#[derive(Debug, Default)]
+pub struct EventQueue {
+    heap: BinaryHeap<Event>,
+    next_seq: u64,
+}
+
+impl EventQueue {
+    /// An empty queue.
+    pub fn new() -> EventQueue {
+        EventQueue::default()
+    }
+
+    /// Queues `kind` at time `at`.
+    pub fn push(&mut self, at: u64, kind: EventKind) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.heap.push(Event { at, seq, kind });
+    }
+
+    /// Time of the earliest event.
+    pub fn peek_time(&self) -> Option<u64> {
+        self.heap.peek().map(|e| e.at)
+    }
+
+    /// Removes the earliest event if it is due at or before `until`.
+    pub fn pop_due(&mut self, until: u64) -> Option<Event> {
+        if self.peek_time()? <= until {
+            self.heap.pop()
+        } else {
+            None
+        }
+    }
+
+    /// Number of queued events.
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}

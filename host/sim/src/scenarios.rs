@@ -1,0 +1,595 @@
+//! The membership scenarios S1–S8 of `docs/scenarios.md`, each a short
+//! story over a [`Sim`] that returns named figures (snake_case keys).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nodeplane_interface::PeerState;
+use nodeplane_runtime::MemoryLedger;
+
+use crate::component::ComponentChoice;
+use crate::ledger::{fill_notes, ChainWriter};
+use crate::views::Sample;
+use crate::world::{Expect, Sim};
+use crate::SimError;
+
+/// Longest wait for the initial convergence of a cluster.
+pub const BOOT_DEADLINE_S: u64 = 120;
+/// Longest wait for a detection, a re-convergence or a leave to spread.
+pub const SETTLE_DEADLINE_S: u64 = 120;
+/// S1: steady-state measurement window after convergence.
+pub const S1_STEADY_S: u64 = 60;
+/// S3: lossy window after convergence.
+pub const S3_LOSSY_S: u64 = 600;
+/// S4: duration of the split.
+pub const S4_SPLIT_S: u64 = 60;
+/// S5: how long the restarted node stays down.
+pub const S5_DOWN_S: u64 = 30;
+/// S8a: duration of the non-transitive pair blocks.
+pub const S8A_BLOCK_S: u64 = 300;
+/// S8a: fraction of node pairs blocked.
+pub const S8A_PAIR_FRACTION: f64 = 0.10;
+/// S8b: how long the node is mute.
+pub const S8B_MUTE_S: u64 = 120;
+/// S8c: how long the node flaps.
+pub const S8C_FLAP_S: u64 = 120;
+/// S8c: time between two link flips of the flapping node.
+pub const S8C_FLIP_MS: u64 = 2_000;
+/// S6: step of the loop waiting for two ledgers to match (fine-grained, so
+/// few probe bytes are counted after the match).
+pub const S6_STEP_MS: u64 = 5;
+/// S6: longest reconciliation waited for.
+pub const S6_DEADLINE_S: u64 = 600;
+/// Default node count of the scenarios that fix N = 64.
+pub const DEFAULT_NODES: usize = 64;
+
+/// One of the scenarios S1–S8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scenario {
+    /// Bootstrap.
+    S1,
+    /// Crash.
+    S2,
+    /// Lossy network.
+    S3,
+    /// Partition and heal.
+    S4,
+    /// Restart.
+    S5,
+    /// Divergent ledgers.
+    S6,
+    /// Graceful leave.
+    S7,
+    /// Partial and one-way partitions.
+    S8,
+}
+
+impl Scenario {
+    /// Every scenario, in order.
+    pub const ALL: [Scenario; 8] = [
+        Scenario::S1,
+        Scenario::S2,
+        Scenario::S3,
+        Scenario::S4,
+        Scenario::S5,
+        Scenario::S6,
+        Scenario::S7,
+        Scenario::S8,
+    ];
+
+    /// The scenario's short name.
+    pub fn title(self) -> &'static str {
+        match self {
+            Scenario::S1 => "bootstrap",
+            Scenario::S2 => "crash",
+            Scenario::S3 => "lossy network",
+            Scenario::S4 => "partition and heal",
+            Scenario::S5 => "restart",
+            Scenario::S6 => "divergent ledgers",
+            Scenario::S7 => "graceful leave",
+            Scenario::S8 => "partial and one-way partitions",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = SimError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .into_iter()
+            .find(|x| x.to_string().eq_ignore_ascii_case(s))
+            .ok_or_else(|| SimError::Usage(format!("unknown scenario {s:?} (S1..S8)")))
+    }
+}
+
+/// S6 parameters: shared history, entries each side lacks, authors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct S6Params {
+    /// Shared history H.
+    pub history: usize,
+    /// Entries each side has that the other lacks, d.
+    pub divergent: usize,
+    /// Authors A.
+    pub authors: usize,
+}
+
+impl Default for S6Params {
+    fn default() -> Self {
+        S6Params {
+            history: 1_000,
+            divergent: 100,
+            authors: 64,
+        }
+    }
+}
+
+/// How to run a scenario.
+#[derive(Clone, Debug)]
+pub struct ScenarioParams {
+    /// Node count (`None`: the scenario's default).
+    pub nodes: Option<usize>,
+    /// Loss probability (`None`: the scenario's default; S3 defaults to 10 %).
+    pub loss: Option<f64>,
+    /// The seed.
+    pub seed: u64,
+    /// The component.
+    pub component: ComponentChoice,
+    /// Factor on the long phases (S1 steady window, S3 600 s, S4 split,
+    /// S5 down time, S8 windows); 1.0 is the documented scenario. Tests use
+    /// less to stay fast.
+    pub time_scale: f64,
+    /// Record view counts every this many ms (for the SVG).
+    pub sample_every_ms: Option<u64>,
+    /// S6 parameters.
+    pub s6: S6Params,
+}
+
+impl Default for ScenarioParams {
+    fn default() -> Self {
+        ScenarioParams {
+            nodes: None,
+            loss: None,
+            seed: 1,
+            component: ComponentChoice::default(),
+            time_scale: 1.0,
+            sample_every_ms: None,
+            s6: S6Params::default(),
+        }
+    }
+}
+
+impl ScenarioParams {
+    fn scaled(&self, secs: u64) -> Duration {
+        Duration::from_millis(((secs * 1000) as f64 * self.time_scale).max(1000.0) as u64)
+    }
+}
+
+/// The outcome of one scenario run with one seed.
+#[derive(Clone, Debug)]
+pub struct ScenarioRun {
+    /// Which scenario.
+    pub scenario: Scenario,
+    /// The seed.
+    pub seed: u64,
+    /// Node count.
+    pub nodes: usize,
+    /// Named figures (NaN when not reached).
+    pub figures: BTreeMap<String, f64>,
+    /// View-count samples, if asked for.
+    pub samples: Vec<Sample>,
+    /// Hash of the run's event trace.
+    pub trace_hash: String,
+    /// The invariant violation, if any (with seed and trace excerpt).
+    pub violation: Option<String>,
+}
+
+/// Figures under construction.
+#[derive(Default)]
+struct Figures(BTreeMap<String, f64>);
+
+impl Figures {
+    fn set(&mut self, name: &str, value: f64) {
+        self.0.insert(name.to_string(), value);
+    }
+    fn secs(&mut self, name: &str, d: Option<Duration>) {
+        self.set(name, d.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN));
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Runs `scenario` once.
+pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
+    if scenario == Scenario::S6 {
+        return run_s6(params);
+    }
+    let n = params.nodes.unwrap_or(DEFAULT_NODES).max(2);
+    let mut builder = Sim::builder()
+        .nodes(n)
+        .seed(params.seed)
+        .component(params.component.clone());
+    if scenario != Scenario::S3 {
+        builder = builder.loss(params.loss.unwrap_or(0.0));
+    }
+    if let Some(ms) = params.sample_every_ms {
+        builder = builder.sample_every_ms(ms);
+    }
+    let mut sim = builder.build()?;
+    let mut f = Figures::default();
+    let boot = sim.run_until_converged(secs(BOOT_DEADLINE_S));
+    f.secs("time_to_converge_s", boot);
+    sim.observations.reset_counters();
+    match scenario {
+        Scenario::S1 => s1(&mut sim, params, &mut f),
+        Scenario::S2 => s2(&mut sim, &mut f),
+        Scenario::S3 => s3(&mut sim, params, &mut f),
+        Scenario::S4 => s4(&mut sim, params, &mut f),
+        Scenario::S5 => s5(&mut sim, params, &mut f)?,
+        Scenario::S7 => s7(&mut sim, &mut f)?,
+        Scenario::S8 => s8(&mut sim, params, &mut f),
+        Scenario::S6 => unreachable!("handled above"),
+    }
+    let expect = if sim.component().is_nodeplane() {
+        Expect::Converge
+    } else {
+        Expect::Safety
+    };
+    let violation = sim.check(expect).err().map(|e| e.to_string());
+    Ok(ScenarioRun {
+        scenario,
+        seed: params.seed,
+        nodes: n,
+        figures: f.0,
+        samples: sim.samples().to_vec(),
+        trace_hash: sim.trace_hash(),
+        violation,
+    })
+}
+
+/// Messages and bytes per live node per second over `window`.
+fn traffic(sim: &mut Sim, window: Duration, f: &mut Figures) {
+    let (m0, b0) = sim.sent_totals();
+    sim.run_for(window);
+    let (m1, b1) = sim.sent_totals();
+    let node_s = sim.live_nodes().len() as f64 * window.as_secs_f64();
+    f.set("msgs_per_node_s", (m1 - m0) as f64 / node_s);
+    f.set("bytes_per_node_s", (b1 - b0) as f64 / node_s);
+}
+
+fn false_verdicts(sim: &Sim, f: &mut Figures, prefix: &str) {
+    f.set(
+        &format!("{prefix}false_deaths"),
+        sim.observations.false_deaths.len() as f64,
+    );
+    f.set(
+        &format!("{prefix}false_suspicions"),
+        sim.observations.false_suspicions.len() as f64,
+    );
+}
+
+/// A node other than the seed node 0, chosen by the seed.
+fn victim(sim: &mut Sim) -> usize {
+    let n = sim.len() as u64;
+    1 + sim.rng().below(n - 1) as usize
+}
+
+fn all_others_see(sim: &Sim, subject: usize, state: PeerState) -> bool {
+    sim.live_nodes()
+        .into_iter()
+        .filter(|&o| o != subject)
+        .all(|o| sim.state_of(o, subject) == Some(state))
+}
+
+fn any_other_sees(sim: &Sim, subject: usize, state: PeerState) -> bool {
+    sim.live_nodes()
+        .into_iter()
+        .filter(|&o| o != subject)
+        .any(|o| sim.state_of(o, subject) == Some(state))
+}
+
+fn s1(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
+    traffic(sim, p.scaled(S1_STEADY_S), f);
+    false_verdicts(sim, f, "");
+}
+
+fn s2(sim: &mut Sim, f: &mut Figures) {
+    let v = victim(sim);
+    sim.crash(v);
+    let first = sim.run_until_true(secs(SETTLE_DEADLINE_S), |s| {
+        any_other_sees(s, v, PeerState::Dead)
+    });
+    f.secs("first_dead_s", first);
+    let all = sim.run_until_true(secs(SETTLE_DEADLINE_S), |s| {
+        all_others_see(s, v, PeerState::Dead)
+    });
+    f.secs("all_dead_s", all.zip(first).map(|(a, b)| a + b));
+    false_verdicts(sim, f, "");
+}
+
+fn s3(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
+    let loss = p.loss.unwrap_or(0.10);
+    f.set("loss", loss);
+    sim.set_loss(loss);
+    traffic(sim, p.scaled(S3_LOSSY_S), f);
+    false_verdicts(sim, f, "");
+    sim.set_loss(0.0);
+}
+
+fn s4(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
+    let n = sim.len();
+    let a: Vec<usize> = (0..n / 2).collect();
+    let b: Vec<usize> = (n / 2..n).collect();
+    sim.partition(&a, &b);
+    sim.run_for(p.scaled(S4_SPLIT_S));
+    // What each side believes of the other at the end of the split.
+    let (mut dead, mut suspect, mut alive, mut pairs) = (0u64, 0u64, 0u64, 0u64);
+    for (side, other) in [(&a, &b), (&b, &a)] {
+        for &o in side.iter() {
+            for &s in other.iter() {
+                pairs += 1;
+                match sim.state_of(o, s) {
+                    Some(PeerState::Dead) => dead += 1,
+                    Some(PeerState::Suspect) => suspect += 1,
+                    Some(PeerState::Alive) => alive += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    f.set("split_cross_dead_fraction", dead as f64 / pairs as f64);
+    f.set(
+        "split_cross_suspect_fraction",
+        suspect as f64 / pairs as f64,
+    );
+    f.set("split_cross_alive_fraction", alive as f64 / pairs as f64);
+    let within = sim
+        .observations
+        .false_deaths
+        .iter()
+        .filter(|(o, s)| (*o < n / 2) == (*s < n / 2))
+        .count();
+    f.set("split_false_deaths_within_side", within as f64);
+    sim.heal();
+    let back = sim.run_until_converged(secs(SETTLE_DEADLINE_S));
+    f.secs("time_to_reconverge_s", back);
+    let ledgers = sim.run_until_true(secs(SETTLE_DEADLINE_S), Sim::ledgers_agree);
+    f.secs(
+        "ledgers_identical_after_s",
+        back.zip(ledgers).map(|(a, b)| a + b),
+    );
+    f.set(
+        "ledgers_identical",
+        if ledgers.is_some() { 1.0 } else { 0.0 },
+    );
+}
+
+fn s5(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) -> Result<(), SimError> {
+    let v = victim(sim);
+    f.set(
+        "incarnation_before",
+        sim.incarnation_of(v, v).unwrap_or(0) as f64,
+    );
+    sim.crash(v);
+    sim.run_for(p.scaled(S5_DOWN_S));
+    f.set(
+        "others_seeing_dead_at_restart",
+        sim.live_nodes()
+            .iter()
+            .filter(|&&o| sim.state_of(o, v) == Some(PeerState::Dead))
+            .count() as f64,
+    );
+    sim.restart(v)?;
+    let back = sim.run_until_true(secs(SETTLE_DEADLINE_S), |s| {
+        all_others_see(s, v, PeerState::Alive)
+    });
+    f.secs("time_to_alive_s", back);
+    f.set(
+        "incarnation_after",
+        sim.incarnation_of(v, v).unwrap_or(0) as f64,
+    );
+    false_verdicts(sim, f, "");
+    Ok(())
+}
+
+fn s7(sim: &mut Sim, f: &mut Figures) -> Result<(), SimError> {
+    let v = victim(sim);
+    let from = sim.observations.transitions.len();
+    sim.leave(v)?;
+    let left = sim.run_until_true(secs(SETTLE_DEADLINE_S), |s| {
+        all_others_see(s, v, PeerState::Left)
+    });
+    f.secs("time_to_left_s", left);
+    let dead = sim.observations.transitions[from..]
+        .iter()
+        .filter(|t| t.subject == v && t.to == PeerState::Dead)
+        .count();
+    f.set("dead_observations", dead as f64);
+    false_verdicts(sim, f, "");
+    Ok(())
+}
+
+fn s8(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
+    let n = sim.len();
+    // (a) non-transitive pairs.
+    let mut pairs = Vec::new();
+    for x in 0..n {
+        for y in x + 1..n {
+            if sim.rng().chance(S8A_PAIR_FRACTION) {
+                pairs.push((x, y));
+            }
+        }
+    }
+    f.set("a_blocked_pairs", pairs.len() as f64);
+    sim.block_pairs(&pairs);
+    sim.run_for(p.scaled(S8A_BLOCK_S));
+    false_verdicts(sim, f, "a_");
+    sim.heal();
+    f.secs(
+        "a_time_to_converge_s",
+        sim.run_until_converged(secs(SETTLE_DEADLINE_S)),
+    );
+
+    // (b) a mute node.
+    sim.observations.reset_counters();
+    let mute = victim(sim);
+    sim.observations.excused.insert(mute);
+    let incarnations: Vec<u64> = (0..n)
+        .map(|i| sim.incarnation_of(i, i).unwrap_or(0))
+        .collect();
+    sim.mute(mute);
+    let window = p.scaled(S8B_MUTE_S);
+    let dead = sim.run_until_true(window, |s| all_others_see(s, mute, PeerState::Dead));
+    f.secs("b_time_to_dead_s", dead);
+    let spent = dead.unwrap_or(window);
+    sim.run_for(window.saturating_sub(spent));
+    f.set(
+        "b_healthy_declared_dead",
+        sim.observations.false_deaths.len() as f64,
+    );
+    sim.heal();
+    f.secs(
+        "b_time_to_converge_after_restore_s",
+        sim.run_until_converged(secs(SETTLE_DEADLINE_S)),
+    );
+    let renewals = (0..n)
+        .filter(|&i| i != mute && sim.incarnation_of(i, i).unwrap_or(0) > incarnations[i])
+        .count();
+    f.set("b_identity_renewals", renewals as f64);
+    sim.observations.excused.remove(&mute);
+
+    // (c) a flapping node.
+    sim.observations.reset_counters();
+    let flapper = victim(sim);
+    sim.observations.excused.insert(flapper);
+    let from = sim.observations.transitions.len();
+    let end = sim.now_ms() + p.scaled(S8C_FLAP_S).as_millis() as u64;
+    let mut down = true;
+    while sim.now_ms() < end {
+        sim.isolate(flapper, down);
+        down = !down;
+        sim.run_for(Duration::from_millis(S8C_FLIP_MS));
+    }
+    sim.heal();
+    f.set("c_false_deaths", sim.observations.false_deaths.len() as f64);
+    let mut per_observer = vec![0u64; n];
+    for t in &sim.observations.transitions[from..] {
+        if t.subject == flapper && (t.to == PeerState::Dead || t.from == Some(PeerState::Dead)) {
+            per_observer[t.observer] += 1;
+        }
+    }
+    let mut counts: Vec<u64> = (0..n)
+        .filter(|&o| o != flapper)
+        .map(|o| per_observer[o])
+        .collect();
+    counts.sort_unstable();
+    f.set(
+        "c_dead_changes_per_observer_median",
+        counts.get(counts.len() / 2).copied().unwrap_or(0) as f64,
+    );
+    f.set(
+        "c_dead_changes_per_observer_max",
+        counts.last().copied().unwrap_or(0) as f64,
+    );
+    f.secs(
+        "c_settle_s",
+        sim.run_until_converged(secs(SETTLE_DEADLINE_S)),
+    );
+    sim.observations.excused.remove(&flapper);
+}
+
+/// Builds the two S6 stores: a shared history of `history` entries, then
+/// `divergent` entries only the first has (even authors) and `divergent`
+/// only the second has (odd authors). Returns the stores and the encoded
+/// size of the 2·d divergent entries.
+pub fn s6_ledgers(s6: S6Params) -> (MemoryLedger, MemoryLedger, u64) {
+    let authors: Vec<usize> = (0..s6.authors.max(2)).collect();
+    let even: Vec<usize> = authors.iter().copied().filter(|a| a % 2 == 0).collect();
+    let odd: Vec<usize> = authors.iter().copied().filter(|a| a % 2 == 1).collect();
+    let mut writer = ChainWriter::new();
+    let (mut a, mut b) = (MemoryLedger::new(), MemoryLedger::new());
+    fill_notes(&mut writer, &authors, s6.history, &mut [&mut a, &mut b]);
+    let shared = a.entries().len();
+    fill_notes(&mut writer, &even, s6.divergent, &mut [&mut a]);
+    fill_notes(&mut writer, &odd, s6.divergent, &mut [&mut b]);
+    let size = |l: &MemoryLedger| -> u64 {
+        l.entries()[shared..]
+            .iter()
+            .map(|e| {
+                nodeplane_entry::canonical_encoding(
+                    &e.author, e.seq, &e.prev, e.clock, &e.kind, &e.body,
+                )
+                .len() as u64
+                    + 32
+            })
+            .sum()
+    };
+    let entry_bytes = size(&a) + size(&b);
+    (a, b, entry_bytes)
+}
+
+fn run_s6(params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
+    let s6 = params.s6;
+    let (a, b, entry_bytes) = s6_ledgers(s6);
+    let target = a.entries().len() + s6.divergent;
+    let mut sim = Sim::builder()
+        .nodes(2)
+        .seed(params.seed)
+        .component(params.component.clone())
+        .loss(params.loss.unwrap_or(0.0))
+        .ledgers(vec![a, b])
+        .build()?;
+    let mut f = Figures::default();
+    f.set("history", s6.history as f64);
+    f.set("divergent", s6.divergent as f64);
+    f.set("authors", s6.authors as f64);
+    let deadline = S6_DEADLINE_S * 1000;
+    let matched = loop {
+        let full = (0..2).all(|i| sim.node(i).ledger().entries().len() == target);
+        if full && sim.ledgers_agree() {
+            break true;
+        }
+        if sim.now_ms() >= deadline {
+            break false;
+        }
+        let next = sim.now_ms() + S6_STEP_MS;
+        sim.run_until_ms(next);
+    };
+    let (msgs, bytes) = sim.sent_totals();
+    let depth = (0..2).map(|i| sim.node(i).depth).max().unwrap_or(0);
+    f.set("reconciled", if matched { 1.0 } else { 0.0 });
+    f.set(
+        "time_to_reconcile_s",
+        if matched {
+            sim.now_ms() as f64 / 1000.0
+        } else {
+            f64::NAN
+        },
+    );
+    f.set("messages", msgs as f64);
+    f.set("bytes", bytes as f64);
+    f.set("entry_bytes", entry_bytes as f64);
+    f.set("protocol_bytes", bytes as f64 - entry_bytes as f64);
+    f.set("message_depth", depth as f64);
+    f.set("round_trips", depth.div_ceil(2) as f64);
+    let expect = Expect::Safety;
+    let violation = sim.check(expect).err().map(|e| e.to_string());
+    Ok(ScenarioRun {
+        scenario: Scenario::S6,
+        seed: params.seed,
+        nodes: 2,
+        figures: f.0,
+        samples: sim.samples().to_vec(),
+        trace_hash: sim.trace_hash(),
+        violation,
+    })
+}

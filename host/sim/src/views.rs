@@ -1,0 +1,110 @@
+//! What every node's membership view holds, as its subscription reported
+//! it, plus the transitions seen and the false verdicts counted.
+
+use std::collections::BTreeSet;
+
+use nodeplane_interface::PeerState;
+
+/// One observed change of one member in one node's view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Virtual time, ms.
+    pub at: u64,
+    /// Whose view changed.
+    pub observer: usize,
+    /// The member concerned.
+    pub subject: usize,
+    /// State before (`None`: not a member before).
+    pub from: Option<PeerState>,
+    /// State after.
+    pub to: PeerState,
+    /// Incarnation after.
+    pub incarnation: u64,
+}
+
+/// Index of a state in per-state counters.
+pub fn state_index(state: PeerState) -> usize {
+    match state {
+        PeerState::Alive => 0,
+        PeerState::Suspect => 1,
+        PeerState::Dead => 2,
+        PeerState::Left => 3,
+    }
+}
+
+/// One node's view of the simulated nodes.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// (state, incarnation) of each simulated node, by index.
+    pub states: Vec<Option<(PeerState, u64)>>,
+    /// Highest incarnation ever seen of each node (kept across restarts).
+    pub max_incarnation: Vec<u64>,
+    /// Members per state ([`state_index`]).
+    pub counts: [u32; 4],
+}
+
+impl View {
+    /// An empty view of `n` nodes.
+    pub fn new(n: usize) -> View {
+        View {
+            states: vec![None; n],
+            max_incarnation: vec![0; n],
+            counts: [0; 4],
+        }
+    }
+
+    /// Sets a member's state; returns the previous one.
+    pub fn set(&mut self, subject: usize, state: PeerState, incarnation: u64) -> Option<PeerState> {
+        let previous = self.states[subject].map(|(s, _)| s);
+        if let Some(p) = previous {
+            self.counts[state_index(p)] -= 1;
+        }
+        self.counts[state_index(state)] += 1;
+        self.states[subject] = Some((state, incarnation));
+        previous
+    }
+
+    /// Forgets everything but the incarnation high-water marks.
+    pub fn clear(&mut self) {
+        self.states.iter_mut().for_each(|s| *s = None);
+        self.counts = [0; 4];
+    }
+
+    /// The state of a member, if known.
+    pub fn state(&self, subject: usize) -> Option<PeerState> {
+        self.states[subject].map(|(s, _)| s)
+    }
+}
+
+/// Everything observed about views during a run.
+#[derive(Clone, Debug, Default)]
+pub struct Observations {
+    /// Every transition, in order.
+    pub transitions: Vec<Transition>,
+    /// (observer, subject) pairs where a live, non-excused subject was
+    /// marked `dead` since the last reset.
+    pub false_deaths: BTreeSet<(usize, usize)>,
+    /// Likewise for `suspect`.
+    pub false_suspicions: BTreeSet<(usize, usize)>,
+    /// Subjects whose suspicion or death is expected (a mute or flapping
+    /// node): not counted as false.
+    pub excused: BTreeSet<usize>,
+}
+
+impl Observations {
+    /// Clears the false-verdict counters (the start of a measurement).
+    pub fn reset_counters(&mut self) {
+        self.false_deaths.clear();
+        self.false_suspicions.clear();
+    }
+}
+
+/// Per-node (alive, suspect, dead) counts at one instant; `None` for a
+/// node that is not running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Virtual time, ms.
+    pub at: u64,
+    /// Counts per node.
+    pub counts: Vec<Option<[u32; 3]>>,
+}
