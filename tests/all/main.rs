@@ -1,3 +1,4 @@
 //! The end-to-end test binary: one module per area.
 
+mod agent;
 mod runtime;

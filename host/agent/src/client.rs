@@ -57,6 +57,17 @@ impl ApiClient {
         self.finish(&format!("GET {path}"), self.agent.get(&url).call())
     }
 
+    /// `GET path` as text (e.g. `/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        let url = format!("{}{path}", self.base);
+        match self.agent.get(&url).call() {
+            Ok(resp) => resp
+                .into_string()
+                .with_context(|| format!("GET {path}: reading the answer")),
+            Err(e) => bail!("GET {path}: {e}"),
+        }
+    }
+
     /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.base);

@@ -1,0 +1,327 @@
+//! Real processes: several `nodeplane agent`s on 127.0.0.x with ports the
+//! test picks, checked only through the introspection API. Serial (one
+//! shared lock), bounded (every wait has a deadline), children killed on
+//! drop.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nodeplane_agent::client::ApiClient;
+use serde_json::Value;
+
+/// Multi-process tests run one at a time: they share the two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long a killed node may take to be declared `dead` by every survivor
+/// with the default tunables (1 s probe period; suspicion timeout at most
+/// 3 × 2 × log-scaled periods, plus confirmation), with slack for a loaded
+/// machine.
+const DEAD_BOUND: Duration = Duration::from_secs(20);
+/// Start-up (component compilation) plus convergence of a fresh cluster.
+const CONVERGE_BOUND: Duration = Duration::from_secs(40);
+
+struct Node {
+    id: String,
+    listen: SocketAddr,
+    api: SocketAddr,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// Agents that are killed (SIGKILL) and whose data is removed on drop.
+struct Cluster {
+    nodes: Vec<Node>,
+    root: PathBuf,
+}
+
+fn free_port(ip: &str) -> u16 {
+    // A port free for both UDP and TCP on this address.
+    loop {
+        let tcp = TcpListener::bind((ip, 0)).expect("bind tcp");
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Cluster {
+    fn new(tag: &str, n: usize) -> Cluster {
+        let root =
+            std::env::temp_dir().join(format!("nodeplane-cluster-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let nodes = (0..n)
+            .map(|i| {
+                let ip = format!("127.0.0.{}", 20 + i);
+                Node {
+                    id: format!("n{}", i + 1),
+                    listen: format!("{ip}:{}", free_port(&ip)).parse().unwrap(),
+                    api: format!("{ip}:{}", free_port(&ip)).parse().unwrap(),
+                    data_dir: root.join(format!("n{}", i + 1)),
+                    child: None,
+                }
+            })
+            .collect();
+        Cluster { nodes, root }
+    }
+
+    fn start(&mut self, i: usize) {
+        let seed = self.nodes[0].listen;
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("{}.log", node.id)))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeplane"));
+        cmd.args(["agent", "--node-id", &node.id])
+            .args([
+                "--listen",
+                &node.listen.to_string(),
+                "--api",
+                &node.api.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--metadata", &format!("overlay-ip=10.9.0.{}", i + 1)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if i != 0 {
+            cmd.args(["--seed", &seed.to_string()]);
+        }
+        node.child = Some(cmd.spawn().expect("spawn agent"));
+    }
+
+    fn client(&self, i: usize) -> ApiClient {
+        ApiClient::new(&self.nodes[i].api.to_string(), None)
+    }
+
+    fn members(&self, i: usize) -> Option<Value> {
+        self.client(i).get("/members").ok()
+    }
+
+    /// (state, incarnation) of `subject` in `observer`'s view.
+    fn seen(&self, observer: usize, subject: usize) -> Option<(String, u64)> {
+        let view = self.members(observer)?;
+        let id = &self.nodes[subject].id;
+        view["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == **id)
+            .map(|m| {
+                (
+                    m["state"].as_str().unwrap_or("").to_string(),
+                    m["incarnation"].as_u64().unwrap_or(0),
+                )
+            })
+    }
+
+    fn signal(&mut self, i: usize, signal: &str) -> std::process::ExitStatus {
+        let child = self.nodes[i].child.as_mut().expect("running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.nodes[i].child = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "agent {i} did not exit after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let log = std::fs::read_to_string(self.root.join(format!("{}.log", n.id)))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            out.push_str(&format!(
+                "--- {} ---\n{}\n",
+                n.id,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+
+    /// Polls `check` until it holds or `bound` passes (then panics with
+    /// `what` and the agents' logs).
+    fn wait_for(
+        &self,
+        what: &str,
+        bound: Duration,
+        mut check: impl FnMut(&Cluster) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < bound {
+            if check(self) {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{what}: not within {bound:?}\n{}", self.logs());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+fn all_alive(c: &Cluster, running: &[usize]) -> bool {
+    running.iter().all(|&o| {
+        running
+            .iter()
+            .all(|&s| c.seen(o, s).is_some_and(|(state, _)| state == "alive"))
+    })
+}
+
+fn digests(c: &Cluster, running: &[usize]) -> Vec<String> {
+    running
+        .iter()
+        .map(|&i| {
+            c.client(i)
+                .get("/ledger/head")
+                .map(|h| h["digest"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn five_agents_converge_detect_a_kill_and_readmit_the_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = Cluster::new("five", 5);
+    for i in 0..5 {
+        c.start(i);
+    }
+    let all: Vec<usize> = (0..5).collect();
+    let took = c.wait_for("5 agents converge on one view", CONVERGE_BOUND, |c| {
+        all_alive(c, &all)
+    });
+    eprintln!("converged in {took:?}");
+    let before = c.seen(0, 4).unwrap().1;
+
+    // kill -9 one: every survivor marks it dead.
+    c.signal(4, "-KILL");
+    let survivors: Vec<usize> = (0..4).collect();
+    let took = c.wait_for("survivors mark the killed node dead", DEAD_BOUND, |c| {
+        survivors
+            .iter()
+            .all(|&o| c.seen(o, 4).is_some_and(|(s, _)| s == "dead"))
+    });
+    eprintln!("declared dead in {took:?}");
+
+    // Restart on the same data dir: alive again with a higher incarnation.
+    c.start(4);
+    let took = c.wait_for(
+        "restarted node alive with a higher incarnation everywhere",
+        CONVERGE_BOUND,
+        |c| {
+            all.iter().all(|&o| {
+                c.seen(o, 4)
+                    .is_some_and(|(s, inc)| s == "alive" && inc > before)
+            })
+        },
+    );
+    eprintln!("readmitted in {took:?}");
+    let status = c.client(4).get("/status").unwrap();
+    assert!(status["incarnation"].as_u64().unwrap() > before, "{status}");
+    assert!(
+        status["ledger_entries"].as_u64().unwrap() > 0,
+        "restart reloaded the ledger: {status}"
+    );
+
+    // Equal ledgers everywhere after convergence.
+    c.wait_for(
+        "all ledger frontier digests equal",
+        Duration::from_secs(15),
+        |c| {
+            let d = digests(c, &all);
+            !d[0].is_empty() && d.iter().all(|x| *x == d[0])
+        },
+    );
+}
+
+#[test]
+fn graceful_leave_shows_left_and_bad_input_is_rejected() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = Cluster::new("leave", 3);
+    for i in 0..3 {
+        c.start(i);
+    }
+    let all: Vec<usize> = (0..3).collect();
+    c.wait_for("3 agents converge", CONVERGE_BOUND, |c| all_alive(c, &all));
+
+    // Malformed, wrong-version, oversized and truncated traffic: rejected,
+    // counted, and the agent keeps serving.
+    let target = c.nodes[0].listen;
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(&[], target).unwrap();
+    udp.send_to(&[9, 1, 2, 3], target).unwrap();
+    udp.send_to(&[1, 0xff, 0xfe, 0x00], target).unwrap();
+    udp.send_to(&vec![1u8; 4000], target).unwrap();
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(target).unwrap();
+        s.write_all(&[1, 14]).unwrap();
+        s.write_all(b"127.0.0.1:9").unwrap(); // truncated address, then EOF
+        drop(s);
+        let mut s = std::net::TcpStream::connect(target).unwrap();
+        s.write_all(&[1, 11]).unwrap();
+        s.write_all(b"127.0.0.1:9").unwrap();
+        s.write_all(&u32::MAX.to_be_bytes()).unwrap(); // oversized
+        drop(s);
+    }
+    c.wait_for("rejections counted", Duration::from_secs(5), |c| {
+        let text = c.client(0).get_text("/metrics").ok();
+        text.is_some_and(|t| {
+            ["wrong-version", "oversized", "truncated", "component"]
+                .iter()
+                .all(|r| t.contains(&format!("reason=\"{r}\"")))
+        })
+    });
+    assert!(
+        all_alive(&c, &all),
+        "still serving and converged after bad input"
+    );
+
+    // SIGTERM: the node leaves; the others show `left`, never `dead`.
+    let status = c.signal(2, "-TERM");
+    assert!(status.success(), "graceful exit: {status:?}");
+    c.wait_for(
+        "others see the leaver as left",
+        Duration::from_secs(10),
+        |c| (0..2).all(|o| c.seen(o, 2).is_some_and(|(s, _)| s == "left")),
+    );
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        for o in 0..2 {
+            let (state, _) = c.seen(o, 2).unwrap();
+            assert_eq!(state, "left", "observer {o} must keep the leaver left");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
