@@ -35,12 +35,11 @@ pub(crate) fn run_check(
                     panic_message(panic.as_ref())
                 )),
             };
-            let failure = match (ctx.crashes(), failure) {
-                (crashes, failure) if crashes.is_empty() => failure,
-                (crashes, None) => Some(format!("component crashed: {}", crashes.join("; "))),
-                (crashes, Some(why)) => {
-                    Some(format!("component crashed: {} ({why})", crashes.join("; ")))
-                }
+            let crashes = ctx.crashes();
+            let failure = if crashes.is_empty() {
+                failure
+            } else {
+                Some(crashed(&crashes, failure))
             };
             // The receiver is gone only if the harness gave up on this check.
             let _ = done.send(failure);
@@ -59,8 +58,46 @@ pub(crate) fn run_check(
     };
     CheckResult {
         name: check.name,
-        failure,
+        failure: failure.map(|why| one_line(&why)),
     }
+}
+
+/// The failure of a check during which the component crashed: the crash
+/// reasons first, then what the check saw (without repeating the reason).
+fn crashed(reasons: &[String], failure: Option<String>) -> String {
+    let reasons = reasons.join("; ");
+    match failure {
+        None => format!("component crashed: {reasons}"),
+        Some(why) => {
+            let seen = why
+                .split(": control plane unavailable")
+                .next()
+                .unwrap_or(&why);
+            format!("component crashed: {reasons} (the check saw: {seen})")
+        }
+    }
+}
+
+/// `text` on one line, without wasm backtrace frames, so that the report
+/// keeps one line per check.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter_map(|line| match is_backtrace_frame(line) {
+            // The last frame carries the rest of the message after `>: `.
+            true => line.split_once(">: ").map(|(_, rest)| rest),
+            false => Some(line),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A line such as `3:   0xe0c2 - <unknown>!<wasm function 204>`.
+fn is_backtrace_frame(line: &str) -> bool {
+    let Some((index, rest)) = line.split_once(':') else {
+        return false;
+    };
+    !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) && rest.contains(" - ")
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -70,5 +107,20 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "(no message)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn backtraces_fold_into_one_line_keeping_the_message() {
+        let reason = "error while executing at wasm backtrace:\n    0:  0x136a9 - <unknown>!<wasm function 5>\n   11:   0x55c0 - <unknown>!<wasm function 75>: unknown import: `x` has not been defined";
+        assert_eq!(
+            one_line(reason),
+            "error while executing at wasm backtrace: unknown import: `x` has not been defined"
+        );
+        assert_eq!(one_line("a\nb: c"), "a b: c");
     }
 }

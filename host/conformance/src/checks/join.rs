@@ -80,7 +80,7 @@ pub const OWN_ADDRESS: Check = Check {
     run: |ctx| {
         let node = ctx.node("a")?;
         let own = node.lock().config().address.clone();
-        let view = ok("join([own address])", node.join(&[own.clone()]))?;
+        let view = ok("join([own address])", node.join(std::slice::from_ref(&own)))?;
         let at_own: Vec<&str> = view
             .members
             .iter()
