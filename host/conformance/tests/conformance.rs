@@ -171,12 +171,11 @@ fn a_check_that_outlives_its_time_limit_fails_and_the_run_completes() {
         },
     );
     assert_eq!(report.checks.len(), CHECKS.len());
-    assert!(report.failures().len() > 2, "{}", report.render());
-    assert!(report
-        .checks
-        .iter()
-        .filter_map(|c| c.failure.as_deref())
-        .any(|why| why.starts_with("timed out")));
+    // The spinning call burns 200 million units of fuel: far more than 1 ms.
+    let why = report
+        .failure_of("heartbeat-1")
+        .expect("heartbeat-1 failed");
+    assert!(why.starts_with("timed out after"), "{why}");
 }
 
 #[test]

@@ -68,12 +68,14 @@ pub static CHECKS: &[Check] = &[
     updates::GAP_FREE,
     updates::SAME_ORDER,
     updates::REPLAY,
+    updates::ENTRY_IDS,
     // Subscriptions.
     subscribe::LATE,
     subscribe::DROPPED,
     subscribe::TWICE,
     subscribe::UNKNOWN,
     subscribe::UNSUBSCRIBED,
+    subscribe::ANY_PHASE,
     // leave.
     leave::SHOWS_LEFT,
     leave::JOIN_AFTER,

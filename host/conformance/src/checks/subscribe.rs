@@ -62,6 +62,21 @@ pub const DROPPED: Check = Check {
     },
 };
 
+/// `[sub-6]`
+pub const ANY_PHASE: Check = Check {
+    name: "sub-6 subscribing is allowed before join and after leave",
+    run: |ctx| {
+        let node = ctx.node("a")?;
+        let early = ok("subscribe before join", node.subscribe_membership_updates())?;
+        ok("join([])", node.join(&[]))?;
+        ensure(!early.drain().is_empty(), || {
+            "the early subscriber got no update for join".into()
+        })?;
+        ok("leave", node.leave())?;
+        ok("subscribe after leave", node.subscribe_membership_updates()).map(|_| ())
+    },
+};
+
 /// The subscriber handles the updates in `effects` went to.
 fn recipients(effects: &[Effect]) -> Vec<u64> {
     effects

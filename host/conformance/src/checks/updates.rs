@@ -88,3 +88,30 @@ pub const REPLAY: Check = Check {
         ensure_eq("members replayed from the updates", replayed, view.members)
     },
 };
+
+/// `[updates-4]`
+pub const ENTRY_IDS: Check = Check {
+    name: "updates-4 an update's entry, where present, is a 64-digit lowercase hex id",
+    run: |ctx| {
+        let (updates, _, pair) = scenario(ctx)?;
+        let leaving = ok("subscribe on b", pair.b.subscribe_membership_updates())?;
+        ok("leave on b", pair.b.leave())?;
+        for u in updates.iter().chain(&leaving.drain()) {
+            if let Some(entry) = &u.entry {
+                ensure(
+                    entry.len() == 64
+                        && entry
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                    || {
+                        format!(
+                            "update version {} ({:?} about {}) names entry {entry:?}",
+                            u.version, u.cause, u.peer
+                        )
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    },
+};
