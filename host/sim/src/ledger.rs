@@ -133,3 +133,26 @@ pub fn membership_history(authors: usize, count: usize) -> MemoryLedger {
     }
     store
 }
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Size of an entry in the node plane's wire encoding (postcard: varint
+/// lengths and integers, raw 32-byte hashes): what shipping the entry
+/// itself costs, apart from any protocol overhead.
+pub fn wire_entry_size(e: &Entry) -> u64 {
+    let bytes = |len: usize| varint_len(len as u64) + len;
+    (bytes(e.author.len())
+        + varint_len(e.seq)
+        + 32
+        + varint_len(e.clock)
+        + bytes(e.kind.len())
+        + bytes(e.body.len())
+        + 32) as u64
+}

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod component;
 pub mod invariants;

@@ -509,7 +509,7 @@ fn s8(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
 
 /// Builds the two S6 stores: a shared history of `history` entries, then
 /// `divergent` entries only the first has (even authors) and `divergent`
-/// only the second has (odd authors). Returns the stores and the encoded
+/// only the second has (odd authors). Returns the stores and the wire
 /// size of the 2·d divergent entries.
 pub fn s6_ledgers(s6: S6Params) -> (MemoryLedger, MemoryLedger, u64) {
     let authors: Vec<usize> = (0..s6.authors.max(2)).collect();
@@ -524,13 +524,7 @@ pub fn s6_ledgers(s6: S6Params) -> (MemoryLedger, MemoryLedger, u64) {
     let size = |l: &MemoryLedger| -> u64 {
         l.entries()[shared..]
             .iter()
-            .map(|e| {
-                nodeplane_entry::canonical_encoding(
-                    &e.author, e.seq, &e.prev, e.clock, &e.kind, &e.body,
-                )
-                .len() as u64
-                    + 32
-            })
+            .map(crate::ledger::wire_entry_size)
             .sum()
     };
     let entry_bytes = size(&a) + size(&b);
@@ -554,7 +548,11 @@ fn run_s6(params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
     f.set("authors", s6.authors as f64);
     let deadline = S6_DEADLINE_S * 1000;
     let matched = loop {
-        let full = (0..2).all(|i| sim.node(i).ledger().entries().len() == target);
+        let (la, lb) = (
+            sim.node(0).ledger().entries().len(),
+            sim.node(1).ledger().entries().len(),
+        );
+        let full = la == lb && la >= target;
         if full && sim.ledgers_agree() {
             break true;
         }

@@ -1,0 +1,192 @@
+//! Simulation tests over the real `.wasm`: every scenario at small N with
+//! its invariants, random fault schedules over many seeds, determinism,
+//! and the stub under the simulator (the simulator needs only the
+//! interface). Protocol-quality assertions apply to the node plane only.
+//!
+//! Budget: the whole file runs in well under 3 minutes in debug. The
+//! random schedules use 5–9 nodes and [`FAULT_STEPS`] steps of 5 virtual
+//! seconds (100 s of faults) plus up to 60 s of healthy-network checks.
+
+use std::time::Duration;
+
+use nodeplane_sim::chaos::random_faults;
+use nodeplane_sim::component::{nodeplane_available, NODEPLANE, STUB};
+use nodeplane_sim::{ComponentChoice, Expect, Scenario, ScenarioParams, Sim};
+
+/// Seeds of the random fault schedules.
+const FAULT_SEEDS: u64 = 200;
+/// Fault steps per schedule (5 virtual seconds each).
+const FAULT_STEPS: usize = 20;
+/// Node count of the scenario tests.
+const SCENARIO_NODES: usize = 8;
+/// Time scale of the scenario tests' long phases.
+const SCENARIO_TIME_SCALE: f64 = 0.1;
+
+fn nodeplane() -> Option<ComponentChoice> {
+    if nodeplane_available() {
+        Some(ComponentChoice::Builtin(NODEPLANE.into()))
+    } else {
+        eprintln!("the nodeplane component is not built in: protocol checks skipped");
+        None
+    }
+}
+
+fn stub() -> ComponentChoice {
+    ComponentChoice::Builtin(STUB.into())
+}
+
+fn figure(run: &nodeplane_sim::ScenarioRun, name: &str) -> f64 {
+    *run.figures
+        .get(name)
+        .unwrap_or_else(|| panic!("{} has no figure {name}", run.scenario))
+}
+
+#[test]
+fn every_scenario_holds_its_invariants_at_small_n() {
+    let Some(component) = nodeplane() else { return };
+    for scenario in Scenario::ALL {
+        for seed in 1..=2 {
+            let params = ScenarioParams {
+                nodes: Some(SCENARIO_NODES),
+                seed,
+                component: component.clone(),
+                time_scale: SCENARIO_TIME_SCALE,
+                ..ScenarioParams::default()
+            };
+            let run = nodeplane_sim::scenarios::run(scenario, &params).expect("scenario runs");
+            let ctx = format!("{scenario} seed {seed}: {:?}", run.figures);
+            assert!(
+                run.violation.is_none(),
+                "{ctx}\n{}",
+                run.violation.unwrap_or_default()
+            );
+            let zero = |name: &str| assert_eq!(figure(&run, name), 0.0, "{name} must be 0 — {ctx}");
+            match scenario {
+                Scenario::S6 => assert_eq!(figure(&run, "reconciled"), 1.0, "{ctx}"),
+                Scenario::S8 => {
+                    zero("a_false_deaths");
+                    zero("b_healthy_declared_dead");
+                    zero("c_false_deaths");
+                }
+                Scenario::S4 => zero("split_false_deaths_within_side"),
+                _ => {
+                    assert!(figure(&run, "time_to_converge_s") <= 20.0, "{ctx}");
+                    zero("false_deaths");
+                }
+            }
+            match scenario {
+                Scenario::S2 => assert!(!figure(&run, "all_dead_s").is_nan(), "{ctx}"),
+                Scenario::S4 => assert_eq!(figure(&run, "ledgers_identical"), 1.0, "{ctx}"),
+                Scenario::S5 => assert!(
+                    figure(&run, "incarnation_after") > figure(&run, "incarnation_before"),
+                    "{ctx}"
+                ),
+                Scenario::S7 => {
+                    zero("dead_observations");
+                    assert!(!figure(&run, "time_to_left_s").is_nan(), "{ctx}");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Builds, converges, runs a random fault schedule and checks invariants.
+fn fault_run(component: &ComponentChoice, seed: u64) -> Result<String, String> {
+    let nodes = 5 + (seed % 5) as usize;
+    let mut sim = Sim::builder()
+        .nodes(nodes)
+        .seed(seed)
+        .component(component.clone())
+        .duplicate(0.02)
+        .reorder(0.05)
+        .build()
+        .map_err(|e| format!("seed {seed}: {e}"))?;
+    sim.run_until_converged(Duration::from_secs(30));
+    random_faults(&mut sim, FAULT_STEPS).map_err(|e| format!("seed {seed}: {e}"))?;
+    let expect = if component.is_nodeplane() {
+        Expect::Converge
+    } else {
+        Expect::Safety
+    };
+    sim.check(expect).map_err(|e| e.to_string())?;
+    Ok(sim.trace_hash())
+}
+
+#[test]
+fn random_fault_schedules_hold_every_invariant() {
+    let Some(component) = nodeplane() else { return };
+    let mut failures = Vec::new();
+    for seed in 1..=FAULT_SEEDS {
+        if let Err(e) = fault_run(&component, seed) {
+            eprintln!("FAILED seed {seed} (replay: this test's fault_run with seed {seed}):\n{e}");
+            failures.push(seed);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "invariants violated for seeds {failures:?} of {FAULT_SEEDS}"
+    );
+}
+
+#[test]
+fn same_seed_same_trace_different_seed_different_trace() {
+    let component = nodeplane().unwrap_or_else(stub);
+    let a = fault_run(&component, 42).expect("seed 42 runs");
+    let b = fault_run(&component, 42).expect("seed 42 runs again");
+    assert_eq!(a, b, "seed 42 replayed with a different trace");
+    let c = fault_run(&component, 43).expect("seed 43 runs");
+    assert_ne!(a, c, "seeds 42 and 43 gave the same trace");
+
+    let params = ScenarioParams {
+        nodes: Some(6),
+        seed: 9,
+        component,
+        time_scale: 0.05,
+        ..ScenarioParams::default()
+    };
+    let x = nodeplane_sim::scenarios::run(Scenario::S3, &params).expect("runs");
+    let y = nodeplane_sim::scenarios::run(Scenario::S3, &params).expect("runs");
+    assert_eq!(x.trace_hash, y.trace_hash);
+    assert_eq!(
+        serde_json::to_string(&nodeplane_sim::report::to_json(&[x])).unwrap(),
+        serde_json::to_string(&nodeplane_sim::report::to_json(&[y])).unwrap(),
+        "same seed, different report"
+    );
+}
+
+#[test]
+fn the_stub_runs_under_the_simulator() {
+    // The stub has no network protocol: only the safety invariants apply,
+    // but every part of the simulator (timers, crashes, restarts, faults,
+    // scenarios, report, SVG) must work with any conforming component.
+    for seed in 1..=3 {
+        fault_run(&stub(), seed).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut sim = Sim::builder()
+        .nodes(4)
+        .seed(5)
+        .component(stub())
+        .sample_every_ms(500)
+        .build()
+        .expect("stub builds");
+    sim.run_for(Duration::from_secs(5));
+    sim.crash(2);
+    sim.run_for(Duration::from_secs(2));
+    sim.restart(2).expect("stub restarts");
+    sim.run_for(Duration::from_secs(2));
+    sim.check(Expect::Safety)
+        .expect("stub keeps the safety invariants");
+    let svg = nodeplane_sim::svg::render("stub", sim.samples());
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+    for scenario in [Scenario::S1, Scenario::S7] {
+        let params = ScenarioParams {
+            nodes: Some(4),
+            component: stub(),
+            time_scale: 0.05,
+            ..ScenarioParams::default()
+        };
+        let run = nodeplane_sim::scenarios::run(scenario, &params).expect("stub scenario runs");
+        assert!(run.violation.is_none(), "{:?}", run.violation);
+    }
+}
