@@ -183,6 +183,14 @@ pub struct RedbLedger {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for RedbLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbLedger")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
 struct Inner {
     path: PathBuf,
     db: Database,
@@ -306,7 +314,7 @@ impl RedbLedger {
                     .filter(|e| e.author == a && e.seq >= from)
                     .cloned()
                     .collect();
-                out.sort_by(|x, y| (x.seq, x.id).cmp(&(y.seq, y.id)));
+                out.sort_by_key(|e| (e.seq, e.id));
                 out.truncate(limit);
                 out
             }
@@ -539,8 +547,7 @@ mod tests {
         bad.clock = 99; // id no longer matches
         RedbLedger::write_raw_for_tests(dir.path(), &serde_json::to_vec(&bad).unwrap()).unwrap();
         let err = RedbLedger::open(dir.path())
-            .err()
-            .expect("corrupt")
+            .expect_err("corrupt")
             .to_string();
         assert!(
             err.contains("entry #1 (a#2") && err.contains("id does not match"),
@@ -550,8 +557,7 @@ mod tests {
         let dir = TempDir::new("store-garbage");
         RedbLedger::write_raw_for_tests(dir.path(), b"not json").unwrap();
         let err = RedbLedger::verify_offline(dir.path())
-            .err()
-            .expect("corrupt")
+            .expect_err("corrupt")
             .to_string();
         assert!(err.contains("entry #0 (undecodable)"), "{err}");
     }
@@ -560,10 +566,7 @@ mod tests {
     fn a_file_that_is_not_a_database_is_an_error() {
         let dir = TempDir::new("store-notdb");
         std::fs::write(dir.path().join(LEDGER_FILE), vec![0x5a; 4096]).unwrap();
-        let err = RedbLedger::open(dir.path())
-            .err()
-            .expect("error")
-            .to_string();
+        let err = RedbLedger::open(dir.path()).expect_err("error").to_string();
         assert!(err.contains("ledger.redb"), "{err}");
     }
 }
