@@ -23,6 +23,10 @@ pub struct CompatClientConfig {
     pub request_timeout: Duration,
     /// Wait before reconnecting a dropped update stream.
     pub reconnect_delay: Duration,
+    /// Sent as `Authorization: Bearer <token>` when the agent has an
+    /// `admin_token` (needed for join, leave, heartbeat and report from a
+    /// non-loopback caller).
+    pub token: Option<String>,
 }
 
 impl Default for CompatClientConfig {
@@ -31,6 +35,7 @@ impl Default for CompatClientConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             reconnect_delay: Duration::from_millis(250),
+            token: None,
         }
     }
 }
@@ -100,6 +105,13 @@ impl CompatClient {
         &self.base
     }
 
+    fn authorized(&self, request: ureq::Request) -> ureq::Request {
+        match &self.config.token {
+            Some(token) => request.set("authorization", &format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -107,8 +119,7 @@ impl CompatClient {
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ControlError> {
         let what = format!("GET {path}");
         let response = self
-            .requests
-            .get(&self.url(path))
+            .authorized(self.requests.get(&self.url(path)))
             .call()
             .map_err(|e| from_ureq(&what, e))?;
         read_json(&what, response)
@@ -121,8 +132,7 @@ impl CompatClient {
     ) -> Result<T, ControlError> {
         let what = format!("POST {path}");
         let response = self
-            .requests
-            .post(&self.url(path))
+            .authorized(self.requests.post(&self.url(path)))
             .set("content-type", "application/json")
             .send_string(&body.to_string())
             .map_err(|e| from_ureq(&what, e))?;
