@@ -420,6 +420,13 @@ impl<S: Services> Node<S> {
                 self.subscribers.remove(&handle);
             }
         }
+        // Members the new component does not know were reported as `left`
+        // above; from now on the mirror is exactly the new component's view.
+        self.mirror = new_view
+            .members
+            .iter()
+            .map(|m| (m.id.clone(), m.clone()))
+            .collect();
         self.version_offset = self.served_version as i64 - new_view.version as i64;
         let to = self.instance.component().source.to_string();
         let report = SwapReport {
