@@ -13,7 +13,8 @@ use nodeplane_agent::client::ApiClient;
 use serde_json::Value;
 
 /// Multi-process tests run one at a time: they share the two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Also taken by `meshvpn`, whose agents share the same two cores.
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
 /// How long a killed node may take to be declared `dead` by every survivor
 /// with the default tunables (1 s probe period; suspicion timeout at most
@@ -316,6 +317,54 @@ fn graceful_leave_shows_left_and_bad_input_is_rejected() {
         Duration::from_secs(10),
         |c| (0..2).all(|o| c.seen(o, 2).is_some_and(|(s, _)| s == "left")),
     );
+    // The stopped node's store verifies offline; corrupted, it fails the
+    // check and stops the agent's start-up, both naming the bad entry.
+    let dir = c.nodes[2].data_dir.clone();
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_nodeplane"))
+            .args(["ledger", "verify", "--data-dir"])
+            .arg(&dir)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: "));
+    let entries = c.client(0).get("/ledger/head").unwrap()["entries"]
+        .as_u64()
+        .unwrap();
+    nodeplane_agent::RedbLedger::write_raw_for_tests(&dir, b"{\"author\": \"forged\"}").unwrap();
+    let bad = verify();
+    let stderr = String::from_utf8_lossy(&bad.stderr).to_string();
+    assert!(!bad.status.success());
+    assert!(
+        stderr.contains("ledger.redb: entry #") && stderr.contains("undecodable"),
+        "{stderr}"
+    );
+    let node = &c.nodes[2];
+    let refused = Command::new(env!("CARGO_BIN_EXE_nodeplane"))
+        .args([
+            "agent",
+            "--node-id",
+            &node.id,
+            "--listen",
+            &node.listen.to_string(),
+        ])
+        .args(["--api", &node.api.to_string(), "--data-dir"])
+        .arg(&dir)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("entry #"), "{stderr}");
+    assert!(entries > 0);
+
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
         for o in 0..2 {
