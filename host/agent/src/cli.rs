@@ -12,6 +12,21 @@ use crate::client::ApiClient;
 use crate::config::FileConfig;
 use crate::store::RedbLedger;
 
+/// Writes to stdout; a closed pipe (`nodeplane members | head`) ends the
+/// output quietly instead of panicking.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { emit(&format!($($arg)*)) };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(&format!("{}\n", format!($($arg)*))) };
+}
+
 /// `nodeplane agent`: run the agent on this node.
 #[derive(Args, Debug, Default)]
 pub struct AgentArgs {
@@ -172,7 +187,7 @@ pub fn render_members(view: &Value) -> String {
 
 /// `nodeplane members`.
 pub fn run_members(args: ApiArgs) -> Result<()> {
-    print!("{}", render_members(&args.client().get("/members")?));
+    out!("{}", render_members(&args.client().get("/members")?));
     Ok(())
 }
 
@@ -212,7 +227,7 @@ pub fn run_status(args: ApiArgs) -> Result<()> {
         ("swaps", text(&s["swaps"])),
     ];
     for (k, v) in rows {
-        println!("{:<16}{v}", format!("{k}:"));
+        outln!("{:<16}{v}", format!("{k}:"));
     }
     Ok(())
 }
@@ -243,8 +258,8 @@ pub fn run_ledger(args: LedgerArgs) -> Result<()> {
     match args.command {
         LedgerCommand::Head(api) => {
             let head = api.client().get("/ledger/head")?;
-            println!("digest:  {}", text(&head["digest"]));
-            println!("entries: {}", text(&head["entries"]));
+            outln!("digest:  {}", text(&head["digest"]));
+            outln!("entries: {}", text(&head["entries"]));
             let rows: Vec<Vec<String>> = head["authors"]
                 .as_array()
                 .map(|a| {
@@ -253,17 +268,19 @@ pub fn run_ledger(args: LedgerArgs) -> Result<()> {
                         .collect()
                 })
                 .unwrap_or_default();
-            print!("{}", table(&["AUTHOR", "SEQ", "HEAD"], &rows));
+            out!("{}", table(&["AUTHOR", "SEQ", "HEAD"], &rows));
             Ok(())
         }
         LedgerCommand::Verify { data_dir } => {
             let report = RedbLedger::verify_offline(&data_dir)?;
-            println!(
+            outln!(
                 "ok: {} entries from {} authors verified (ids and chain links); frontier digest {}",
-                report.entries, report.authors, report.frontier.digest
+                report.entries,
+                report.authors,
+                report.frontier.digest
             );
             for e in &report.equivocations {
-                println!(
+                outln!(
                     "equivocation: {} wrote {} different entries at seq {}: {}",
                     e.author,
                     e.ids.len(),
@@ -297,7 +314,7 @@ pub fn run_swap(args: SwapArgs) -> Result<()> {
         .api
         .client()
         .post("/admin/component", &json!({ "component": component }))?;
-    println!(
+    outln!(
         "swapped {} -> {} in {:.2} ms ({} updates emitted); hash {}",
         text(&r["from"]),
         text(&r["to"]),
@@ -350,7 +367,7 @@ pub fn run_faults(args: FaultsArgs) -> Result<()> {
         Some(b) => client.post("/admin/faults", &b)?,
         None => client.get("/admin/faults")?,
     };
-    println!("mute: {}", state["mute"].as_bool().unwrap_or(false));
+    outln!("mute: {}", state["mute"].as_bool().unwrap_or(false));
     let rows: Vec<Vec<String>> = state["blocked"]
         .as_object()
         .map(|m| {
@@ -359,7 +376,7 @@ pub fn run_faults(args: FaultsArgs) -> Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    print!("{}", table(&["PEER", "INBOUND", "OUTBOUND"], &rows));
+    out!("{}", table(&["PEER", "INBOUND", "OUTBOUND"], &rows));
     Ok(())
 }
 
