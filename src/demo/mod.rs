@@ -172,6 +172,7 @@ fn story(root: &std::path::Path) -> Result<()> {
             CompatClient::new(agent.base()),
             MeshVpnConfig {
                 local_node_id: Some(agent.id.clone()),
+                ..MeshVpnConfig::default()
             },
         );
         demo.vpns.push(vpn);
