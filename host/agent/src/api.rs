@@ -173,7 +173,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "view_version": view.version,
         "counts": view.counts(),
         "members": view.members.len(),
-        "ledger_entries": s.ledger.frontier().entries,
+        "ledger_entries": s.ledger.len_entries(),
         "equivocations": s.ledger.equivocations().len(),
         "crashes": crashes,
         "swaps": swaps,
