@@ -227,6 +227,7 @@ fn mode_d_agent_through_the_compat_api() {
         harness.client(),
         MeshVpnConfig {
             local_node_id: Some("m1".into()),
+            ..Default::default()
         },
     );
     let deadline = Instant::now() + CONDITION_BOUND;

@@ -21,6 +21,7 @@
 mod peer;
 mod peer_set;
 mod render;
+mod spawn;
 mod vpn;
 
 #[cfg(feature = "testkit")]
@@ -29,4 +30,5 @@ pub mod testkit;
 pub use peer::{Incomplete, PublicKey, Tunnel, VpnPeer, OVERLAY_IP_KEY, PUBLIC_KEY_KEY};
 pub use peer_set::{PeerSet, RenderPlan, SharedPeerSet};
 pub use render::{render_wireguard, write_atomic, CONFIG_FILE_NAME};
+pub use spawn::{RunningMeshVpn, SpawnConfig};
 pub use vpn::{MeshVpn, MeshVpnConfig, MeshVpnError, PollReport};

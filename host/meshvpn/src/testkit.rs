@@ -263,6 +263,7 @@ pub fn suite<H: Harness>(harness: &mut H) -> SuiteReport {
         switch.clone(),
         MeshVpnConfig {
             local_node_id: Some(harness.local_id()),
+            ..Default::default()
         },
     );
     let mut run = Run {

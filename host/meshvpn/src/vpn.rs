@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nodeplane_interface::{ControlError, ControlPlane, MembershipUpdate, NodeId, Subscription};
 
@@ -14,6 +14,10 @@ use crate::render::render_wireguard;
 pub struct MeshVpnConfig {
     /// This node's id: it is never its own peer. `None` keeps every member.
     pub local_node_id: Option<NodeId>,
+    /// Rebuild the set from `get_members` at this interval even without a
+    /// gap: bounds staleness after a dropped remote event stream when no
+    /// further update arrives. `None` (the default) relies on gaps alone.
+    pub resync_every: Option<Duration>,
 }
 
 /// Errors of the Mesh VPN. The peer set in force is kept whatever happens.
@@ -64,6 +68,7 @@ pub struct MeshVpn<C: ControlPlane> {
     set: PeerSet,
     shared: SharedPeerSet,
     last_error: Option<ControlError>,
+    last_baseline: Option<Instant>,
 }
 
 impl<C: ControlPlane> MeshVpn<C> {
@@ -78,6 +83,7 @@ impl<C: ControlPlane> MeshVpn<C> {
             set: PeerSet::default(),
             shared: SharedPeerSet::default(),
             last_error: None,
+            last_baseline: None,
         }
     }
 
@@ -192,7 +198,11 @@ impl<C: ControlPlane> MeshVpn<C> {
             self.subscription = Some(self.control.subscribe_membership_updates()?);
             self.applied_version = None;
         }
-        if self.applied_version.is_none() {
+        let stale = match (self.config.resync_every, self.last_baseline) {
+            (Some(every), Some(at)) => at.elapsed() >= every,
+            _ => false,
+        };
+        if self.applied_version.is_none() || stale {
             self.take_baseline(report)?;
         }
         let Some(subscription) = &self.subscription else {
@@ -266,6 +276,7 @@ impl<C: ControlPlane> MeshVpn<C> {
         self.set
             .reset_to(&view, self.config.local_node_id.as_deref());
         self.applied_version = Some(view.version);
+        self.last_baseline = Some(Instant::now());
         report.resynced = true;
         Ok(())
     }
@@ -274,6 +285,21 @@ impl<C: ControlPlane> MeshVpn<C> {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    #[test]
+    fn a_periodic_resync_repairs_a_silent_loss() {
+        let fake = Arc::new(Fake::default());
+        let config = MeshVpnConfig {
+            resync_every: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let mut vpn = MeshVpn::new(Arc::clone(&fake), config);
+        vpn.poll().unwrap();
+        fake.change("a", 1, PeerState::Alive, false); // lost, and nothing follows
+        let report = vpn.poll().unwrap();
+        assert!(report.resynced && report.changed);
+        assert_eq!(ids(&vpn).len(), 1);
+    }
 
     use nodeplane_interface::{
         Address, Member, MembershipView, Metadata, PeerState, SubscriptionSender, UpdateCause,

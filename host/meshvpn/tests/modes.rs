@@ -454,3 +454,50 @@ fn measure_hot_swap_pause() {
     );
     assert!(max < Duration::from_secs(30));
 }
+
+#[test]
+fn a_spawned_mesh_vpn_writes_each_new_set() {
+    let h = StubHarness::new();
+    let dir = std::env::temp_dir().join(format!("meshvpn-spawn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(nodeplane_meshvpn::CONFIG_FILE_NAME);
+    let config = nodeplane_meshvpn::MeshVpnConfig {
+        local_node_id: Some(h.local_id()),
+        ..Default::default()
+    };
+    let vpn = nodeplane_meshvpn::MeshVpn::new(h.control(), config);
+    let running = vpn
+        .spawn(nodeplane_meshvpn::SpawnConfig {
+            poll_interval: Duration::from_millis(20),
+            config_path: Some(path.clone()),
+        })
+        .expect("spawn");
+    let shared = running.shared();
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for("first set", &|| shared.current().peers.len() == 2);
+    let serial = shared.current().serial;
+    h.node
+        .report_peer_state(&address(7201), PeerState::Suspect)
+        .unwrap();
+    h.node
+        .report_peer_state(&address(7201), PeerState::Dead)
+        .unwrap();
+    wait_for("the dead peer gone", &|| shared.current().peers.len() == 1);
+    assert_eq!(shared.current().serial, serial + 2);
+    wait_for("the file follows", &|| {
+        std::fs::read_to_string(&path).is_ok_and(|t| {
+            t.starts_with(&format!(
+                "# nodeplane desired peer set, serial {}\n",
+                serial + 2
+            ))
+        })
+    });
+    running.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
