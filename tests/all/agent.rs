@@ -374,3 +374,74 @@ fn graceful_leave_shows_left_and_bad_input_is_rejected() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Scenario S8b with real processes: a node that hears but cannot speak is
+/// declared `dead` by the others under the usual rules, its own failing
+/// probes never get a healthy node declared `dead` anywhere, and once it can
+/// speak again it refutes and returns `alive` with a higher incarnation.
+#[test]
+fn a_mute_node_is_declared_dead_condemns_nobody_and_returns() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = Cluster::new("mute", 5);
+    for i in 0..5 {
+        c.start(i);
+    }
+    let all: Vec<usize> = (0..5).collect();
+    c.wait_for("5 agents converge on one view", CONVERGE_BOUND, |c| {
+        all_alive(c, &all)
+    });
+    let mute = 4;
+    let healthy: Vec<usize> = (0..4).collect();
+    let before = c.seen(0, mute).unwrap().1;
+    let no_healthy_node_dead = |c: &Cluster| {
+        for &observer in &all {
+            for &subject in &healthy {
+                if let Some((state, _)) = c.seen(observer, subject) {
+                    assert_ne!(
+                        state,
+                        "dead",
+                        "{} declared healthy {} dead while {} was mute\n{}",
+                        c.nodes[observer].id,
+                        c.nodes[subject].id,
+                        c.nodes[mute].id,
+                        c.logs()
+                    );
+                }
+            }
+        }
+    };
+
+    c.client(mute)
+        .post("/admin/faults", &serde_json::json!({"mute": true}))
+        .expect("mute");
+    let took = c.wait_for("the others declare the mute node dead", DEAD_BOUND, |c| {
+        no_healthy_node_dead(c);
+        healthy
+            .iter()
+            .all(|&o| c.seen(o, mute).is_some_and(|(s, _)| s == "dead"))
+    });
+    eprintln!("mute node declared dead in {took:?}");
+    // Stay mute a while longer: the mute node's own probes keep failing, and
+    // still nobody healthy may be condemned, by it or by anyone else.
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_secs(5) {
+        no_healthy_node_dead(&c);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    c.client(mute)
+        .post("/admin/faults", &serde_json::json!({"mute": false}))
+        .expect("unmute");
+    let took = c.wait_for(
+        "the mute node returns alive with a higher incarnation",
+        DEAD_BOUND,
+        |c| {
+            no_healthy_node_dead(c);
+            all_alive(c, &all)
+                && healthy
+                    .iter()
+                    .all(|&o| c.seen(o, mute).is_some_and(|(_, inc)| inc > before))
+        },
+    );
+    eprintln!("mute node back in {took:?}");
+}
