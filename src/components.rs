@@ -18,7 +18,10 @@ pub fn load(runtime: &Runtime, spec: &str) -> Result<LoadedComponent> {
     }
     let path = std::path::Path::new(spec);
     if !path.exists() {
-        let names: Vec<&str> = nodeplane_artifacts::BUILTIN.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = nodeplane_artifacts::BUILTIN
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
         anyhow::bail!(
             "component {spec:?} is neither a file nor a built-in component (built in: {})",
             names.join(", ")

@@ -47,7 +47,11 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // The agent is a long-running service: it logs its decisions by default.
-    let default_filter = if matches!(cli.command, Command::Agent(_)) { "info" } else { "warn" };
+    let default_filter = if matches!(cli.command, Command::Agent(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

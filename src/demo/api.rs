@@ -24,13 +24,18 @@ fn read(result: Result<ureq::Response, ureq::Error>, what: &str) -> Result<Value
 
 /// `GET base+path` as JSON.
 pub fn get(base: &str, path: &str) -> Result<Value> {
-    read(agent().get(&format!("{base}{path}")).call(), &format!("GET {base}{path}"))
+    read(
+        agent().get(&format!("{base}{path}")).call(),
+        &format!("GET {base}{path}"),
+    )
 }
 
 /// `POST base+path` with a JSON body; the answer as JSON.
 pub fn post(base: &str, path: &str, body: &Value) -> Result<Value> {
     read(
-        agent().post(&format!("{base}{path}")).send_json(body.clone()),
+        agent()
+            .post(&format!("{base}{path}"))
+            .send_json(body.clone()),
         &format!("POST {base}{path}"),
     )
 }

@@ -94,7 +94,11 @@ impl Agent {
         self.child = Some(child);
         let started = Instant::now();
         while started.elapsed() < START_DEADLINE {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!(
                     "agent {} exited during start-up ({status}); see {}",
                     self.id,
@@ -106,7 +110,10 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("agent {} did not answer /healthz within {START_DEADLINE:?}", self.id)
+        bail!(
+            "agent {} did not answer /healthz within {START_DEADLINE:?}",
+            self.id
+        )
     }
 
     /// Kills the process without warning (SIGKILL): no leave, no flush.

@@ -51,7 +51,11 @@ impl Demo {
     }
 
     /// Polls `check` until it holds or the step deadline passes.
-    fn wait_until(&mut self, what: &str, mut check: impl FnMut(&mut Demo) -> Result<bool>) -> Result<Duration> {
+    fn wait_until(
+        &mut self,
+        what: &str,
+        mut check: impl FnMut(&mut Demo) -> Result<bool>,
+    ) -> Result<Duration> {
         let started = Instant::now();
         loop {
             if check(self).unwrap_or(false) {
@@ -126,7 +130,10 @@ impl Demo {
     fn vpn_has_exactly(&self, index: usize, expected: &[usize]) -> bool {
         let set = self.vpns[index].peer_set();
         let ids: Vec<&str> = set.peers.keys().map(String::as_str).collect();
-        let want: Vec<String> = expected.iter().map(|&j| self.agents[j].id.clone()).collect();
+        let want: Vec<String> = expected
+            .iter()
+            .map(|&j| self.agents[j].id.clone())
+            .collect();
         ids.len() == want.len()
             && want.iter().all(|w| ids.contains(&w.as_str()))
             && set.peers.values().all(|p| p.tunnel.is_ok())
@@ -157,7 +164,9 @@ fn story(root: &std::path::Path) -> Result<()> {
     let everyone: Vec<usize> = (0..NODES).collect();
 
     // 1. The Mesh VPN starts on the stub control plane.
-    demo.say(&format!("1. starting {NODES} agents on the stub control plane, each with a Mesh VPN host"));
+    demo.say(&format!(
+        "1. starting {NODES} agents on the stub control plane, each with a Mesh VPN host"
+    ));
     let seed = Agent::plan(0, None, root)?;
     let seed_addr = seed.listen;
     demo.agents.push(seed);
@@ -188,7 +197,10 @@ fn story(root: &std::path::Path) -> Result<()> {
     for i in [0, 1] {
         demo.print_vpn(i);
     }
-    ensure!(demo.vpns[1].peer_set().peers.len() == 1, "node-1 on the stub should see exactly its seed");
+    ensure!(
+        demo.vpns[1].peer_set().peers.len() == 1,
+        "node-1 on the stub should see exactly its seed"
+    );
 
     // 2. Live swap stub -> node plane on every node.
     demo.say("2. hot-swapping every node's control plane to the node plane (no restart)");
@@ -210,7 +222,10 @@ fn story(root: &std::path::Path) -> Result<()> {
         d.poll_vpns(&everyone);
         Ok((0..NODES).all(|i| d.vpn_has_exactly(i, &all_but(i, &everyone))))
     })?;
-    demo.say(&format!("   every VPN holds the 4 other peers with keys after {:.2}s", took.as_secs_f64()));
+    demo.say(&format!(
+        "   every VPN holds the 4 other peers with keys after {:.2}s",
+        took.as_secs_f64()
+    ));
     for i in 0..NODES {
         demo.print_vpn(i);
     }
@@ -228,7 +243,11 @@ fn story(root: &std::path::Path) -> Result<()> {
     for entry in page["entries"].as_array().cloned().unwrap_or_default() {
         let body: Vec<u8> = entry["body"]
             .as_array()
-            .map(|b| b.iter().filter_map(|x| x.as_u64().map(|v| v as u8)).collect())
+            .map(|b| {
+                b.iter()
+                    .filter_map(|x| x.as_u64().map(|v| v as u8))
+                    .collect()
+            })
             .unwrap_or_default();
         let id = entry["id"].as_str().unwrap_or("");
         demo.detail(&format!(
@@ -244,24 +263,41 @@ fn story(root: &std::path::Path) -> Result<()> {
     // 4. A node is killed.
     let victim = NODES - 1;
     let victim_id = demo.agents[victim].id.clone();
-    let incarnation_before = demo.view(0)?.member(&victim_id).map(|m| m.incarnation).unwrap_or(0);
+    let incarnation_before = demo
+        .view(0)?
+        .member(&victim_id)
+        .map(|m| m.incarnation)
+        .unwrap_or(0);
     let survivors = all_but(victim, &everyone);
     demo.say(&format!("4. kill -9 {victim_id} (no leave)"));
     demo.agents[victim].kill();
     let suspected = demo.wait_until("first suspicion of the killed node", |d| {
-        Ok(survivors
-            .iter()
-            .any(|&i| matches!(d.state_of(i, &victim_id), Some(PeerState::Suspect | PeerState::Dead))))
+        Ok(survivors.iter().any(|&i| {
+            matches!(
+                d.state_of(i, &victim_id),
+                Some(PeerState::Suspect | PeerState::Dead)
+            )
+        }))
     })?;
-    demo.say(&format!("   suspected after {:.2}s", suspected.as_secs_f64()));
+    demo.say(&format!(
+        "   suspected after {:.2}s",
+        suspected.as_secs_f64()
+    ));
     let dead = demo.wait_until("every survivor marks the killed node dead", |d| {
         d.poll_vpns(&survivors);
-        Ok(survivors.iter().all(|&i| d.state_of(i, &victim_id) == Some(PeerState::Dead)))
+        Ok(survivors
+            .iter()
+            .all(|&i| d.state_of(i, &victim_id) == Some(PeerState::Dead)))
     })?;
-    demo.say(&format!("   confirmed dead on every survivor {:.2}s later (timeout + quorum)", dead.as_secs_f64()));
+    demo.say(&format!(
+        "   confirmed dead on every survivor {:.2}s later (timeout + quorum)",
+        dead.as_secs_f64()
+    ));
     demo.wait_until("VPN peer sets drop the dead node", |d| {
         d.poll_vpns(&survivors);
-        Ok(survivors.iter().all(|&i| d.vpn_has_exactly(i, &all_but(i, &survivors))))
+        Ok(survivors
+            .iter()
+            .all(|&i| d.vpn_has_exactly(i, &all_but(i, &survivors))))
     })?;
     demo.print_vpn(0);
 
@@ -277,7 +313,11 @@ fn story(root: &std::path::Path) -> Result<()> {
                 .is_some_and(|m| m.state == PeerState::Alive && m.incarnation > incarnation_before)
         }))
     })?;
-    let incarnation_after = demo.view(0)?.member(&victim_id).map(|m| m.incarnation).unwrap_or(0);
+    let incarnation_after = demo
+        .view(0)?
+        .member(&victim_id)
+        .map(|m| m.incarnation)
+        .unwrap_or(0);
     demo.say(&format!(
         "   alive everywhere after {:.2}s, incarnation {incarnation_before} -> {incarnation_after}",
         back.as_secs_f64()
@@ -314,7 +354,10 @@ fn story(root: &std::path::Path) -> Result<()> {
         .iter()
         .map(|&j| {
             let id = demo.agents[j].id.clone();
-            let state = demo.state_of(3, &id).map(|s| s.to_string()).unwrap_or_default();
+            let state = demo
+                .state_of(3, &id)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             (id, state)
         })
         .collect();
@@ -342,17 +385,26 @@ fn story(root: &std::path::Path) -> Result<()> {
         d.poll_vpns(&everyone);
         Ok(everyone.iter().all(|&i| {
             d.view(i)
-                .map(|v| v.members.len() == NODES && v.members.iter().all(|m| m.state == PeerState::Alive))
+                .map(|v| {
+                    v.members.len() == NODES
+                        && v.members.iter().all(|m| m.state == PeerState::Alive)
+                })
                 .unwrap_or(false)
         }))
     })?;
-    demo.say(&format!("   all {NODES} nodes alive on every node {:.2}s after the heal", healed.as_secs_f64()));
+    demo.say(&format!(
+        "   all {NODES} nodes alive on every node {:.2}s after the heal",
+        healed.as_secs_f64()
+    ));
     demo.wait_until("ledgers reconcile to one frontier digest", |d| {
         let digests = d.digests(&everyone)?;
         Ok(digests.iter().all(|x| !x.is_empty() && *x == digests[0]))
     })?;
     let digest = demo.digests(&[0])?.remove(0);
-    demo.say(&format!("   every node's ledger frontier digest: {}", &digest[..16.min(digest.len())]));
+    demo.say(&format!(
+        "   every node's ledger frontier digest: {}",
+        &digest[..16.min(digest.len())]
+    ));
     demo.wait_until("VPN peer sets consistent after the heal", |d| {
         d.poll_vpns(&everyone);
         Ok((0..NODES).all(|i| d.vpn_has_exactly(i, &all_but(i, &everyone))))
@@ -365,7 +417,10 @@ fn story(root: &std::path::Path) -> Result<()> {
     }
     let view = demo.view(0)?;
     for m in &view.members {
-        demo.detail(&format!("{:<8} {:<16} {:<7} incarnation {}", m.id, m.address, m.state, m.incarnation));
+        demo.detail(&format!(
+            "{:<8} {:<16} {:<7} incarnation {}",
+            m.id, m.address, m.state, m.incarnation
+        ));
     }
     for i in 0..NODES {
         let v = demo.view(i)?;
@@ -380,6 +435,9 @@ fn story(root: &std::path::Path) -> Result<()> {
         agent.terminate();
     }
     let _ = &demo.root;
-    demo.say(&format!("demo finished in {:.1}s: every check passed", demo.started.elapsed().as_secs_f64()));
+    demo.say(&format!(
+        "demo finished in {:.1}s: every check passed",
+        demo.started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }

@@ -26,7 +26,8 @@ fn config(id: &str, port: u16) -> NodeConfig {
 
 fn start(rt: &Runtime, path: &str) -> NodeHandle<MemoryServices> {
     let component = rt.load_file(std::path::Path::new(path)).expect("load");
-    let node = Node::start(rt, &component, config("a", 7001), MemoryServices::new()).expect("start");
+    let node =
+        Node::start(rt, &component, config("a", 7001), MemoryServices::new()).expect("start");
     NodeHandle::new(node)
 }
 
@@ -39,15 +40,23 @@ fn stub_imports_only_host_services() {
     assert!(component
         .imports
         .iter()
-        .all(|i| i.starts_with("nodeplane:control/") || i.starts_with("wasi:cli/") || i.starts_with("wasi:io/")));
-    assert!(!component.imports.iter().any(|i| i.contains("clocks") || i.contains("random")));
+        .all(|i| i.starts_with("nodeplane:control/")
+            || i.starts_with("wasi:cli/")
+            || i.starts_with("wasi:io/")));
+    assert!(!component
+        .imports
+        .iter()
+        .any(|i| i.contains("clocks") || i.contains("random")));
 }
 
 #[test]
 fn garbage_bytes_are_rejected_with_a_clear_error() {
     let rt = runtime();
     let err = rt
-        .load(b"not wasm at all", ComponentSource::File("junk.wasm".into()))
+        .load(
+            b"not wasm at all",
+            ComponentSource::File("junk.wasm".into()),
+        )
         .err()
         .expect("junk must not load");
     assert!(matches!(err, RuntimeError::Invalid { .. }), "{err}");
@@ -61,8 +70,14 @@ fn a_spinning_guest_runs_out_of_fuel_and_the_host_goes_on() {
     plane.join(&[]).expect("join");
     let started = Instant::now();
     let err = plane.publish_heartbeat().expect_err("spin must not return");
-    assert!(matches!(err, ControlError::Unavailable(ref m) if m.contains("fuel")), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(30), "bounded by fuel");
+    assert!(
+        matches!(err, ControlError::Unavailable(ref m) if m.contains("fuel")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded by fuel"
+    );
     // The component was rebuilt from the ledger and re-joined: it still serves.
     let view = plane.get_members().expect("serving after the crash");
     assert!(view.member("a").is_some());
@@ -75,11 +90,16 @@ fn a_trapping_guest_is_a_crash_of_that_component_only() {
     let plane = start(&rt, nodeplane_artifacts::FIXTURE_TRAP_PATH);
     plane.join(&["127.0.0.1:7002".into()]).expect("join");
     let err = plane.get_peer_metadata("a").expect_err("trap");
-    assert!(matches!(err, ControlError::Unavailable(ref m) if m.contains("crashed")), "{err}");
+    assert!(
+        matches!(err, ControlError::Unavailable(ref m) if m.contains("crashed")),
+        "{err}"
+    );
     let view = plane.get_members().expect("serving after the trap");
     assert_eq!(view.members.len(), 2);
     assert_eq!(
-        plane.report_peer_state("127.0.0.1:7002", PeerState::Dead).unwrap(),
+        plane
+            .report_peer_state("127.0.0.1:7002", PeerState::Dead)
+            .unwrap(),
         PeerState::Suspect
     );
 }
@@ -90,13 +110,19 @@ fn hot_swap_keeps_subscribers_and_emits_only_the_difference() {
     let plane = start(&rt, nodeplane_artifacts::STUB_PATH);
     let updates = plane.subscribe_membership_updates().unwrap();
     plane.join(&["127.0.0.1:7002".into()]).unwrap();
-    plane.report_peer_state("127.0.0.1:7002", PeerState::Suspect).unwrap();
+    plane
+        .report_peer_state("127.0.0.1:7002", PeerState::Suspect)
+        .unwrap();
     let before = updates.drain();
     assert_eq!(before.len(), 3);
     // Swap to a fresh stub: it re-joins with the same seeds, so the only
     // difference is the peer's suspicion, which the fresh stub lacks.
     let report = plane
-        .swap(&rt, nodeplane_artifacts::STUB_BYTES, ComponentSource::Builtin("stub".into()))
+        .swap(
+            &rt,
+            nodeplane_artifacts::STUB_BYTES,
+            ComponentSource::Builtin("stub".into()),
+        )
         .expect("swap");
     assert_eq!(report.updates_emitted, 1);
     let after = updates.drain();
@@ -105,7 +131,10 @@ fn hot_swap_keeps_subscribers_and_emits_only_the_difference() {
     assert_eq!(after[0].current.state, PeerState::Alive);
     assert_eq!(after[0].version, before.last().unwrap().version + 1);
     let view = plane.get_members().unwrap();
-    assert_eq!(view.version, after[0].version, "versions continue across the swap");
+    assert_eq!(
+        view.version, after[0].version,
+        "versions continue across the swap"
+    );
 }
 
 #[test]
@@ -114,7 +143,11 @@ fn a_broken_component_never_replaces_a_working_one() {
     let plane = start(&rt, nodeplane_artifacts::STUB_PATH);
     plane.join(&[]).unwrap();
     let err = plane
-        .swap(&rt, b"\0asm garbage", ComponentSource::File("bad.wasm".into()))
+        .swap(
+            &rt,
+            b"\0asm garbage",
+            ComponentSource::File("bad.wasm".into()),
+        )
         .expect_err("garbage must not swap in");
     assert!(matches!(err, ControlError::Unavailable(_)));
     assert_eq!(plane.lock().component_info().0, "stub");
@@ -158,12 +191,21 @@ fn three_real_node_plane_instances_converge_and_detect_a_crash() {
     let component = rt
         .load_file(std::path::Path::new(nodeplane_artifacts::NODEPLANE_PATH))
         .expect("nodeplane loads");
-    assert!(!component.imports.iter().any(|i| i.contains("clocks") || i.contains("random/")));
+    assert!(!component
+        .imports
+        .iter()
+        .any(|i| i.contains("clocks") || i.contains("random/")));
     let nodes: Vec<_> = (0..3)
         .map(|i| {
             let mut services = MemoryServices::new();
             services.next_seed = i as u64 * 1000;
-            let node = Node::start(&rt, &component, config(&format!("n{i}"), 7100 + i as u16), services).expect("start");
+            let node = Node::start(
+                &rt,
+                &component,
+                config(&format!("n{i}"), 7100 + i as u16),
+                services,
+            )
+            .expect("start");
             NodeHandle::new(node)
         })
         .collect();
@@ -173,14 +215,29 @@ fn three_real_node_plane_instances_converge_and_detect_a_crash() {
     pump(&nodes, 10_000);
     for node in &nodes {
         let view = node.get_members().unwrap();
-        let alive = view.members.iter().filter(|m| m.state == PeerState::Alive).count();
-        assert_eq!(alive, 3, "{} sees {:?}", node.lock().config().node_id, view.members);
+        let alive = view
+            .members
+            .iter()
+            .filter(|m| m.state == PeerState::Alive)
+            .count();
+        assert_eq!(
+            alive,
+            3,
+            "{} sees {:?}",
+            node.lock().config().node_id,
+            view.members
+        );
     }
     // Crash n2: stop pumping it by dropping it from the set.
     let survivors = &nodes[..2];
     pump(survivors, 60_000);
     for node in survivors {
         let view = node.get_members().unwrap();
-        assert_eq!(view.member("n2").map(|m| m.state), Some(PeerState::Dead), "{:?}", view.members);
+        assert_eq!(
+            view.member("n2").map(|m| m.state),
+            Some(PeerState::Dead),
+            "{:?}",
+            view.members
+        );
     }
 }

@@ -92,10 +92,22 @@ pub fn entry_to_wit(e: &nodeplane_entry::Entry) -> wit::LedgerEntry {
 /// Converts and verifies an entry handed over by a guest.
 pub fn entry_from_wit(e: wit::LedgerEntry) -> Result<nodeplane_entry::Entry, String> {
     use nodeplane_entry::hash_from_slice;
-    let prev = hash_from_slice(&e.prev)
-        .ok_or_else(|| format!("entry {}#{}: prev is {} bytes, expected 32", e.author, e.seq, e.prev.len()))?;
-    let id = hash_from_slice(&e.id)
-        .ok_or_else(|| format!("entry {}#{}: id is {} bytes, expected 32", e.author, e.seq, e.id.len()))?;
+    let prev = hash_from_slice(&e.prev).ok_or_else(|| {
+        format!(
+            "entry {}#{}: prev is {} bytes, expected 32",
+            e.author,
+            e.seq,
+            e.prev.len()
+        )
+    })?;
+    let id = hash_from_slice(&e.id).ok_or_else(|| {
+        format!(
+            "entry {}#{}: id is {} bytes, expected 32",
+            e.author,
+            e.seq,
+            e.id.len()
+        )
+    })?;
     let entry = nodeplane_entry::Entry {
         author: e.author,
         seq: e.seq,

@@ -164,7 +164,11 @@ impl Runtime {
     }
 
     /// Compiles and validates a component; compiled once per distinct bytes.
-    pub fn load(&self, bytes: &[u8], source: ComponentSource) -> Result<LoadedComponent, RuntimeError> {
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        source: ComponentSource,
+    ) -> Result<LoadedComponent, RuntimeError> {
         let hash: [u8; 32] = Sha256::digest(bytes).into();
         if let Some(hit) = self.cache.lock().expect("cache lock").get(&hash) {
             let mut hit = hit.clone();
@@ -192,12 +196,13 @@ impl Runtime {
                 name: name.clone(),
                 reason: format!("{e:#}"),
             })?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| RuntimeError::WrongWorld {
-                name: name.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let instance_pre =
+            linker
+                .instantiate_pre(&component)
+                .map_err(|e| RuntimeError::WrongWorld {
+                    name: name.clone(),
+                    reason: format!("{e:#}"),
+                })?;
         let pre = ControlPlanePre::new(instance_pre).map_err(|e| RuntimeError::WrongWorld {
             name: name.clone(),
             reason: format!("{e:#}"),
@@ -218,7 +223,11 @@ impl Runtime {
 
 /// Checks that a component imports only the project's host services (and
 /// the panic-only WASI interfaces, provided as traps). Returns the imports.
-fn validate_imports(engine: &Engine, component: &Component, name: &str) -> Result<Vec<String>, RuntimeError> {
+fn validate_imports(
+    engine: &Engine,
+    component: &Component,
+    name: &str,
+) -> Result<Vec<String>, RuntimeError> {
     let mut imports = Vec::new();
     for (import, _) in component.component_type().imports(engine) {
         let unversioned = import.split('@').next().unwrap_or(import);

@@ -4,7 +4,9 @@
 use nodeplane_entry::Entry;
 use wasmtime::StoreLimits;
 
-use crate::bindings::nodeplane::control::{clock, events, ledger_store, network, random, timers, types};
+use crate::bindings::nodeplane::control::{
+    clock, events, ledger_store, network, random, timers, types,
+};
 use crate::convert;
 use crate::effects::{Effect, MAX_MESSAGE_BYTES};
 
@@ -74,7 +76,10 @@ impl network::Host for HostState {
             return self.reject("send-rejected", reason);
         }
         if to.parse::<std::net::SocketAddr>().is_err() {
-            return self.reject("send-rejected", format!("destination {to:?} is not ip:port"));
+            return self.reject(
+                "send-rejected",
+                format!("destination {to:?} is not ip:port"),
+            );
         }
         self.effects.push(Effect::Send { to, payload });
     }

@@ -53,7 +53,11 @@ pub struct Instance {
 
 impl Instance {
     /// Instantiates `component`; `seed` seeds the host randomness it sees.
-    pub fn new(runtime: &Runtime, component: &LoadedComponent, seed: u64) -> anyhow::Result<Instance> {
+    pub fn new(
+        runtime: &Runtime,
+        component: &LoadedComponent,
+        seed: u64,
+    ) -> anyhow::Result<Instance> {
         let limits = runtime.limits();
         let state = HostState {
             now_ms: 0,
@@ -122,7 +126,10 @@ impl Instance {
         let effects = std::mem::take(&mut self.store.data_mut().effects);
         match result {
             Ok(Ok(value)) => (Ok(value), effects),
-            Ok(Err(error)) => (Err(CallError::Control(convert::error_from_wit(error))), effects),
+            Ok(Err(error)) => (
+                Err(CallError::Control(convert::error_from_wit(error))),
+                effects,
+            ),
             Err(trap) => {
                 let reason = describe_trap(&trap);
                 tracing::error!(call = name, component = %self.component.source, %reason, "component crashed");
@@ -137,16 +144,25 @@ impl Instance {
     pub fn info(&mut self) -> Result<(String, String), CallError> {
         let fuel = self.fuel_per_call;
         self.call("info", 0, fuel, |b, s| {
-            b.nodeplane_control_driver().call_info(s).map(|i| Ok((i.name, i.version)))
+            b.nodeplane_control_driver()
+                .call_info(s)
+                .map(|i| Ok((i.name, i.version)))
         })
         .0
     }
 
     /// `driver.init` with the stored ledger.
-    pub fn init(&mut self, now_ms: u64, config: &wit::NodeConfig, stored: Vec<Entry>) -> Outcome<()> {
+    pub fn init(
+        &mut self,
+        now_ms: u64,
+        config: &wit::NodeConfig,
+        stored: Vec<Entry>,
+    ) -> Outcome<()> {
         self.store.data_mut().stored = stored;
         let fuel = self.fuel_for_init;
-        let outcome = self.call("init", now_ms, fuel, |b, s| b.nodeplane_control_driver().call_init(s, config));
+        let outcome = self.call("init", now_ms, fuel, |b, s| {
+            b.nodeplane_control_driver().call_init(s, config)
+        });
         self.store.data_mut().stored = Vec::new();
         outcome
     }
@@ -155,7 +171,8 @@ impl Instance {
     pub fn deliver_message(&mut self, now_ms: u64, source: &str, payload: &[u8]) -> Outcome<()> {
         let fuel = self.fuel_per_call;
         self.call("deliver-message", now_ms, fuel, |b, s| {
-            b.nodeplane_control_driver().call_deliver_message(s, &source.to_string(), payload)
+            b.nodeplane_control_driver()
+                .call_deliver_message(s, &source.to_string(), payload)
         })
     }
 
@@ -163,27 +180,35 @@ impl Instance {
     pub fn fire_timer(&mut self, now_ms: u64, timer: u64) -> Outcome<()> {
         let fuel = self.fuel_per_call;
         self.call("fire-timer", now_ms, fuel, |b, s| {
-            b.nodeplane_control_driver().call_fire_timer(s, timer).map(Ok)
+            b.nodeplane_control_driver()
+                .call_fire_timer(s, timer)
+                .map(Ok)
         })
     }
 
     /// `control.join`.
     pub fn join(&mut self, now_ms: u64, seeds: &[String]) -> Outcome<MembershipView> {
         let fuel = self.fuel_per_call;
-        let (result, effects) = self.call("join", now_ms, fuel, |b, s| b.nodeplane_control_control().call_join(s, seeds));
+        let (result, effects) = self.call("join", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control().call_join(s, seeds)
+        });
         (result.map(convert::view_from_wit), effects)
     }
 
     /// `control.leave`.
     pub fn leave(&mut self, now_ms: u64) -> Outcome<()> {
         let fuel = self.fuel_per_call;
-        self.call("leave", now_ms, fuel, |b, s| b.nodeplane_control_control().call_leave(s))
+        self.call("leave", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control().call_leave(s)
+        })
     }
 
     /// `control.get-members`.
     pub fn get_members(&mut self, now_ms: u64) -> Outcome<MembershipView> {
         let fuel = self.fuel_per_call;
-        let (result, effects) = self.call("get-members", now_ms, fuel, |b, s| b.nodeplane_control_control().call_get_members(s));
+        let (result, effects) = self.call("get-members", now_ms, fuel, |b, s| {
+            b.nodeplane_control_control().call_get_members(s)
+        });
         (result.map(convert::view_from_wit), effects)
     }
 
@@ -196,11 +221,19 @@ impl Instance {
     }
 
     /// `control.report-peer-state`.
-    pub fn report_peer_state(&mut self, now_ms: u64, peer: &str, state: PeerState) -> Outcome<PeerState> {
+    pub fn report_peer_state(
+        &mut self,
+        now_ms: u64,
+        peer: &str,
+        state: PeerState,
+    ) -> Outcome<PeerState> {
         let fuel = self.fuel_per_call;
         let (result, effects) = self.call("report-peer-state", now_ms, fuel, |b, s| {
-            b.nodeplane_control_control()
-                .call_report_peer_state(s, &peer.to_string(), convert::state_to_wit(state))
+            b.nodeplane_control_control().call_report_peer_state(
+                s,
+                &peer.to_string(),
+                convert::state_to_wit(state),
+            )
         });
         (result.map(convert::state_from_wit), effects)
     }
@@ -209,7 +242,8 @@ impl Instance {
     pub fn subscribe(&mut self, now_ms: u64, handler: u64) -> Outcome<()> {
         let fuel = self.fuel_per_call;
         self.call("subscribe-membership-updates", now_ms, fuel, |b, s| {
-            b.nodeplane_control_control().call_subscribe_membership_updates(s, handler)
+            b.nodeplane_control_control()
+                .call_subscribe_membership_updates(s, handler)
         })
     }
 
@@ -217,7 +251,8 @@ impl Instance {
     pub fn unsubscribe(&mut self, now_ms: u64, handler: u64) -> Outcome<()> {
         let fuel = self.fuel_per_call;
         self.call("unsubscribe-membership-updates", now_ms, fuel, |b, s| {
-            b.nodeplane_control_control().call_unsubscribe_membership_updates(s, handler)
+            b.nodeplane_control_control()
+                .call_unsubscribe_membership_updates(s, handler)
         })
     }
 
@@ -225,7 +260,8 @@ impl Instance {
     pub fn get_peer_metadata(&mut self, now_ms: u64, peer: &str) -> Outcome<Metadata> {
         let fuel = self.fuel_per_call;
         self.call("get-peer-metadata", now_ms, fuel, |b, s| {
-            b.nodeplane_control_control().call_get_peer_metadata(s, &peer.to_string())
+            b.nodeplane_control_control()
+                .call_get_peer_metadata(s, &peer.to_string())
         })
     }
 }
@@ -233,7 +269,9 @@ impl Instance {
 fn describe_trap(error: &wasmtime::Error) -> String {
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         match trap {
-            wasmtime::Trap::OutOfFuel => "ran out of fuel (the call exceeded its instruction budget)".to_string(),
+            wasmtime::Trap::OutOfFuel => {
+                "ran out of fuel (the call exceeded its instruction budget)".to_string()
+            }
             other => format!("trap: {other}"),
         }
     } else {

@@ -212,10 +212,14 @@ impl<S: Services> Node<S> {
                     if let Err(e) = self.services.ledger().append(&entry) {
                         tracing::error!(error = %e, author = %entry.author, seq = entry.seq, "ledger append failed");
                         let detail = serde_json::json!({"author": entry.author, "seq": entry.seq, "error": e.to_string()});
-                        self.services.log_event("ledger-append-failed", &detail.to_string());
+                        self.services
+                            .log_event("ledger-append-failed", &detail.to_string());
                     }
                 }
-                Effect::Update { subscriber, mut update } => {
+                Effect::Update {
+                    subscriber,
+                    mut update,
+                } => {
                     update.version = self.serve_version(update.version);
                     if subscriber == MIRROR {
                         self.apply_to_mirror(&update);
@@ -259,7 +263,8 @@ impl<S: Services> Node<S> {
         if let Err(CallError::Crashed { .. }) = &result {
             self.crashes += 1;
             let detail = serde_json::json!({"reason": self.instance.crashed().unwrap_or("")});
-            self.services.log_event("component-crashed", &detail.to_string());
+            self.services
+                .log_event("component-crashed", &detail.to_string());
             let component = self.instance.component().clone();
             if let Err(e) = self.replace(&component, "crash recovery") {
                 tracing::error!(error = %e, "could not rebuild the crashed component");
@@ -323,7 +328,11 @@ impl<S: Services> Node<S> {
     }
 
     /// `report-peer-state`.
-    pub fn report_peer_state(&mut self, peer: &str, state: PeerState) -> Result<PeerState, ControlError> {
+    pub fn report_peer_state(
+        &mut self,
+        peer: &str,
+        state: PeerState,
+    ) -> Result<PeerState, ControlError> {
         let now = self.services.now_ms();
         let outcome = self.instance.report_peer_state(now, peer, state);
         self.finish(outcome)
@@ -362,17 +371,28 @@ impl<S: Services> Node<S> {
         Ok(report)
     }
 
-    fn replace(&mut self, component: &LoadedComponent, why: &str) -> Result<SwapReport, ControlError> {
+    fn replace(
+        &mut self,
+        component: &LoadedComponent,
+        why: &str,
+    ) -> Result<SwapReport, ControlError> {
         let started = Instant::now();
         if self.has_left {
             return Err(ControlError::HasLeft);
         }
         let from = self.instance.component().source.to_string();
-        let (mut fresh, info, mut pending) = boot(&self.runtime, component, &self.config, &mut self.services)?;
+        let (mut fresh, info, mut pending) =
+            boot(&self.runtime, component, &self.config, &mut self.services)?;
         let now = self.services.now_ms();
         let mut keep = |(result, effects): Outcome<()>, step: &str| -> Result<(), ControlError> {
-            pending.extend(effects.into_iter().filter(|e| !matches!(e, Effect::Update { .. })));
-            result.map_err(|e| ControlError::Unavailable(format!("new component failed to {step}: {e}")))
+            pending.extend(
+                effects
+                    .into_iter()
+                    .filter(|e| !matches!(e, Effect::Update { .. })),
+            );
+            result.map_err(|e| {
+                ControlError::Unavailable(format!("new component failed to {step}: {e}"))
+            })
         };
         if let Some(seeds) = &self.joined_seeds {
             let (result, effects) = fresh.join(now, seeds);
@@ -383,8 +403,13 @@ impl<S: Services> Node<S> {
         }
         // Self-check: the new component answers and, if joined, lists us.
         let (view, effects) = fresh.get_members(now);
-        keep((view.clone().map(|_| ()), effects), "list members")
-            .or_else(|e| if self.joined_seeds.is_none() { Ok(()) } else { Err(e) })?;
+        keep((view.clone().map(|_| ()), effects), "list members").or_else(|e| {
+            if self.joined_seeds.is_none() {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
         let new_view = view.unwrap_or_default();
         if self.joined_seeds.is_some() && new_view.member(&self.config.node_id).is_none() {
             return Err(ControlError::Unavailable(
@@ -440,7 +465,8 @@ impl<S: Services> Node<S> {
             "why": why, "from": report.from, "to": report.to,
             "pause_us": report.pause.as_micros() as u64, "updates": emitted,
         });
-        self.services.log_event("component-replaced", &detail.to_string());
+        self.services
+            .log_event("component-replaced", &detail.to_string());
         tracing::info!(why, from = %report.from, to = %report.to, pause_us = report.pause.as_micros() as u64, updates = emitted, "component replaced");
         Ok(report)
     }
@@ -454,8 +480,9 @@ fn boot<S: Services>(
     services: &mut S,
 ) -> Result<(Instance, (String, String), Vec<Effect>), ControlError> {
     let seed = services.seed();
-    let mut instance = Instance::new(runtime, component, seed)
-        .map_err(|e| ControlError::Unavailable(format!("instantiating {}: {e:#}", component.source)))?;
+    let mut instance = Instance::new(runtime, component, seed).map_err(|e| {
+        ControlError::Unavailable(format!("instantiating {}: {e:#}", component.source))
+    })?;
     let info = instance.info().map_err(ControlError::from)?;
     let stored = services
         .ledger()
@@ -477,7 +504,8 @@ fn view_difference(
     new: &MembershipView,
 ) -> Vec<(Option<PeerState>, Member)> {
     let mut changes = Vec::new();
-    let new_by_id: BTreeMap<&str, &Member> = new.members.iter().map(|m| (m.id.as_str(), m)).collect();
+    let new_by_id: BTreeMap<&str, &Member> =
+        new.members.iter().map(|m| (m.id.as_str(), m)).collect();
     for (id, before) in old {
         match new_by_id.get(id.as_str()) {
             Some(after) if *after == before => {}
@@ -530,7 +558,12 @@ impl<S: Services> NodeHandle<S> {
     }
 
     /// Loads `component` outside the lock, then swaps it in.
-    pub fn swap(&self, runtime: &Runtime, bytes: &[u8], source: ComponentSource) -> Result<SwapReport, ControlError> {
+    pub fn swap(
+        &self,
+        runtime: &Runtime,
+        bytes: &[u8],
+        source: ComponentSource,
+    ) -> Result<SwapReport, ControlError> {
         let component = runtime
             .load(bytes, source)
             .map_err(|e| ControlError::Unavailable(e.to_string()))?;
@@ -561,4 +594,3 @@ impl<S: Services> ControlPlane for NodeHandle<S> {
         self.lock().get_peer_metadata(peer)
     }
 }
-

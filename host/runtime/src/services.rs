@@ -75,7 +75,9 @@ impl LedgerStore for MemoryLedger {
     }
 
     fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
-        entry.verify().map_err(|e| StoreError::Invalid(e.to_string()))?;
+        entry
+            .verify()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         if self.ids.insert(entry.id) {
             self.entries.push(entry.clone());
         }
@@ -153,7 +155,8 @@ impl Services for MemoryServices {
     }
 
     fn set_timer(&mut self, timer: u64, after_ms: u64) {
-        self.timers.insert(timer, self.now_ms.saturating_add(after_ms));
+        self.timers
+            .insert(timer, self.now_ms.saturating_add(after_ms));
     }
 
     fn cancel_timer(&mut self, timer: u64) {

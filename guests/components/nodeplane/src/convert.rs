@@ -52,7 +52,9 @@ pub fn update_to_wit(u: &Update) -> types::MembershipUpdate {
             Cause::Left => types::UpdateCause::Left,
             Cause::Changed => types::UpdateCause::Changed,
         },
-        entry: u.entry.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+        entry: u
+            .entry
+            .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
         version: u.version,
     }
 }
@@ -103,10 +105,20 @@ pub fn entry_to_wit(e: &Entry) -> types::LedgerEntry {
 
 pub fn entry_from_wit(e: types::LedgerEntry) -> Result<Entry, String> {
     let prev = e.prev.as_slice().try_into().map_err(|_| {
-        format!("entry {}#{}: prev is {} bytes, expected 32", e.author, e.seq, e.prev.len())
+        format!(
+            "entry {}#{}: prev is {} bytes, expected 32",
+            e.author,
+            e.seq,
+            e.prev.len()
+        )
     })?;
     let id = e.id.as_slice().try_into().map_err(|_| {
-        format!("entry {}#{}: id is {} bytes, expected 32", e.author, e.seq, e.id.len())
+        format!(
+            "entry {}#{}: id is {} bytes, expected 32",
+            e.author,
+            e.seq,
+            e.id.len()
+        )
     })?;
     Ok(Entry {
         author: e.author,

@@ -27,7 +27,9 @@ thread_local! {
 }
 
 /// Runs `f` on the initialised shell, then performs the core's effects.
-fn with_node<T>(f: impl FnOnce(&mut Node, u64) -> Result<T, nodeplane_core::Error>) -> Result<T, types::Error> {
+fn with_node<T>(
+    f: impl FnOnce(&mut Node, u64) -> Result<T, nodeplane_core::Error>,
+) -> Result<T, types::Error> {
     SHELL.with(|cell| {
         let mut guard = cell.borrow_mut();
         let Some(shell) = guard.as_mut() else {
@@ -76,7 +78,8 @@ impl driver::Guest for Component {
             .map_err(types::Error::CorruptLedger)?;
         let seed = random::next_u64();
         let now = clock::now_ms();
-        let node = Node::new(convert::config_from_wit(config), stored, seed, now).map_err(convert::error_to_wit)?;
+        let node = Node::new(convert::config_from_wit(config), stored, seed, now)
+            .map_err(convert::error_to_wit)?;
         let mut shell = Shell {
             node,
             subscribers: BTreeSet::new(),
@@ -115,7 +118,10 @@ impl control::Guest for Component {
         with_node(|node, now| node.publish_heartbeat(now))
     }
 
-    fn report_peer_state(peer: types::NodeId, state: types::PeerState) -> Result<types::PeerState, types::Error> {
+    fn report_peer_state(
+        peer: types::NodeId,
+        state: types::PeerState,
+    ) -> Result<types::PeerState, types::Error> {
         with_node(|node, now| node.report_peer_state(now, &peer, convert::state_from_wit(state)))
             .map(convert::state_to_wit)
     }

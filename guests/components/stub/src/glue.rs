@@ -138,8 +138,12 @@ impl control::Guest for Component {
         with_plane(|p| p.publish_heartbeat())
     }
 
-    fn report_peer_state(peer: types::NodeId, state: types::PeerState) -> Result<types::PeerState, types::Error> {
-        with_plane(|p| p.report_peer_state(&mut HostSink, &peer, from_wit_state(state))).map(to_wit_state)
+    fn report_peer_state(
+        peer: types::NodeId,
+        state: types::PeerState,
+    ) -> Result<types::PeerState, types::Error> {
+        with_plane(|p| p.report_peer_state(&mut HostSink, &peer, from_wit_state(state)))
+            .map(to_wit_state)
     }
 
     fn subscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {

@@ -144,7 +144,14 @@ impl Plane {
         (self.version, self.members.values().cloned().collect())
     }
 
-    fn emit(&mut self, sink: &mut dyn Sink, peer: &str, previous: Option<State>, cause: Cause, deliver: bool) {
+    fn emit(
+        &mut self,
+        sink: &mut dyn Sink,
+        peer: &str,
+        previous: Option<State>,
+        cause: Cause,
+        deliver: bool,
+    ) {
         self.version += 1;
         let update = Update {
             peer: peer.to_string(),
@@ -178,7 +185,11 @@ impl Plane {
     }
 
     /// `join`.
-    pub fn join(&mut self, sink: &mut dyn Sink, seeds: &[String]) -> Result<(u64, Vec<Member>), Error> {
+    pub fn join(
+        &mut self,
+        sink: &mut dyn Sink,
+        seeds: &[String],
+    ) -> Result<(u64, Vec<Member>), Error> {
         if self.has_left {
             return Err(Error::HasLeft);
         }
@@ -249,10 +260,17 @@ impl Plane {
     /// `report-peer-state`: suspect/dead on alive → suspect; dead on suspect
     /// → dead (the stub's caller is its failure detector); alive on suspect
     /// → alive; nothing revives dead or left.
-    pub fn report_peer_state(&mut self, sink: &mut dyn Sink, peer: &str, state: State) -> Result<State, Error> {
+    pub fn report_peer_state(
+        &mut self,
+        sink: &mut dyn Sink,
+        peer: &str,
+        state: State,
+    ) -> Result<State, Error> {
         self.require_active()?;
         if peer == self.node_id {
-            return Err(Error::InvalidReport("a node cannot report on itself".into()));
+            return Err(Error::InvalidReport(
+                "a node cannot report on itself".into(),
+            ));
         }
         if state == State::Left {
             return Err(Error::InvalidReport(
@@ -267,7 +285,9 @@ impl Plane {
         };
         let before = member.state;
         let (after, cause) = match (before, state) {
-            (State::Alive, State::Suspect | State::Dead) => (State::Suspect, Some(Cause::Suspected)),
+            (State::Alive, State::Suspect | State::Dead) => {
+                (State::Suspect, Some(Cause::Suspected))
+            }
             (State::Suspect, State::Dead) => (State::Dead, Some(Cause::ConfirmedDead)),
             (State::Suspect, State::Alive) => (State::Alive, Some(Cause::Refuted)),
             (current, _) => (current, None),
