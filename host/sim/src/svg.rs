@@ -82,7 +82,7 @@ pub fn render(title: &str, samples: &[Sample]) -> String {
     for (k, (name, colour)) in ["alive", "suspect", "dead"].iter().zip(COLOURS).enumerate() {
         let x = WIDTH - MARGIN - 220.0 + k as f64 * 75.0;
         out.push_str(&format!(
-            "<rect x=\"{x}\" y=\"10\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{}\" y=\"21\">{name}</text>\n",
+            "<rect x=\"{x}\" y=\"28\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{}\" y=\"39\">{name}</text>\n",
             x + 16.0
         ));
     }
