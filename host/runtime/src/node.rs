@@ -472,13 +472,17 @@ impl<S: Services> Node<S> {
     }
 }
 
+/// A freshly initialised instance, its (name, version) and the effects its
+/// initialisation recorded.
+type Booted = (Instance, (String, String), Vec<Effect>);
+
 /// Instantiates and initialises a component, subscribing the host mirror.
 fn boot<S: Services>(
     runtime: &Runtime,
     component: &LoadedComponent,
     config: &NodeConfig,
     services: &mut S,
-) -> Result<(Instance, (String, String), Vec<Effect>), ControlError> {
+) -> Result<Booted, ControlError> {
     let seed = services.seed();
     let mut instance = Instance::new(runtime, component, seed).map_err(|e| {
         ControlError::Unavailable(format!("instantiating {}: {e:#}", component.source))
