@@ -156,3 +156,29 @@ pub fn wire_entry_size(e: &Entry) -> u64 {
         + bytes(e.body.len())
         + 32) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_depends_on_heads_only_and_chains_verify() {
+        let mut w = ChainWriter::new();
+        let (mut a, mut b) = (MemoryLedger::new(), MemoryLedger::new());
+        fill_notes(&mut w, &[0, 1, 2], 30, &mut [&mut a, &mut b]);
+        assert_eq!(frontier_digest(a.entries()), frontier_digest(b.entries()));
+        fill_notes(&mut w, &[0], 1, &mut [&mut a]);
+        assert_ne!(frontier_digest(a.entries()), frontier_digest(b.entries()));
+        verify_chains(a.entries()).expect("fixture chains verify");
+        let mut forked = a.entries().to_vec();
+        forked.push(Entry::new(
+            "author-0",
+            2,
+            GENESIS_PREV,
+            99,
+            NOTE_KIND,
+            vec![],
+        ));
+        assert!(verify_chains(&forked).is_err());
+    }
+}

@@ -100,3 +100,29 @@ impl EventQueue {
         self.heap.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_come_out_by_time_then_insertion() {
+        let mut q = EventQueue::new();
+        let timer = |timer| EventKind::Timer {
+            node: 0,
+            life: 0,
+            timer,
+            generation: 0,
+        };
+        q.push(10, timer(1));
+        q.push(5, timer(2));
+        q.push(10, timer(3));
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop_due(10))
+            .map(|e| match e.kind {
+                EventKind::Timer { timer, .. } => timer,
+                EventKind::Deliver { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, vec![2, 1, 3]);
+    }
+}
