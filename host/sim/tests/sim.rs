@@ -5,7 +5,7 @@
 //!
 //! Budget: the whole file runs in well under 3 minutes in debug. The
 //! random schedules use 5–9 nodes and [`FAULT_STEPS`] steps of 5 virtual
-//! seconds (100 s of faults) plus up to 60 s of healthy-network checks.
+//! seconds (300 s of faults) plus up to 60 s of healthy-network checks.
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use nodeplane_sim::{ComponentChoice, Expect, Scenario, ScenarioParams, Sim};
 /// Seeds of the random fault schedules.
 const FAULT_SEEDS: u64 = 200;
 /// Fault steps per schedule (5 virtual seconds each).
-const FAULT_STEPS: usize = 20;
+const FAULT_STEPS: usize = 60;
 /// Node count of the scenario tests.
 const SCENARIO_NODES: usize = 8;
 /// Time scale of the scenario tests' long phases.
