@@ -155,9 +155,11 @@ fn main() {
         let mut sim = Sim::new(n, seed);
         match which {
             "s1" => {
+                let wall0 = std::time::Instant::now();
                 sim.start_all();
                 let t = sim.run_until_pred(100, 120_000, |s| s.converged());
                 let conv = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
+                let wall1 = std::time::Instant::now();
                 let b0 = sim.stats.clone();
                 let mut last = sim.stats.bytes;
                 let mut profile = Vec::new();
@@ -166,6 +168,12 @@ fn main() {
                     profile.push((sim.stats.bytes - last) / n as u64 / 5);
                     last = sim.stats.bytes;
                 }
+                let steady = wall1.elapsed().as_secs_f64();
+                println!(
+                    "wall: bootstrap {:.2} s, steady 60 s in {steady:.2} s = {:.0} node-s per wall s",
+                    (wall1 - wall0).as_secs_f64(),
+                    60.0 * n as f64 / steady
+                );
                 println!("B/node/s per 5 s window: {profile:?}");
                 for (k, (m, b)) in &sim.stats.by_type {
                     let (m0, b0) = b0.by_type.get(k).copied().unwrap_or_default();

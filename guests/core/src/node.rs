@@ -7,7 +7,7 @@ use crate::config::*;
 use crate::error::Error;
 use crate::ledger::{Entry, Equivocation, Hash, Insert, Ledger};
 use crate::membership::*;
-use crate::rng::Rng;
+use crate::rng::{Permutation, Rng};
 use crate::wire::{self, Digest8, Message, SyncItem, WireEntry};
 
 /// Timer: the protocol period (probe round, verdicts on the last round).
@@ -96,6 +96,38 @@ struct Broadcast {
     queued_at: u64,
 }
 
+/// A set of member ids with O(log n) insert, remove and lookup and O(1)
+/// access by position (for random sampling). The order of `items` depends
+/// on the history of inserts and removals, which is deterministic.
+#[derive(Clone, Debug, Default)]
+struct IdSet {
+    items: Vec<String>,
+    pos: BTreeMap<String, usize>,
+}
+
+impl IdSet {
+    fn insert(&mut self, id: &str) {
+        if !self.pos.contains_key(id) {
+            self.pos.insert(id.to_string(), self.items.len());
+            self.items.push(id.to_string());
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(i) = self.pos.remove(id) else {
+            return;
+        };
+        self.items.swap_remove(i);
+        if let Some(moved) = self.items.get(i) {
+            self.pos.insert(moved.clone(), i);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
 /// The sans-IO node plane of one node.
 #[derive(Debug)]
 pub struct Node {
@@ -104,6 +136,12 @@ pub struct Node {
     ledger: Ledger,
     derived: Derived,
     published: BTreeMap<String, Member>,
+    /// Live (alive or suspect) members of `published` other than self.
+    live: IdSet,
+    /// Dead members of `published` other than self.
+    dead: IdSet,
+    /// Live members of `published`, self included (the cluster size).
+    live_count: usize,
     version: u64,
     phase: Phase,
     incarnation: u64,
@@ -112,6 +150,8 @@ pub struct Node {
     effects: Vec<Effect>,
     contacts: Vec<String>,
     probe_order: Vec<String>,
+    /// The ids in `probe_order`, for an O(log n) membership test.
+    in_probe_order: BTreeSet<String>,
     next_seq: u32,
     probes: BTreeMap<u32, Probe>,
     relays: BTreeMap<u32, Relay>,
@@ -150,6 +190,9 @@ impl Node {
             ledger: Ledger::new(),
             derived: Derived::new(),
             published: BTreeMap::new(),
+            live: IdSet::default(),
+            dead: IdSet::default(),
+            live_count: 0,
             version: 0,
             phase: Phase::Idle,
             incarnation: 0,
@@ -158,6 +201,7 @@ impl Node {
             effects: Vec::new(),
             contacts: Vec::new(),
             probe_order: Vec::new(),
+            in_probe_order: BTreeSet::new(),
             next_seq: 0,
             probes: BTreeMap::new(),
             relays: BTreeMap::new(),
@@ -220,6 +264,11 @@ impl Node {
     /// One member of the current view (before join: none).
     pub fn member(&self, id: &str) -> Option<&Member> {
         self.published.get(id)
+    }
+
+    /// Whether this node has joined (and not necessarily left since).
+    pub fn has_joined(&self) -> bool {
+        self.phase != Phase::Idle
     }
 
     /// Whether this node has left.
@@ -379,8 +428,7 @@ impl Node {
         self.now_ms = self.now_ms.max(now_ms);
         self.require_joined()?;
         self.heartbeats += 1;
-        let live = self.live_peers();
-        if let Some(target) = self.rng.sample(&live, 1).pop() {
+        if let Some(target) = self.rng.sample(&self.live.items, 1).pop() {
             if let Some(m) = self.derived.member(&target) {
                 let seq = self.fresh_seq();
                 let entries = self.piggyback(PIGGYBACK_BYTES_BUDGET);
@@ -786,6 +834,7 @@ impl Node {
             (Some(_), PeerState::Alive) => Cause::Changed,
         };
         self.version += 1;
+        self.track_state(id, previous, new.state);
         self.published.insert(id.to_string(), new.clone());
         self.probe_order_insert(id, new.state);
         self.effects.push(Effect::Update(Update {
@@ -851,11 +900,7 @@ impl Node {
     // ----- internals: dissemination --------------------------------------
 
     fn cluster_size(&self) -> usize {
-        self.published
-            .values()
-            .filter(|m| m.state.is_live())
-            .count()
-            .max(1)
+        self.live_count.max(1)
     }
 
     fn retransmit_limit(&self) -> u32 {
@@ -864,10 +909,9 @@ impl Node {
         (limit.ceil() as u32).max(1)
     }
 
+    /// Queues an entry for gossip. Each entry comes here at most once: the
+    /// ledger links an entry once and reports an equivocation once.
     fn enqueue_broadcast(&mut self, entry: Entry) {
-        if self.broadcasts.iter().any(|b| b.entry.id == entry.id) {
-            return;
-        }
         if self.broadcasts.len() >= MAX_BROADCAST_QUEUE {
             if let Some(i) =
                 (0..self.broadcasts.len()).min_by_key(|&i| self.broadcasts[i].remaining)
@@ -937,21 +981,17 @@ impl Node {
         if self.broadcasts.is_empty() {
             return;
         }
-        let live: Vec<String> = self
-            .live_peers()
-            .into_iter()
-            .filter(|id| {
-                self.published
-                    .get(id)
-                    .is_some_and(|m| !self.in_sync_with(&m.address))
-            })
-            .collect();
-        if live.is_empty() {
+        let targets = self.sample_live(GOSSIP_FANOUT, |n, id| {
+            n.published
+                .get(id)
+                .is_some_and(|m| !n.in_sync_with(&m.address))
+        });
+        if targets.is_empty() {
             // Every live peer reported our digest: nothing left to spread.
             self.broadcasts.clear();
             return;
         }
-        for id in self.rng.sample(&live, GOSSIP_FANOUT) {
+        for id in targets {
             let entries = self.piggyback(PIGGYBACK_BYTES_BUDGET);
             if entries.is_empty() {
                 break;
@@ -963,8 +1003,7 @@ impl Node {
     }
 
     fn announce_leave(&mut self, e: &Entry) {
-        let live = self.live_peers();
-        for id in self.rng.sample(&live, LEAVE_FANOUT) {
+        for id in self.rng.sample(&self.live.items, LEAVE_FANOUT) {
             if let Some(m) = self.derived.member(&id) {
                 self.send(
                     &m.address,
@@ -1131,18 +1170,13 @@ impl Node {
     }
 
     fn anti_entropy(&mut self, now_ms: u64) {
-        if self.live_peers().is_empty() {
+        if self.live.is_empty() {
             for c in self.contacts.clone() {
                 self.contact(now_ms, &c);
             }
         }
-        let dead: Vec<Member> = self
-            .published
-            .values()
-            .filter(|m| m.state == PeerState::Dead && m.id != self.cfg.node_id)
-            .cloned()
-            .collect();
-        if let Some(m) = self.rng.sample(&dead, 1).pop() {
+        let dead = self.rng.sample(&self.dead.items, 1).pop();
+        if let Some(m) = dead.and_then(|id| self.published.get(&id).cloned()) {
             let seq = self.fresh_seq();
             let digest = digest8(self.ledger.root_digest());
             self.send(
@@ -1159,33 +1193,74 @@ impl Node {
 
     // ----- internals: failure detection ----------------------------------
 
-    fn live_peers(&self) -> Vec<String> {
-        self.published
-            .values()
-            .filter(|m| m.state.is_live() && m.id != self.cfg.node_id)
-            .map(|m| m.id.clone())
-            .collect()
+    /// Up to `k` live peers (self excluded) that pass `keep`, in random
+    /// order. Draws candidates lazily, so the cost is O(k log n) unless most
+    /// peers fail the test.
+    fn sample_live(&mut self, k: usize, keep: impl Fn(&Node, &str) -> bool) -> Vec<String> {
+        let mut perm = Permutation::new(self.live.items.len());
+        let mut out = Vec::new();
+        while out.len() < k {
+            let Some(i) = perm.next(&mut self.rng) else {
+                break;
+            };
+            let id = &self.live.items[i];
+            if keep(self, id) {
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// Keeps the live and dead sets and the cluster size in step with a
+    /// change of `published`.
+    fn track_state(&mut self, id: &str, old: Option<PeerState>, new: PeerState) {
+        let was_live = old.is_some_and(PeerState::is_live);
+        if was_live != new.is_live() {
+            if new.is_live() {
+                self.live_count += 1;
+            } else {
+                self.live_count -= 1;
+            }
+        }
+        if id == self.cfg.node_id {
+            return;
+        }
+        if new.is_live() {
+            self.live.insert(id);
+        } else {
+            self.live.remove(id);
+        }
+        if new == PeerState::Dead {
+            self.dead.insert(id);
+        } else {
+            self.dead.remove(id);
+        }
     }
 
     fn probe_order_insert(&mut self, id: &str, state: PeerState) {
-        if id == self.cfg.node_id || !state.is_live() || self.probe_order.iter().any(|x| x == id) {
+        if id == self.cfg.node_id || !state.is_live() || self.in_probe_order.contains(id) {
             return;
         }
         let at = self.rng.below(self.probe_order.len() as u64 + 1) as usize;
         self.probe_order.insert(at, id.to_string());
+        self.in_probe_order.insert(id.to_string());
     }
 
     fn next_probe_target(&mut self) -> Option<String> {
         while let Some(id) = self.probe_order.pop() {
+            self.in_probe_order.remove(&id);
             if self.published.get(&id).is_some_and(|m| m.state.is_live()) && id != self.cfg.node_id
             {
                 return Some(id);
             }
         }
-        let mut fresh = self.live_peers();
+        // A new round over every live peer: O(n) once per n probes.
+        let mut fresh = self.live.items.clone();
         self.rng.shuffle(&mut fresh);
+        let next = fresh.pop();
+        self.in_probe_order = fresh.iter().cloned().collect();
         self.probe_order = fresh;
-        self.probe_order.pop()
+        next
     }
 
     fn start_probe(&mut self, target: &str) {
@@ -1217,7 +1292,7 @@ impl Node {
 
     fn protocol_tick(&mut self, now_ms: u64) {
         self.finish_probes(now_ms);
-        if self.live_peers().is_empty() {
+        if self.live.is_empty() {
             for c in self.contacts.clone() {
                 self.start_sync(now_ms, &c, false);
             }
@@ -1270,15 +1345,16 @@ impl Node {
             let Some(addr) = self.published.get(&target).map(|m| m.address.clone()) else {
                 continue;
             };
-            let candidates: Vec<String> = self
-                .published
-                .values()
-                .filter(|m| {
-                    m.state == PeerState::Alive && m.id != target && m.id != self.cfg.node_id
+            let helpers: Vec<String> = self
+                .sample_live(k, |n, id| {
+                    id != target
+                        && n.published
+                            .get(id)
+                            .is_some_and(|m| m.state == PeerState::Alive)
                 })
-                .map(|m| m.address.clone())
+                .iter()
+                .filter_map(|id| self.published.get(id).map(|m| m.address.clone()))
                 .collect();
-            let helpers = self.rng.sample(&candidates, k);
             // More direct pings alongside the indirect ones: under loss each
             // cuts the false-failure rate by a third for 15 bytes.
             let digest = digest8(self.ledger.root_digest());

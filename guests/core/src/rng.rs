@@ -1,5 +1,7 @@
 //! The internal pseudo-random generator, seeded by the caller.
 
+use std::collections::BTreeMap;
+
 /// SplitMix64: tiny, fast, and good enough for choosing probe targets.
 /// Not for cryptography; determinism is the point.
 #[derive(Clone, Debug)]
@@ -34,14 +36,77 @@ impl Rng {
         }
     }
 
-    /// Up to `k` distinct items of `items`, in random order.
+    /// Up to `k` distinct items of `items`, in random order. Costs
+    /// O(k log k) whatever the length of `items`.
     pub fn sample<T: Clone>(&mut self, items: &[T], k: usize) -> Vec<T> {
-        let mut idx: Vec<usize> = (0..items.len()).collect();
-        let k = k.min(items.len());
-        for i in 0..k {
-            let j = i + self.below((idx.len() - i) as u64) as usize;
-            idx.swap(i, j);
+        let mut perm = Permutation::new(items.len());
+        (0..k.min(items.len()))
+            .filter_map(|_| perm.next(self))
+            .map(|i| items[i].clone())
+            .collect()
+    }
+}
+
+/// A random permutation of `0..n` drawn one index at a time (a sparse
+/// Fisher-Yates shuffle): the first k indices cost O(k log k), whatever `n`,
+/// so "the first few members that pass a test, in random order" needs no
+/// scan of every member. Draws the same indices as shuffling `0..n` front
+/// to back would.
+#[derive(Clone, Debug)]
+pub struct Permutation {
+    n: usize,
+    i: usize,
+    /// Positions at or after `i` whose content was swapped away.
+    moved: BTreeMap<usize, usize>,
+}
+
+impl Permutation {
+    /// A permutation of `0..n`, nothing drawn yet.
+    pub fn new(n: usize) -> Permutation {
+        Permutation {
+            n,
+            i: 0,
+            moved: BTreeMap::new(),
         }
-        idx[..k].iter().map(|&i| items[i].clone()).collect()
+    }
+
+    /// The next index, or `None` once all `n` were drawn.
+    pub fn next(&mut self, rng: &mut Rng) -> Option<usize> {
+        if self.i >= self.n {
+            return None;
+        }
+        let i = self.i;
+        let j = i + rng.below((self.n - i) as u64) as usize;
+        let at_i = self.moved.remove(&i).unwrap_or(i);
+        let at_j = if j == i {
+            at_i
+        } else {
+            let at_j = self.moved.get(&j).copied().unwrap_or(j);
+            self.moved.insert(j, at_i);
+            at_j
+        };
+        self.i += 1;
+        Some(at_j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_permutation_matches_a_full_shuffle() {
+        for n in [0usize, 1, 2, 7, 100] {
+            let mut a = Rng::new(n as u64);
+            let mut b = Rng::new(n as u64);
+            let mut idx: Vec<usize> = (0..n).collect();
+            for i in 0..n {
+                let j = i + a.below((n - i) as u64) as usize;
+                idx.swap(i, j);
+            }
+            let mut p = Permutation::new(n);
+            let lazy: Vec<usize> = std::iter::from_fn(|| p.next(&mut b)).collect();
+            assert_eq!(lazy, idx);
+        }
     }
 }

@@ -395,14 +395,18 @@ impl Sim {
                 self.nodes[i]
                     .node
                     .as_ref()
-                    .is_some_and(|n| !n.has_left() && n.members().is_ok())
+                    .is_some_and(|n| !n.has_left() && n.has_joined())
             })
             .collect()
     }
 
     /// Node `i`'s view of `subject`.
     pub fn state_of(&self, i: usize, subject: usize) -> Option<PeerState> {
-        self.member(i, subject).map(|m| m.state)
+        self.nodes[i]
+            .node
+            .as_ref()?
+            .member(&node_id(subject))
+            .map(|m| m.state)
     }
 
     /// Node `i`'s view of a member.
