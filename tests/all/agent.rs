@@ -3,7 +3,8 @@
 //! shared lock), bounded (every wait has a deadline), children killed on
 //! drop.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use crate::support::{free_port, log_tails};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -36,17 +37,6 @@ struct Node {
 struct Cluster {
     nodes: Vec<Node>,
     root: PathBuf,
-}
-
-fn free_port(ip: &str) -> u16 {
-    // A port free for both UDP and TCP on this address.
-    loop {
-        let tcp = TcpListener::bind((ip, 0)).expect("bind tcp");
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 impl Cluster {
@@ -144,18 +134,7 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        let mut out = String::new();
-        for n in &self.nodes {
-            let log = std::fs::read_to_string(self.root.join(format!("{}.log", n.id)))
-                .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            out.push_str(&format!(
-                "--- {} ---\n{}\n",
-                n.id,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        out
+        log_tails(&self.root, self.nodes.iter().map(|n| n.id.as_ref()), 15)
     }
 
     /// Polls `check` until it holds or `bound` passes (then panics with

@@ -3,3 +3,4 @@
 mod agent;
 mod meshvpn;
 mod runtime;
+mod support;

@@ -3,7 +3,8 @@
 //! processes through the compatibility API and `CompatClient`: what a
 //! Mesh VPN in another process sees.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use crate::support::{free_port, log_tails};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,17 +19,6 @@ const STEP: Duration = Duration::from_millis(100);
 /// Bound on any one condition: agent start-up (component compilation),
 /// convergence, and the death rule on a loaded two-core machine.
 const CONDITION_BOUND: Duration = Duration::from_secs(90);
-
-fn free_port(ip: &str) -> u16 {
-    // A port free for both UDP and TCP on this address.
-    loop {
-        let tcp = TcpListener::bind((ip, 0)).expect("bind tcp");
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// One agent process; killed (SIGKILL) on drop.
 struct Agent {
@@ -124,18 +114,7 @@ impl AgentHarness {
     }
 
     fn logs(&self) -> String {
-        let mut out = String::new();
-        for a in &self.agents {
-            let log = std::fs::read_to_string(self.root.join(format!("{}.log", a.id)))
-                .unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            out.push_str(&format!(
-                "--- {} ---\n{}\n",
-                a.id,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        out
+        log_tails(&self.root, self.agents.iter().map(|n| n.id.as_ref()), 10)
     }
 }
 
