@@ -86,7 +86,7 @@ impl Member {
 /// A node's membership view.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MembershipView {
-    /// Rises by exactly one with every update; 0 before join.
+    /// Rises by exactly one with every update; 0 until the first update.
     pub version: u64,
     /// The members, sorted by id.
     pub members: Vec<Member>,
