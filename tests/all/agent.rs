@@ -61,7 +61,12 @@ impl Cluster {
     }
 
     fn start(&mut self, i: usize) {
-        let seed = self.nodes[0].listen;
+        let seed = (i != 0).then_some(self.nodes[0].listen);
+        self.start_with_seed(i, seed);
+    }
+
+    /// Starts agent `i` with `seed` as its only seed (or none).
+    fn start_with_seed(&mut self, i: usize, seed: Option<SocketAddr>) {
         let node = &mut self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -82,7 +87,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        if i != 0 {
+        if let Some(seed) = seed {
             cmd.args(["--seed", &seed.to_string()]);
         }
         node.child = Some(cmd.spawn().expect("spawn agent"));
@@ -423,4 +428,47 @@ fn a_mute_node_is_declared_dead_condemns_nobody_and_returns() {
         },
     );
     eprintln!("mute node back in {took:?}");
+}
+
+/// A node restarted on a new address, with no seed at all, keeps its
+/// identity and history: it rejoins through the members its ledger knows,
+/// and every node sees it `alive` at the new address with a higher
+/// incarnation.
+#[test]
+fn a_node_restarted_on_a_new_address_without_seeds_keeps_its_identity() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mut c = Cluster::new("moved", 3);
+    for i in 0..3 {
+        c.start(i);
+    }
+    let all: Vec<usize> = (0..3).collect();
+    c.wait_for("3 agents converge on one view", CONVERGE_BOUND, |c| {
+        all_alive(c, &all)
+    });
+    let moved = 2;
+    let before = c.seen(0, moved).unwrap().1;
+    c.signal(moved, "-KILL");
+    let ip = c.nodes[moved].listen.ip().to_string();
+    c.nodes[moved].listen = format!("{ip}:{}", free_port(&ip)).parse().unwrap();
+    let new_address = c.nodes[moved].listen.to_string();
+    c.start_with_seed(moved, None);
+    c.wait_for(
+        "every node sees the moved node alive at its new address",
+        DEAD_BOUND,
+        |c| {
+            all.iter().all(|&o| {
+                let Some(view) = c.members(o) else {
+                    return false;
+                };
+                view["members"].as_array().is_some_and(|ms| {
+                    ms.iter().any(|m| {
+                        m["id"] == c.nodes[moved].id.as_str()
+                            && m["state"] == "alive"
+                            && m["address"] == new_address.as_str()
+                            && m["incarnation"].as_u64().is_some_and(|inc| inc > before)
+                    })
+                })
+            })
+        },
+    );
 }
