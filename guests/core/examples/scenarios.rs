@@ -161,6 +161,7 @@ fn main() {
                 let conv = t.map_or(f64::NAN, |t| t as f64 / 1000.0);
                 let wall1 = std::time::Instant::now();
                 let b0 = sim.stats.clone();
+                println!("bootstrap traffic: {:?}", b0.by_type);
                 let mut last = sim.stats.bytes;
                 let mut profile = Vec::new();
                 for _ in 0..12 {

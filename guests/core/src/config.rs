@@ -82,6 +82,14 @@ pub const SYNC_LEAF_AUTHORS: usize = 8;
 /// Entries messages sent in answer to one want; what does not fit is named
 /// in the last message's `rest` and fetched with the next want.
 pub const SYNC_BURST_MESSAGES: usize = 4;
+/// A stream of one author's entries between two nodes (a burst answering a
+/// want or a push, continued through `rest`) counts as in flight until it
+/// has made no progress for this long. Meanwhile reconciliation rounds
+/// neither ask for that author again nor send the peer what it already
+/// streamed, so overlapping rounds (both sides start one on contact, and
+/// again on every digest mismatch) and reordered burst messages do not ship
+/// entries twice. A lost stream is picked up by the first round after it.
+pub const STREAM_STALL_MS: u64 = 1_000;
 /// Entries received ahead of their chain kept while the gap is fetched.
 pub const MAX_PENDING_ENTRIES: usize = 8_192;
 /// How long an entry stays on the gossip queue: infection-style spread

@@ -160,6 +160,12 @@ pub struct Node {
     broadcasts: Vec<Broadcast>,
     suspicions: BTreeMap<(String, u64), Suspicion>,
     last_sync: BTreeMap<String, u64>,
+    /// Authors whose entries are streaming in: author -> time of the last
+    /// want sent or entries received for it (see [`STREAM_STALL_MS`]).
+    incoming: BTreeMap<String, u64>,
+    /// Streams going out: (peer address, author) -> (time of the last
+    /// entries sent, highest seq sent).
+    outgoing: BTreeMap<(String, String), (u64, u64)>,
     /// Last frontier digest heard from each address (ping or ack).
     peer_digest: BTreeMap<String, Digest8>,
     /// Time of the input being handled.
@@ -210,6 +216,8 @@ impl Node {
             broadcasts: Vec::new(),
             suspicions: BTreeMap::new(),
             last_sync: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
             peer_digest: BTreeMap::new(),
             now_ms,
             agreeing: 0,
@@ -599,6 +607,11 @@ impl Node {
             Message::Want { heads } => self.on_want(from, heads),
             Message::Entries { entries, rest } => {
                 // Reconciled history is old news for the sender: no re-gossip.
+                for a in entries.iter().map(|e| &e.author) {
+                    if self.incoming.get(a) != Some(&now_ms) {
+                        self.incoming.insert(a.clone(), now_ms);
+                    }
+                }
                 self.ingest(now_ms, from, entries, false);
                 let want: Vec<(String, u64)> = rest
                     .into_iter()
@@ -608,6 +621,9 @@ impl Node {
                         (a, have)
                     })
                     .collect();
+                for (a, _) in &want {
+                    self.incoming.insert(a.clone(), now_ms);
+                }
                 if !want.is_empty() {
                     self.send(from, &Message::Want { heads: want });
                 }
@@ -634,6 +650,7 @@ impl Node {
                 }
             }
             (Phase::Joined, TIMER_ANTI_ENTROPY) => {
+                self.prune_streams();
                 self.anti_entropy(now_ms);
                 let ae = self.anti_entropy_delay();
                 self.set_timer(TIMER_ANTI_ENTROPY, ae);
@@ -852,11 +869,12 @@ impl Node {
         let mut gaps: BTreeSet<String> = BTreeSet::new();
         for w in entries {
             let e: Entry = w.into();
-            match self.ledger.insert(e.clone()) {
+            let (author, id) = (e.author.clone(), e.id);
+            match self.ledger.insert(e) {
                 Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, regossip),
                 Ok(Insert::Duplicate) => {}
                 Ok(Insert::Buffered) => {
-                    gaps.insert(e.author.clone());
+                    gaps.insert(author);
                 }
                 Ok(Insert::Equivocation(ev)) => {
                     self.log(
@@ -876,7 +894,7 @@ impl Node {
                         "entry-rejected",
                         &[
                             ("from", from.into()),
-                            ("entry", e.id_hex().into()),
+                            ("entry", hex::encode(id).into()),
                             ("reason", reason.into()),
                         ],
                     );
@@ -890,7 +908,7 @@ impl Node {
                 let head = self.ledger.head_seq(&a);
                 (a, head)
             })
-            .filter(|(a, h)| self.ledger.get(a, h + 1).is_none())
+            .filter(|(a, h)| self.ledger.get(a, h + 1).is_none() && !self.streaming_in(a))
             .collect();
         if !gaps.is_empty() {
             self.send(from, &Message::Want { heads: gaps });
@@ -1072,8 +1090,11 @@ impl Node {
                         }
                     }
                     for (author, t) in theirs {
+                        // A stream of this author already under way brings
+                        // the entries; asking again would ship them twice.
                         if crate::config::validate_node_id(&author).is_ok()
                             && self.ledger.head_seq(&author) < t
+                            && !self.streaming_in(&author)
                         {
                             want.push((author.clone(), self.ledger.head_seq(&author)));
                         }
@@ -1090,6 +1111,9 @@ impl Node {
             );
         }
         if !want.is_empty() {
+            for (a, _) in &want {
+                self.incoming.insert(a.clone(), self.now_ms);
+            }
             for chunk in want.chunks(MAX_HEADS) {
                 self.send(
                     from,
@@ -1102,6 +1126,20 @@ impl Node {
         if !push.is_empty() {
             self.send_entries(from, push);
         }
+    }
+
+    /// Whether a stream of `author`'s entries is in flight towards us.
+    fn streaming_in(&self, author: &str) -> bool {
+        self.incoming
+            .get(author)
+            .is_some_and(|&t| self.now_ms < t + STREAM_STALL_MS)
+    }
+
+    /// Forgets streams that stalled (bounds both maps).
+    fn prune_streams(&mut self) {
+        let now = self.now_ms;
+        self.incoming.retain(|_, t| now < *t + STREAM_STALL_MS);
+        self.outgoing.retain(|_, (t, _)| now < *t + STREAM_STALL_MS);
     }
 
     fn on_want(&mut self, from: &str, heads: Vec<(String, u64)>) {
@@ -1117,8 +1155,20 @@ impl Node {
         let mut cur = Vec::new();
         let mut used = 0;
         let mut rest: Vec<(String, u64)> = Vec::new();
+        let mut sent: Vec<(String, u64)> = Vec::new();
+        let now = self.now_ms;
         'outer: for (i, (author, have)) in heads.iter().enumerate() {
             let head = self.ledger.head_seq(author);
+            // What a stream still in flight to this peer already carried is
+            // not sent again (see STREAM_STALL_MS).
+            let key = (to.to_string(), author.clone());
+            let have = match self.outgoing.get(&key) {
+                Some(&(t, upto)) if now < t + STREAM_STALL_MS => (*have).max(upto),
+                _ => *have,
+            };
+            if have < head {
+                sent.push((author.clone(), have));
+            }
             for seq in have + 1..=head {
                 let e = self.ledger.get(author, seq).expect("within chain");
                 let size = wire::entry_wire_size(e);
@@ -1126,6 +1176,9 @@ impl Node {
                     batches.push(std::mem::take(&mut cur));
                     used = 0;
                     if batches.len() >= SYNC_BURST_MESSAGES {
+                        if let Some(last) = sent.last_mut() {
+                            last.1 = seq - 1;
+                        }
                         rest.push((author.clone(), seq - 1));
                         rest.extend(heads[i + 1..].iter().take(MAX_HEADS - 1).cloned());
                         break 'outer;
@@ -1137,6 +1190,19 @@ impl Node {
         }
         if !cur.is_empty() {
             batches.push(cur);
+        }
+        // Record how far each stream got: every author begun reached its
+        // head, except a last one cut off by the burst limit (its entry in
+        // `sent` was set to the cut point above).
+        let cut = !rest.is_empty();
+        let count = sent.len();
+        for (k, (author, start)) in sent.into_iter().enumerate() {
+            let upto = if cut && k + 1 == count {
+                start
+            } else {
+                self.ledger.head_seq(&author)
+            };
+            self.outgoing.insert((to.to_string(), author), (now, upto));
         }
         let n = batches.len();
         for (i, entries) in batches.into_iter().enumerate() {

@@ -41,6 +41,8 @@ pub struct Ledger {
     chains: BTreeMap<String, Vec<Entry>>,
     /// (author key, author) for bucketed digests, ordered by key.
     keys: BTreeMap<(u64, String), u64>,
+    /// Each known author's bucket key (saves a SHA-256 per linked entry).
+    key_of: BTreeMap<String, u64>,
     root: u64,
     pending: BTreeMap<(String, u64), Entry>,
     equivocations: Vec<Equivocation>,
@@ -217,6 +219,11 @@ impl Ledger {
     /// Verifies an entry alone and against its chain and inserts it.
     /// `Err` carries the reason it was rejected; the ledger is then unchanged.
     pub fn insert(&mut self, entry: Entry) -> Result<Insert, String> {
+        // A copy of a held entry (the common case under gossip) is a
+        // duplicate without hashing it again: it equals a verified entry.
+        if self.get(&entry.author, entry.seq) == Some(&entry) {
+            return Ok(Insert::Duplicate);
+        }
         entry.verify().map_err(|e| e.to_string())?;
         let head = self.head_seq(&entry.author);
         if entry.seq <= head {
@@ -299,7 +306,14 @@ impl Ledger {
     }
 
     fn link(&mut self, entry: Entry) {
-        let key = author_key(&entry.author);
+        let key = match self.key_of.get(&entry.author) {
+            Some(&k) => k,
+            None => {
+                let k = author_key(&entry.author);
+                self.key_of.insert(entry.author.clone(), k);
+                k
+            }
+        };
         let leaf = leaf_hash(&entry.author, entry.seq);
         let slot = self.keys.entry((key, entry.author.clone())).or_insert(0);
         self.root ^= *slot ^ leaf;
