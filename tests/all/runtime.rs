@@ -94,6 +94,10 @@ fn a_trapping_guest_is_a_crash_of_that_component_only() {
         matches!(err, ControlError::Unavailable(ref m) if m.contains("crashed")),
         "{err}"
     );
+    assert!(
+        err.to_string().contains("deliberate trap in get-peer-metadata"),
+        "the crash reason names the guest's panic: {err}"
+    );
     let view = plane.get_members().expect("serving after the trap");
     assert_eq!(view.members.len(), 2);
     assert_eq!(

@@ -131,11 +131,20 @@ impl Instance {
                 effects,
             ),
             Err(trap) => {
-                let reason = describe_trap(&trap);
+                // A crashed call's state changes are discarded (it did not
+                // complete); its event-log lines are kept, and a panic the
+                // guest reported names the cause.
+                let logs: Vec<Effect> = effects
+                    .into_iter()
+                    .filter(|e| matches!(e, Effect::Log { .. }))
+                    .collect();
+                let mut reason = describe_trap(&trap);
+                if let Some(message) = logs.iter().find_map(panic_message) {
+                    reason = format!("guest panicked: {message} ({reason})");
+                }
                 tracing::error!(call = name, component = %self.component.source, %reason, "component crashed");
                 self.crashed = Some(reason.clone());
-                // A crashed call's effects are discarded: it did not complete.
-                (Err(CallError::Crashed { call: name, reason }), Vec::new())
+                (Err(CallError::Crashed { call: name, reason }), logs)
             }
         }
     }
@@ -263,6 +272,17 @@ impl Instance {
             b.nodeplane_control_control()
                 .call_get_peer_metadata(s, &peer.to_string())
         })
+    }
+}
+
+/// The message of a `panic` event-log line, if `effect` is one.
+fn panic_message(effect: &Effect) -> Option<String> {
+    match effect {
+        Effect::Log { kind, detail } if kind == "panic" => {
+            let value: serde_json::Value = serde_json::from_str(detail).ok()?;
+            value["message"].as_str().map(str::to_string)
+        }
+        _ => None,
     }
 }
 

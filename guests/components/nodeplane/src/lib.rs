@@ -60,6 +60,25 @@ fn perform(shell: &mut Shell) {
     }
 }
 
+/// Reports a panic through the event log before the instance aborts, so the
+/// host can name it in the crash reason (Rust's default hook would try to
+/// print to stderr, which the host does not provide).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message: String = info
+            .to_string()
+            .chars()
+            .flat_map(|c| match c {
+                '"' => vec!['\\', '"'],
+                '\\' => vec!['\\', '\\'],
+                c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+                c => vec![c],
+            })
+            .collect();
+        events::log_event("panic", &format!("{{\"message\":\"{message}\"}}"));
+    }));
+}
+
 struct Component;
 
 impl driver::Guest for Component {
@@ -71,6 +90,7 @@ impl driver::Guest for Component {
     }
 
     fn init(config: types::NodeConfig) -> Result<(), types::Error> {
+        install_panic_hook();
         let stored = ledger_store::load()
             .into_iter()
             .map(convert::entry_from_wit)

@@ -94,6 +94,25 @@ fn to_wit_error(error: Error) -> types::Error {
     }
 }
 
+/// Reports a panic through the event log before the instance aborts, so the
+/// host can name it in the crash reason (Rust's default hook would try to
+/// print to stderr, which the host does not provide).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message: String = info
+            .to_string()
+            .chars()
+            .flat_map(|c| match c {
+                '"' => vec!['\\', '"'],
+                '\\' => vec!['\\', '\\'],
+                c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
+                c => vec![c],
+            })
+            .collect();
+        events::log_event("panic", &format!("{{\"message\":\"{message}\"}}"));
+    }));
+}
+
 /// The exported component.
 pub struct Component;
 
@@ -106,6 +125,7 @@ impl driver::Guest for Component {
     }
 
     fn init(config: types::NodeConfig) -> Result<(), types::Error> {
+        install_panic_hook();
         let flaw: Flaw = crate::FLAW;
         let plane = Plane::new(flaw, config.node_id, config.address, config.metadata)
             .map_err(to_wit_error)?;
