@@ -17,8 +17,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the live demo: a control plane in a host, exercised through the
-    /// Control Plane Interface, every step checked.
+    /// Run the live demo: five agents with Mesh VPN hosts on loopback; live
+    /// swap stub -> node plane, a kill, a restart, a partition and its heal,
+    /// every step checked.
     Demo,
     /// Check a component against the interface specification.
     Conformance {
