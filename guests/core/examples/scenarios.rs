@@ -253,8 +253,19 @@ fn main() {
                 sim.run_for(120_000);
                 let mute_dead = sim.all_see(m, PeerState::Dead);
                 let healthy_dead: usize = sim.false_deaths.iter().filter(|(_, s)| *s != m).count();
+                let refuters_mute: Vec<usize> = (0..n)
+                    .filter(|&i| i != m && sim.nodes[i].logs.iter().any(|(k, _)| k == "refuted"))
+                    .collect();
+                let suspecters: Vec<usize> = (0..n)
+                    .filter(|&i| sim.nodes[i].logs.iter().any(|(k, _)| k == "suspected"))
+                    .collect();
                 sim.heal();
                 let t = sim.run_until_pred(100, 120_000, |s| s.converged());
+                sim.run_for(10_000);
+                let refuters: Vec<usize> = (0..n)
+                    .filter(|&i| i != m && sim.nodes[i].logs.iter().any(|(k, _)| k == "refuted"))
+                    .collect();
+                println!("seed {seed}: mute n{m}; suspecters {suspecters:?}; healthy refuting during mute {refuters_mute:?}, by the end {refuters:?}");
                 println!("seed {seed}: mute dead everywhere {mute_dead}, healthy declared dead {healthy_dead}, restore->converged {:?} ms", t);
                 results.push(healthy_dead as f64);
             }

@@ -50,6 +50,12 @@ pub const DIRECT_RETRIES_AT_TIMEOUT: usize = 2;
 /// the requester's remaining period (interval - timeout), so the nack
 /// arrives before the requester's verdict.
 pub const NACK_WAIT_PERCENT: u64 = 80;
+/// A probe still unanswered this far (percent) into the time left in the
+/// period after the probe timeout asks a second, disjoint set of helpers.
+/// When 10 % of node pairs cannot talk directly, three helpers all fail for
+/// 0.7 % of indirect probes (each needs both of its links); six for
+/// 0.005 %. Early enough for the second round trip to finish in the period.
+pub const INDIRECT_RETRY_PERCENT: u64 = 40;
 /// Suspected subjects this node re-probes per period to confirm or clear a
 /// suspicion it learnt from others.
 pub const CONFIRM_PROBES_PER_PERIOD: usize = 4;

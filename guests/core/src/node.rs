@@ -23,6 +23,9 @@ pub const TIMER_LEAVE_REPEAT: u64 = 5;
 /// Timer: the earliest deadline of an indirect probe relayed for another
 /// node (a nack is due).
 pub const TIMER_RELAY: u64 = 6;
+/// Timer: unanswered probes ask a second set of helpers
+/// ([`INDIRECT_RETRY_PERCENT`]).
+pub const TIMER_INDIRECT_RETRY: u64 = 7;
 
 /// Something the host must do for the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +75,14 @@ struct Probe {
     acked: bool,
     helpers: u32,
     nacks: u32,
+    /// Addresses of the helpers asked so far.
+    asked: Vec<String>,
+    /// Whether the second set of helpers was asked.
+    retried: bool,
+    /// When the probe started.
+    started: u64,
+    /// Failed without any answer reaching this node; judged a period later.
+    deferred: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -172,6 +183,11 @@ pub struct Node {
     now_ms: u64,
     /// Consecutive received digests equal to ours since our last change.
     agreeing: u32,
+    /// Time left in the current period after the probe timeout.
+    probe_slack_ms: u64,
+    /// When this node last heard an answer to its own requests (ack,
+    /// indirect ack, nack).
+    last_answer_ms: Option<u64>,
 }
 
 fn json(pairs: &[(&str, serde_json::Value)]) -> String {
@@ -221,6 +237,8 @@ impl Node {
             peer_digest: BTreeMap::new(),
             now_ms,
             agreeing: 0,
+            probe_slack_ms: 0,
+            last_answer_ms: None,
             cfg,
         };
         let mut max_inc_about_self = None::<u64>;
@@ -409,6 +427,7 @@ impl Node {
             TIMER_RELAY,
             TIMER_PROTOCOL,
             TIMER_PROBE_TIMEOUT,
+            TIMER_INDIRECT_RETRY,
             TIMER_GOSSIP,
             TIMER_ANTI_ENTROPY,
         ] {
@@ -538,6 +557,7 @@ impl Node {
             } => {
                 self.ingest(now_ms, from, entries, true);
                 self.note_digest(from, digest);
+                self.last_answer_ms = Some(now_ms);
                 if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
                         p.acked = true;
@@ -593,11 +613,13 @@ impl Node {
                 );
             }
             Message::IndirectAck { seq } => {
+                self.last_answer_ms = Some(now_ms);
                 if let Some(p) = self.probes.get_mut(&seq) {
                     p.acked = true;
                 }
             }
             Message::Nack { seq } => {
+                self.last_answer_ms = Some(now_ms);
                 if let Some(p) = self.probes.get_mut(&seq) {
                     p.nacks += 1;
                 }
@@ -638,6 +660,7 @@ impl Node {
         match (self.phase, timer) {
             (Phase::Joined, TIMER_PROTOCOL) => self.protocol_tick(now_ms),
             (Phase::Joined, TIMER_PROBE_TIMEOUT) => self.probe_timeout(),
+            (Phase::Joined, TIMER_INDIRECT_RETRY) => self.indirect_retry(),
             (Phase::Joined, TIMER_GOSSIP) => {
                 self.gossip_round(now_ms);
                 self.apply_death_rule(now_ms);
@@ -1341,6 +1364,10 @@ impl Node {
                 acked: false,
                 helpers: 0,
                 nacks: 0,
+                asked: Vec::new(),
+                retried: false,
+                started: self.now_ms,
+                deferred: false,
             },
         );
         let entries = self.piggyback_for(&m.address);
@@ -1390,6 +1417,8 @@ impl Node {
         let timeout = (u64::from(self.cfg.tunables.probe_timeout_ms)
             * (1 + u64::from(self.health)))
         .min(u64::from(self.cfg.tunables.probe_interval_ms) * PROBE_TIMEOUT_CAP_PERCENT / 100);
+        self.probe_slack_ms =
+            u64::from(self.cfg.tunables.probe_interval_ms).saturating_sub(timeout);
         if !self.probes.is_empty() {
             self.set_timer(TIMER_PROBE_TIMEOUT, timeout);
         }
@@ -1447,17 +1476,65 @@ impl Node {
             }
             if let Some(p) = self.probes.get_mut(&seq) {
                 p.helpers = helpers.len() as u32;
+                p.asked = helpers;
+            }
+        }
+        if self.probes.values().any(|p| !p.acked && p.helpers > 0) {
+            let after = (self.probe_slack_ms * INDIRECT_RETRY_PERCENT / 100).max(1);
+            self.set_timer(TIMER_INDIRECT_RETRY, after);
+        }
+    }
+
+    /// Asks a second, disjoint set of helpers about every probe that is
+    /// still unanswered: a target that some helpers cannot reach is not
+    /// suspected for their sake.
+    fn indirect_retry(&mut self) {
+        let k = self.cfg.tunables.indirect_probes as usize;
+        let pending: Vec<(u32, String, Vec<String>)> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| !p.acked && p.helpers > 0 && !p.retried)
+            .map(|(s, p)| (*s, p.target.clone(), p.asked.clone()))
+            .collect();
+        for (seq, target, asked) in pending {
+            let Some(addr) = self.published.get(&target).map(|m| m.address.clone()) else {
+                continue;
+            };
+            let helpers: Vec<String> = self
+                .sample_live(k, |n, id| {
+                    id != target
+                        && n.published.get(id).is_some_and(|m| {
+                            m.state == PeerState::Alive && !asked.contains(&m.address)
+                        })
+                })
+                .iter()
+                .filter_map(|id| self.published.get(id).map(|m| m.address.clone()))
+                .collect();
+            for h in &helpers {
+                self.send(
+                    h,
+                    &Message::PingReq {
+                        seq,
+                        target: target.clone(),
+                        address: addr.clone(),
+                    },
+                );
+            }
+            if let Some(p) = self.probes.get_mut(&seq) {
+                p.retried = true;
+                p.helpers += helpers.len() as u32;
+                p.asked.extend(helpers);
             }
         }
     }
 
     fn finish_probes(&mut self, now_ms: u64) {
         let probes = std::mem::take(&mut self.probes);
-        for (_, p) in probes {
+        for (seq, mut p) in probes {
             if p.acked {
                 continue;
             }
-            if p.helpers > 0 && p.nacks == 0 {
+            if p.helpers > 0 && p.nacks == 0 && !p.deferred {
                 // Nobody answered at all: more likely our own problem.
                 self.health = (self.health + 1).min(HEALTH_MAX);
             }
@@ -1465,6 +1542,30 @@ impl Node {
                 continue;
             };
             if !m.state.is_live() {
+                continue;
+            }
+            // Helpers were asked, yet nothing this node sent since the probe
+            // started got any answer (ack, indirect ack, nack): its own
+            // messages probably do not get out (a mute node). Its suspicion
+            // would spread once it is heard again and make a healthy peer
+            // renew its identity. Wait one more period for late answers
+            // (nacks come late while local health stretches the timeout),
+            // then withhold.
+            let silent = p.helpers > 0 && self.last_answer_ms.is_none_or(|t| t < p.started);
+            if silent && !p.deferred {
+                p.deferred = true;
+                p.retried = true;
+                self.probes.insert(seq, p);
+                continue;
+            }
+            if silent {
+                self.log(
+                    "suspicion-withheld",
+                    &[
+                        ("subject", p.target.clone().into()),
+                        ("reason", "no answers".into()),
+                    ],
+                );
                 continue;
             }
             if self.health >= HEALTH_WITHHOLD_SUSPICION {
