@@ -1330,8 +1330,12 @@ impl Node {
         if id == self.cfg.node_id || !state.is_live() || self.in_probe_order.contains(id) {
             return;
         }
+        // A random place in O(1): append, then swap with a random slot (the
+        // member that was there moves to the end, itself a random place).
         let at = self.rng.below(self.probe_order.len() as u64 + 1) as usize;
-        self.probe_order.insert(at, id.to_string());
+        self.probe_order.push(id.to_string());
+        let last = self.probe_order.len() - 1;
+        self.probe_order.swap(at, last);
         self.in_probe_order.insert(id.to_string());
     }
 
