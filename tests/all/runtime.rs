@@ -95,7 +95,8 @@ fn a_trapping_guest_is_a_crash_of_that_component_only() {
         "{err}"
     );
     assert!(
-        err.to_string().contains("deliberate trap in get-peer-metadata"),
+        err.to_string()
+            .contains("deliberate trap in get-peer-metadata"),
         "the crash reason names the guest's panic: {err}"
     );
     let view = plane.get_members().expect("serving after the trap");
