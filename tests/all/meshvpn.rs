@@ -114,7 +114,7 @@ impl AgentHarness {
     }
 
     fn logs(&self) -> String {
-        log_tails(&self.root, self.agents.iter().map(|n| n.id.as_ref()), 10)
+        log_tails(&self.root, self.agents.iter().map(|n| n.id), 10)
     }
 }
 
