@@ -65,17 +65,7 @@ fn perform(shell: &mut Shell) {
 /// print to stderr, which the host does not provide).
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let message: String = info
-            .to_string()
-            .chars()
-            .flat_map(|c| match c {
-                '"' => vec!['\\', '"'],
-                '\\' => vec!['\\', '\\'],
-                c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-                c => vec![c],
-            })
-            .collect();
-        events::log_event("panic", &format!("{{\"message\":\"{message}\"}}"));
+        events::log_event("panic", &guest_support::panic_detail(info));
     }));
 }
 

@@ -99,17 +99,7 @@ fn to_wit_error(error: Error) -> types::Error {
 /// print to stderr, which the host does not provide).
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let message: String = info
-            .to_string()
-            .chars()
-            .flat_map(|c| match c {
-                '"' => vec!['\\', '"'],
-                '\\' => vec!['\\', '\\'],
-                c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-                c => vec![c],
-            })
-            .collect();
-        events::log_event("panic", &format!("{{\"message\":\"{message}\"}}"));
+        events::log_event("panic", &guest_support::panic_detail(info));
     }));
 }
 
