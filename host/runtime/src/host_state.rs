@@ -29,22 +29,9 @@ impl HostState {
         tracing::warn!(%reason, "{kind}");
         self.effects.push(Effect::Log {
             kind: kind.to_string(),
-            detail: serde_json_string(&reason),
+            detail: serde_json::json!({ "reason": reason }).to_string(),
         });
     }
-}
-
-fn serde_json_string(reason: &str) -> String {
-    let escaped: String = reason
-        .chars()
-        .flat_map(|c| match c {
-            '"' => vec!['\\', '"'],
-            '\\' => vec!['\\', '\\'],
-            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-            c => vec![c],
-        })
-        .collect();
-    format!("{{\"reason\":\"{escaped}\"}}")
 }
 
 impl types::Host for HostState {}
