@@ -178,7 +178,7 @@ impl Runtime {
         let name = source.to_string();
         let component = Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Invalid {
             name: name.clone(),
-            reason: format!("{e:#}"),
+            reason: error_chain(&e),
         })?;
         let imports = validate_imports(&self.engine, &component, &name)?;
         let mut linker = Linker::<HostState>::new(&self.engine);
@@ -188,24 +188,24 @@ impl Runtime {
         )
         .map_err(|e| RuntimeError::Invalid {
             name: name.clone(),
-            reason: format!("{e:#}"),
+            reason: error_chain(&e),
         })?;
         linker
             .define_unknown_imports_as_traps(&component)
             .map_err(|e| RuntimeError::Invalid {
                 name: name.clone(),
-                reason: format!("{e:#}"),
+                reason: error_chain(&e),
             })?;
         let instance_pre =
             linker
                 .instantiate_pre(&component)
                 .map_err(|e| RuntimeError::WrongWorld {
                     name: name.clone(),
-                    reason: format!("{e:#}"),
+                    reason: error_chain(&e),
                 })?;
         let pre = ControlPlanePre::new(instance_pre).map_err(|e| RuntimeError::WrongWorld {
             name: name.clone(),
-            reason: format!("{e:#}"),
+            reason: error_chain(&e),
         })?;
         let loaded = LoadedComponent {
             pre,
@@ -241,4 +241,17 @@ fn validate_imports(
         imports.push(import.to_string());
     }
     Ok(imports)
+}
+
+/// An error and its causes on one line, `outer: inner: ...`, whitespace
+/// collapsed (some parser errors pretty-print byte arrays over many lines).
+pub(crate) fn error_chain(error: &wasmtime::Error) -> String {
+    error
+        .chain()
+        .map(|cause| cause.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -485,7 +485,14 @@ fn boot<S: Services>(
 ) -> Result<Booted, ControlError> {
     let seed = services.seed();
     let mut instance = Instance::new(runtime, component, seed).map_err(|e| {
-        ControlError::Unavailable(format!("instantiating {}: {e:#}", component.source))
+        ControlError::Unavailable(format!(
+            "instantiating {}: {}",
+            component.source,
+            e.chain()
+                .map(|cause| cause.to_string())
+                .collect::<Vec<_>>()
+                .join(": ")
+        ))
     })?;
     let info = instance.info().map_err(ControlError::from)?;
     let stored = services
