@@ -401,21 +401,22 @@ impl<S: Services> Node<S> {
         for handle in self.subscribers.keys() {
             keep(fresh.subscribe(now, *handle), "subscribe")?;
         }
-        // Self-check: the new component answers and, if joined, lists us.
+        // Self-check: a joined node's new component must answer and list
+        // us. (Before join, `get-members` answers `not-joined`: empty view.)
         let (view, effects) = fresh.get_members(now);
-        keep((view.clone().map(|_| ()), effects), "list members").or_else(|e| {
-            if self.joined_seeds.is_none() {
-                Ok(())
-            } else {
-                Err(e)
+        let new_view = if self.joined_seeds.is_some() {
+            keep((view.clone().map(|_| ()), effects), "list members")?;
+            let view = view.unwrap_or_default();
+            if view.member(&self.config.node_id).is_none() {
+                return Err(ControlError::Unavailable(
+                    "new component failed its self-check: its view does not list this node".into(),
+                ));
             }
-        })?;
-        let new_view = view.unwrap_or_default();
-        if self.joined_seeds.is_some() && new_view.member(&self.config.node_id).is_none() {
-            return Err(ControlError::Unavailable(
-                "new component failed its self-check: its view does not list this node".into(),
-            ));
-        }
+            view
+        } else {
+            keep((Ok(()), effects), "list members")?;
+            view.unwrap_or_default()
+        };
 
         // Switch the slot.
         self.instance = fresh;
