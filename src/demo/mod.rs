@@ -33,7 +33,6 @@ struct Demo {
     agents: Vec<Agent>,
     vpns: Vec<MeshVpn<CompatClient>>,
     timings: Vec<(String, Duration)>,
-    root: std::path::PathBuf,
 }
 
 impl Demo {
@@ -159,7 +158,6 @@ fn story(root: &std::path::Path) -> Result<()> {
         agents: Vec::new(),
         vpns: Vec::new(),
         timings: Vec::new(),
-        root: root.to_path_buf(),
     };
     let everyone: Vec<usize> = (0..NODES).collect();
 
@@ -434,7 +432,6 @@ fn story(root: &std::path::Path) -> Result<()> {
     for agent in demo.agents.iter_mut() {
         agent.terminate();
     }
-    let _ = &demo.root;
     demo.say(&format!(
         "demo finished in {:.1}s: every check passed",
         demo.started.elapsed().as_secs_f64()
