@@ -35,7 +35,13 @@ fn main() {
         .unwrap_or_else(|| out_dir.clone())
         .join("wasm-guests");
 
-    for watched in ["components", "core/src", "core/Cargo.toml"] {
+    for watched in [
+        "components",
+        "core/src",
+        "core/Cargo.toml",
+        "entry",
+        "types",
+    ] {
         println!("cargo:rerun-if-changed={}", guests.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());

@@ -1,16 +1,19 @@
 //! A local cluster of `nodeplane agent` processes for the demo: started,
 //! killed, restarted and stopped by the demo, never left behind.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use nodeplane_agent::client::ApiClient;
+use nodeplane_agent::ports::free_port;
 
 /// How long an agent may take to answer `/healthz` after it was started.
 const START_DEADLINE: Duration = Duration::from_secs(20);
+/// Timeout of one request to an agent's API.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One agent of the demo cluster.
 pub struct Agent {
@@ -27,27 +30,17 @@ pub struct Agent {
     data_dir: PathBuf,
     seed: SocketAddr,
     exe: PathBuf,
+    client: ApiClient,
     child: Option<Child>,
-}
-
-/// A free port on `ip` for both UDP and TCP.
-fn free_port(ip: &str) -> Result<u16> {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind((ip, 0)).context("binding a probe TCP port")?;
-        let port = tcp.local_addr()?.port();
-        if UdpSocket::bind((ip, port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free port on {ip} for both UDP and TCP")
 }
 
 impl Agent {
     /// Plans agent `index`; node 0 is everybody's seed.
     pub fn plan(index: usize, seed: Option<SocketAddr>, root: &Path) -> Result<Agent> {
         let ip = "127.0.0.1";
-        let listen: SocketAddr = format!("{ip}:{}", free_port(ip)?).parse()?;
-        let api: SocketAddr = format!("{ip}:{}", free_port(ip)?).parse()?;
+        let port = || free_port(ip).context("picking a free port");
+        let listen: SocketAddr = format!("{ip}:{}", port()?).parse()?;
+        let api: SocketAddr = format!("{ip}:{}", port()?).parse()?;
         let key_bytes = [index as u8 + 1; 32];
         Ok(Agent {
             id: format!("node-{index}"),
@@ -59,13 +52,14 @@ impl Agent {
             seed: seed.unwrap_or(listen),
             // Resolved once: a rebuild during the demo replaces the file.
             exe: std::env::current_exe().context("locating the nodeplane binary")?,
+            client: ApiClient::new(&api.to_string(), None).with_timeout(REQUEST_TIMEOUT),
             child: None,
         })
     }
 
-    /// The API base URL.
-    pub fn base(&self) -> String {
-        format!("http://{}", self.api)
+    /// The client of this agent's API.
+    pub fn client(&self) -> &ApiClient {
+        &self.client
     }
 
     /// Starts the agent process with `component` and waits until it serves.
@@ -105,7 +99,7 @@ impl Agent {
                     self.data_dir.with_extension("log").display()
                 );
             }
-            if crate::demo::api::get(&self.base(), "/healthz").is_ok() {
+            if self.client.healthz().is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -141,16 +135,6 @@ impl Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    /// `GET` a JSON document from this agent's API.
-    pub fn get(&self, path: &str) -> Result<Value> {
-        crate::demo::api::get(&self.base(), path)
-    }
-
-    /// `POST` a JSON document to this agent's API.
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        crate::demo::api::post(&self.base(), path, body)
     }
 }
 

@@ -3,6 +3,10 @@
 //! processes through the compatibility API and `CompatClient`: what a
 //! Mesh VPN in another process sees.
 
+/// The suite, shared with the in-process modes.
+#[path = "../../host/meshvpn/tests/suite/mod.rs"]
+mod suite;
+
 use crate::support::{free_port, log_tails};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use nodeplane_compat_client::{CompatClient, ControlPlane};
 use nodeplane_interface::{ControlError, NodeId};
-use nodeplane_meshvpn::testkit::{suite, test_public_key, ExpectedPeer, Harness};
 use nodeplane_meshvpn::{MeshVpn, MeshVpnConfig, MeshVpnError};
+use suite::{suite, test_public_key, ExpectedPeer, Harness};
 
 /// Wait between polls of the suite (real time).
 const STEP: Duration = Duration::from_millis(100);

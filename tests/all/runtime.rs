@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use nodeplane_interface::{ControlError, ControlPlane, PeerState};
 use nodeplane_runtime::{
-    ComponentSource, Limits, MemoryServices, Node, NodeConfig, NodeHandle, Runtime, RuntimeError,
+    ComponentSource, Limits, Node, NodeConfig, NodeHandle, RecordingServices, Runtime, RuntimeError,
 };
+use nodeplane_sim::{NodeSpec, Sim};
 
 fn runtime() -> Runtime {
     Runtime::new(Limits {
@@ -24,10 +25,10 @@ fn config(id: &str, port: u16) -> NodeConfig {
     }
 }
 
-fn start(rt: &Runtime, path: &str) -> NodeHandle<MemoryServices> {
+fn start(rt: &Runtime, path: &str) -> NodeHandle<RecordingServices> {
     let component = rt.load_file(std::path::Path::new(path)).expect("load");
     let node =
-        Node::start(rt, &component, config("a", 7001), MemoryServices::new()).expect("start");
+        Node::start(rt, &component, config("a", 7001), RecordingServices::new()).expect("start");
     NodeHandle::new(node)
 }
 
@@ -159,37 +160,6 @@ fn a_broken_component_never_replaces_a_working_one() {
     assert!(plane.get_members().is_ok());
 }
 
-/// Pumps a small in-memory cluster of real node plane instances in virtual
-/// time: fires due timers and delivers every sent message after 5 ms.
-fn pump(nodes: &[NodeHandle<MemoryServices>], until_ms: u64) {
-    let mut in_flight: Vec<(u64, String, String, Vec<u8>)> = Vec::new();
-    let mut now = nodes[0].lock().services().now_ms;
-    while now < until_ms {
-        now += 5;
-        for node in nodes {
-            let mut n = node.lock();
-            n.services_mut().now_ms = now;
-            for timer in n.services_mut().take_due_timers() {
-                let _ = n.fire_timer(timer);
-            }
-        }
-        let due: Vec<_> = in_flight.iter().filter(|m| m.0 <= now).cloned().collect();
-        in_flight.retain(|m| m.0 > now);
-        for (_, from, to, payload) in due {
-            if let Some(target) = nodes.iter().find(|n| n.lock().config().address == to) {
-                let _ = target.lock().deliver_message(&from, &payload);
-            }
-        }
-        for node in nodes {
-            let mut n = node.lock();
-            let from = n.config().address.clone();
-            for (to, payload) in std::mem::take(&mut n.services_mut().outbox) {
-                in_flight.push((now + 5, from.clone(), to, payload));
-            }
-        }
-    }
-}
-
 #[test]
 fn three_real_node_plane_instances_converge_and_detect_a_crash() {
     let rt = runtime();
@@ -200,24 +170,26 @@ fn three_real_node_plane_instances_converge_and_detect_a_crash() {
         .imports
         .iter()
         .any(|i| i.contains("clocks") || i.contains("random/")));
-    let nodes: Vec<_> = (0..3)
-        .map(|i| {
-            let mut services = MemoryServices::new();
-            services.next_seed = i as u64 * 1000;
-            let node = Node::start(
-                &rt,
-                &component,
-                config(&format!("n{i}"), 7100 + i as u16),
-                services,
-            )
+    // The simulator's world carries the messages (5 ms each) and fires the
+    // timers; the nodes run the component file loaded above.
+    let mut sim = Sim::builder()
+        .nodes(0)
+        .latency_ms(5, 5)
+        .compiled(rt.clone(), component)
+        .build()
+        .expect("world");
+    for i in 0..3 {
+        let c = config(&format!("n{i}"), 7100 + i as u16);
+        sim.add_node(NodeSpec::new(c.node_id, c.address).metadata(c.metadata))
             .expect("start");
-            NodeHandle::new(node)
-        })
-        .collect();
-    for node in &nodes {
-        node.join(&["127.0.0.1:7100".into()]).expect("join");
     }
-    pump(&nodes, 10_000);
+    for i in 0..3 {
+        sim.join_with(i, &["127.0.0.1:7100".into()]).expect("join");
+    }
+    let nodes: Vec<_> = (0..3)
+        .map(|i| sim.node(i).handle().expect("running").clone())
+        .collect();
+    sim.run_until_ms(10_000);
     for node in &nodes {
         let view = node.get_members().unwrap();
         let alive = view
@@ -233,10 +205,10 @@ fn three_real_node_plane_instances_converge_and_detect_a_crash() {
             view.members
         );
     }
-    // Crash n2: stop pumping it by dropping it from the set.
-    let survivors = &nodes[..2];
-    pump(survivors, 60_000);
-    for node in survivors {
+    // Crash n2: the world stops driving it and loses messages to it.
+    sim.crash(2);
+    sim.run_until_ms(60_000);
+    for node in &nodes[..2] {
         let view = node.get_members().unwrap();
         assert_eq!(
             view.member("n2").map(|m| m.state),

@@ -1,18 +1,11 @@
 //! Helpers shared by the tests that run real agent processes.
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
 
 /// A port on `ip` that is free for both UDP and TCP (an agent's control
-/// address uses both).
+/// address uses both): the agent's own helper, panicking on failure.
 pub fn free_port(ip: &str) -> u16 {
-    loop {
-        let tcp = TcpListener::bind((ip, 0)).expect("bind tcp");
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
+    nodeplane_agent::ports::free_port(ip).expect("a free port")
 }
 
 /// The last `lines` lines of each agent's log file `<dir>/<id>.log`, for

@@ -15,7 +15,7 @@ fn median(v: &mut [f64]) -> f64 {
 fn s6(h: usize, d: usize, a: usize) -> (usize, usize, usize) {
     use nodeplane_core::ledger::{Entry, GENESIS_PREV};
     use nodeplane_core::wire::{self, Message};
-    use nodeplane_core::{Config, Effect, Node, Tunables};
+    use nodeplane_core::{Effect, Node, NodeConfig, Tunables};
     use std::collections::BTreeMap;
     let mut heads: BTreeMap<String, (u64, [u8; 32])> = BTreeMap::new();
     fn push(
@@ -62,11 +62,11 @@ fn s6(h: usize, d: usize, a: usize) -> (usize, usize, usize) {
             h + d + i,
         );
     }
-    let cfg = |id: &str, addr: &str| Config {
+    let cfg = |id: &str, addr: &str| NodeConfig {
         node_id: id.into(),
         address: addr.into(),
         metadata: vec![],
-        tunables: Tunables::default(),
+        tunables: Tunables::DEFAULTS,
     };
     let mut na = Node::new(cfg("na", "10.1.0.1:7000"), la, 1, 0).unwrap();
     let mut nb = Node::new(cfg("nb", "10.1.0.2:7000"), lb, 2, 0).unwrap();

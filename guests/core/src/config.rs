@@ -3,24 +3,12 @@
 
 use crate::error::Error;
 
-/// Default protocol period: one probe per second (SWIM, memberlist LAN).
-pub const DEFAULT_PROBE_INTERVAL_MS: u32 = 1_000;
-/// Default direct-ack wait before indirect probes: half a period, so the
-/// indirect round still fits inside the period.
-pub const DEFAULT_PROBE_TIMEOUT_MS: u32 = 500;
-/// Default number of helpers asked to probe indirectly (memberlist: 3).
-pub const DEFAULT_INDIRECT_PROBES: u32 = 3;
-/// Default suspicion multiplier: minimum suspicion timeout =
-/// multiplier x period x log10(N+1) (3.6 s at N = 64).
-pub const DEFAULT_SUSPICION_MULTIPLIER: u32 = 2;
-/// Default death quorum: 0 means "strict majority of the non-dead,
-/// non-left members"; a configured value can only raise that floor.
-pub const DEFAULT_DEATH_QUORUM: u32 = 0;
-/// Default interval of the low-rate anti-entropy round with the last known
-/// addresses of `dead` members (and the seeds while alone).
-pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: u32 = 2_000;
-/// Default gossip retransmissions = multiplier x log10(N+1) (memberlist: 4).
-pub const DEFAULT_RETRANSMIT_MULTIPLIER: u32 = 4;
+pub use nodeplane_types::tunables::{
+    DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_DEATH_QUORUM, DEFAULT_INDIRECT_PROBES,
+    DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, DEFAULT_RETRANSMIT_MULTIPLIER,
+    DEFAULT_SUSPICION_MULTIPLIER,
+};
+pub use nodeplane_types::{NodeConfig, Tunables, MAX_MESSAGE_BYTES};
 
 /// Maximum suspicion timeout as a multiple of the minimum (Lifeguard uses
 /// 6; 3 keeps a lone suspicion from lingering while the quorum still gates
@@ -64,9 +52,6 @@ pub const CONFIRM_PROBES_PER_PERIOD: usize = 4;
 pub const CONFIRM_JITTER_MS: u64 = 600;
 /// Minimum gap between two reconciliations started towards one address.
 pub const SYNC_MIN_GAP_MS: u64 = 1_000;
-/// Largest accepted or produced wire message, in bytes (the host drops
-/// anything over 60 000 bytes).
-pub const MAX_MESSAGE_BYTES: usize = 60_000;
 /// Byte budget for entries in one message (leaves room for the envelope).
 pub const ENTRY_BYTES_BUDGET: usize = 56_000;
 /// Byte budget for entries piggybacked on a ping, ack or gossip push: keeps
@@ -128,119 +113,52 @@ pub const PROBE_TIMEOUT_CAP_PERCENT: u64 = 90;
 /// Longest accepted node id.
 pub const MAX_NODE_ID_LEN: usize = 64;
 
-/// Protocol tunables; a zero field means "use the default".
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tunables {
-    /// Protocol period: one probe per period.
-    pub probe_interval_ms: u32,
-    /// Direct-ack wait before indirect probes.
-    pub probe_timeout_ms: u32,
-    /// Members asked to probe indirectly.
-    pub indirect_probes: u32,
-    /// Minimum suspicion timeout = multiplier x period x log10(N+1).
-    pub suspicion_multiplier: u32,
-    /// Distinct suspecting authors needed for a death verdict (raises the
-    /// strict-majority floor, never lowers it).
-    pub death_quorum: u32,
-    /// Interval of anti-entropy with dead members' last addresses.
-    pub anti_entropy_interval_ms: u32,
-    /// Gossip retransmissions = multiplier x log10(N+1).
-    pub retransmit_multiplier: u32,
+/// Checks the tunables (defaults already filled in).
+fn validate_tunables(t: &Tunables) -> Result<(), Error> {
+    if t.probe_timeout_ms >= t.probe_interval_ms {
+        return Err(Error::InvalidConfig(format!(
+            "tunables.probe_timeout_ms ({}) must be below tunables.probe_interval_ms ({})",
+            t.probe_timeout_ms, t.probe_interval_ms
+        )));
+    }
+    if t.indirect_probes > MAX_INDIRECT_PROBES {
+        return Err(Error::InvalidConfig(format!(
+            "tunables.indirect_probes ({}) must be at most {MAX_INDIRECT_PROBES}",
+            t.indirect_probes
+        )));
+    }
+    Ok(())
 }
 
-impl Default for Tunables {
-    fn default() -> Self {
-        Tunables {
-            probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
-            probe_timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
-            indirect_probes: DEFAULT_INDIRECT_PROBES,
-            suspicion_multiplier: DEFAULT_SUSPICION_MULTIPLIER,
-            death_quorum: DEFAULT_DEATH_QUORUM,
-            anti_entropy_interval_ms: DEFAULT_ANTI_ENTROPY_INTERVAL_MS,
-            retransmit_multiplier: DEFAULT_RETRANSMIT_MULTIPLIER,
-        }
+/// Checks a node's configuration and returns it with the tunables'
+/// defaults filled in.
+pub fn validated(mut config: NodeConfig) -> Result<NodeConfig, Error> {
+    validate_node_id(&config.node_id)
+        .map_err(|why| Error::InvalidConfig(format!("node_id {:?}: {why}", config.node_id)))?;
+    if !is_valid_address(&config.address) {
+        return Err(Error::InvalidConfig(format!(
+            "address {:?}: expected ip:port (IPv4 or bracketed IPv6)",
+            config.address
+        )));
     }
-}
-
-impl Tunables {
-    /// Replaces every zero field by its default.
-    pub fn with_defaults(self) -> Tunables {
-        let d = Tunables::default();
-        let pick = |v: u32, dv: u32| if v == 0 { dv } else { v };
-        Tunables {
-            probe_interval_ms: pick(self.probe_interval_ms, d.probe_interval_ms),
-            probe_timeout_ms: pick(self.probe_timeout_ms, d.probe_timeout_ms),
-            indirect_probes: pick(self.indirect_probes, d.indirect_probes),
-            suspicion_multiplier: pick(self.suspicion_multiplier, d.suspicion_multiplier),
-            death_quorum: self.death_quorum,
-            anti_entropy_interval_ms: pick(
-                self.anti_entropy_interval_ms,
-                d.anti_entropy_interval_ms,
-            ),
-            retransmit_multiplier: pick(self.retransmit_multiplier, d.retransmit_multiplier),
-        }
+    // The profile (incarnation, address, metadata) travels in `join`
+    // and `alive` bodies, which are bounded.
+    let profile = crate::membership::body(&crate::membership::ProfileBody {
+        inc: u64::MAX,
+        addr: config.address.clone(),
+        meta: config.metadata.clone(),
+    });
+    if profile.len() > crate::ledger::entry::MAX_BODY_LEN {
+        return Err(Error::InvalidConfig(format!(
+            "metadata: {} bytes as JSON, at most about {} allowed",
+            profile.len(),
+            crate::ledger::entry::MAX_BODY_LEN
+                - (profile.len() - serde_json::to_vec(&config.metadata).map_or(0, |v| v.len()))
+        )));
     }
-
-    fn validate(&self) -> Result<(), Error> {
-        if self.probe_timeout_ms >= self.probe_interval_ms {
-            return Err(Error::InvalidConfig(format!(
-                "tunables.probe_timeout_ms ({}) must be below tunables.probe_interval_ms ({})",
-                self.probe_timeout_ms, self.probe_interval_ms
-            )));
-        }
-        if self.indirect_probes > MAX_INDIRECT_PROBES {
-            return Err(Error::InvalidConfig(format!(
-                "tunables.indirect_probes ({}) must be at most {MAX_INDIRECT_PROBES}",
-                self.indirect_probes
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// A node's local configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// This node's stable identity: 1 to 64 bytes of `[A-Za-z0-9._-]`.
-    pub node_id: String,
-    /// This node's control-channel address, `ip:port`.
-    pub address: String,
-    /// Metadata offered to peers.
-    pub metadata: Vec<(String, String)>,
-    /// Protocol tunables (zero fields take their defaults).
-    pub tunables: Tunables,
-}
-
-impl Config {
-    /// Checks the configuration and returns it with defaults filled in.
-    pub fn validated(mut self) -> Result<Config, Error> {
-        validate_node_id(&self.node_id)
-            .map_err(|why| Error::InvalidConfig(format!("node_id {:?}: {why}", self.node_id)))?;
-        if !is_valid_address(&self.address) {
-            return Err(Error::InvalidConfig(format!(
-                "address {:?}: expected ip:port (IPv4 or bracketed IPv6)",
-                self.address
-            )));
-        }
-        // The profile (incarnation, address, metadata) travels in `join`
-        // and `alive` bodies, which are bounded.
-        let profile = crate::membership::body(&crate::membership::ProfileBody {
-            inc: u64::MAX,
-            addr: self.address.clone(),
-            meta: self.metadata.clone(),
-        });
-        if profile.len() > crate::ledger::entry::MAX_BODY_LEN {
-            return Err(Error::InvalidConfig(format!(
-                "metadata: {} bytes as JSON, at most about {} allowed",
-                profile.len(),
-                crate::ledger::entry::MAX_BODY_LEN
-                    - (profile.len() - serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()))
-            )));
-        }
-        self.tunables = self.tunables.with_defaults();
-        self.tunables.validate()?;
-        Ok(self)
-    }
+    config.tunables = config.tunables.with_defaults();
+    validate_tunables(&config.tunables)?;
+    Ok(config)
 }
 
 /// Checks a node id: 1 to 64 bytes of `[A-Za-z0-9._-]`.
@@ -271,16 +189,13 @@ mod tests {
 
     #[test]
     fn zero_fields_take_defaults() {
-        let t = Tunables {
-            probe_interval_ms: 0,
-            probe_timeout_ms: 0,
-            indirect_probes: 0,
-            suspicion_multiplier: 0,
-            death_quorum: 0,
-            anti_entropy_interval_ms: 0,
-            retransmit_multiplier: 0,
+        let c = NodeConfig {
+            node_id: "a".into(),
+            address: "10.0.0.1:7000".into(),
+            metadata: Vec::new(),
+            tunables: Tunables::default(),
         };
-        assert_eq!(t.with_defaults(), Tunables::default());
+        assert_eq!(validated(c).unwrap().tunables, Tunables::DEFAULTS);
         let t = Tunables {
             probe_interval_ms: 2000,
             ..Tunables::default()
@@ -290,13 +205,13 @@ mod tests {
 
     #[test]
     fn oversized_metadata_is_rejected() {
-        let c = Config {
+        let c = NodeConfig {
             node_id: "a".into(),
             address: "10.0.0.1:7000".into(),
             metadata: vec![("blob".into(), "x".repeat(5000))],
             tunables: Tunables::default(),
         };
-        assert!(matches!(c.validated(), Err(Error::InvalidConfig(s)) if s.starts_with("metadata")));
+        assert!(matches!(validated(c), Err(Error::InvalidConfig(s)) if s.starts_with("metadata")));
     }
 
     #[test]

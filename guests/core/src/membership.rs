@@ -1,5 +1,6 @@
-//! The membership model: peer states, entry bodies, and the view as a pure
-//! function of the entry set.
+//! The membership model: entry bodies, and the view as a pure function of
+//! the entry set. (The vocabulary itself, [`PeerState`], [`Member`] and the
+//! view and update types, is `nodeplane-types`, shared with every host.)
 //!
 //! Every state-changing entry is a *claim* `(subject, incarnation, state)`.
 //! Per subject the claim with the highest incarnation wins; ties go to the
@@ -11,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use nodeplane_types::{Member, PeerState};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Entry, Hash};
@@ -27,106 +29,6 @@ pub const KIND_SUSPECT: &str = "suspect";
 pub const KIND_CONFIRM_DEAD: &str = "confirm-dead";
 /// Entry kind: the author leaves gracefully.
 pub const KIND_LEAVE: &str = "leave";
-
-/// The state of a member.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PeerState {
-    /// Reachable, or no evidence to the contrary.
-    Alive,
-    /// Some node failed to reach it; not a verdict.
-    Suspect,
-    /// Declared failed under the death rule.
-    Dead,
-    /// Left gracefully.
-    Left,
-}
-
-impl PeerState {
-    /// Tie-break precedence at equal incarnation: left > dead > suspect > alive.
-    pub fn precedence(self) -> u8 {
-        match self {
-            PeerState::Alive => 0,
-            PeerState::Suspect => 1,
-            PeerState::Dead => 2,
-            PeerState::Left => 3,
-        }
-    }
-
-    /// Lowercase name, as in WIT and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeerState::Alive => "alive",
-            PeerState::Suspect => "suspect",
-            PeerState::Dead => "dead",
-            PeerState::Left => "left",
-        }
-    }
-
-    /// Whether the member counts towards quorums and is probed.
-    pub fn is_live(self) -> bool {
-        matches!(self, PeerState::Alive | PeerState::Suspect)
-    }
-}
-
-/// One member of a view.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    /// Stable identity.
-    pub id: String,
-    /// Last known control-channel address.
-    pub address: String,
-    /// State as this node sees it.
-    pub state: PeerState,
-    /// Incarnation of the winning claim.
-    pub incarnation: u64,
-    /// Metadata the member offers.
-    pub metadata: Vec<(String, String)>,
-}
-
-/// A membership view.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct View {
-    /// Rises by one per update emitted; 0 before join.
-    pub version: u64,
-    /// Members sorted by id, self included.
-    pub members: Vec<Member>,
-}
-
-/// Why an update happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
-    /// A member appeared for the first time.
-    Joined,
-    /// A suspicion was raised.
-    Suspected,
-    /// The member refuted a suspicion with a higher incarnation.
-    Refuted,
-    /// The death rule was met.
-    ConfirmedDead,
-    /// A dead member came back with a higher incarnation.
-    Recovered,
-    /// The member left gracefully.
-    Left,
-    /// Address, metadata or incarnation changed without a state change.
-    Changed,
-}
-
-/// One change of one member.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Update {
-    /// The member concerned.
-    pub peer: String,
-    /// Its state before; `None` when it was not a member.
-    pub previous: Option<PeerState>,
-    /// The member after the change.
-    pub current: Member,
-    /// Why.
-    pub cause: Cause,
-    /// Id of the ledger entry behind the change.
-    pub entry: Option<Hash>,
-    /// View version after this update.
-    pub version: u64,
-}
 
 /// Body of `join`, `alive` and `metadata`: the author's own profile.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +102,29 @@ fn parse<'a, T: Deserialize<'a>>(e: &'a Entry) -> Result<T, String> {
     })
 }
 
+/// The claim of entry `e` that `subject` is in `state` at `inc`, for the
+/// kinds a node may only write about another node: naming its own author
+/// is an error ("entry a#3: a node cannot {forbidden}").
+fn claim_about_other(
+    e: &Entry,
+    subject: String,
+    inc: u64,
+    state: PeerState,
+    forbidden: &str,
+) -> Result<Fact, String> {
+    if subject == e.author {
+        return Err(format!(
+            "entry {}#{}: a node cannot {forbidden}",
+            e.author, e.seq
+        ));
+    }
+    Ok(Fact::Claim {
+        subject,
+        inc,
+        state,
+    })
+}
+
 /// The membership facts of an entry. Unknown kinds carry none (so newer
 /// writers stay readable); a known kind with a bad body is an error.
 pub fn facts(e: &Entry) -> Result<Vec<Fact>, String> {
@@ -228,31 +153,23 @@ pub fn facts(e: &Entry) -> Result<Vec<Fact>, String> {
         }
         KIND_SUSPECT => {
             let b: SuspectBody = parse(e)?;
-            if b.subject == e.author {
-                return Err(format!(
-                    "entry {}#{}: a node cannot suspect itself",
-                    e.author, e.seq
-                ));
-            }
-            vec![Fact::Claim {
-                subject: b.subject,
-                inc: b.inc,
-                state: PeerState::Suspect,
-            }]
+            vec![claim_about_other(
+                e,
+                b.subject,
+                b.inc,
+                PeerState::Suspect,
+                "suspect itself",
+            )?]
         }
         KIND_CONFIRM_DEAD => {
             let b: DeadBody = parse(e)?;
-            if b.subject == e.author {
-                return Err(format!(
-                    "entry {}#{}: a node cannot declare itself dead",
-                    e.author, e.seq
-                ));
-            }
-            vec![Fact::Claim {
-                subject: b.subject,
-                inc: b.inc,
-                state: PeerState::Dead,
-            }]
+            vec![claim_about_other(
+                e,
+                b.subject,
+                b.inc,
+                PeerState::Dead,
+                "declare itself dead",
+            )?]
         }
         KIND_LEAVE => {
             let b: LeaveBody = parse(e)?;

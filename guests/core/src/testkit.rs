@@ -14,10 +14,11 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use crate::config::{Config, Tunables};
+use nodeplane_types::{Effect, Member, MembershipUpdate, NodeConfig, PeerState, Tunables};
+
+use crate::effect::Timer;
 use crate::ledger::Entry;
-use crate::membership::{Member, PeerState, Update};
-use crate::node::{Effect, Node};
+use crate::node::Node;
 use crate::rng::Rng;
 
 /// Smallest one-way latency, ms.
@@ -44,7 +45,7 @@ enum Event {
     },
     Timer {
         node: usize,
-        timer: u64,
+        timer: Timer,
         generation: u64,
     },
 }
@@ -57,10 +58,12 @@ pub struct SimNode {
     /// The durable store: every appended entry, in order.
     pub store: Vec<Entry>,
     /// Every update emitted, across restarts.
-    pub updates: Vec<Update>,
+    pub updates: Vec<MembershipUpdate>,
     /// Every log line (kind, detail).
     pub logs: Vec<(String, String)>,
-    timers: BTreeMap<u64, u64>,
+    timers: BTreeMap<Timer, u64>,
+    /// The view version last seen (it never goes down).
+    version: u64,
     generation: u64,
     restarts: u64,
 }
@@ -121,6 +124,7 @@ impl Sim {
                     updates: Vec::new(),
                     logs: Vec::new(),
                     timers: BTreeMap::new(),
+                    version: 0,
                     generation: 0,
                     restarts: 0,
                 })
@@ -128,7 +132,7 @@ impl Sim {
             now: 0,
             stats: NetStats::default(),
             loss: 0.0,
-            tunables: Tunables::default(),
+            tunables: Tunables::DEFAULTS,
             queue: BinaryHeap::new(),
             counter: 0,
             rng: Rng::new(seed ^ 0x5eed),
@@ -147,15 +151,15 @@ impl Sim {
         self.seed
     }
 
-    fn config(&self, i: usize) -> Config {
-        Config {
+    fn config(&self, i: usize) -> NodeConfig {
+        NodeConfig {
             node_id: node_id(i),
             address: node_address(i),
             metadata: vec![(
                 "overlay-ip".into(),
                 format!("100.64.{}.{}", (i >> 8) & 255, i & 255),
             )],
-            tunables: self.tunables.clone(),
+            tunables: self.tunables,
         }
     }
 
@@ -177,6 +181,7 @@ impl Sim {
         node.join(self.now, &seeds).expect("join");
         self.nodes[i].node = Some(node);
         self.nodes[i].timers.clear();
+        self.nodes[i].version = 0;
         self.flush(i);
     }
 
@@ -239,10 +244,13 @@ impl Sim {
         self.queue.push(Reverse((at, self.counter, ev)));
     }
 
+    /// Checks node `i`'s invariants, then performs its effects.
     fn flush(&mut self, i: usize) {
         let Some(node) = self.nodes[i].node.as_mut() else {
             return;
         };
+        node.check_invariants();
+        let version = node.view_version();
         let effects = node.drain_effects();
         for eff in effects {
             match eff {
@@ -297,7 +305,14 @@ impl Sim {
                     self.nodes[i].timers.remove(&timer);
                 }
                 Effect::Append(e) => self.nodes[i].store.push(e),
-                Effect::Update(u) => {
+                Effect::Update { update: u, .. } => {
+                    assert_eq!(
+                        u.version,
+                        self.nodes[i].version + 1,
+                        "node {i}: view versions rise by one per update (seed {})",
+                        self.seed
+                    );
+                    self.nodes[i].version = u.version;
                     if u.current.state == PeerState::Dead {
                         if let Some(j) = self.index_of(&u.peer) {
                             if self.nodes[j].node.is_some() {
@@ -310,6 +325,11 @@ impl Sim {
                 Effect::Log { kind, detail } => self.nodes[i].logs.push((kind, detail)),
             }
         }
+        assert_eq!(
+            self.nodes[i].version, version,
+            "node {i}: an update went missing (seed {})",
+            self.seed
+        );
     }
 
     /// The index of a node id.

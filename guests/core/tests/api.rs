@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use nodeplane_core::wire::{self, Message};
-use nodeplane_core::{Cause, Effect, Error, Node, PeerState};
+use nodeplane_core::{Effect, Error, Node, PeerState, UpdateCause};
 
 #[test]
 fn before_join_everything_is_not_joined() {
@@ -45,7 +45,7 @@ fn join_bad_seed_changes_nothing() {
         .unwrap_err();
     assert_eq!(err, Error::InvalidAddress("bogus".into()));
     assert_eq!(n.members(), Err(Error::NotJoined));
-    assert!(n.drain_effects().is_empty());
+    assert!(n.drain_checked().is_empty());
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn join_alone_then_again_is_idempotent() {
     assert_eq!(v.version, 1);
     assert_eq!(v.members.len(), 1);
     assert_eq!(v.members[0].state, PeerState::Alive);
-    let fx = n.drain_effects();
+    let fx = n.drain_checked();
     let ups = updates(&fx);
     assert_eq!(ups.len(), 1);
     assert_eq!(
@@ -65,13 +65,13 @@ fn join_alone_then_again_is_idempotent() {
             ups[0].previous,
             ups[0].version
         ),
-        ("a", Cause::Joined, None, 1)
+        ("a", UpdateCause::Joined, None, 1)
     );
     assert!(sends(&fx).is_empty(), "own address as seed is ignored");
     assert_eq!(appended(&fx).len(), 1);
     let v2 = n.join(10, &["10.0.0.2:7000".into()]).unwrap();
     assert_eq!(v2, v);
-    let fx = n.drain_effects();
+    let fx = n.drain_checked();
     assert!(updates(&fx).is_empty());
     assert!(sends(&fx).iter().all(|(to, _)| to == "10.0.0.2:7000") && !sends(&fx).is_empty());
 }
@@ -98,8 +98,8 @@ fn pair() -> (Node, Node) {
     });
     b.handle_message(1, "10.0.0.1:7000", &wa).unwrap();
     a.handle_message(1, "10.0.0.2:7000", &wb).unwrap();
-    a.drain_effects();
-    b.drain_effects();
+    a.drain_checked();
+    b.drain_checked();
     (a, b)
 }
 
@@ -128,12 +128,12 @@ fn report_peer_state_rules() {
         Ok(PeerState::Suspect),
         "never dead directly"
     );
-    let fx = a.drain_effects();
+    let fx = a.drain_checked();
     let ups = updates(&fx);
     assert_eq!(ups.len(), 1);
     assert_eq!(
         (ups[0].cause, ups[0].previous, ups[0].version),
-        (Cause::Suspected, Some(PeerState::Alive), v0 + 1)
+        (UpdateCause::Suspected, Some(PeerState::Alive), v0 + 1)
     );
     let suspect = appended(&fx);
     assert_eq!(suspect.len(), 1);
@@ -141,13 +141,13 @@ fn report_peer_state_rules() {
         (suspect[0].author.as_str(), suspect[0].kind.as_str()),
         ("a", "suspect")
     );
-    assert_eq!(ups[0].entry, Some(suspect[0].id));
+    assert_eq!(ups[0].entry, Some(suspect[0].id_hex()));
     // A second report adds nothing: this node already suspects b.
     assert_eq!(
         a.report_peer_state(4, "b", PeerState::Suspect),
         Ok(PeerState::Suspect)
     );
-    assert!(appended(&a.drain_effects()).is_empty());
+    assert!(appended(&a.drain_checked()).is_empty());
     // Alive does not clear a suspicion; only b itself can.
     assert_eq!(
         a.report_peer_state(5, "b", PeerState::Alive),
@@ -164,14 +164,14 @@ fn report_peer_state_rules() {
 fn suspected_node_refutes_with_higher_incarnation() {
     let (mut a, mut b) = pair();
     a.report_peer_state(2, "b", PeerState::Suspect).unwrap();
-    let s = appended(&a.drain_effects());
+    let s = appended(&a.drain_checked());
     let msg = wire::encode(&Message::Gossip {
         entries: s.iter().map(Into::into).collect(),
     });
     let inc0 = b.incarnation();
     b.handle_message(3, "10.0.0.1:7000", &msg).unwrap();
     assert_eq!(b.incarnation(), inc0 + 1);
-    let fx = b.drain_effects();
+    let fx = b.drain_checked();
     let alive = appended(&fx)
         .into_iter()
         .find(|e| e.kind == "alive")
@@ -180,10 +180,10 @@ fn suspected_node_refutes_with_higher_incarnation() {
         entries: vec![(&alive).into()],
     });
     a.handle_message(4, "10.0.0.2:7000", &msg).unwrap();
-    let ups = updates(&a.drain_effects());
+    let ups = updates(&a.drain_checked());
     assert_eq!(
         ups.last().map(|u| (u.cause, u.current.state)),
-        Some((Cause::Refuted, PeerState::Alive))
+        Some((UpdateCause::Refuted, PeerState::Alive))
     );
 }
 
@@ -191,10 +191,10 @@ fn suspected_node_refutes_with_higher_incarnation() {
 fn leave_then_has_left() {
     let mut n = joined_node("a", "10.0.0.1:7000");
     n.leave(1).unwrap();
-    let ups = updates(&n.drain_effects());
+    let ups = updates(&n.drain_checked());
     assert_eq!(
         ups.last().map(|u| (u.cause, u.current.state)),
-        Some((Cause::Left, PeerState::Left))
+        Some((UpdateCause::Left, PeerState::Left))
     );
     assert_eq!(n.leave(2), Err(Error::HasLeft));
     assert_eq!(n.join(2, &[]).unwrap_err(), Error::HasLeft);
@@ -216,7 +216,7 @@ fn restart_raises_incarnation_and_keeps_chain() {
         let mut m = Node::new(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
         m.join(0, &[]).unwrap();
         m.report_peer_state(0, "a", PeerState::Alive).ok();
-        m.drain_effects()
+        m.drain_checked()
     });
     let r = Node::new(config("a", "10.0.0.9:7000"), stored.clone(), 2, 5).unwrap();
     assert_eq!(r.incarnation(), 2);
@@ -273,7 +273,7 @@ fn bad_messages_are_errors_and_change_nothing() {
         }
     }
     assert_eq!(n.frontier_digest(), before);
-    assert!(n.drain_effects().is_empty());
+    assert!(n.drain_checked().is_empty());
 }
 
 #[test]
@@ -289,8 +289,8 @@ fn view_version_rises_by_one_per_update() {
     )
     .unwrap();
     a2.join(0, &[]).unwrap();
-    for e in a2.drain_effects() {
-        if let Effect::Update(u) = e {
+    for e in a2.drain_checked() {
+        if let Effect::Update { update: u, .. } = e {
             assert_eq!(u.version, last + 1);
             last = u.version;
         }

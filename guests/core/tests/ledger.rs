@@ -3,8 +3,9 @@
 mod common;
 use common::*;
 use nodeplane_core::ledger::{Entry, Insert, Ledger};
-use nodeplane_core::membership::{derive_view, Derived, Member, PeerState};
+use nodeplane_core::membership::{derive_view, Derived};
 use nodeplane_core::wire::{self, Message};
+use nodeplane_core::{Member, PeerState};
 use proptest::prelude::*;
 
 use PeerState::*;
@@ -323,14 +324,14 @@ fn every_flipped_byte_is_detected_on_receipt() {
             &wire::encode(&Message::Gossip { entries: good }),
         )
         .unwrap();
-        n.drain_effects();
+        n.drain_checked();
         let before = n.frontier_digest();
         let mut bad = msg.clone();
         bad[k] ^= 0x01;
         match n.handle_message(2, "10.0.0.2:7000", &bad) {
             Err(nodeplane_core::Error::BadMessage(_)) => {}
             Ok(()) => {
-                let fx = n.drain_effects();
+                let fx = n.drain_checked();
                 let logged = fx.iter().any(|e| matches!(e, nodeplane_core::Effect::Log { kind, .. } if kind == "entry-rejected"));
                 assert!(
                     logged || n.ledger().pending_len() > 0 && n.frontier_digest() == before,

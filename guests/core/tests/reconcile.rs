@@ -54,7 +54,7 @@ fn reconcile(a: &mut Node, b: &mut Node) -> Outcome {
         round_trips: 0,
     };
     let mut half_trips = 0;
-    let mut to_b = sends(&a.drain_effects());
+    let mut to_b = sends(&a.drain_checked());
     let mut to_a = Vec::new();
     while !to_b.is_empty() || !to_a.is_empty() {
         half_trips += 1;
@@ -63,13 +63,13 @@ fn reconcile(a: &mut Node, b: &mut Node) -> Outcome {
             account(&mut out, &p);
             b.handle_message(2, A_ADDR, &p).unwrap();
         }
-        to_a.extend(sends(&b.drain_effects()));
+        to_a.extend(sends(&b.drain_checked()));
         for (to, p) in std::mem::take(&mut to_a) {
             assert_eq!(to, A_ADDR);
             account(&mut out, &p);
             a.handle_message(2, B_ADDR, &p).unwrap();
         }
-        to_b.extend(sends(&a.drain_effects()));
+        to_b.extend(sends(&a.drain_checked()));
         assert!(half_trips < 1000, "reconciliation does not terminate");
     }
     out.round_trips = half_trips;
@@ -100,8 +100,8 @@ fn pair(h: usize, d: usize) -> (Node, Node) {
     let mut b = Node::new(config("nb", B_ADDR), lb, 2, 0).unwrap();
     a.join(0, &[]).unwrap();
     b.join(0, &[]).unwrap();
-    a.drain_effects();
-    b.drain_effects();
+    a.drain_checked();
+    b.drain_checked();
     (a, b)
 }
 
@@ -162,10 +162,10 @@ fn equal_ledgers_cost_one_round_trip_under_64_bytes() {
         entries: vec![],
     });
     b.handle_message(3, A_ADDR, &ping).unwrap();
-    let acks = sends(&b.drain_effects());
+    let acks = sends(&b.drain_checked());
     assert_eq!(acks.len(), 1);
     a.handle_message(4, B_ADDR, &acks[0].1).unwrap();
-    let after = sends(&a.drain_effects());
+    let after = sends(&a.drain_checked());
     assert!(
         after.is_empty(),
         "equal digests must end the exchange: {after:?}"

@@ -82,7 +82,7 @@ fn restarted_node_comes_back_with_higher_incarnation() {
         .map(|u| u.cause)
         .collect();
     assert!(
-        causes.contains(&nodeplane_core::Cause::Recovered),
+        causes.contains(&nodeplane_core::UpdateCause::Recovered),
         "seed {seed}: {causes:?}"
     );
 }

@@ -1,10 +1,18 @@
 //! The ledger entry format shared by the host and every guest: one entry,
-//! its canonical encoding and its id.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+//! its canonical encoding and its id, plus what every holder of entries
+//! computes the same way: chain verification ([`chain`](mod@chain)) and the frontier
+//! digest ([`frontier`](mod@frontier)).
 //!
 //! The encoding is the one documented on `ledger-entry` in `wit/control.wit`;
 //! the host and every component compute ids the same way.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod chain;
+pub mod frontier;
+
+pub use chain::{check_link, verify_chains, ChainError};
+pub use frontier::{digest_of, frontier, frontier_digest, Head, FRONTIER_TAG};
 
 use sha2::{Digest, Sha256};
 

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nodeplane_interface::{ControlError, ControlPlane};
-use nodeplane_runtime::{ComponentSource, Limits, Node, NodeConfig, NodeHandle, Runtime};
+use nodeplane_runtime::{Limits, Node, NodeConfig, NodeHandle, Runtime};
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::api::{blocking, router, AppState};
 use crate::config::Config;
 use crate::driver::{self, Mailbox};
 use crate::events::{EventLog, Source};
 use crate::faults::Faults;
+use crate::http::{blocking, router, AppState};
 use crate::metrics::Metrics;
 use crate::network::{self, NetContext};
 use crate::services::{AgentServices, Timers};
@@ -87,14 +87,7 @@ pub fn load_component(
     runtime: &Runtime,
     spec: &str,
 ) -> Result<nodeplane_runtime::LoadedComponent, StartError> {
-    match nodeplane_artifacts::builtin(spec) {
-        Some(bytes) => runtime
-            .load(bytes, ComponentSource::Builtin(spec.to_string()))
-            .map_err(|e| StartError::Component(e.to_string())),
-        None => runtime
-            .load_file(std::path::Path::new(spec))
-            .map_err(|e| StartError::Component(e.to_string())),
-    }
+    nodeplane_artifacts::load(runtime, spec).map_err(|e| StartError::Component(e.to_string()))
 }
 
 impl Agent {

@@ -257,7 +257,7 @@ pub enum LedgerCommand {
 pub fn run_ledger(args: LedgerArgs) -> Result<()> {
     match args.command {
         LedgerCommand::Head(api) => {
-            let head = api.client().get("/ledger/head")?;
+            let head = api.client().ledger_head()?;
             outln!("digest:  {}", text(&head["digest"]));
             outln!("entries: {}", text(&head["entries"]));
             let rows: Vec<Vec<String>> = head["authors"]
@@ -310,10 +310,7 @@ pub fn run_swap(args: SwapArgs) -> Result<()> {
         Ok(p) if nodeplane_artifacts::builtin(&args.component).is_none() => p.display().to_string(),
         _ => args.component.clone(),
     };
-    let r = args
-        .api
-        .client()
-        .post("/admin/component", &json!({ "component": component }))?;
+    let r = args.api.client().swap(&component)?;
     outln!(
         "swapped {} -> {} in {:.2} ms ({} updates emitted); hash {}",
         text(&r["from"]),
@@ -364,7 +361,7 @@ pub fn run_faults(args: FaultsArgs) -> Result<()> {
         _ => bail!("give one of --block, --unblock, --mute, --unmute (or none to list)"),
     };
     let state = match body {
-        Some(b) => client.post("/admin/faults", &b)?,
+        Some(b) => client.set_faults(&b)?,
         None => client.get("/admin/faults")?,
     };
     outln!("mute: {}", state["mute"].as_bool().unwrap_or(false));

@@ -1,8 +1,12 @@
-//! A small blocking HTTP client for the operator commands.
+//! A small blocking client of an agent's HTTP API, for the operator
+//! commands, the demo and the tests: the raw calls ([`ApiClient::get`],
+//! [`ApiClient::post`]) and one method per endpoint they use.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use nodeplane_interface::MembershipView;
+use serde_json::{json, Value};
 
 /// Timeout of one operator request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,11 +30,19 @@ impl ApiClient {
         ApiClient { base, token, agent }
     }
 
-    fn finish(
-        &self,
-        what: &str,
-        result: Result<ureq::Response, ureq::Error>,
-    ) -> Result<serde_json::Value> {
+    /// The same client with `timeout` (instead of [`REQUEST_TIMEOUT`]) on
+    /// each request.
+    pub fn with_timeout(mut self, timeout: Duration) -> ApiClient {
+        self.agent = ureq::AgentBuilder::new().timeout(timeout).build();
+        self
+    }
+
+    /// The base URL (`http://ip:port`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn finish(&self, what: &str, result: Result<ureq::Response, ureq::Error>) -> Result<Value> {
         match result {
             Ok(resp) => {
                 let body = resp
@@ -41,7 +53,7 @@ impl ApiClient {
             }
             Err(ureq::Error::Status(code, resp)) => {
                 let body = resp.into_string().unwrap_or_default();
-                let message = serde_json::from_str::<serde_json::Value>(&body)
+                let message = serde_json::from_str::<Value>(&body)
                     .ok()
                     .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                     .unwrap_or(body);
@@ -52,7 +64,7 @@ impl ApiClient {
     }
 
     /// `GET path` as JSON.
-    pub fn get(&self, path: &str) -> Result<serde_json::Value> {
+    pub fn get(&self, path: &str) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         self.finish(&format!("GET {path}"), self.agent.get(&url).call())
     }
@@ -69,7 +81,7 @@ impl ApiClient {
     }
 
     /// `POST path` with a JSON body.
-    pub fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self
             .agent
@@ -79,5 +91,33 @@ impl ApiClient {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
         self.finish(&format!("POST {path}"), req.send_string(&body.to_string()))
+    }
+
+    /// `GET /healthz`: succeeds once the agent serves its API.
+    pub fn healthz(&self) -> Result<Value> {
+        self.get("/healthz")
+    }
+
+    /// `GET /members`: the node's membership view.
+    pub fn members(&self) -> Result<MembershipView> {
+        serde_json::from_value(self.get("/members")?).context("parsing /members")
+    }
+
+    /// `GET /ledger/head`: the ledger frontier (`digest`, `entries`,
+    /// `authors`).
+    pub fn ledger_head(&self) -> Result<Value> {
+        self.get("/ledger/head")
+    }
+
+    /// `POST /admin/component`: hot-swaps to `component` (`stub`,
+    /// `nodeplane` or a file as the agent sees it); the swap report.
+    pub fn swap(&self, component: &str) -> Result<Value> {
+        self.post("/admin/component", &json!({ "component": component }))
+    }
+
+    /// `POST /admin/faults` with `request` (see
+    /// [`FaultRequest`](crate::faults::FaultRequest)); the new fault state.
+    pub fn set_faults(&self, request: &Value) -> Result<Value> {
+        self.post("/admin/faults", request)
     }
 }

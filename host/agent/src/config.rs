@@ -187,18 +187,8 @@ impl FileConfig {
                 "empty (use nodeplane, stub or a file path)",
             ));
         }
-        if nodeplane_artifacts::builtin(&component).is_none() && !Path::new(&component).is_file() {
-            let names: Vec<&str> = nodeplane_artifacts::BUILTIN
-                .iter()
-                .map(|(n, _)| *n)
-                .collect();
-            return Err(invalid(
-                "component",
-                format!(
-                    "{component:?} is neither a built-in component ({}) nor an existing file",
-                    names.join(", ")
-                ),
-            ));
+        if let Err(e) = nodeplane_artifacts::exists(&component) {
+            return Err(invalid("component", e.to_string()));
         }
         let mut metadata = Vec::new();
         for (key, value) in self.metadata.unwrap_or_default() {

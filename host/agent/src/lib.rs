@@ -7,26 +7,28 @@
 //! log. Every network delivery and timer goes through one driver thread,
 //! so the component stays a single-threaded state machine.
 //!
-//! Around it, one axum server on the API address serves introspection
-//! (`/status`, `/members`, `/ledger/head`, `/ledger`, `/events`,
-//! `/metrics`, `/healthz`), admin (`/admin/faults`, `/admin/component`)
-//! and the compatibility mode (`/v1`, the Control Plane Interface over
-//! HTTP/JSON). [`cli`] has the operator commands.
+//! Around it, one axum server on the API address ([`http`]) serves
+//! introspection (`/status`, `/members`, `/ledger/head`, `/ledger`,
+//! `/events`, `/metrics`, `/healthz`), admin (`/admin/faults`,
+//! `/admin/component`) and the compatibility mode (`/v1`, the Control
+//! Plane Interface over HTTP/JSON). [`cli`] has the operator commands,
+//! [`client`] the API client they and the demo use, [`ports`] the free
+//! addresses tests and the demo start agents on.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod agent;
-pub mod api;
 pub mod cli;
 pub mod client;
-pub mod compat;
 pub mod config;
 pub mod driver;
 pub mod events;
 pub mod faults;
 pub mod framing;
+pub mod http;
 pub mod metrics;
 pub mod network;
+pub mod ports;
 pub mod services;
 pub mod store;
 #[cfg(test)]

@@ -13,20 +13,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use nodeplane_entry::{Entry, Hash, GENESIS_PREV};
+use nodeplane_entry::{frontier_digest, Entry, Hash, GENESIS_PREV};
 use nodeplane_runtime::{LedgerStore, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// File name of the store inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
 
 /// Append position → entry as JSON.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
-
-/// Domain-separation prefix of the frontier digest.
-const FRONTIER_TAG: &[u8] = b"nodeplane-frontier/1";
 
 /// Why the store could not be opened or its contents are unacceptable.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +74,9 @@ pub struct AuthorHead {
 /// The frontier of the store and its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Frontier {
-    /// Hex SHA-256 over `nodeplane-frontier/1` then, per author in byte
-    /// order, u32-BE author length, author, u64-BE head seq, 32-byte head id.
+    /// Hex [`nodeplane_entry::frontier_digest`]: SHA-256 over
+    /// `nodeplane-frontier/1` then, per author in byte order, u32-BE author
+    /// length, author, u64-BE head seq, 32-byte head id.
     pub digest: String,
     /// Number of entries held.
     pub entries: usize,
@@ -107,25 +104,12 @@ impl Index {
         if self.ids.contains(&entry.id) {
             return Ok(false);
         }
-        if entry.seq > 1 {
-            let prev_ok = self
-                .slots
-                .get(&(entry.author.clone(), entry.seq - 1))
-                .is_some_and(|ids| ids.contains(&entry.prev));
-            if !prev_ok {
-                let held = self.heads.get(&entry.author).copied().unwrap_or(0);
-                return Err(format!(
-                    "entry {}#{}: prev {} does not link to any held entry {}#{} (author's head is #{held})",
-                    entry.author,
-                    entry.seq,
-                    short(&entry.prev),
-                    entry.author,
-                    entry.seq - 1
-                ));
-            }
-        } else if entry.prev != GENESIS_PREV {
-            return Err(format!("entry {}#1: prev must be all zero", entry.author));
-        }
+        let held = self
+            .slots
+            .get(&(entry.author.clone(), entry.seq.saturating_sub(1)))
+            .map_or(&[][..], Vec::as_slice);
+        let head = self.heads.get(&entry.author).copied().unwrap_or(0);
+        nodeplane_entry::check_link(entry, held, head).map_err(|e| e.to_string())?;
         Ok(true)
     }
 
@@ -257,25 +241,23 @@ impl RedbLedger {
     /// The frontier and its digest.
     pub fn frontier(&self) -> Frontier {
         let index = self.index();
-        let mut hasher = Sha256::new();
-        hasher.update(FRONTIER_TAG);
-        let mut authors = Vec::new();
-        for (author, seq) in &index.heads {
-            let id = index.head_id(author, *seq);
-            hasher.update((author.len() as u32).to_be_bytes());
-            hasher.update(author.as_bytes());
-            hasher.update(seq.to_be_bytes());
-            hasher.update(id);
-            authors.push(AuthorHead {
-                author: author.clone(),
-                seq: *seq,
-                head: hex::encode(id),
-            });
-        }
+        let heads: Vec<(&str, u64, Hash)> = index
+            .heads
+            .iter()
+            .map(|(author, seq)| (author.as_str(), *seq, index.head_id(author, *seq)))
+            .collect();
+        let digest = frontier_digest(heads.iter().map(|(a, seq, id)| (*a, *seq, id)));
         Frontier {
-            digest: hex::encode(hasher.finalize()),
+            digest: hex::encode(digest),
             entries: index.entries.len(),
-            authors,
+            authors: heads
+                .iter()
+                .map(|(author, seq, id)| AuthorHead {
+                    author: author.to_string(),
+                    seq: *seq,
+                    head: hex::encode(id),
+                })
+                .collect(),
         }
     }
 

@@ -11,8 +11,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use futures_util::StreamExt;
-use nodeplane_agent::api::{router, AppState};
+use nodeplane_agent::http::{router, AppState};
 use nodeplane_agent::{Agent, FileConfig};
+use nodeplane_compat_client::errors;
+use nodeplane_interface::ControlError;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -31,20 +33,13 @@ fn temp_dir(tag: &str) -> Dir {
     Dir(dir)
 }
 
-fn free_control_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 fn config(dir: &Dir) -> FileConfig {
     FileConfig {
         node_id: Some("n1".into()),
-        listen: Some(format!("127.0.0.1:{}", free_control_port())),
+        listen: Some(format!(
+            "127.0.0.1:{}",
+            nodeplane_agent::ports::free_port("127.0.0.1").unwrap()
+        )),
         api: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.0.clone()),
         component: Some("stub".into()),
@@ -344,6 +339,11 @@ async fn compat_mode_maps_operations_and_errors() {
         (StatusCode::NOT_FOUND, json!("unknown-peer"))
     );
     assert_eq!(err["detail"], "ghost");
+    // The client reads back exactly the error the server sent, through
+    // the one mapping both share.
+    let sent = ControlError::UnknownPeer("ghost".into());
+    assert_eq!(st.as_u16(), errors::status_code(&sent));
+    assert_eq!(errors::from_response(st.as_u16(), &err.to_string()), sent);
     let zombie = r#"{"state":"zombie"}"#;
     let (st, err) = call(
         &s,

@@ -20,16 +20,6 @@ impl Drop for Dir {
     }
 }
 
-fn free_control_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !check() {
@@ -42,7 +32,7 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 async fn bad_traffic_is_rejected_and_counted_good_traffic_accepted() {
     let dir = Dir(std::env::temp_dir().join(format!("nodeplane-agent-net-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
-    let port = free_control_port();
+    let port = nodeplane_agent::ports::free_port("127.0.0.1").unwrap();
     let config = FileConfig {
         node_id: Some("n1".into()),
         listen: Some(format!("127.0.0.1:{port}")),

@@ -1,10 +1,15 @@
 //! The guest components, built for wasm32-wasip2 by this crate's build
 //! script: their paths (for tests and tools) and their bytes (built into
-//! the `nodeplane` binary, so an operator needs no `.wasm` file).
+//! the `nodeplane` binary, so an operator needs no `.wasm` file), and the
+//! one loader of a component by built-in name or file path ([`load`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/paths.rs"));
+
+mod load;
+
+pub use load::{builtin_names, exists, load, LoadError};
 
 /// The components built into the binary, selectable by name.
 pub const BUILTIN: &[(&str, &[u8])] = &[("stub", STUB_BYTES), ("nodeplane", NODEPLANE_BYTES)];

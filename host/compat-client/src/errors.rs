@@ -1,36 +1,72 @@
-//! Mapping HTTP outcomes back to [`ControlError`].
+//! The compatibility API's error contract, in both directions: the HTTP
+//! status a [`ControlError`] is answered with ([`status_code`], used by the
+//! agent's server), and the [`ControlError`] an error response stands for
+//! ([`from_response`], used by [`CompatClient`](crate::CompatClient)).
+//!
+//! Every error answer carries the `ControlError` document (`{"error":
+//! kind, "detail": ...}`, see `docs/compat-openapi.yaml`), so the client
+//! gets back exactly the error the server sent. Only a response without
+//! that document (a proxy's page, a refused route) falls back to
+//! [`from_status`].
 
 use nodeplane_interface::ControlError;
 
-/// Turns a failed ureq call into the control-plane error it stands for.
-pub(crate) fn from_ureq(what: &str, error: ureq::Error) -> ControlError {
+/// The HTTP status the compatibility API answers `error` with: 409 for
+/// `not-joined`/`has-left`, 404 `unknown-peer`, 400 `invalid-*` and
+/// `bad-message`, 503 `unavailable`, 500 `corrupt-ledger`/`internal`.
+pub fn status_code(error: &ControlError) -> u16 {
     match error {
-        ureq::Error::Status(status, response) => {
-            let body = response.into_string().unwrap_or_default();
-            from_status(status, &body)
-        }
-        ureq::Error::Transport(transport) => {
-            ControlError::Unavailable(format!("{what}: {transport}"))
-        }
+        ControlError::NotJoined | ControlError::HasLeft => 409,
+        ControlError::UnknownPeer(_) => 404,
+        ControlError::InvalidAddress(_)
+        | ControlError::InvalidReport(_)
+        | ControlError::InvalidSubscriber(_)
+        | ControlError::InvalidConfig(_)
+        | ControlError::BadMessage(_) => 400,
+        ControlError::Unavailable(_) => 503,
+        ControlError::CorruptLedger(_) | ControlError::Internal(_) => 500,
     }
 }
 
 /// The error an error response stands for: the body when it is a
-/// `ControlError` document, otherwise an error derived from the status.
-pub(crate) fn from_status(status: u16, body: &str) -> ControlError {
+/// `ControlError` document, otherwise [`from_status`].
+pub fn from_response(status: u16, body: &str) -> ControlError {
     if let Ok(error) = serde_json::from_str::<ControlError>(body) {
         return error;
     }
-    let detail = format!(
-        "HTTP {status}: {}",
-        body.chars().take(200).collect::<String>()
-    );
+    from_status(
+        status,
+        format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ),
+    )
+}
+
+/// The error a bare status stands for, when the body is not a
+/// `ControlError` document (`detail` says what came back). The inverse of
+/// [`status_code`] by status class; any other 5xx (a gateway, a crashed
+/// server) means the control plane cannot be reached, so `unavailable`.
+pub fn from_status(status: u16, detail: String) -> ControlError {
     match status {
         409 => ControlError::NotJoined,
         404 => ControlError::UnknownPeer(detail),
         400 => ControlError::InvalidConfig(detail),
         500..=599 => ControlError::Unavailable(detail),
         _ => ControlError::Internal(detail),
+    }
+}
+
+/// Turns a failed ureq call into the control-plane error it stands for.
+pub(crate) fn from_ureq(what: &str, error: ureq::Error) -> ControlError {
+    match error {
+        ureq::Error::Status(status, response) => {
+            let body = response.into_string().unwrap_or_default();
+            from_response(status, &body)
+        }
+        ureq::Error::Transport(transport) => {
+            ControlError::Unavailable(format!("{what}: {transport}"))
+        }
     }
 }
 
@@ -44,18 +80,52 @@ pub(crate) fn bad_body(what: &str, error: impl std::fmt::Display) -> ControlErro
 mod tests {
     use super::*;
 
+    fn every_kind() -> Vec<ControlError> {
+        let d = || "detail".to_string();
+        vec![
+            ControlError::NotJoined,
+            ControlError::HasLeft,
+            ControlError::InvalidAddress(d()),
+            ControlError::UnknownPeer(d()),
+            ControlError::InvalidReport(d()),
+            ControlError::InvalidSubscriber(7),
+            ControlError::InvalidConfig(d()),
+            ControlError::BadMessage(d()),
+            ControlError::Unavailable(d()),
+            ControlError::CorruptLedger(d()),
+            ControlError::Internal(d()),
+        ]
+    }
+
+    #[test]
+    fn statuses_follow_the_documented_table() {
+        let statuses: Vec<u16> = every_kind().iter().map(status_code).collect();
+        assert_eq!(
+            statuses,
+            vec![409, 409, 400, 404, 400, 400, 400, 400, 503, 500, 500]
+        );
+    }
+
+    #[test]
+    fn every_error_survives_the_round_trip() {
+        for error in every_kind() {
+            let body = serde_json::to_string(&error).unwrap();
+            assert_eq!(from_response(status_code(&error), &body), error);
+        }
+    }
+
     #[test]
     fn control_error_bodies_round_trip() {
         assert_eq!(
-            from_status(409, r#"{"error":"not-joined"}"#),
+            from_response(409, r#"{"error":"not-joined"}"#),
             ControlError::NotJoined
         );
         assert_eq!(
-            from_status(404, r#"{"error":"unknown-peer","detail":"x"}"#),
+            from_response(404, r#"{"error":"unknown-peer","detail":"x"}"#),
             ControlError::UnknownPeer("x".into())
         );
         assert_eq!(
-            from_status(503, r#"{"error":"unavailable","detail":"swapping"}"#),
+            from_response(503, r#"{"error":"unavailable","detail":"swapping"}"#),
             ControlError::Unavailable("swapping".into())
         );
     }
@@ -63,13 +133,18 @@ mod tests {
     #[test]
     fn other_bodies_map_by_status() {
         assert!(matches!(
-            from_status(502, "bad gateway"),
+            from_response(502, "bad gateway"),
             ControlError::Unavailable(_)
         ));
         assert!(matches!(
-            from_status(404, "no route"),
+            from_response(404, "no route"),
             ControlError::UnknownPeer(_)
         ));
-        assert!(matches!(from_status(418, ""), ControlError::Internal(_)));
+        assert!(matches!(from_response(418, ""), ControlError::Internal(_)));
+        for error in every_kind() {
+            let status = status_code(&error);
+            let bare = from_status(status, String::new());
+            assert_eq!(status_code(&bare) / 100, status / 100, "{error:?}");
+        }
     }
 }

@@ -5,12 +5,14 @@
 //!
 //! Failures to reach the agent (refused connection, timeout, a broken
 //! response) are [`ControlError::Unavailable`]; the agent's own errors come
-//! back as the [`ControlError`] it sent.
+//! back as the [`ControlError`] it sent. [`errors`] holds the error ↔
+//! status mapping of the compatibility API, shared with the agent that
+//! serves it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod client;
-mod errors;
+pub mod errors;
 mod sse;
 
 pub use client::{CompatClient, CompatClientConfig};

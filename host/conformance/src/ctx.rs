@@ -1,20 +1,23 @@
-//! What a check works with: fresh nodes of the component under test on
-//! in-memory host services, a deterministic two-node cluster, and small
-//! assertion helpers that produce a [`Violation`].
+//! What a check works with: fresh nodes of the component under test in a
+//! simulated world (the simulator's deterministic driver, `nodeplane-sim`,
+//! on recording host services), a two-node cluster in that world, and
+//! small assertion helpers that produce a [`Violation`].
 
 use std::cell::RefCell;
 use std::fmt::Debug;
+use std::rc::Rc;
 
 use nodeplane_interface::{
     ControlError, ControlPlane, Member, MembershipUpdate, MembershipView, Metadata,
 };
 use nodeplane_runtime::bindings::nodeplane::control::types as wit;
 use nodeplane_runtime::{
-    CallError, Instance, LoadedComponent, MemoryServices, Node, NodeConfig, NodeHandle, Runtime,
+    CallError, Instance, LoadedComponent, NodeConfig, NodeHandle, RecordingServices, Runtime,
 };
+use nodeplane_sim::{NodeSpec, Sim, SimError};
 
-/// A node of the component under test on in-memory services.
-pub type TestNode = NodeHandle<MemoryServices>;
+/// A node of the component under test, in the check's simulated world.
+pub type TestNode = NodeHandle<RecordingServices>;
 
 /// How a component departed from the spec, in words a developer can act on.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -123,10 +126,11 @@ pub fn ensure_gap_free(updates: &[MembershipUpdate], first: u64) -> Result<(), V
     Ok(())
 }
 
-/// Largest number of clock advances while waiting for a cluster to settle.
-const MAX_ROUNDS: usize = 400;
-/// Largest number of message hand-overs between two clock advances.
-const MAX_HANDOVERS: usize = 200;
+/// Longest virtual time a condition may take to hold (a few hundred probe
+/// periods of the default tunables).
+const RUN_BOUND_MS: u64 = 300_000;
+/// Seed of every check's world.
+const WORLD_SEED: u64 = 1;
 
 /// The configured metadata of node `id`.
 pub fn metadata_of(id: &str) -> Metadata {
@@ -136,22 +140,33 @@ pub fn metadata_of(id: &str) -> Metadata {
     ]
 }
 
-/// The per-check environment: the component under test and every node the
-/// check started (inspected for crashes afterwards).
+/// The per-check environment: the component under test and the simulated
+/// world of every node the check started (inspected for crashes afterwards).
 pub struct Ctx {
     runtime: Runtime,
     component: LoadedComponent,
-    nodes: RefCell<Vec<TestNode>>,
+    sim: Rc<RefCell<Sim>>,
     next_port: RefCell<u16>,
 }
 
 impl Ctx {
     /// A context for one check.
     pub fn new(runtime: Runtime, component: LoadedComponent) -> Ctx {
+        // The world only carries messages and fires timers: it does not
+        // subscribe to the nodes (the checks' own subscribers are the only
+        // ones the component sees), and it keeps their logs for crash reports.
+        let sim = Sim::builder()
+            .nodes(0)
+            .seed(WORLD_SEED)
+            .compiled(runtime.clone(), component.clone())
+            .observe(false)
+            .keep_logs(true)
+            .build()
+            .expect("a world without nodes always builds");
         Ctx {
             runtime,
             component,
-            nodes: RefCell::new(Vec::new()),
+            sim: Rc::new(RefCell::new(sim)),
             next_port: RefCell::new(7001),
         }
     }
@@ -174,17 +189,16 @@ impl Ctx {
         }
     }
 
-    /// Starts a node with `config` (the result of `driver.init`).
+    /// Starts a node with `config` (the result of `driver.init`) in the
+    /// check's world. Every node runs with the default tunables.
     pub fn start(&self, config: NodeConfig) -> Result<TestNode, ControlError> {
-        let node = Node::start(
-            &self.runtime,
-            &self.component,
-            config,
-            MemoryServices::new(),
-        )?;
-        let handle = NodeHandle::new(node);
-        self.nodes.borrow_mut().push(handle.clone());
-        Ok(handle)
+        let spec = NodeSpec::new(config.node_id, config.address).metadata(config.metadata);
+        let mut sim = self.sim.borrow_mut();
+        match sim.add_node(spec) {
+            Ok(i) => Ok(sim.node(i).handle().expect("just started").clone()),
+            Err(SimError::Start { error, .. }) => Err(error),
+            Err(other) => Err(ControlError::Unavailable(other.to_string())),
+        }
     }
 
     /// A fresh, unjoined node `id`.
@@ -200,11 +214,12 @@ impl Ctx {
         Ok(node)
     }
 
-    /// Two fresh, unjoined nodes `a` and `b` (connect them with [`Pair::connect`]).
+    /// Two fresh, unjoined nodes `a` and `b` (connect them with `Pair::connect`).
     pub fn pair(&self) -> Result<Pair, Violation> {
         Ok(Pair {
             a: self.node("a")?,
             b: self.node("b")?,
+            sim: Rc::clone(&self.sim),
         })
     }
 
@@ -214,20 +229,9 @@ impl Ctx {
         let config = self.config(id);
         let mut instance = Instance::new(&self.runtime, &self.component, 1)
             .map_err(|e| Violation(format!("instantiating the component: {e:#}")))?;
-        let wit_config = wit::NodeConfig {
-            node_id: config.node_id,
-            address: config.address,
-            metadata: config.metadata,
-            tunables: wit::Tunables {
-                probe_interval_ms: 0,
-                probe_timeout_ms: 0,
-                indirect_probes: 0,
-                suspicion_multiplier: 0,
-                death_quorum: 0,
-                anti_entropy_interval_ms: 0,
-                retransmit_multiplier: 0,
-            },
-        };
+        // The shared configuration converted at the WIT boundary (default
+        // tunables: all zero, "use the component's defaults").
+        let wit_config = wit::NodeConfig::from(&config);
         let (result, _) = instance.init(0, &wit_config, Vec::new());
         call_ok("driver.init", result)?;
         Ok(instance)
@@ -235,35 +239,33 @@ impl Ctx {
 
     /// Why each node of this check crashed, if any did.
     pub fn crashes(&self) -> Vec<String> {
+        let mut sim = self.sim.borrow_mut();
+        sim.flush();
         let mut reasons = Vec::new();
-        for node in self.nodes.borrow().iter() {
-            let node = node.lock();
-            if node.crashes() == 0 {
+        for node in sim.nodes() {
+            let crashed = node.handle().is_some_and(|h| h.lock().crashes() > 0);
+            if !crashed {
                 continue;
             }
-            for event in node
-                .services()
-                .events
-                .iter()
-                .filter(|e| e.kind == "component-crashed")
-            {
+            for event in node.log().iter().filter(|e| e.kind == "component-crashed") {
                 let reason = serde_json::from_str::<serde_json::Value>(&event.detail)
                     .ok()
                     .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
                     .unwrap_or_else(|| event.detail.clone());
-                reasons.push(format!("node {}: {reason}", node.config().node_id));
+                reasons.push(format!("node {}: {reason}", node.id));
             }
         }
         reasons
     }
 }
 
-/// Two nodes of the component under test whose messages the check carries.
+/// Two nodes of the component under test, in the check's world.
 pub struct Pair {
     /// The node that starts the cluster.
     pub a: TestNode,
     /// The node that joins through `a`.
     pub b: TestNode,
+    sim: Rc<RefCell<Sim>>,
 }
 
 impl Pair {
@@ -289,70 +291,31 @@ impl Pair {
         found.ok_or_else(|| Violation("b learnt no alive peer".into()))
     }
 
-    /// Carries messages between the two nodes and fires due timers,
-    /// advancing both virtual clocks together, until `done` holds. Fails if
-    /// it does not hold within a bounded number of rounds or nothing is
-    /// left to happen.
+    /// Runs the world (messages between the nodes, due timers), one instant
+    /// at a time, until `done` holds. Fails if it does not hold within
+    /// [`RUN_BOUND_MS`] of virtual time or nothing is left to happen.
     pub fn run_until(
         &self,
         mut done: impl FnMut() -> Result<bool, Violation>,
     ) -> Result<(), Violation> {
-        let nodes = [&self.a, &self.b];
-        for _ in 0..MAX_ROUNDS {
-            self.hand_over_messages()?;
+        let deadline = self.sim.borrow().now_ms() + RUN_BOUND_MS;
+        loop {
+            self.sim.borrow_mut().flush();
             if done()? {
                 return Ok(());
             }
-            let next = nodes
-                .iter()
-                .filter_map(|n| n.lock().services().timers.values().min().copied())
-                .min();
-            let Some(next) = next else {
+            let mut sim = self.sim.borrow_mut();
+            if sim.now_ms() >= deadline {
+                return Err(Violation(format!(
+                    "the condition was not reached within {} s of virtual time",
+                    RUN_BOUND_MS / 1000
+                )));
+            }
+            if !sim.step() {
                 return Err(Violation(
-                    "the condition was not reached and no timer is pending".into(),
+                    "the condition was not reached and nothing is pending (no message in flight, no timer set)".into(),
                 ));
-            };
-            for node in nodes {
-                let mut node = node.lock();
-                let now = node.services().now_ms.max(next);
-                node.services_mut().now_ms = now;
-                for timer in node.services_mut().take_due_timers() {
-                    ok("driver.fire-timer", node.fire_timer(timer))?;
-                }
             }
         }
-        Err(Violation(format!(
-            "the condition was not reached within {MAX_ROUNDS} timer rounds"
-        )))
-    }
-
-    /// Delivers every message either node sent to the other, until none is
-    /// in flight. Messages to other addresses are dropped.
-    fn hand_over_messages(&self) -> Result<(), Violation> {
-        let nodes = [&self.a, &self.b];
-        for _ in 0..MAX_HANDOVERS {
-            let mut moved = false;
-            for (i, from) in nodes.iter().enumerate() {
-                let (source, outbox) = {
-                    let mut node = from.lock();
-                    let source = node.config().address.clone();
-                    (source, std::mem::take(&mut node.services_mut().outbox))
-                };
-                let to = nodes[1 - i];
-                let target = to.lock().config().address.clone();
-                for (_, payload) in outbox.into_iter().filter(|(a, _)| *a == target) {
-                    moved = true;
-                    // A message a correct peer sent is never refused; an
-                    // error here is the component's own business.
-                    let _ = to.lock().deliver_message(&source, &payload);
-                }
-            }
-            if !moved {
-                return Ok(());
-            }
-        }
-        Err(Violation(format!(
-            "messages still in flight after {MAX_HANDOVERS} hand-overs"
-        )))
     }
 }

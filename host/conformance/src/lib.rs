@@ -2,10 +2,11 @@
 //!
 //! Every check is named after the spec item it verifies (`[join-1]` in the
 //! spec is the check `join-1 ...`), builds fresh nodes of the component under
-//! test with in-memory host services, and uses only the interface (plus the
-//! driver calls the spec covers). Checks run one at a time, each isolated:
-//! a panic, a timeout or a component crash fails that check and the run
-//! goes on.
+//! test in a world of the simulator (`nodeplane-sim`: recording host
+//! services, messages and timers in virtual time, one seed), and uses only
+//! the interface (plus the driver calls the spec covers). Checks run one
+//! at a time, each isolated: a panic, a timeout or a component crash fails
+//! that check and the run goes on.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

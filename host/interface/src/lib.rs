@@ -1,17 +1,17 @@
 //! The Control Plane Interface as Rust types, and the [`ControlPlane`] trait.
 //!
 //! This crate mirrors `wit/control.wit` one to one and depends on nothing of
-//! wasmtime or of any control-plane implementation. A Mesh VPN that depends
+//! wasmtime or of any control-plane implementation. Its types are the shared
+//! vocabulary of `nodeplane-types`, re-exported whole. A Mesh VPN that depends
 //! on this crate alone can, by construction, only use a control plane through
 //! the interface. The written specification is `docs/interface.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod subscription;
-mod types;
 
+pub use nodeplane_types::*;
 pub use subscription::{Subscription, SubscriptionSender};
-pub use types::*;
 
 /// The operations a Mesh VPN uses, one to one with the WIT `control`
 /// interface. Implementations serialise calls; every method may be called

@@ -24,9 +24,6 @@ mod render;
 mod spawn;
 mod vpn;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
 pub use peer::{Incomplete, PublicKey, Tunnel, VpnPeer, OVERLAY_IP_KEY, PUBLIC_KEY_KEY};
 pub use peer_set::{PeerSet, RenderPlan, SharedPeerSet};
 pub use render::{render_wireguard, write_atomic, CONFIG_FILE_NAME};

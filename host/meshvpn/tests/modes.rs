@@ -1,35 +1,25 @@
-//! The Mesh VPN suite ([`nodeplane_meshvpn::testkit::suite`]) in the
-//! in-process modes: (a) the stub component, (b) a cluster of real node
-//! plane instances in virtual time, (c) a hot swap stub → node plane under
-//! a subscribed Mesh VPN. Mode (d), the compatibility API of a real agent
-//! process, is in the root package (`tests/all/meshvpn.rs`).
+//! The Mesh VPN suite (`tests/suite`) in the in-process modes: (a) the
+//! stub component, (b) a cluster of real node plane instances in the
+//! simulator's world, (c) a hot swap stub → node plane under a subscribed
+//! Mesh VPN. Mode (d), the compatibility API of a real agent process, is
+//! in the root package (`tests/all/meshvpn.rs`).
 
-use std::collections::BTreeSet;
+mod suite;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
 use nodeplane_interface::{ControlPlane, NodeId, PeerState};
-use nodeplane_meshvpn::testkit::{suite, test_public_key, ExpectedPeer, Harness, SwapJob};
-use nodeplane_runtime::{
-    ComponentSource, LoadedComponent, MemoryServices, Node, NodeConfig, NodeHandle, Runtime,
-};
+use nodeplane_runtime::{ComponentSource, NodeHandle, RecordingServices};
+use nodeplane_sim::{ComponentChoice, NodeSpec, Sim};
+use suite::{suite, test_public_key, ExpectedPeer, Harness, SwapJob};
 
-type Handle = NodeHandle<MemoryServices>;
+type Handle = NodeHandle<RecordingServices>;
 
 /// Virtual time per harness step.
 const STEP_MS: u64 = 50;
-/// Message delay in the in-memory network.
+/// Message delay in the simulated network.
 const DELAY_MS: u64 = 5;
-
-fn runtime() -> Runtime {
-    Runtime::new(nodeplane_runtime::Limits::default()).expect("engine")
-}
-
-fn load(rt: &Runtime, name: &str) -> LoadedComponent {
-    let bytes = nodeplane_artifacts::builtin(name).expect("built in");
-    rt.load(bytes, ComponentSource::Builtin(name.into()))
-        .expect("loads")
-}
 
 fn address(port: u16) -> String {
     format!("127.0.0.1:{port}")
@@ -44,90 +34,28 @@ fn metadata(n: u8, overlay_ip: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn start(
-    rt: &Runtime,
-    c: &LoadedComponent,
-    id: &str,
-    port: u16,
-    meta: Vec<(String, String)>,
-    now: u64,
-) -> Handle {
-    let mut services = MemoryServices::new();
-    services.now_ms = now;
-    services.next_seed = u64::from(port) * 7919;
-    let config = NodeConfig {
-        node_id: id.into(),
-        address: address(port),
-        metadata: meta,
-        tunables: Default::default(),
-    };
-    NodeHandle::new(Node::start(rt, c, config, services).expect("start"))
+/// A world of nodes running `component` (unless a node says otherwise),
+/// messages delayed by [`DELAY_MS`], seeded with `seed`. The world does
+/// not subscribe to the nodes: the Mesh VPN is their only subscriber.
+fn world(component: &str, seed: u64) -> Sim {
+    Sim::builder()
+        .nodes(0)
+        .seed(seed)
+        .latency_ms(DELAY_MS, DELAY_MS)
+        .component(ComponentChoice::parse(component))
+        .observe(false)
+        .build()
+        .expect("an empty world builds")
 }
 
-/// An in-memory network of nodes in virtual time. Crashed nodes are no
-/// longer driven and messages to them are lost.
-struct Cluster {
-    now: u64,
-    nodes: Vec<Handle>,
-    crashed: BTreeSet<String>,
-    in_flight: Vec<(u64, String, String, Vec<u8>)>,
-}
-
-impl Cluster {
-    fn new(nodes: Vec<Handle>) -> Cluster {
-        Cluster {
-            now: 0,
-            nodes,
-            crashed: BTreeSet::new(),
-            in_flight: Vec::new(),
-        }
-    }
-
-    fn id(node: &Handle) -> String {
-        node.lock().config().node_id.clone()
-    }
-
-    fn live(&self) -> impl Iterator<Item = &Handle> {
-        self.nodes
-            .iter()
-            .filter(|n| !self.crashed.contains(&Cluster::id(n)))
-    }
-
-    /// Advances virtual time by `ms`: fires due timers, delivers messages.
-    fn advance(&mut self, ms: u64) {
-        let until = self.now + ms;
-        while self.now < until {
-            self.now += DELAY_MS;
-            let now = self.now;
-            for node in self.live() {
-                let mut n = node.lock();
-                n.services_mut().now_ms = now;
-                for timer in n.services_mut().take_due_timers() {
-                    let _ = n.fire_timer(timer);
-                }
-            }
-            let due: Vec<_> = self
-                .in_flight
-                .iter()
-                .filter(|m| m.0 <= now)
-                .cloned()
-                .collect();
-            self.in_flight.retain(|m| m.0 > now);
-            for (_, from, to, payload) in due {
-                if let Some(target) = self.live().find(|n| n.lock().config().address == to) {
-                    let _ = target.lock().deliver_message(&from, &payload);
-                }
-            }
-            let mut sent = Vec::new();
-            for node in self.live() {
-                let mut n = node.lock();
-                let from = n.config().address.clone();
-                for (to, payload) in std::mem::take(&mut n.services_mut().outbox) {
-                    sent.push((now + DELAY_MS, from.clone(), to, payload));
-                }
-            }
-            self.in_flight.extend(sent);
-        }
+#[test]
+fn test_keys_are_valid() {
+    assert_eq!(
+        test_public_key(0),
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    );
+    for n in [1, 2, 200, 255] {
+        nodeplane_meshvpn::PublicKey::parse(&test_public_key(n)).expect("valid");
     }
 }
 
@@ -138,6 +66,9 @@ impl Cluster {
 /// VPN keeps them as incomplete peers. A crash is played by reports
 /// (suspect now, dead on the next step), as the stub has no network.
 struct StubHarness {
+    /// The world the node lives in (it has nothing to carry: the stub
+    /// sends no messages).
+    _sim: Sim,
     node: Handle,
     seeds: Vec<String>,
     crashed: Vec<String>,
@@ -145,18 +76,14 @@ struct StubHarness {
 
 impl StubHarness {
     fn new() -> StubHarness {
-        let rt = runtime();
-        let node = start(
-            &rt,
-            &load(&rt, "stub"),
-            "s0",
-            7200,
-            metadata(1, "10.7.0.1"),
-            0,
-        );
+        let mut sim = world("stub", 7200);
+        let spec = NodeSpec::new("s0", address(7200)).metadata(metadata(1, "10.7.0.1"));
+        let i = sim.add_node(spec).expect("start");
         let seeds = vec![address(7201), address(7202)];
-        node.join(&seeds).expect("join");
+        sim.join_with(i, &seeds).expect("join");
+        let node = sim.node(i).handle().expect("running").clone();
         StubHarness {
+            _sim: sim,
             node,
             seeds,
             crashed: Vec::new(),
@@ -227,15 +154,15 @@ struct Spec {
     id: &'static str,
     port: u16,
     overlay_ip: &'static str,
+    /// Its index in the world.
+    index: usize,
 }
 
 /// Mode (b): four real node plane instances; the Mesh VPN runs beside n0.
 /// n1 and n2 offer complete metadata, n3 an overlay IP that is not an IP
 /// (kept, not rendered). n2 crashes and comes back on a new port.
 struct ClusterHarness {
-    rt: Runtime,
-    component: LoadedComponent,
-    cluster: Cluster,
+    sim: Sim,
     specs: Vec<Spec>,
     /// Before a hot swap, the node beside the VPN runs the stub (mode c).
     stub_until_swap: bool,
@@ -244,60 +171,45 @@ struct ClusterHarness {
 
 impl ClusterHarness {
     fn new(name: &'static str, first: &str, base_port: u16) -> ClusterHarness {
-        let rt = runtime();
-        let component = load(&rt, "nodeplane");
-        let specs = vec![
-            Spec {
-                id: "n1",
-                port: base_port + 1,
-                overlay_ip: "10.7.0.11",
-            },
-            Spec {
-                id: "n2",
-                port: base_port + 2,
-                overlay_ip: "fd00::12",
-            },
-            Spec {
-                id: "n3",
-                port: base_port + 3,
-                overlay_ip: "not-an-ip",
-            },
-        ];
-        let local = start(
-            &rt,
-            &load(&rt, first),
-            "n0",
-            base_port,
-            metadata(10, "10.7.0.10"),
-            0,
-        );
-        let mut nodes = vec![local];
-        for (i, s) in specs.iter().enumerate() {
-            nodes.push(start(
-                &rt,
-                &component,
-                s.id,
-                s.port,
-                metadata(11 + i as u8, s.overlay_ip),
-                0,
-            ));
+        let mut sim = world("nodeplane", u64::from(base_port));
+        let local = NodeSpec::new("n0", address(base_port))
+            .metadata(metadata(10, "10.7.0.10"))
+            .component(ComponentChoice::parse(first));
+        sim.add_node(local).expect("start n0");
+        let members = [("n1", "10.7.0.11"), ("n2", "fd00::12"), ("n3", "not-an-ip")];
+        let mut specs = Vec::new();
+        for (i, (id, overlay_ip)) in members.into_iter().enumerate() {
+            let port = base_port + 1 + i as u16;
+            let spec =
+                NodeSpec::new(id, address(port)).metadata(metadata(11 + i as u8, overlay_ip));
+            let index = sim.add_node(spec).expect("start");
+            specs.push(Spec {
+                id,
+                port,
+                overlay_ip,
+                index,
+            });
         }
         let seed = address(base_port + 1);
-        for node in &nodes {
-            node.join(std::slice::from_ref(&seed)).expect("join");
+        for i in 0..sim.len() {
+            sim.join_with(i, std::slice::from_ref(&seed)).expect("join");
         }
-        let mut harness = ClusterHarness {
-            rt,
-            component,
-            cluster: Cluster::new(nodes),
+        // Let the cluster form before the Mesh VPN starts (it must also
+        // cope with joining late: the baseline covers what came before).
+        sim.run_for(Duration::from_millis(3_000));
+        ClusterHarness {
+            sim,
             specs,
             stub_until_swap: first == "stub",
             name,
-        };
-        // Let the cluster form before the Mesh VPN starts (it must also
-        // cope with joining late: the baseline covers what came before).
-        harness.cluster.advance(3_000);
-        harness
+        }
+    }
+
+    fn spec(&self, peer: &str) -> &Spec {
+        self.specs
+            .iter()
+            .find(|s| s.id == peer)
+            .expect("known peer")
     }
 }
 
@@ -307,13 +219,13 @@ impl Harness for ClusterHarness {
         self.name.into()
     }
     fn control(&self) -> Handle {
-        self.cluster.nodes[0].clone()
+        self.sim.node(0).handle().expect("n0 runs").clone()
     }
     fn local_id(&self) -> NodeId {
         "n0".into()
     }
     fn step(&mut self) {
-        self.cluster.advance(STEP_MS);
+        self.sim.run_for(Duration::from_millis(STEP_MS));
     }
     fn max_steps(&self) -> usize {
         // 120 s of virtual time: the death rule takes a few probe periods.
@@ -331,7 +243,7 @@ impl Harness for ClusterHarness {
         }
         self.specs
             .iter()
-            .filter(|s| !self.cluster.crashed.contains(s.id))
+            .filter(|s| self.sim.node(s.index).is_running())
             .map(|s| ExpectedPeer {
                 node_id: s.id.into(),
                 address: address(s.port),
@@ -343,40 +255,21 @@ impl Harness for ClusterHarness {
         "n2".into()
     }
     fn crash(&mut self, peer: &str) {
-        self.cluster.crashed.insert(peer.into());
+        let i = self.spec(peer).index;
+        self.sim.crash(i);
     }
     fn revive(&mut self, peer: &str) -> bool {
-        let i = self
+        // Same identity and ledger, new endpoint: a restart elsewhere,
+        // rejoining through the seed of its first join.
+        let spec = self
             .specs
-            .iter()
-            .position(|s| s.id == peer)
+            .iter_mut()
+            .find(|s| s.id == peer)
             .expect("known peer");
-        let old = self
-            .cluster
-            .nodes
-            .iter()
-            .position(|n| Cluster::id(n) == peer)
-            .expect("node");
-        // Same identity and ledger, new endpoint: a restart elsewhere.
-        let ledger = self.cluster.nodes[old].lock().services().ledger.clone();
-        self.specs[i].port += 100;
-        let s = &self.specs[i];
-        let mut services = MemoryServices::new();
-        services.now_ms = self.cluster.now;
-        services.next_seed = u64::from(s.port) * 7919;
-        services.ledger = ledger;
-        let config = NodeConfig {
-            node_id: s.id.into(),
-            address: address(s.port),
-            metadata: metadata(11 + i as u8, s.overlay_ip),
-            tunables: Default::default(),
-        };
-        let node = NodeHandle::new(
-            Node::start(&self.rt, &self.component, config, services).expect("restart"),
-        );
-        node.join(&[address(self.specs[0].port)]).expect("rejoin");
-        self.cluster.nodes[old] = node;
-        self.cluster.crashed.remove(peer);
+        spec.port += 100;
+        let (i, port) = (spec.index, spec.port);
+        self.sim.move_to(i, &address(port));
+        self.sim.restart(i).expect("restart");
         true
     }
     fn hot_swap(&mut self) -> Option<SwapJob> {
@@ -384,8 +277,8 @@ impl Harness for ClusterHarness {
             return None;
         }
         self.stub_until_swap = false;
-        let node = self.cluster.nodes[0].clone();
-        let rt = self.rt.clone();
+        let node = self.control();
+        let rt = self.sim.runtime().clone();
         Some(Box::new(move || {
             node.swap(
                 &rt,
@@ -424,8 +317,8 @@ fn mode_c_hot_swap_stub_to_node_plane() {
 #[ignore = "measurement; run explicitly"]
 fn measure_hot_swap_pause() {
     let mut h = ClusterHarness::new("measure", "nodeplane", 7500);
-    let rt = h.rt.clone();
-    let node = h.cluster.nodes[0].clone();
+    let rt = h.sim.runtime().clone();
+    let node = h.control();
     let mut vpn = nodeplane_meshvpn::MeshVpn::new(node.clone(), Default::default());
     vpn.poll().expect("poll");
     let mut pauses = Vec::new();
@@ -439,7 +332,7 @@ fn measure_hot_swap_pause() {
             .swap(&rt, bytes, ComponentSource::Builtin(name.into()))
             .expect("swap");
         pauses.push(report.pause);
-        h.cluster.advance(200);
+        h.sim.run_for(Duration::from_millis(200));
         vpn.poll().expect("poll");
     }
     pauses.sort();

@@ -1,6 +1,7 @@
-//! Conversions between the WIT bindings and the interface crate's types.
+//! Conversions between the WIT bindings and the shared types of
+//! `nodeplane-types`: the one place where the runtime touches both.
 
-use nodeplane_interface as api;
+use nodeplane_types as api;
 
 use crate::bindings::nodeplane::control::types as wit;
 
@@ -74,6 +75,27 @@ pub fn error_from_wit(e: wit::Error) -> api::ControlError {
         wit::Error::BadMessage(m) => api::ControlError::BadMessage(m),
         wit::Error::CorruptLedger(c) => api::ControlError::CorruptLedger(c),
         wit::Error::Internal(i) => api::ControlError::Internal(i),
+    }
+}
+
+/// The configuration a host hands to `driver.init`.
+impl From<&api::NodeConfig> for wit::NodeConfig {
+    fn from(config: &api::NodeConfig) -> wit::NodeConfig {
+        let t = &config.tunables;
+        wit::NodeConfig {
+            node_id: config.node_id.clone(),
+            address: config.address.clone(),
+            metadata: config.metadata.clone(),
+            tunables: wit::Tunables {
+                probe_interval_ms: t.probe_interval_ms,
+                probe_timeout_ms: t.probe_timeout_ms,
+                indirect_probes: t.indirect_probes,
+                suspicion_multiplier: t.suspicion_multiplier,
+                death_quorum: t.death_quorum,
+                anti_entropy_interval_ms: t.anti_entropy_interval_ms,
+                retransmit_multiplier: t.retransmit_multiplier,
+            },
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::bindings::nodeplane::control::{
     clock, events, ledger_store, network, random, timers, types,
 };
 use crate::convert;
-use crate::effects::{Effect, MAX_MESSAGE_BYTES};
+use nodeplane_types::{Effect, MAX_MESSAGE_BYTES};
 
 /// Per-instance host state.
 pub struct HostState {

@@ -2,13 +2,12 @@
 //! budget and returns its result together with the effects it recorded.
 
 use nodeplane_entry::Entry;
-use nodeplane_interface::{ControlError, MembershipView, Metadata, PeerState};
+use nodeplane_types::{ControlError, Effect, MembershipView, Metadata, PeerState};
 use wasmtime::{Store, StoreLimitsBuilder};
 
 use crate::bindings::nodeplane::control::types as wit;
 use crate::bindings::ControlPlane as Bindings;
 use crate::convert;
-use crate::effects::Effect;
 use crate::engine::{LoadedComponent, Runtime};
 use crate::host_state::HostState;
 

@@ -19,7 +19,6 @@
 #![warn(missing_docs)]
 
 mod convert;
-mod effects;
 mod engine;
 mod host_state;
 mod instance;
@@ -35,8 +34,13 @@ pub mod bindings {
     });
 }
 
-pub use effects::{Effect, MAX_MESSAGE_BYTES};
 pub use engine::{ComponentSource, Limits, LoadedComponent, Runtime, RuntimeError};
 pub use instance::{CallError, Instance};
-pub use node::{Node, NodeConfig, NodeHandle, SwapReport, Tunables};
-pub use services::{EventRecord, LedgerStore, MemoryLedger, MemoryServices, Services, StoreError};
+pub use node::{Node, NodeHandle, SwapReport};
+/// The shared vocabulary the runtime speaks (`nodeplane-types`): what a
+/// call records, the node configuration and the message-size limit.
+pub use nodeplane_types::{Effect, NodeConfig, Tunables, MAX_MESSAGE_BYTES};
+pub use services::{
+    EventRecord, LedgerStore, MemoryLedger, Recorded, RecordingServices, Services, StoreError,
+    TimerSetting, VirtualClock,
+};

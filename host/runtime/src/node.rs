@@ -5,75 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nodeplane_interface::{
-    Address, ControlError, ControlPlane, Member, MembershipUpdate, MembershipView, Metadata,
-    PeerState, Subscription, SubscriptionSender, UpdateCause,
+use nodeplane_interface::{ControlPlane, Subscription, SubscriptionSender};
+use nodeplane_types::{
+    Address, ControlError, Effect, Member, MembershipUpdate, MembershipView, Metadata, NodeConfig,
+    PeerState, UpdateCause,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::bindings::nodeplane::control::types as wit;
-use crate::effects::Effect;
 use crate::engine::{ComponentSource, LoadedComponent, Runtime};
 use crate::instance::{CallError, Instance, Outcome};
 use crate::services::Services;
 
 /// The subscriber handle the host uses for its own mirror of the view.
 const MIRROR: u64 = 0;
-
-/// Protocol tunables handed to the component; 0 means the component's
-/// documented default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Tunables {
-    /// Protocol period in ms.
-    pub probe_interval_ms: u32,
-    /// Direct-probe timeout in ms.
-    pub probe_timeout_ms: u32,
-    /// Members asked for indirect probes.
-    pub indirect_probes: u32,
-    /// Suspicion timeout multiplier.
-    pub suspicion_multiplier: u32,
-    /// Distinct suspecting nodes needed to declare death (upper bound on
-    /// the majority rule).
-    pub death_quorum: u32,
-    /// Anti-entropy interval in ms.
-    pub anti_entropy_interval_ms: u32,
-    /// Gossip retransmission multiplier.
-    pub retransmit_multiplier: u32,
-}
-
-/// A node's local configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeConfig {
-    /// Stable identity.
-    pub node_id: String,
-    /// Control-channel address.
-    pub address: String,
-    /// Metadata offered to peers.
-    pub metadata: Metadata,
-    /// Protocol tunables.
-    pub tunables: Tunables,
-}
-
-impl NodeConfig {
-    fn to_wit(&self) -> wit::NodeConfig {
-        let t = &self.tunables;
-        wit::NodeConfig {
-            node_id: self.node_id.clone(),
-            address: self.address.clone(),
-            metadata: self.metadata.clone(),
-            tunables: wit::Tunables {
-                probe_interval_ms: t.probe_interval_ms,
-                probe_timeout_ms: t.probe_timeout_ms,
-                indirect_probes: t.indirect_probes,
-                suspicion_multiplier: t.suspicion_multiplier,
-                death_quorum: t.death_quorum,
-                anti_entropy_interval_ms: t.anti_entropy_interval_ms,
-                retransmit_multiplier: t.retransmit_multiplier,
-            },
-        }
-    }
-}
 
 /// What a hot swap did.
 #[derive(Clone, Debug, Serialize)]
@@ -501,7 +445,7 @@ fn boot<S: Services>(
         .load()
         .map_err(|e| ControlError::CorruptLedger(e.to_string()))?;
     let now = services.now_ms();
-    let (result, mut effects) = instance.init(now, &config.to_wit(), stored);
+    let (result, mut effects) = instance.init(now, &config.into(), stored);
     result.map_err(ControlError::from)?;
     let (result, more) = instance.subscribe(now, MIRROR);
     result.map_err(ControlError::from)?;

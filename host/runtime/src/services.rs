@@ -1,7 +1,11 @@
-//! Host services a [`Node`](crate::Node) performs effects with, and their
-//! in-memory implementations (the agent and the simulator bring their own).
+//! Host services a [`Node`](crate::Node) performs effects with, and the one
+//! in-memory implementation, [`RecordingServices`], that the simulator, the
+//! conformance suite and in-memory tests drive nodes with (the agent brings
+//! its own, with real I/O).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use nodeplane_entry::Entry;
 
@@ -90,7 +94,7 @@ impl LedgerStore for MemoryLedger {
     }
 }
 
-/// One line of the event log kept by [`MemoryServices`].
+/// One line of a node's event log as [`RecordingServices`] recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventRecord {
     /// Time of the event.
@@ -101,71 +105,170 @@ pub struct EventRecord {
     pub detail: String,
 }
 
-/// In-memory services with a manual clock: what tests and the conformance
-/// harness use. Sent messages and timers are kept for inspection.
-#[derive(Debug, Default)]
-pub struct MemoryServices {
-    /// The current time; tests advance it.
-    pub now_ms: u64,
-    /// Seed handed to the next instance.
-    pub next_seed: u64,
-    /// Messages sent, in order.
-    pub outbox: Vec<(String, Vec<u8>)>,
-    /// Pending timers: id → due time.
-    pub timers: BTreeMap<u64, u64>,
-    /// The ledger.
-    pub ledger: MemoryLedger,
-    /// The event log.
-    pub events: Vec<EventRecord>,
-}
+/// A virtual clock, shared by every node of one simulated world (clones
+/// read and set the same time). Only its owner advances it.
+#[derive(Clone, Debug, Default)]
+pub struct VirtualClock(Arc<AtomicU64>);
 
-impl MemoryServices {
-    /// Fresh services at time 0.
-    pub fn new() -> MemoryServices {
-        MemoryServices::default()
+impl VirtualClock {
+    /// A clock at time 0.
+    pub fn new() -> VirtualClock {
+        VirtualClock::default()
     }
 
-    /// Timers due at the current time, earliest first, removed from the set.
+    /// The current time, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets the current time, ms.
+    pub fn set_ms(&self, now_ms: u64) {
+        self.0.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// A timer setting recorded during a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerSetting {
+    /// The component's timer id.
+    pub timer: u64,
+    /// When it is due, ms.
+    pub due_ms: u64,
+    /// Which setting this is: a timer set again, or cancelled, leaves the
+    /// earlier settings stale ([`RecordingServices::take_timer`]).
+    pub generation: u64,
+}
+
+/// What one or more calls recorded, drained by the driver after them.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Messages sent: (address, payload), in order.
+    pub outbox: Vec<(String, Vec<u8>)>,
+    /// Timers set, in order.
+    pub timers: Vec<TimerSetting>,
+    /// Event log lines, in order.
+    pub log: Vec<EventRecord>,
+}
+
+/// The in-memory host services of the deterministic driver (the simulator,
+/// the conformance suite and in-memory tests; the agent performs effects
+/// with real I/O instead). Nothing is performed here: messages, timer
+/// settings and log lines are *recorded* during a call and drained after
+/// it ([`RecordingServices::drain`]) by whoever drives the node; the
+/// ledger is kept in memory; time comes from a [`VirtualClock`].
+#[derive(Debug, Default)]
+pub struct RecordingServices {
+    /// The node's clock (shared with the other nodes of its world).
+    pub clock: VirtualClock,
+    /// Seed handed to every instance the node starts (so a restarted or
+    /// recovered instance draws the same sequence).
+    pub seed: u64,
+    /// The durable store; a driver keeps it across crashes.
+    pub ledger: MemoryLedger,
+    recorded: Recorded,
+    /// Live timers: id → the setting in force.
+    active_timers: BTreeMap<u64, TimerSetting>,
+    next_generation: u64,
+}
+
+impl RecordingServices {
+    /// Services at time 0 with seed 0 and an empty ledger, on their own clock.
+    pub fn new() -> RecordingServices {
+        RecordingServices::default()
+    }
+
+    /// Services on `clock` over `ledger`, handing `seed` to the instance.
+    pub fn with(clock: VirtualClock, seed: u64, ledger: MemoryLedger) -> RecordingServices {
+        RecordingServices {
+            clock,
+            seed,
+            ledger,
+            ..RecordingServices::default()
+        }
+    }
+
+    /// Takes everything recorded since the last drain.
+    pub fn drain(&mut self) -> Recorded {
+        std::mem::take(&mut self.recorded)
+    }
+
+    /// Messages recorded and not yet drained.
+    pub fn outbox(&self) -> &[(String, Vec<u8>)] {
+        &self.recorded.outbox
+    }
+
+    /// Log lines recorded and not yet drained.
+    pub fn log(&self) -> &[EventRecord] {
+        &self.recorded.log
+    }
+
+    /// Consumes the timer `timer` if `generation` is the setting in force
+    /// (false for a timer since cancelled or set again).
+    pub fn take_timer(&mut self, timer: u64, generation: u64) -> bool {
+        if self
+            .active_timers
+            .get(&timer)
+            .is_some_and(|t| t.generation == generation)
+        {
+            self.active_timers.remove(&timer);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the earliest live timer is due, if any.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.active_timers.values().map(|t| t.due_ms).min()
+    }
+
+    /// Live timers due at the current time, earliest first, consumed.
     pub fn take_due_timers(&mut self) -> Vec<u64> {
+        let now = self.clock.now_ms();
         let mut due: Vec<(u64, u64)> = self
-            .timers
-            .iter()
-            .filter(|(_, at)| **at <= self.now_ms)
-            .map(|(id, at)| (*at, *id))
+            .active_timers
+            .values()
+            .filter(|t| t.due_ms <= now)
+            .map(|t| (t.due_ms, t.timer))
             .collect();
         due.sort();
-        for (_, id) in &due {
-            self.timers.remove(id);
+        for (_, timer) in &due {
+            self.active_timers.remove(timer);
         }
-        due.into_iter().map(|(_, id)| id).collect()
+        due.into_iter().map(|(_, timer)| timer).collect()
     }
 }
 
-impl Services for MemoryServices {
+impl Services for RecordingServices {
     fn now_ms(&mut self) -> u64 {
-        self.now_ms
+        self.clock.now_ms()
     }
 
     fn seed(&mut self) -> u64 {
-        self.next_seed = self.next_seed.wrapping_add(1);
-        self.next_seed
+        self.seed
     }
 
     fn send(&mut self, to: &str, payload: Vec<u8>) {
-        self.outbox.push((to.to_string(), payload));
+        self.recorded.outbox.push((to.to_string(), payload));
     }
 
     fn set_timer(&mut self, timer: u64, after_ms: u64) {
-        self.timers
-            .insert(timer, self.now_ms.saturating_add(after_ms));
+        self.next_generation += 1;
+        let setting = TimerSetting {
+            timer,
+            due_ms: self.clock.now_ms().saturating_add(after_ms),
+            generation: self.next_generation,
+        };
+        self.active_timers.insert(timer, setting);
+        self.recorded.timers.push(setting);
     }
 
     fn cancel_timer(&mut self, timer: u64) {
-        self.timers.remove(&timer);
+        self.active_timers.remove(&timer);
     }
 
     fn cancel_all_timers(&mut self) {
-        self.timers.clear();
+        self.active_timers.clear();
     }
 
     fn ledger(&mut self) -> &mut dyn LedgerStore {
@@ -173,8 +276,8 @@ impl Services for MemoryServices {
     }
 
     fn log_event(&mut self, kind: &str, detail: &str) {
-        self.events.push(EventRecord {
-            at_ms: self.now_ms,
+        self.recorded.log.push(EventRecord {
+            at_ms: self.clock.now_ms(),
             kind: kind.to_string(),
             detail: detail.to_string(),
         });

@@ -136,8 +136,8 @@ pub fn replay_speed(component: &ComponentChoice) -> Result<Value, SimError> {
     let wall = started.elapsed().as_secs_f64();
     let members = sim
         .node(0)
-        .node()
-        .map(|n| n.mirror_view().members.len())
+        .handle()
+        .map(|n| n.lock().mirror_view().members.len())
         .unwrap_or(0);
     let v = json!({
         "command": "nodeplane bench --only replay",

@@ -1,5 +1,7 @@
-//! Choosing and loading the component every simulated node runs, with a
-//! process-wide cache so that many runs compile it once.
+//! Choosing and loading the component simulated nodes run, with a
+//! process-wide runtime and cache so that many runs compile each component
+//! once (and components of one process can be hot-swapped into each other's
+//! nodes). Loading itself is [`nodeplane_artifacts::load`].
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -32,6 +34,14 @@ impl ComponentChoice {
         }
     }
 
+    /// The choice a compiled component was loaded from.
+    pub fn of(component: &LoadedComponent) -> ComponentChoice {
+        match &component.source {
+            ComponentSource::Builtin(name) => ComponentChoice::Builtin(name.clone()),
+            ComponentSource::File(path) => ComponentChoice::File(path.clone()),
+        }
+    }
+
     /// True for the node plane component (protocol-quality checks apply).
     pub fn is_nodeplane(&self) -> bool {
         matches!(self, ComponentChoice::Builtin(n) if n == NODEPLANE)
@@ -61,28 +71,33 @@ pub fn nodeplane_available() -> bool {
     nodeplane_artifacts::builtin(NODEPLANE).is_some()
 }
 
-type Cache = Mutex<HashMap<ComponentChoice, (Runtime, LoadedComponent)>>;
-
-/// A runtime and the compiled component, compiled once per process.
-pub fn load(choice: &ComponentChoice) -> Result<(Runtime, LoadedComponent), SimError> {
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(hit) = cache.get(choice) {
-        return Ok(hit.clone());
+/// The runtime every simulation of this process shares.
+pub fn shared_runtime() -> Result<Runtime, SimError> {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.clone());
     }
     let runtime =
         Runtime::new(Limits::default()).map_err(|e| SimError::Component(format!("{e:#}")))?;
-    let loaded = match choice {
-        ComponentChoice::Builtin(name) => {
-            let bytes = nodeplane_artifacts::builtin(name).ok_or_else(|| {
-                SimError::Component(format!("no built-in component named {name:?}"))
-            })?;
-            runtime.load(bytes, ComponentSource::Builtin(name.clone()))
-        }
-        ComponentChoice::File(path) => runtime.load_file(std::path::Path::new(path)),
+    Ok(RUNTIME.get_or_init(|| runtime).clone())
+}
+
+/// Loads `choice` into `runtime` (built-in name or file path).
+pub fn load_in(runtime: &Runtime, choice: &ComponentChoice) -> Result<LoadedComponent, SimError> {
+    nodeplane_artifacts::load(runtime, choice.name())
+        .map_err(|e| SimError::Component(e.to_string()))
+}
+
+/// The shared runtime and the compiled component, compiled once per process.
+pub fn load(choice: &ComponentChoice) -> Result<(Runtime, LoadedComponent), SimError> {
+    static CACHE: OnceLock<Mutex<HashMap<ComponentChoice, LoadedComponent>>> = OnceLock::new();
+    let runtime = shared_runtime()?;
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(hit) = cache.get(choice) {
+        return Ok((runtime, hit.clone()));
     }
-    .map_err(|e| SimError::Component(e.to_string()))?;
-    cache.insert(choice.clone(), (runtime.clone(), loaded.clone()));
+    let loaded = load_in(&runtime, choice)?;
+    cache.insert(choice.clone(), loaded.clone());
     Ok((runtime, loaded))
 }

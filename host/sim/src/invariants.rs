@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use nodeplane_interface::PeerState;
 
-use crate::ledger::verify_chains;
 use crate::world::{Expect, Sim};
 use crate::SimError;
+use nodeplane_entry::verify_chains;
 
 /// Healthy-network time within which views must converge.
 pub const CONVERGENCE_BOUND_MS: u64 = 30_000;
@@ -26,7 +26,7 @@ impl Sim {
     pub fn check(&mut self, expect: Expect) -> Result<(), SimError> {
         let mut problems: Vec<String> = self.violations().to_vec();
         for i in 0..self.len() {
-            if let Err(e) = verify_chains(self.node(i).ledger().entries()) {
+            if let Err(e) = self.node(i).with_ledger(|l| verify_chains(l.entries())) {
                 problems.push(format!("n{i}: ledger chain does not verify: {e}"));
             }
         }

@@ -1,69 +1,17 @@
-//! Ledger checks and fixtures: the frontier digest of a store, chain
-//! verification, and building stores pre-filled with valid entries.
+//! Ledger fixtures: building stores pre-filled with valid entries, and the
+//! wire size of an entry. (The frontier digest and chain verification are
+//! the entry format's own: [`nodeplane_entry::digest_of`],
+//! [`nodeplane_entry::verify_chains`].)
 
 use std::collections::BTreeMap;
 
 use nodeplane_entry::{Entry, Hash, GENESIS_PREV};
 use nodeplane_runtime::{LedgerStore, MemoryLedger};
-use sha2::{Digest, Sha256};
 
 /// Entry kind of the filler entries of [`fill_notes`]: a kind the node
 /// plane does not interpret, so it replicates them without any membership
 /// effect (no probes of made-up authors).
 pub const NOTE_KIND: &str = "sim-note";
-
-/// SHA-256 over the sorted per-author heads (author, head seq, head id).
-pub fn frontier_digest(entries: &[Entry]) -> [u8; 32] {
-    let mut heads: BTreeMap<&str, (u64, Hash)> = BTreeMap::new();
-    for e in entries {
-        let head = heads.entry(&e.author).or_insert((0, [0; 32]));
-        if e.seq > head.0 {
-            *head = (e.seq, e.id);
-        }
-    }
-    let mut hasher = Sha256::new();
-    for (author, (seq, id)) in heads {
-        hasher.update((author.len() as u32).to_be_bytes());
-        hasher.update(author.as_bytes());
-        hasher.update(seq.to_be_bytes());
-        hasher.update(id);
-    }
-    hasher.finalize().into()
-}
-
-/// Checks every entry and every author's chain: ids match contents, seqs
-/// run 1..=n without gaps or forks, and each `prev` is the previous id.
-/// Returns the first problem found.
-pub fn verify_chains(entries: &[Entry]) -> Result<(), String> {
-    let mut by_author: BTreeMap<&str, BTreeMap<u64, &Entry>> = BTreeMap::new();
-    for e in entries {
-        e.verify().map_err(|err| err.to_string())?;
-        if let Some(other) = by_author.entry(&e.author).or_default().insert(e.seq, e) {
-            if other.id != e.id {
-                return Err(format!(
-                    "fork: author {} has two entries at seq {}",
-                    e.author, e.seq
-                ));
-            }
-        }
-    }
-    for (author, chain) in by_author {
-        let mut prev = GENESIS_PREV;
-        for (i, (seq, e)) in chain.iter().enumerate() {
-            if *seq != i as u64 + 1 {
-                return Err(format!("author {author}: gap before seq {seq}"));
-            }
-            if e.prev != prev {
-                return Err(format!(
-                    "author {author}: seq {seq} does not link to seq {}",
-                    seq - 1
-                ));
-            }
-            prev = e.id;
-        }
-    }
-    Ok(())
-}
 
 /// Per-author chain builder for fixtures.
 #[derive(Clone, Debug, Default)]
@@ -160,6 +108,7 @@ pub fn wire_entry_size(e: &Entry) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nodeplane_entry::{digest_of as frontier_digest, verify_chains};
 
     #[test]
     fn digest_depends_on_heads_only_and_chains_verify() {

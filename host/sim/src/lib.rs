@@ -7,34 +7,48 @@
 //! the same store, and one seeded random generator. The same seed gives a
 //! byte-identical event trace ([`Sim::trace_hash`]) and report.
 //!
-//! Modules, one job each: [`rng`], [`queue`], [`network`], [`services`],
-//! [`world`] (the [`Sim`] and its builder), [`views`], [`trace`],
-//! [`invariants`], [`ledger`], [`scenarios`], [`report`], [`svg`],
-//! [`bench`] and [`cli`].
+//! The world is the one deterministic driver of nodeplane: the scenarios,
+//! the conformance suite (`nodeplane-conformance`) and the Mesh VPN tests
+//! run their nodes here, on [`RecordingServices`](nodeplane_runtime::RecordingServices)
+//! (effects recorded during a call, performed by the world after it). The
+//! core's own `testkit::Sim` in `guests/core` is not a second driver of
+//! components: it drives the sans-IO protocol natively, below the Wasm
+//! layer, to test the core on its own.
+//!
+//! Modules, one job each: [`rng`], [`queue`], [`network`], [`node`] (one
+//! simulated node), [`builder`], [`world`] (the [`Sim`]: lifecycle and the
+//! event loop), [`faults`], [`observe`], [`views`], [`trace`], [`invariants`],
+//! [`ledger`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench)
+//! and [`cli`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod builder;
 pub mod chaos;
 pub mod cli;
 pub mod component;
+pub mod faults;
 pub mod invariants;
 pub mod ledger;
 pub mod network;
+pub mod node;
+pub mod observe;
 pub mod queue;
 pub mod report;
 pub mod rng;
 pub mod scenarios;
-pub mod services;
 pub mod svg;
 pub mod trace;
 pub mod views;
 pub mod world;
 
+pub use builder::SimBuilder;
 pub use component::ComponentChoice;
 pub use network::{NetConfig, NetStats};
+pub use node::{node_address, node_id, NodeSpec, SimNode};
 pub use scenarios::{Scenario, ScenarioParams, ScenarioRun};
-pub use world::{node_address, node_id, Expect, Sim, SimBuilder};
+pub use world::{Expect, Sim};
 
 /// Errors of the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +56,15 @@ pub enum SimError {
     /// The component could not be loaded.
     #[error("loading the component: {0}")]
     Component(String),
-    /// A node could not be started or refused an operation.
+    /// A node's component refused to start.
+    #[error("node n{node}: {error}")]
+    Start {
+        /// The node.
+        node: usize,
+        /// What the component or the runtime said.
+        error: nodeplane_interface::ControlError,
+    },
+    /// A node refused an operation.
     #[error("node n{node}: {reason}")]
     Node {
         /// The node.

@@ -549,8 +549,8 @@ fn run_s6(params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
     let deadline = S6_DEADLINE_S * 1000;
     let matched = loop {
         let (la, lb) = (
-            sim.node(0).ledger().entries().len(),
-            sim.node(1).ledger().entries().len(),
+            sim.node(0).with_ledger(|l| l.entries().len()),
+            sim.node(1).with_ledger(|l| l.entries().len()),
         );
         let full = la == lb && la >= target;
         if full && sim.ledgers_agree() {

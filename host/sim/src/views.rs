@@ -64,6 +64,16 @@ impl View {
         previous
     }
 
+    /// Resizes to a world of `n` nodes (new nodes unknown, removed ones
+    /// forgotten).
+    pub fn resize(&mut self, n: usize) {
+        for s in self.states.iter().skip(n).flatten() {
+            self.counts[state_index(s.0)] -= 1;
+        }
+        self.states.resize(n, None);
+        self.max_incarnation.resize(n, 0);
+    }
+
     /// Forgets everything but the incarnation high-water marks.
     pub fn clear(&mut self) {
         self.states.iter_mut().for_each(|s| *s = None);

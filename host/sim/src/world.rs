@@ -1,5 +1,9 @@
-//! The simulated world: N nodes running the same component, one event
-//! queue in virtual time, the network, faults, and the observed views.
+//! The simulated world: nodes running components, one event queue in
+//! virtual time, the network, faults, and the observed views. It is the one
+//! deterministic driver of nodeplane: the scenarios, the conformance suite
+//! and the Mesh VPN tests all run their nodes here.
+//!
+//! A world built with N nodes (the scenarios):
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -12,230 +16,48 @@
 //! sim.check(nodeplane_sim::Expect::Converge)?;
 //! # Ok::<(), nodeplane_sim::SimError>(())
 //! ```
+//!
+//! A few nodes of one's own (a test): add them, join them, drive them
+//! through their [`NodeHandle`]s, run.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use nodeplane_interface::ControlPlane;
+//! use nodeplane_sim::{NodeSpec, Sim};
+//! let mut sim = Sim::builder().nodes(0).build()?;
+//! let a = sim.add_node(NodeSpec::new("a", "127.0.0.1:7001"))?;
+//! let b = sim.add_node(NodeSpec::new("b", "127.0.0.1:7002"))?;
+//! sim.join_with(a, &[])?;
+//! sim.join_with(b, &["127.0.0.1:7001".into()])?;
+//! let handle = sim.node(b).handle().expect("running").clone();
+//! let met = sim.run_until_true(Duration::from_secs(10), |_| {
+//!     handle.get_members().is_ok_and(|v| v.members.len() == 2)
+//! });
+//! assert!(met.is_some());
+//! # Ok::<(), nodeplane_sim::SimError>(())
+//! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use nodeplane_interface::{MembershipUpdate, PeerState, Subscription};
-use nodeplane_runtime::{LoadedComponent, MemoryLedger, Node, NodeConfig, Runtime, Tunables};
+use nodeplane_interface::{MembershipUpdate, PeerState};
+use nodeplane_runtime::{
+    EventRecord, LoadedComponent, MemoryLedger, Node, NodeConfig, NodeHandle, RecordingServices,
+    Runtime, Tunables, VirtualClock,
+};
 
+use crate::builder::SimBuilder;
 use crate::component::{self, ComponentChoice};
 use crate::network::{NetConfig, NetStats, Network};
+use crate::node::{node_address, NodeSpec, SimNode};
 use crate::queue::{EventKind, EventQueue};
 use crate::rng::SimRng;
-use crate::services::SimServices;
 use crate::trace::{Trace, TraceEvent};
-use crate::views::{Observations, Sample, Transition, View};
+use crate::views::{Observations, Sample, View};
 use crate::SimError;
 
 /// How often the run loops test a convergence or other predicate.
 pub const CHECK_INTERVAL_MS: u64 = 50;
-/// Port of every simulated control address.
-pub const SIM_PORT: u16 = 7946;
-
-/// The id of node `i`.
-pub fn node_id(i: usize) -> String {
-    format!("n{i}")
-}
-
-/// The control address of node `i` (nothing is really sent).
-pub fn node_address(i: usize) -> String {
-    format!("10.0.{}.{}:{SIM_PORT}", i / 256, i % 256)
-}
-
-/// One simulated node.
-pub struct SimNode {
-    /// Its id.
-    pub id: String,
-    /// Its address.
-    pub address: String,
-    node: Option<Node<SimServices>>,
-    subscription: Option<Subscription>,
-    /// The store while the node is down.
-    parked: Option<MemoryLedger>,
-    /// Restart count; stale timers of earlier lives are ignored.
-    pub life: u64,
-    /// Whether it called `leave`.
-    pub left: bool,
-    /// Whether `join` was called.
-    pub joined: bool,
-    /// Causal depth of the latest message it received.
-    pub depth: u64,
-    /// Messages it sent.
-    pub sent_messages: u64,
-    /// Payload bytes it sent.
-    pub sent_bytes: u64,
-    /// Guest calls that returned an error.
-    pub call_errors: u64,
-}
-
-impl SimNode {
-    /// Whether the component is running (not crashed).
-    pub fn is_running(&self) -> bool {
-        self.node.is_some()
-    }
-
-    /// The ledger store (running or parked).
-    pub fn ledger(&self) -> &MemoryLedger {
-        match (&self.node, &self.parked) {
-            (Some(node), _) => &node.services().ledger,
-            (None, Some(parked)) => parked,
-            (None, None) => unreachable!("a node always has a running instance or a parked store"),
-        }
-    }
-
-    /// The running node, if any.
-    pub fn node(&self) -> Option<&Node<SimServices>> {
-        self.node.as_ref()
-    }
-}
-
-/// Builds a [`Sim`].
-#[derive(Clone, Debug)]
-pub struct SimBuilder {
-    nodes: usize,
-    seed: u64,
-    net: NetConfig,
-    component: ComponentChoice,
-    tunables: Tunables,
-    sample_every_ms: Option<u64>,
-    join: bool,
-    ledgers: Vec<MemoryLedger>,
-}
-
-impl Default for SimBuilder {
-    fn default() -> Self {
-        SimBuilder {
-            nodes: 5,
-            seed: 0,
-            net: NetConfig::default(),
-            component: ComponentChoice::default(),
-            tunables: Tunables::default(),
-            sample_every_ms: None,
-            join: true,
-            ledgers: Vec::new(),
-        }
-    }
-}
-
-impl SimBuilder {
-    /// Number of nodes.
-    pub fn nodes(mut self, n: usize) -> Self {
-        self.nodes = n;
-        self
-    }
-    /// The seed of every random choice.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// Probability that a message is lost.
-    pub fn loss(mut self, p: f64) -> Self {
-        self.net.loss = p;
-        self
-    }
-    /// Probability that a message is delivered twice.
-    pub fn duplicate(mut self, p: f64) -> Self {
-        self.net.duplicate = p;
-        self
-    }
-    /// Probability that a message is delayed out of order.
-    pub fn reorder(mut self, p: f64) -> Self {
-        self.net.reorder = p;
-        self
-    }
-    /// One-way latency range, ms.
-    pub fn latency_ms(mut self, min: u64, max: u64) -> Self {
-        self.net.min_latency_ms = min;
-        self.net.max_latency_ms = max;
-        self
-    }
-    /// The component to run.
-    pub fn component(mut self, choice: ComponentChoice) -> Self {
-        self.component = choice;
-        self
-    }
-    /// Protocol tunables of every node.
-    pub fn tunables(mut self, t: Tunables) -> Self {
-        self.tunables = t;
-        self
-    }
-    /// Records every node's view counts every `ms` (for the SVG).
-    pub fn sample_every_ms(mut self, ms: u64) -> Self {
-        self.sample_every_ms = Some(ms);
-        self
-    }
-    /// Whether nodes join at t=0 (node 0 alone, the others through node 0).
-    pub fn join(mut self, join: bool) -> Self {
-        self.join = join;
-        self
-    }
-    /// Pre-filled stores, by node index (missing ones start empty).
-    pub fn ledgers(mut self, ledgers: Vec<MemoryLedger>) -> Self {
-        self.ledgers = ledgers;
-        self
-    }
-
-    /// Starts every node (and joins them, unless told not to).
-    pub fn build(mut self) -> Result<Sim, SimError> {
-        let (runtime, loaded) = component::load(&self.component)?;
-        let n = self.nodes;
-        let mut sim = Sim {
-            seed: self.seed,
-            now: 0,
-            rng: SimRng::new(self.seed),
-            queue: EventQueue::new(),
-            network: Network {
-                config: self.net,
-                ..Network::default()
-            },
-            runtime,
-            loaded,
-            component: self.component.clone(),
-            tunables: self.tunables,
-            nodes: Vec::with_capacity(n),
-            by_address: HashMap::new(),
-            by_id: HashMap::new(),
-            views: (0..n).map(|_| View::new(n)).collect(),
-            observations: Observations::default(),
-            trace: Trace::new(),
-            violations: Vec::new(),
-            sample_every_ms: self.sample_every_ms,
-            next_sample: 0,
-            samples: Vec::new(),
-        };
-        for i in 0..n {
-            let ledger = if i < self.ledgers.len() {
-                std::mem::take(&mut self.ledgers[i])
-            } else {
-                MemoryLedger::new()
-            };
-            sim.by_address.insert(node_address(i), i);
-            sim.by_id.insert(node_id(i), i);
-            sim.nodes.push(SimNode {
-                id: node_id(i),
-                address: node_address(i),
-                node: None,
-                subscription: None,
-                parked: Some(ledger),
-                life: 0,
-                left: false,
-                joined: false,
-                depth: 0,
-                sent_messages: 0,
-                sent_bytes: 0,
-                call_errors: 0,
-            });
-            sim.boot(i)?;
-        }
-        if self.join {
-            for i in 0..n {
-                sim.join(i)?;
-            }
-        }
-        Ok(sim)
-    }
-}
 
 /// What the end-of-run check expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -252,7 +74,8 @@ pub enum Expect {
 /// A deterministic simulation of many nodes.
 pub struct Sim {
     seed: u64,
-    now: u64,
+    pub(crate) now: u64,
+    clock: VirtualClock,
     rng: SimRng,
     queue: EventQueue,
     /// The network (configuration, faults, counters).
@@ -261,23 +84,63 @@ pub struct Sim {
     loaded: LoadedComponent,
     component: ComponentChoice,
     tunables: Tunables,
-    nodes: Vec<SimNode>,
+    pub(crate) nodes: Vec<SimNode>,
     by_address: HashMap<String, usize>,
-    by_id: HashMap<String, usize>,
-    views: Vec<View>,
+    pub(crate) by_id: HashMap<String, usize>,
+    pub(crate) views: Vec<View>,
     /// Transitions and false verdicts observed.
     pub observations: Observations,
-    trace: Trace,
+    pub(crate) trace: Trace,
     violations: Vec<String>,
-    sample_every_ms: Option<u64>,
-    next_sample: u64,
-    samples: Vec<Sample>,
+    pub(crate) sample_every_ms: Option<u64>,
+    pub(crate) next_sample: u64,
+    pub(crate) samples: Vec<Sample>,
+    observe: bool,
+    keep_logs: bool,
 }
 
 impl Sim {
     /// A builder with defaults (5 nodes, seed 0, no loss).
     pub fn builder() -> SimBuilder {
         SimBuilder::default()
+    }
+
+    /// A world without nodes (see [`SimBuilder::build`]).
+    pub(crate) fn empty(
+        seed: u64,
+        net: NetConfig,
+        (runtime, loaded, component): (Runtime, LoadedComponent, ComponentChoice),
+        tunables: Tunables,
+        sample_every_ms: Option<u64>,
+        (observe, keep_logs): (bool, bool),
+    ) -> Sim {
+        Sim {
+            seed,
+            now: 0,
+            clock: VirtualClock::new(),
+            rng: SimRng::new(seed),
+            queue: EventQueue::new(),
+            network: Network {
+                config: net,
+                ..Network::default()
+            },
+            runtime,
+            loaded,
+            component,
+            tunables,
+            nodes: Vec::new(),
+            by_address: HashMap::new(),
+            by_id: HashMap::new(),
+            views: Vec::new(),
+            observations: Observations::default(),
+            trace: Trace::new(),
+            violations: Vec::new(),
+            sample_every_ms,
+            next_sample: 0,
+            samples: Vec::new(),
+            observe,
+            keep_logs,
+        }
     }
 
     /// The seed of this run.
@@ -303,6 +166,11 @@ impl Sim {
     /// The component simulated.
     pub fn component(&self) -> &ComponentChoice {
         &self.component
+    }
+
+    /// The runtime every node runs in (load a component to hot-swap in here).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// Node `i`.
@@ -376,45 +244,98 @@ impl Sim {
             .push(format!("t={:.3}s {what}", self.now as f64 / 1000.0));
     }
 
-    fn action(&mut self, what: String) {
+    pub(crate) fn action(&mut self, what: String) {
         tracing::debug!(at_ms = self.now, %what, "sim action");
         self.trace.record(self.now, TraceEvent::Action(what), &[]);
     }
 
     // ---- node lifecycle -------------------------------------------------
 
-    fn boot(&mut self, i: usize) -> Result<(), SimError> {
+    /// Adds a node that is down, with `ledger` as its store; returns its index.
+    pub(crate) fn push_node(
+        &mut self,
+        spec: NodeSpec,
+        component: Option<(Runtime, LoadedComponent)>,
+        ledger: MemoryLedger,
+    ) -> usize {
+        let i = self.nodes.len();
+        self.by_address.insert(spec.address.clone(), i);
+        self.by_id.insert(spec.id.clone(), i);
+        self.nodes.push(SimNode::parked(spec, component, ledger));
+        for view in &mut self.views {
+            view.resize(i + 1);
+        }
+        self.views.push(View::new(i + 1));
+        i
+    }
+
+    /// Removes the last node (one that failed to start).
+    fn pop_node(&mut self) {
+        let Some(slot) = self.nodes.pop() else {
+            return;
+        };
+        let i = self.nodes.len();
+        if self.by_address.get(&slot.address) == Some(&i) {
+            self.by_address.remove(&slot.address);
+        }
+        if self.by_id.get(&slot.id) == Some(&i) {
+            self.by_id.remove(&slot.id);
+        }
+        self.views.pop();
+        for view in &mut self.views {
+            view.resize(i);
+        }
+    }
+
+    /// Adds a node to the world and starts it (it does not join: see
+    /// [`Sim::join_with`]); returns its index. A node the component refuses
+    /// to start is not added ([`SimError::Start`] carries the reason).
+    pub fn add_node(&mut self, spec: NodeSpec) -> Result<usize, SimError> {
+        let component = match &spec.component {
+            Some(choice) => Some((
+                self.runtime.clone(),
+                component::load_in(&self.runtime, choice)?,
+            )),
+            None => None,
+        };
+        self.action(format!("add {} at {}", spec.id, spec.address));
+        let i = self.push_node(spec, component, MemoryLedger::new());
+        if let Err(e) = self.boot(i) {
+            self.pop_node();
+            return Err(e);
+        }
+        Ok(i)
+    }
+
+    pub(crate) fn boot(&mut self, i: usize) -> Result<(), SimError> {
         let ledger = self.nodes[i].parked.take().unwrap_or_default();
-        let mut services = SimServices::new(self.rng.next_u64(), ledger);
-        services.now_ms = self.now;
+        let services = RecordingServices::with(self.clock.clone(), self.rng.next_u64(), ledger);
+        let slot = &self.nodes[i];
         let config = NodeConfig {
-            node_id: node_id(i),
-            address: node_address(i),
-            metadata: vec![(
-                "overlay-ip".into(),
-                format!("100.64.{}.{}", i / 256, i % 256),
-            )],
+            node_id: slot.id.clone(),
+            address: slot.address.clone(),
+            metadata: slot.metadata.clone(),
             tunables: self.tunables,
         };
-        let node = match Node::start(&self.runtime, &self.loaded, config, services) {
-            Ok(node) => node,
-            Err(e) => {
-                return Err(SimError::Node {
-                    node: i,
-                    reason: e.to_string(),
-                })
-            }
+        let (runtime, loaded) = match &slot.component {
+            Some((runtime, loaded)) => (runtime, loaded),
+            None => (&self.runtime, &self.loaded),
         };
+        let node = Node::start(runtime, loaded, config, services)
+            .map_err(|error| SimError::Start { node: i, error })?;
         let slot = &mut self.nodes[i];
-        slot.node = Some(node);
-        let node = slot.node.as_mut().expect("just set");
-        let subscription = node.subscribe().map_err(|e| SimError::Node {
-            node: i,
-            reason: e.to_string(),
-        })?;
-        slot.subscription = Some(subscription);
+        let node = NodeHandle::new(node);
+        slot.node = Some(node.clone());
+        let mut node = node.lock();
+        if self.observe {
+            let subscription = node
+                .subscribe()
+                .map_err(|error| SimError::Start { node: i, error })?;
+            slot.subscription = Some(subscription);
+        }
         // Start from the view the component rebuilt from its store.
         let mirror = node.mirror_view();
+        drop(node);
         self.views[i].clear();
         for m in mirror.members {
             if let Some(&s) = self.by_id.get(&m.id) {
@@ -437,13 +358,20 @@ impl Sim {
         }
     }
 
-    /// Calls `join` on node `i` with its seeds.
+    /// Calls `join` on node `i` with its seeds (node 0's address; none for
+    /// node 0 itself, which starts the cluster).
     pub fn join(&mut self, i: usize) -> Result<(), SimError> {
         let seeds = self.seeds_of(i);
+        self.join_with(i, &seeds)
+    }
+
+    /// Calls `join` on node `i` with `seeds`; a restart joins with them again.
+    pub fn join_with(&mut self, i: usize, seeds: &[String]) -> Result<(), SimError> {
         self.action(format!("join n{i}"));
-        match self.call(i, |node| node.join(&seeds).map(|_| ())) {
+        match self.call(i, |node| node.join(seeds).map(|_| ())) {
             Some(Ok(())) => {
                 self.nodes[i].joined = true;
+                self.nodes[i].seeds = seeds.to_vec();
                 Ok(())
             }
             Some(Err(e)) => Err(SimError::Node {
@@ -461,14 +389,16 @@ impl Sim {
     pub fn crash(&mut self, i: usize) {
         self.action(format!("crash n{i}"));
         let slot = &mut self.nodes[i];
-        if let Some(mut node) = slot.node.take() {
-            slot.parked = Some(std::mem::take(&mut node.services_mut().ledger));
+        if let Some(node) = slot.node.take() {
+            slot.parked = Some(std::mem::take(&mut node.lock().services_mut().ledger));
             slot.subscription = None;
             slot.life += 1;
         }
     }
 
-    /// Restarts node `i` on its persisted store and rejoins it.
+    /// Restarts node `i` on its persisted store and, if the world joined it
+    /// ([`Sim::join`], [`Sim::join_with`]), rejoins it with the same seeds
+    /// (a node joined through its handle is rejoined by whoever joined it).
     pub fn restart(&mut self, i: usize) -> Result<(), SimError> {
         self.action(format!("restart n{i}"));
         if self.nodes[i].is_running() {
@@ -476,9 +406,22 @@ impl Sim {
         }
         self.boot(i)?;
         if self.nodes[i].joined {
-            self.join(i)?;
+            let seeds = self.nodes[i].seeds.clone();
+            self.join_with(i, &seeds)?;
         }
         Ok(())
+    }
+
+    /// Gives crashed node `i` a new control address (a restart elsewhere);
+    /// messages to the old address are lost from now on.
+    pub fn move_to(&mut self, i: usize, address: &str) {
+        self.action(format!("move n{i} to {address}"));
+        let slot = &mut self.nodes[i];
+        if self.by_address.get(&slot.address) == Some(&i) {
+            self.by_address.remove(&slot.address);
+        }
+        slot.address = address.to_string();
+        self.by_address.insert(address.to_string(), i);
     }
 
     /// Node `i` leaves gracefully.
@@ -498,77 +441,44 @@ impl Sim {
         }
     }
 
-    // ---- faults ----------------------------------------------------------
-
-    /// Blocks every message between the sets `a` and `b`, both ways.
-    pub fn partition(&mut self, a: &[usize], b: &[usize]) {
-        self.action(format!("partition {a:?} | {b:?}"));
-        for &x in a {
-            for &y in b {
-                self.network.faults.blocked.insert((x, y));
-                self.network.faults.blocked.insert((y, x));
-            }
-        }
-    }
-
-    /// Blocks messages from the set `from` to the set `to` only.
-    pub fn block_one_way(&mut self, from: &[usize], to: &[usize]) {
-        self.action(format!("block {from:?} -> {to:?}"));
-        for &x in from {
-            for &y in to {
-                self.network.faults.blocked.insert((x, y));
-            }
-        }
-    }
-
-    /// Blocks the given pairs, both ways.
-    pub fn block_pairs(&mut self, pairs: &[(usize, usize)]) {
-        self.action(format!("block {} pairs", pairs.len()));
-        for &(x, y) in pairs {
-            self.network.faults.blocked.insert((x, y));
-            self.network.faults.blocked.insert((y, x));
-        }
-    }
-
-    /// Drops every message node `i` sends (it still receives).
-    pub fn mute(&mut self, i: usize) {
-        self.action(format!("mute n{i}"));
-        self.network.faults.mute.insert(i);
-    }
-
-    /// Takes all of node `i`'s links down (`true`) or up (`false`).
-    pub fn isolate(&mut self, i: usize, down: bool) {
-        self.action(format!("isolate n{i} {down}"));
-        if down {
-            self.network.faults.isolated.insert(i);
-        } else {
-            self.network.faults.isolated.remove(&i);
-        }
-    }
-
-    /// Removes every fault (partitions, blocks, mute, isolation).
-    pub fn heal(&mut self) {
-        self.action("heal".into());
-        self.network.faults = Default::default();
-    }
-
-    /// Sets the loss probability of every message from now on.
-    pub fn set_loss(&mut self, p: f64) {
-        self.action(format!("loss {p}"));
-        self.network.config.loss = p;
-    }
-
     // ---- running ---------------------------------------------------------
+
+    fn set_now(&mut self, t: u64) {
+        self.now = self.now.max(t);
+        self.clock.set_ms(self.now);
+    }
 
     /// Runs every event due until virtual time `t` (ms), then sets the clock to `t`.
     pub fn run_until_ms(&mut self, t: u64) {
+        self.flush();
         while let Some(event) = self.queue.pop_due(t) {
             self.sample_until(event.at);
-            self.now = self.now.max(event.at);
+            self.set_now(event.at);
             self.dispatch(event.kind);
         }
         self.sample_until(t);
-        self.now = self.now.max(t);
+        self.set_now(t);
+    }
+
+    /// Runs the events of the next instant anything is due; false when
+    /// nothing is queued.
+    pub fn step(&mut self) -> bool {
+        self.flush();
+        match self.queue.peek_time() {
+            Some(t) => {
+                self.run_until_ms(t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Performs what calls made through node handles since the last step
+    /// recorded (messages, timers, log lines, updates), at the current time.
+    pub fn flush(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.after_call(i);
+        }
     }
 
     /// Runs for `d` of virtual time.
@@ -602,40 +512,6 @@ impl Sim {
         self.run_until_true(deadline, Sim::converged)
     }
 
-    /// Whether every live node's view lists every live node as `alive`.
-    pub fn converged(&self) -> bool {
-        let live = self.live_nodes();
-        let need = live.len() as u32;
-        if live.iter().any(|&o| self.views[o].counts[0] < need) {
-            return false;
-        }
-        live.iter().all(|&o| {
-            live.iter()
-                .all(|&s| self.views[o].state(s) == Some(PeerState::Alive))
-        })
-    }
-
-    fn sample_until(&mut self, t: u64) {
-        let Some(every) = self.sample_every_ms else {
-            return;
-        };
-        while self.next_sample <= t {
-            let counts = (0..self.nodes.len())
-                .map(|i| {
-                    self.nodes[i].is_running().then(|| {
-                        let c = self.views[i].counts;
-                        [c[0], c[1], c[2]]
-                    })
-                })
-                .collect();
-            self.samples.push(Sample {
-                at: self.next_sample,
-                counts,
-            });
-            self.next_sample += every;
-        }
-    }
-
     fn dispatch(&mut self, kind: EventKind) {
         match kind {
             EventKind::Deliver {
@@ -658,7 +534,7 @@ impl Sim {
                     &payload,
                 );
                 self.nodes[to].depth = self.nodes[to].depth.max(depth);
-                let source = node_address(from);
+                let source = self.nodes[from].address.clone();
                 if let Some(Err(_)) = self.call(to, |node| node.deliver_message(&source, &payload))
                 {
                     self.nodes[to].call_errors += 1;
@@ -670,14 +546,14 @@ impl Sim {
                 timer,
                 generation,
             } => {
-                let slot = &mut self.nodes[node];
+                let slot = &self.nodes[node];
                 if slot.life != life {
                     return;
                 }
-                let Some(running) = slot.node.as_mut() else {
+                let Some(running) = slot.node.as_ref() else {
                     return;
                 };
-                if !running.services_mut().take_timer(timer, generation) {
+                if !running.lock().services_mut().take_timer(timer, generation) {
                     return;
                 }
                 self.trace
@@ -691,24 +567,22 @@ impl Sim {
 
     /// Calls into node `i` at the current virtual time and performs the
     /// effects it recorded. `None` when the node is down.
-    pub fn call<T>(&mut self, i: usize, f: impl FnOnce(&mut Node<SimServices>) -> T) -> Option<T> {
-        let now = self.now;
-        let node = self.nodes[i].node.as_mut()?;
-        node.services_mut().now_ms = now;
-        let result = f(node);
+    pub fn call<T>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Node<RecordingServices>) -> T,
+    ) -> Option<T> {
+        let result = f(&mut self.nodes[i].node.as_ref()?.lock());
         self.after_call(i);
         Some(result)
     }
 
     fn after_call(&mut self, i: usize) {
         let slot = &mut self.nodes[i];
-        let Some(node) = slot.node.as_mut() else {
+        let Some(node) = slot.node.as_ref() else {
             return;
         };
-        let services = node.services_mut();
-        let outbox = std::mem::take(&mut services.outbox);
-        let timers = std::mem::take(&mut services.timer_settings);
-        let log = std::mem::take(&mut services.log);
+        let recorded = node.lock().services_mut().drain();
         let updates: Vec<MembershipUpdate> = slot
             .subscription
             .as_ref()
@@ -716,18 +590,18 @@ impl Sim {
             .unwrap_or_default();
         let life = slot.life;
         let depth = slot.depth + 1;
-        for (timer, at, generation) in timers {
+        for t in recorded.timers {
             self.queue.push(
-                at,
+                t.due_ms,
                 EventKind::Timer {
                     node: i,
                     life,
-                    timer,
-                    generation,
+                    timer: t.timer,
+                    generation: t.generation,
                 },
             );
         }
-        for (to_address, payload) in outbox {
+        for (to_address, payload) in recorded.outbox {
             self.nodes[i].sent_messages += 1;
             self.nodes[i].sent_bytes += payload.len() as u64;
             let Some(&to) = self.by_address.get(&to_address) else {
@@ -756,91 +630,35 @@ impl Sim {
                 );
             }
         }
-        for (kind, detail) in log {
-            self.trace.record(
-                self.now,
-                TraceEvent::Log { node: i, kind },
-                detail.as_bytes(),
-            );
+        for record in recorded.log {
+            self.log_line(i, record);
         }
         for update in updates {
             self.observe(i, update);
         }
     }
 
-    fn observe(&mut self, observer: usize, update: MembershipUpdate) {
-        let Some(&subject) = self.by_id.get(&update.peer) else {
-            return;
-        };
-        let state = update.current.state;
-        let incarnation = update.current.incarnation;
-        self.trace.record(
-            self.now,
-            TraceEvent::Update {
-                observer,
-                subject: update.peer.clone(),
-                state: state.as_str(),
-                incarnation,
-            },
-            &[],
-        );
-        if state == PeerState::Left && !self.nodes[subject].left {
-            self.violation(format!(
-                "n{observer} shows n{subject} left, but n{subject} never called leave"
-            ));
+    fn log_line(&mut self, i: usize, record: EventRecord) {
+        if self.keep_logs {
+            self.trace.record(
+                self.now,
+                TraceEvent::Log {
+                    node: i,
+                    kind: record.kind.clone(),
+                },
+                record.detail.as_bytes(),
+            );
+            self.nodes[i].log.push(record);
+        } else {
+            self.trace.record(
+                self.now,
+                TraceEvent::Log {
+                    node: i,
+                    kind: record.kind,
+                },
+                record.detail.as_bytes(),
+            );
         }
-        let high = self.views[observer].max_incarnation[subject];
-        if incarnation < high {
-            self.violation(format!(
-                "n{observer} shows n{subject} at incarnation {incarnation}, below {high} seen before"
-            ));
-        }
-        self.views[observer].max_incarnation[subject] = high.max(incarnation);
-        let from = self.views[observer].set(subject, state, incarnation);
-        self.observations.transitions.push(Transition {
-            at: self.now,
-            observer,
-            subject,
-            from,
-            to: state,
-            incarnation,
-        });
-        if observer != subject
-            && self.is_live(subject)
-            && !self.observations.excused.contains(&subject)
-        {
-            match state {
-                PeerState::Dead => {
-                    self.observations.false_deaths.insert((observer, subject));
-                }
-                PeerState::Suspect => {
-                    self.observations
-                        .false_suspicions
-                        .insert((observer, subject));
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Frontier digests of the live nodes' stores, by node.
-    pub fn ledger_digests(&self) -> Vec<(usize, [u8; 32])> {
-        self.live_nodes()
-            .into_iter()
-            .map(|i| {
-                (
-                    i,
-                    crate::ledger::frontier_digest(self.nodes[i].ledger().entries()),
-                )
-            })
-            .collect()
-    }
-
-    /// Whether every live node's store has the same frontier digest.
-    pub fn ledgers_agree(&self) -> bool {
-        let digests: BTreeSet<[u8; 32]> =
-            self.ledger_digests().into_iter().map(|(_, d)| d).collect();
-        digests.len() <= 1
     }
 
     /// Sent (messages, bytes) summed over all nodes.

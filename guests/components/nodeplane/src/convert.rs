@@ -1,7 +1,12 @@
-//! Conversions between the WIT bindings and `nodeplane-core` types.
+//! Conversions between the WIT bindings and the shared vocabulary
+//! (`nodeplane-types`, re-exported by `nodeplane-core`): the one place where
+//! WIT-generated types meet the core's.
 
 use crate::bindings::nodeplane::control::types;
-use nodeplane_core::{Cause, Config, Entry, Error, Member, PeerState, Tunables, Update, View};
+use nodeplane_core::{
+    Entry, Error, Member, MembershipUpdate, MembershipView, NodeConfig, PeerState, Tunables,
+    UpdateCause,
+};
 
 pub fn state_to_wit(state: PeerState) -> types::PeerState {
     match state {
@@ -31,30 +36,28 @@ pub fn member_to_wit(m: &Member) -> types::Member {
     }
 }
 
-pub fn view_to_wit(v: &View) -> types::MembershipView {
+pub fn view_to_wit(v: &MembershipView) -> types::MembershipView {
     types::MembershipView {
         version: v.version,
         members: v.members.iter().map(member_to_wit).collect(),
     }
 }
 
-pub fn update_to_wit(u: &Update) -> types::MembershipUpdate {
+pub fn update_to_wit(u: &MembershipUpdate) -> types::MembershipUpdate {
     types::MembershipUpdate {
         peer: u.peer.clone(),
         previous: u.previous.map(state_to_wit),
         current: member_to_wit(&u.current),
         cause: match u.cause {
-            Cause::Joined => types::UpdateCause::Joined,
-            Cause::Suspected => types::UpdateCause::Suspected,
-            Cause::Refuted => types::UpdateCause::Refuted,
-            Cause::ConfirmedDead => types::UpdateCause::ConfirmedDead,
-            Cause::Recovered => types::UpdateCause::Recovered,
-            Cause::Left => types::UpdateCause::Left,
-            Cause::Changed => types::UpdateCause::Changed,
+            UpdateCause::Joined => types::UpdateCause::Joined,
+            UpdateCause::Suspected => types::UpdateCause::Suspected,
+            UpdateCause::Refuted => types::UpdateCause::Refuted,
+            UpdateCause::ConfirmedDead => types::UpdateCause::ConfirmedDead,
+            UpdateCause::Recovered => types::UpdateCause::Recovered,
+            UpdateCause::Left => types::UpdateCause::Left,
+            UpdateCause::Changed => types::UpdateCause::Changed,
         },
-        entry: u
-            .entry
-            .map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+        entry: u.entry.clone(),
         version: u.version,
     }
 }
@@ -72,9 +75,11 @@ pub fn error_to_wit(e: Error) -> types::Error {
     }
 }
 
-pub fn config_from_wit(c: types::NodeConfig) -> Config {
+/// The configuration as passed to `init`; the core fills in the
+/// tunables' defaults when it validates it.
+pub fn config_from_wit(c: types::NodeConfig) -> NodeConfig {
     let t = c.tunables;
-    Config {
+    NodeConfig {
         node_id: c.node_id,
         address: c.address,
         metadata: c.metadata,
@@ -86,8 +91,7 @@ pub fn config_from_wit(c: types::NodeConfig) -> Config {
             death_quorum: t.death_quorum,
             anti_entropy_interval_ms: t.anti_entropy_interval_ms,
             retransmit_multiplier: t.retransmit_multiplier,
-        }
-        .with_defaults(),
+        },
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use bindings::exports::nodeplane::control::{control, driver};
 use bindings::nodeplane::control::{clock, events, ledger_store, network, random, timers, types};
-use nodeplane_core::{Effect, Node};
+use nodeplane_core::{Effect, Node, Timer};
 
 struct Shell {
     node: Node,
@@ -46,10 +46,10 @@ fn perform(shell: &mut Shell) {
     for effect in shell.node.drain_effects() {
         match effect {
             Effect::Send { to, payload } => network::send(&to, &payload),
-            Effect::SetTimer { timer, after_ms } => timers::set_timer(timer, after_ms),
-            Effect::CancelTimer { timer } => timers::cancel_timer(timer),
+            Effect::SetTimer { timer, after_ms } => timers::set_timer(timer.id(), after_ms),
+            Effect::CancelTimer { timer } => timers::cancel_timer(timer.id()),
             Effect::Append(entry) => ledger_store::append(&convert::entry_to_wit(&entry)),
-            Effect::Update(update) => {
+            Effect::Update { update, .. } => {
                 let update = convert::update_to_wit(&update);
                 for subscriber in &shell.subscribers {
                     events::deliver_update(*subscriber, &update);
@@ -104,8 +104,12 @@ impl driver::Guest for Component {
     }
 
     fn fire_timer(timer: u64) {
+        // Ids this node never set (say, from an older component before a
+        // swap) are ignored, as the core always did.
         let _ = with_node(|node, now| {
-            node.handle_timer(now, timer);
+            if let Some(timer) = Timer::from_id(timer) {
+                node.handle_timer(now, timer);
+            }
             Ok(())
         });
     }

@@ -6,7 +6,11 @@ use std::cell::RefCell;
 
 use crate::bindings::exports::nodeplane::control::{control, driver};
 use crate::bindings::nodeplane::control::{events, types};
-use crate::plane::{Cause, Error, Flaw, Member, Plane, Sink, State, Update};
+use nodeplane_types::{
+    ControlError, Member, MembershipUpdate, MembershipView, PeerState, UpdateCause,
+};
+
+use crate::plane::{Flaw, Plane, Sink};
 
 thread_local! {
     static PLANE: RefCell<Option<Plane>> = const { RefCell::new(None) };
@@ -15,7 +19,7 @@ thread_local! {
 struct HostSink;
 
 impl Sink for HostSink {
-    fn deliver(&mut self, subscriber: u64, update: &Update) {
+    fn deliver(&mut self, subscriber: u64, update: &MembershipUpdate) {
         events::deliver_update(subscriber, &to_wit_update(update));
     }
     fn log(&mut self, kind: &str, detail: String) {
@@ -23,28 +27,28 @@ impl Sink for HostSink {
     }
 }
 
-fn with_plane<T>(f: impl FnOnce(&mut Plane) -> Result<T, Error>) -> Result<T, types::Error> {
+fn with_plane<T>(f: impl FnOnce(&mut Plane) -> Result<T, ControlError>) -> Result<T, types::Error> {
     PLANE.with(|cell| match cell.borrow_mut().as_mut() {
         Some(plane) => f(plane).map_err(to_wit_error),
         None => Err(types::Error::Internal("driver.init was not called".into())),
     })
 }
 
-fn to_wit_state(state: State) -> types::PeerState {
+fn to_wit_state(state: PeerState) -> types::PeerState {
     match state {
-        State::Alive => types::PeerState::Alive,
-        State::Suspect => types::PeerState::Suspect,
-        State::Dead => types::PeerState::Dead,
-        State::Left => types::PeerState::Left,
+        PeerState::Alive => types::PeerState::Alive,
+        PeerState::Suspect => types::PeerState::Suspect,
+        PeerState::Dead => types::PeerState::Dead,
+        PeerState::Left => types::PeerState::Left,
     }
 }
 
-fn from_wit_state(state: types::PeerState) -> State {
+fn from_wit_state(state: types::PeerState) -> PeerState {
     match state {
-        types::PeerState::Alive => State::Alive,
-        types::PeerState::Suspect => State::Suspect,
-        types::PeerState::Dead => State::Dead,
-        types::PeerState::Left => State::Left,
+        types::PeerState::Alive => PeerState::Alive,
+        types::PeerState::Suspect => PeerState::Suspect,
+        types::PeerState::Dead => PeerState::Dead,
+        types::PeerState::Left => PeerState::Left,
     }
 }
 
@@ -58,39 +62,46 @@ fn to_wit_member(member: &Member) -> types::Member {
     }
 }
 
-fn to_wit_view((version, members): (u64, Vec<Member>)) -> types::MembershipView {
+fn to_wit_view(view: MembershipView) -> types::MembershipView {
     types::MembershipView {
-        version,
-        members: members.iter().map(to_wit_member).collect(),
+        version: view.version,
+        members: view.members.iter().map(to_wit_member).collect(),
     }
 }
 
-fn to_wit_update(update: &Update) -> types::MembershipUpdate {
+fn to_wit_update(update: &MembershipUpdate) -> types::MembershipUpdate {
     types::MembershipUpdate {
         peer: update.peer.clone(),
         previous: update.previous.map(to_wit_state),
         current: to_wit_member(&update.current),
         cause: match update.cause {
-            Cause::Joined => types::UpdateCause::Joined,
-            Cause::Suspected => types::UpdateCause::Suspected,
-            Cause::Refuted => types::UpdateCause::Refuted,
-            Cause::ConfirmedDead => types::UpdateCause::ConfirmedDead,
-            Cause::Left => types::UpdateCause::Left,
+            UpdateCause::Joined => types::UpdateCause::Joined,
+            UpdateCause::Suspected => types::UpdateCause::Suspected,
+            UpdateCause::Refuted => types::UpdateCause::Refuted,
+            UpdateCause::ConfirmedDead => types::UpdateCause::ConfirmedDead,
+            UpdateCause::Recovered => types::UpdateCause::Recovered,
+            UpdateCause::Left => types::UpdateCause::Left,
+            UpdateCause::Changed => types::UpdateCause::Changed,
         },
-        entry: None,
+        entry: update.entry.clone(),
         version: update.version,
     }
 }
 
-fn to_wit_error(error: Error) -> types::Error {
+fn to_wit_error(error: ControlError) -> types::Error {
     match error {
-        Error::NotJoined => types::Error::NotJoined,
-        Error::HasLeft => types::Error::HasLeft,
-        Error::InvalidAddress(a) => types::Error::InvalidAddress(a),
-        Error::UnknownPeer(p) => types::Error::UnknownPeer(p),
-        Error::InvalidReport(r) => types::Error::InvalidReport(r),
-        Error::InvalidSubscriber(s) => types::Error::InvalidSubscriber(s),
-        Error::InvalidConfig(c) => types::Error::InvalidConfig(c),
+        ControlError::NotJoined => types::Error::NotJoined,
+        ControlError::HasLeft => types::Error::HasLeft,
+        ControlError::InvalidAddress(a) => types::Error::InvalidAddress(a),
+        ControlError::UnknownPeer(p) => types::Error::UnknownPeer(p),
+        ControlError::InvalidReport(r) => types::Error::InvalidReport(r),
+        ControlError::InvalidSubscriber(s) => types::Error::InvalidSubscriber(s),
+        ControlError::InvalidConfig(c) => types::Error::InvalidConfig(c),
+        ControlError::BadMessage(m) => types::Error::BadMessage(m),
+        ControlError::CorruptLedger(c) => types::Error::CorruptLedger(c),
+        ControlError::Internal(i) => types::Error::Internal(i),
+        // A host-side failure; a component has no WIT name for it.
+        ControlError::Unavailable(u) => types::Error::Internal(u),
     }
 }
 

@@ -7,6 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use nodeplane_types::{
+    ControlError, Member, MembershipUpdate, MembershipView, PeerState, UpdateCause,
+};
+
 /// A deliberate defect, used only by the conformance harness's fixtures.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)]
@@ -23,60 +27,9 @@ pub enum Flaw {
     Trap,
 }
 
-/// Peer states, as in WIT.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum State {
-    Alive,
-    Suspect,
-    Dead,
-    Left,
-}
-
-/// Update causes, as in WIT.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Cause {
-    Joined,
-    Suspected,
-    Refuted,
-    ConfirmedDead,
-    Left,
-}
-
-/// Errors, as in WIT.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Error {
-    NotJoined,
-    HasLeft,
-    InvalidAddress(String),
-    UnknownPeer(String),
-    InvalidReport(String),
-    InvalidSubscriber(u64),
-    InvalidConfig(String),
-}
-
-/// One member.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Member {
-    pub id: String,
-    pub address: String,
-    pub state: State,
-    pub incarnation: u64,
-    pub metadata: Vec<(String, String)>,
-}
-
-/// One membership update.
-#[derive(Clone, Debug)]
-pub struct Update {
-    pub peer: String,
-    pub previous: Option<State>,
-    pub current: Member,
-    pub cause: Cause,
-    pub version: u64,
-}
-
 /// Where the stub sends its updates and event-log lines.
 pub trait Sink {
-    fn deliver(&mut self, subscriber: u64, update: &Update);
+    fn deliver(&mut self, subscriber: u64, update: &MembershipUpdate);
     fn log(&mut self, kind: &str, detail: String);
 }
 
@@ -115,14 +68,14 @@ impl Plane {
         node_id: String,
         address: String,
         metadata: Vec<(String, String)>,
-    ) -> Result<Plane, Error> {
+    ) -> Result<Plane, ControlError> {
         if !valid_node_id(&node_id) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(ControlError::InvalidConfig(format!(
                 "node-id {node_id:?}: must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
             )));
         }
         if !valid_address(&address) {
-            return Err(Error::InvalidConfig(format!(
+            return Err(ControlError::InvalidConfig(format!(
                 "address {address:?}: expected ip:port"
             )));
         }
@@ -140,24 +93,28 @@ impl Plane {
         })
     }
 
-    fn view(&self) -> (u64, Vec<Member>) {
-        (self.version, self.members.values().cloned().collect())
+    fn view(&self) -> MembershipView {
+        MembershipView {
+            version: self.version,
+            members: self.members.values().cloned().collect(),
+        }
     }
 
     fn emit(
         &mut self,
         sink: &mut dyn Sink,
         peer: &str,
-        previous: Option<State>,
-        cause: Cause,
+        previous: Option<PeerState>,
+        cause: UpdateCause,
         deliver: bool,
     ) {
         self.version += 1;
-        let update = Update {
+        let update = MembershipUpdate {
             peer: peer.to_string(),
             previous,
             current: self.members[peer].clone(),
             cause,
+            entry: None,
             version: self.version,
         };
         sink.log(
@@ -174,11 +131,11 @@ impl Plane {
         }
     }
 
-    fn require_active(&self) -> Result<(), Error> {
+    fn require_active(&self) -> Result<(), ControlError> {
         if self.has_left {
-            Err(Error::HasLeft)
+            Err(ControlError::HasLeft)
         } else if !self.joined {
-            Err(Error::NotJoined)
+            Err(ControlError::NotJoined)
         } else {
             Ok(())
         }
@@ -189,25 +146,25 @@ impl Plane {
         &mut self,
         sink: &mut dyn Sink,
         seeds: &[String],
-    ) -> Result<(u64, Vec<Member>), Error> {
+    ) -> Result<MembershipView, ControlError> {
         if self.has_left {
-            return Err(Error::HasLeft);
+            return Err(ControlError::HasLeft);
         }
         if let Some(bad) = seeds.iter().find(|s| !valid_address(s)) {
-            return Err(Error::InvalidAddress(bad.clone()));
+            return Err(ControlError::InvalidAddress(bad.clone()));
         }
         if !self.joined {
             self.joined = true;
             let me = Member {
                 id: self.node_id.clone(),
                 address: self.address.clone(),
-                state: State::Alive,
+                state: PeerState::Alive,
                 incarnation: 1,
                 metadata: self.metadata.clone(),
             };
             self.members.insert(me.id.clone(), me);
             let id = self.node_id.clone();
-            self.emit(sink, &id, None, Cause::Joined, true);
+            self.emit(sink, &id, None, UpdateCause::Joined, true);
         }
         for seed in seeds {
             if *seed == self.address || self.members.contains_key(seed) {
@@ -216,36 +173,36 @@ impl Plane {
             let member = Member {
                 id: seed.clone(),
                 address: seed.clone(),
-                state: State::Alive,
+                state: PeerState::Alive,
                 incarnation: 0,
                 metadata: Vec::new(),
             };
             self.members.insert(seed.clone(), member);
-            self.emit(sink, seed, None, Cause::Joined, true);
+            self.emit(sink, seed, None, UpdateCause::Joined, true);
         }
         Ok(self.view())
     }
 
     /// `leave`.
-    pub fn leave(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
+    pub fn leave(&mut self, sink: &mut dyn Sink) -> Result<(), ControlError> {
         self.require_active()?;
         self.has_left = true;
         let id = self.node_id.clone();
-        self.members.get_mut(&id).expect("self is a member").state = State::Left;
-        self.emit(sink, &id, Some(State::Alive), Cause::Left, true);
+        self.members.get_mut(&id).expect("self is a member").state = PeerState::Left;
+        self.emit(sink, &id, Some(PeerState::Alive), UpdateCause::Left, true);
         Ok(())
     }
 
     /// `get-members`.
-    pub fn get_members(&self) -> Result<(u64, Vec<Member>), Error> {
+    pub fn get_members(&self) -> Result<MembershipView, ControlError> {
         if !self.joined {
-            return Err(Error::NotJoined);
+            return Err(ControlError::NotJoined);
         }
         Ok(self.view())
     }
 
     /// `publish-heartbeat`.
-    pub fn publish_heartbeat(&mut self) -> Result<u64, Error> {
+    pub fn publish_heartbeat(&mut self) -> Result<u64, ControlError> {
         self.require_active()?;
         if self.flaw == Flaw::Spin {
             let mut n: u64 = 0;
@@ -264,38 +221,42 @@ impl Plane {
         &mut self,
         sink: &mut dyn Sink,
         peer: &str,
-        state: State,
-    ) -> Result<State, Error> {
+        state: PeerState,
+    ) -> Result<PeerState, ControlError> {
         self.require_active()?;
         if peer == self.node_id {
-            return Err(Error::InvalidReport(
+            return Err(ControlError::InvalidReport(
                 "a node cannot report on itself".into(),
             ));
         }
-        if state == State::Left {
-            return Err(Error::InvalidReport(
+        if state == PeerState::Left {
+            return Err(ControlError::InvalidReport(
                 "left can only be announced by the leaving node".into(),
             ));
         }
         let Some(member) = self.members.get(peer) else {
             return Err(match self.flaw {
-                Flaw::WrongError => Error::InvalidReport(format!("no such peer {peer}")),
-                _ => Error::UnknownPeer(peer.to_string()),
+                Flaw::WrongError => ControlError::InvalidReport(format!("no such peer {peer}")),
+                _ => ControlError::UnknownPeer(peer.to_string()),
             });
         };
         let before = member.state;
         let (after, cause) = match (before, state) {
-            (State::Alive, State::Suspect | State::Dead) => {
-                (State::Suspect, Some(Cause::Suspected))
+            (PeerState::Alive, PeerState::Suspect | PeerState::Dead) => {
+                (PeerState::Suspect, Some(UpdateCause::Suspected))
             }
-            (State::Suspect, State::Dead) => (State::Dead, Some(Cause::ConfirmedDead)),
-            (State::Suspect, State::Alive) => (State::Alive, Some(Cause::Refuted)),
+            (PeerState::Suspect, PeerState::Dead) => {
+                (PeerState::Dead, Some(UpdateCause::ConfirmedDead))
+            }
+            (PeerState::Suspect, PeerState::Alive) => {
+                (PeerState::Alive, Some(UpdateCause::Refuted))
+            }
             (current, _) => (current, None),
         };
         if let Some(cause) = cause {
             let member = self.members.get_mut(peer).expect("checked above");
             member.state = after;
-            if cause == Cause::Refuted {
+            if cause == UpdateCause::Refuted {
                 member.incarnation += 1;
             }
             let deliver = self.flaw != Flaw::DropsUpdates;
@@ -305,32 +266,32 @@ impl Plane {
     }
 
     /// `subscribe-membership-updates`.
-    pub fn subscribe(&mut self, handler: u64) -> Result<(), Error> {
+    pub fn subscribe(&mut self, handler: u64) -> Result<(), ControlError> {
         if !self.subscribers.insert(handler) {
-            return Err(Error::InvalidSubscriber(handler));
+            return Err(ControlError::InvalidSubscriber(handler));
         }
         Ok(())
     }
 
     /// `unsubscribe-membership-updates`.
-    pub fn unsubscribe(&mut self, handler: u64) -> Result<(), Error> {
+    pub fn unsubscribe(&mut self, handler: u64) -> Result<(), ControlError> {
         if !self.subscribers.remove(&handler) {
-            return Err(Error::InvalidSubscriber(handler));
+            return Err(ControlError::InvalidSubscriber(handler));
         }
         Ok(())
     }
 
     /// `get-peer-metadata`.
-    pub fn get_peer_metadata(&self, peer: &str) -> Result<Vec<(String, String)>, Error> {
+    pub fn get_peer_metadata(&self, peer: &str) -> Result<Vec<(String, String)>, ControlError> {
         if self.flaw == Flaw::Trap {
             panic!("fixture: deliberate trap in get-peer-metadata");
         }
         if !self.joined {
-            return Err(Error::NotJoined);
+            return Err(ControlError::NotJoined);
         }
         self.members
             .get(peer)
             .map(|m| m.metadata.clone())
-            .ok_or_else(|| Error::UnknownPeer(peer.to_string()))
+            .ok_or_else(|| ControlError::UnknownPeer(peer.to_string()))
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use super::entry::{Entry, Hash, GENESIS_PREV};
+use super::entry::{Entry, Hash};
 use crate::config::MAX_PENDING_ENTRIES;
 
 /// Two different entries one author wrote at one sequence number.
@@ -147,17 +147,15 @@ impl Ledger {
             .collect()
     }
 
-    /// SHA-256 over the whole frontier: equal iff the head sets are equal.
+    /// SHA-256 over the whole frontier: equal iff the head sets are equal
+    /// (the digest every holder of entries computes,
+    /// [`nodeplane_entry::frontier_digest`]).
     pub fn frontier_digest(&self) -> Hash {
-        let mut h = Sha256::new();
-        h.update(b"nodeplane-frontier/1");
-        for (author, seq, id) in self.frontier() {
-            h.update((author.len() as u32).to_be_bytes());
-            h.update(author.as_bytes());
-            h.update(seq.to_be_bytes());
-            h.update(id);
-        }
-        h.finalize().into()
+        nodeplane_entry::frontier_digest(
+            self.chains
+                .iter()
+                .filter_map(|(a, c)| c.last().map(|e| (a.as_str(), e.seq, &e.id))),
+        )
     }
 
     /// The short frontier digest carried in every ping and ack: the XOR of
@@ -263,18 +261,10 @@ impl Ledger {
             self.pending.insert(slot, entry);
             return Ok(Insert::Buffered);
         }
-        let expected_prev = self.head(&entry.author).map_or(GENESIS_PREV, |h| h.id);
-        if entry.prev != expected_prev {
-            return Err(format!(
-                "entry {}#{}: prev {} does not link to the held entry {}#{} ({})",
-                entry.author,
-                entry.seq,
-                &hex::encode(entry.prev)[..16],
-                entry.author,
-                head,
-                &hex::encode(expected_prev)[..16]
-            ));
-        }
+        let held = self
+            .head(&entry.author)
+            .map_or(&[][..], |h| std::slice::from_ref(&h.id));
+        nodeplane_entry::check_link(&entry, held, head).map_err(|e| e.to_string())?;
         let author = entry.author.clone();
         let mut linked = vec![entry];
         self.link(linked[0].clone());
@@ -329,6 +319,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::GENESIS_PREV;
 
     fn chain(author: &str, n: u64) -> Vec<Entry> {
         let mut prev = GENESIS_PREV;

@@ -3,14 +3,14 @@
 
 use nodeplane_core::ledger::{Entry, GENESIS_PREV};
 use nodeplane_core::membership::{body, DeadBody, LeaveBody, ProfileBody, SuspectBody};
-use nodeplane_core::{Config, Effect, Node, Tunables};
+use nodeplane_core::{Effect, Node, NodeConfig, Timer, Tunables};
 
-pub fn config(id: &str, addr: &str) -> Config {
-    Config {
+pub fn config(id: &str, addr: &str) -> NodeConfig {
+    NodeConfig {
         node_id: id.into(),
         address: addr.into(),
         metadata: vec![("role".into(), "test".into())],
-        tunables: Tunables::default(),
+        tunables: Tunables::DEFAULTS,
     }
 }
 
@@ -91,7 +91,7 @@ impl ChainBuilder {
     }
 }
 
-pub fn sends(effects: &[Effect]) -> Vec<(String, Vec<u8>)> {
+pub fn sends(effects: &[Effect<Timer, ()>]) -> Vec<(String, Vec<u8>)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -101,17 +101,17 @@ pub fn sends(effects: &[Effect]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-pub fn updates(effects: &[Effect]) -> Vec<nodeplane_core::Update> {
+pub fn updates(effects: &[Effect<Timer, ()>]) -> Vec<nodeplane_core::MembershipUpdate> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Update(u) => Some(u.clone()),
+            Effect::Update { update, .. } => Some(update.clone()),
             _ => None,
         })
         .collect()
 }
 
-pub fn appended(effects: &[Effect]) -> Vec<Entry> {
+pub fn appended(effects: &[Effect<Timer, ()>]) -> Vec<Entry> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -121,9 +121,23 @@ pub fn appended(effects: &[Effect]) -> Vec<Entry> {
         .collect()
 }
 
+/// Takes a node's effects after checking its invariants: the tests call
+/// this after every step.
+pub trait Checked {
+    /// `check_invariants`, then `drain_effects`.
+    fn drain_checked(&mut self) -> Vec<Effect<Timer, ()>>;
+}
+
+impl Checked for Node {
+    fn drain_checked(&mut self) -> Vec<Effect<Timer, ()>> {
+        self.check_invariants();
+        self.drain_effects()
+    }
+}
+
 pub fn joined_node(id: &str, addr: &str) -> Node {
     let mut n = Node::new(config(id, addr), vec![], 1, 0).unwrap();
     n.join(0, &[]).unwrap();
-    n.drain_effects();
+    n.drain_checked();
     n
 }

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use nodeplane_interface::{ControlPlane, PeerState, UpdateCause};
+use nodeplane_interface::{ControlPlane, UpdateCause};
 
+use super::updates::connect_and_suspect;
 use super::Check;
 use crate::ctx::{ensure, ensure_eq, ensure_gap_free, ok, Violation};
 
@@ -17,11 +18,7 @@ pub const KEEPS_SUBSCRIBERS: Check = Check {
             "subscribe on b before join",
             pair.b.subscribe_membership_updates(),
         )?;
-        let peer = pair.connect()?;
-        ok(
-            "report-peer-state(peer, suspect)",
-            pair.b.report_peer_state(&peer, PeerState::Suspect),
-        )?;
+        connect_and_suspect(&pair)?;
         let before = updates.drain();
         let component = ctx.component().clone();
         pair.b

@@ -21,16 +21,23 @@ fn scenario(ctx: &Ctx) -> Result<(Vec<MembershipUpdate>, Vec<MembershipUpdate>, 
         "second subscribe on b before join",
         pair.b.subscribe_membership_updates(),
     )?;
-    let peer = pair.connect()?;
-    ok(
-        "report-peer-state(peer, suspect)",
-        pair.b.report_peer_state(&peer, PeerState::Suspect),
-    )?;
+    let peer = connect_and_suspect(&pair)?;
     ok(
         "report-peer-state(peer, dead)",
         pair.b.report_peer_state(&peer, PeerState::Dead),
     )?;
     Ok((first.drain(), second.drain(), pair))
+}
+
+/// Connects `pair` ([`Pair::connect`]) and reports the peer `b` knows
+/// suspect on `b`: the steps that make updates flow. Returns the peer.
+pub(super) fn connect_and_suspect(pair: &Pair) -> Result<String, Violation> {
+    let peer = pair.connect()?;
+    ok(
+        "report-peer-state(peer, suspect)",
+        pair.b.report_peer_state(&peer, PeerState::Suspect),
+    )?;
+    Ok(peer)
 }
 
 /// `[updates-1]`

@@ -1,68 +1,33 @@
 //! Compatibility mode: the Control Plane Interface over HTTP/JSON, one
-//! route per WIT operation, so a Mesh VPN in another process or language
-//! integrates without embedding wasmtime. Described in
-//! `docs/compat-openapi.yaml`.
+//! route per WIT operation under `/v1`, so a Mesh VPN in another process
+//! or language integrates without embedding wasmtime. Described in
+//! `docs/compat-openapi.yaml`; `nodeplane-compat-client` is its client.
 //!
-//! Errors answer with the `ControlError` JSON (`{"error": kind, "detail":
-//! ...}`): 409 for `not-joined`/`has-left`, 404 `unknown-peer`, 400
-//! `invalid-*`/`bad-message`, 503 `unavailable`, 500 otherwise. Operations
-//! that change anything (`join`, `leave`, `heartbeat`, `report`) are
-//! guarded like the admin endpoints.
+//! Errors answer with the `ControlError` document (`{"error": kind,
+//! "detail": ...}`) and the status
+//! [`nodeplane_compat_client::errors::status_code`] gives it (409
+//! `not-joined`/`has-left`, 404 `unknown-peer`, 400 `invalid-*` and
+//! `bad-message`, 503 `unavailable`, 500 otherwise). Operations that change
+//! anything (`join`, `leave`, `heartbeat`, `report`) follow the admin rule
+//! ([`authorize`]); a refused caller gets 401/403 with an `unavailable`
+//! document.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{Extensions, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Extensions, HeaderMap};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use nodeplane_interface::{ControlError, ControlPlane, MembershipView, PeerState};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{authorize, blocking, update_stream, AppState};
+use super::admin::authorize;
+use super::{blocking, update_stream, AppState, HttpError};
 
-/// A `ControlError` as an HTTP answer (status from [`status_of`], except
-/// refused callers, who get 401/403 with an `unavailable` body).
-pub struct CompatError {
-    status: StatusCode,
-    error: ControlError,
-}
-
-/// The HTTP status of a `ControlError`.
-pub fn status_of(e: &ControlError) -> StatusCode {
-    match e {
-        ControlError::NotJoined | ControlError::HasLeft => StatusCode::CONFLICT,
-        ControlError::UnknownPeer(_) => StatusCode::NOT_FOUND,
-        ControlError::InvalidAddress(_)
-        | ControlError::InvalidReport(_)
-        | ControlError::InvalidSubscriber(_)
-        | ControlError::InvalidConfig(_)
-        | ControlError::BadMessage(_) => StatusCode::BAD_REQUEST,
-        ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        ControlError::CorruptLedger(_) | ControlError::Internal(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-    }
-}
-
-impl IntoResponse for CompatError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.error)).into_response()
-    }
-}
-
-impl From<ControlError> for CompatError {
-    fn from(e: ControlError) -> Self {
-        CompatError {
-            status: status_of(&e),
-            error: e,
-        }
-    }
-}
-
-type Answer<T> = Result<Json<T>, CompatError>;
+type Answer<T> = Result<Json<T>, HttpError>;
 
 /// The `/v1` routes.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -76,19 +41,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/updates", get(updates))
 }
 
-fn guard(s: &AppState, headers: &HeaderMap, ext: &Extensions) -> Result<(), CompatError> {
-    authorize(s, headers, ext).map_err(|e| CompatError {
-        status: e.status,
-        error: ControlError::Unavailable(e.message),
-    })
+fn guard(s: &AppState, headers: &HeaderMap, ext: &Extensions) -> Result<(), HttpError> {
+    authorize(s, headers, ext).map_err(HttpError::into_control)
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(
-    body: &Bytes,
-    expected: &str,
-) -> Result<T, CompatError> {
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes, expected: &str) -> Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|e| {
-        CompatError::from(ControlError::BadMessage(format!(
+        HttpError::from(ControlError::BadMessage(format!(
             "request body: {e} (expected {expected})"
         )))
     })
@@ -161,10 +120,10 @@ async fn report(
 ) -> Answer<serde_json::Value> {
     guard(&s, &headers, &ext)?;
     let req: ReportRequest = parse_body(&body, r#"{"state": "alive|suspect|dead|left"}"#)?;
-    let state: PeerState = req
+    let state = req
         .state
-        .parse()
-        .map_err(|e: String| CompatError::from(ControlError::BadMessage(e)))?;
+        .parse::<PeerState>()
+        .map_err(|e| HttpError::from(ControlError::BadMessage(e.to_string())))?;
     let node = s.node.clone();
     let after = blocking(move || node.report_peer_state(&id, state)).await?;
     Ok(Json(json!({ "state": after })))

@@ -1,10 +1,13 @@
 //! The Mesh VPN's integration suite, written once and run unchanged
 //! against every way of providing a control plane (the stub component, a
-//! cluster of node plane instances, a hot swap between them, an agent
-//! process over the compatibility API). What differs per mode goes through
-//! [`Harness`].
+//! cluster of node plane instances in the simulator's world, a hot swap
+//! between them, an agent process over the compatibility API). What
+//! differs per mode goes through [`Harness`].
 //!
-//! Enabled with the `testkit` feature.
+//! A test module, not part of the crate: `host/meshvpn/tests/modes.rs`
+//! (modes a-c) and the root package's `tests/all/meshvpn.rs` (mode d)
+//! include it.
+#![allow(dead_code)] // each including test binary uses part of it
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,7 +19,7 @@ use nodeplane_interface::{
     Address, ControlError, ControlPlane, MembershipView, Metadata, NodeId, PeerState, Subscription,
 };
 
-use crate::{MeshVpn, MeshVpnConfig, MeshVpnError, PeerSet, CONFIG_FILE_NAME};
+use nodeplane_meshvpn::{MeshVpn, MeshVpnConfig, MeshVpnError, PeerSet, CONFIG_FILE_NAME};
 
 /// A peer the Mesh VPN must hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -423,18 +426,4 @@ pub fn test_public_key(n: u8) -> String {
     }
     out.push('=');
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn test_keys_are_valid() {
-        assert_eq!(
-            super::test_public_key(0),
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
-        );
-        for n in [1, 2, 200, 255] {
-            crate::PublicKey::parse(&super::test_public_key(n)).expect("valid");
-        }
-    }
 }

@@ -1,0 +1,366 @@
+//! Reconciliation: comparing ledgers by bucket digests (`sync`), asking for
+//! what is missing (`want`) and streaming entries back (`entries`), plus
+//! the contact points and the low-rate anti-entropy round.
+
+use std::collections::BTreeMap;
+
+use crate::config::{
+    validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, MAX_ENTRIES_PER_MESSAGE, MAX_HEADS,
+    MAX_SYNC_DEPTH, MAX_SYNC_ITEMS, STREAM_STALL_MS, SYNC_BURST_MESSAGES, SYNC_ITEMS_PER_MESSAGE,
+    SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
+};
+use crate::effect::Effects;
+use crate::ledger::Ledger;
+use crate::node::{digest8, Node};
+use crate::wire::{self, Message, SyncItem, WireEntry};
+
+/// Contact points and the reconciliation streams in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Reconciler {
+    /// Seed addresses given to `join`, in the order given.
+    contacts: Vec<String>,
+    /// When a reconciliation towards each address last started.
+    last_sync: BTreeMap<String, u64>,
+    /// Authors whose entries are streaming in: author -> time of the last
+    /// want sent or entries received for it (see [`STREAM_STALL_MS`]).
+    incoming: BTreeMap<String, u64>,
+    /// Streams going out: (peer address, author) -> (time of the last
+    /// entries sent, highest seq sent).
+    outgoing: BTreeMap<(String, String), (u64, u64)>,
+}
+
+/// The sync item describing the ledger under `path`: the child digests, or
+/// the heads themselves once few authors (or the depth limit) remain.
+fn sync_item(ledger: &Ledger, path: Vec<u8>) -> SyncItem {
+    let (digests, count) = ledger.child_digests(&path);
+    if count <= SYNC_LEAF_AUTHORS || path.len() >= MAX_SYNC_DEPTH {
+        SyncItem::Leaf {
+            heads: ledger.heads_under(&path),
+            path,
+        }
+    } else {
+        SyncItem::Node {
+            path,
+            digests: digests.into_iter().map(digest8).collect(),
+        }
+    }
+}
+
+impl Reconciler {
+    /// Adds a contact point; false if it was known already.
+    pub(crate) fn add_contact(&mut self, addr: &str) -> bool {
+        if self.contacts.iter().any(|c| c == addr) {
+            return false;
+        }
+        self.contacts.push(addr.to_string());
+        true
+    }
+
+    /// The contact points, in the order added.
+    pub(crate) fn contacts(&self) -> Vec<String> {
+        self.contacts.clone()
+    }
+
+    /// Starts a reconciliation with `to` (rate-limited unless forced).
+    pub(crate) fn start_sync(
+        &mut self,
+        ledger: &Ledger,
+        fx: &mut Effects,
+        now_ms: u64,
+        to: &str,
+        force: bool,
+    ) {
+        if !force
+            && self
+                .last_sync
+                .get(to)
+                .is_some_and(|&t| now_ms < t + SYNC_MIN_GAP_MS)
+        {
+            return;
+        }
+        self.last_sync.insert(to.to_string(), now_ms);
+        let item = sync_item(ledger, Vec::new());
+        fx.send(to, &Message::Sync { items: vec![item] });
+    }
+
+    /// Sends this node's latest own entries to `addr`, then reconciles.
+    pub(crate) fn contact(
+        &mut self,
+        ledger: &Ledger,
+        fx: &mut Effects,
+        now_ms: u64,
+        self_id: &str,
+        addr: &str,
+    ) {
+        let head = ledger.head_seq(self_id);
+        let from = head.saturating_sub(CONTACT_OWN_ENTRIES as u64 - 1).max(1);
+        let own_tail: Vec<WireEntry> = ledger
+            .entries(self_id, from, CONTACT_OWN_ENTRIES)
+            .iter()
+            .map(WireEntry::from)
+            .collect();
+        fx.send(addr, &Message::Gossip { entries: own_tail });
+        self.start_sync(ledger, fx, now_ms, addr, true);
+    }
+
+    /// Answers a `sync`: descends into differing buckets, pushes what the
+    /// peer lacks and wants what it has beyond our heads.
+    pub(crate) fn on_sync(
+        &mut self,
+        ledger: &Ledger,
+        fx: &mut Effects,
+        now_ms: u64,
+        from: &str,
+        items: Vec<SyncItem>,
+    ) {
+        let mut replies = Vec::new();
+        let mut push: Vec<(String, u64)> = Vec::new();
+        let mut want: Vec<(String, u64)> = Vec::new();
+        for item in items {
+            match item {
+                SyncItem::Node { path, digests } => {
+                    let (mine, _) = ledger.child_digests(&path);
+                    for (nib, theirs) in digests.iter().enumerate() {
+                        if digest8(mine[nib]) != *theirs {
+                            let mut child = path.clone();
+                            child.push(nib as u8);
+                            replies.push(sync_item(ledger, child));
+                        }
+                    }
+                }
+                SyncItem::Leaf { path, heads } => {
+                    let theirs: BTreeMap<String, u64> = heads.into_iter().collect();
+                    for (author, seq) in ledger.heads_under(&path) {
+                        let t = theirs.get(&author).copied().unwrap_or(0);
+                        if seq > t {
+                            push.push((author, t));
+                        }
+                    }
+                    for (author, t) in theirs {
+                        // A stream of this author already under way brings
+                        // the entries; asking again would ship them twice.
+                        if validate_node_id(&author).is_ok()
+                            && ledger.head_seq(&author) < t
+                            && !self.streaming_in(&author, now_ms)
+                        {
+                            want.push((author.clone(), ledger.head_seq(&author)));
+                        }
+                    }
+                }
+            }
+        }
+        for chunk in replies.chunks(SYNC_ITEMS_PER_MESSAGE.min(MAX_SYNC_ITEMS)) {
+            fx.send(
+                from,
+                &Message::Sync {
+                    items: chunk.to_vec(),
+                },
+            );
+        }
+        if !want.is_empty() {
+            for (a, _) in &want {
+                self.incoming.insert(a.clone(), now_ms);
+            }
+            for chunk in want.chunks(MAX_HEADS) {
+                fx.send(
+                    from,
+                    &Message::Want {
+                        heads: chunk.to_vec(),
+                    },
+                );
+            }
+        }
+        if !push.is_empty() {
+            self.send_entries(ledger, fx, now_ms, from, push);
+        }
+    }
+
+    /// Notes that entries of `author` arrived (or were asked for) now.
+    pub(crate) fn note_incoming(&mut self, author: &str, now_ms: u64) {
+        if self.incoming.get(author) != Some(&now_ms) {
+            self.incoming.insert(author.to_string(), now_ms);
+        }
+    }
+
+    /// Whether a stream of `author`'s entries is in flight towards us.
+    pub(crate) fn streaming_in(&self, author: &str, now_ms: u64) -> bool {
+        self.incoming
+            .get(author)
+            .is_some_and(|&t| now_ms < t + STREAM_STALL_MS)
+    }
+
+    /// Forgets streams that stalled (bounds both maps).
+    pub(crate) fn prune_streams(&mut self, now_ms: u64) {
+        self.incoming.retain(|_, t| now_ms < *t + STREAM_STALL_MS);
+        self.outgoing
+            .retain(|_, (t, _)| now_ms < *t + STREAM_STALL_MS);
+    }
+
+    /// Sends every entry after each (author, seq), in at most
+    /// [`SYNC_BURST_MESSAGES`] messages. What does not fit is named in the
+    /// last message's `rest`, which the receiver turns into its next want:
+    /// one stream per request, nothing sent twice.
+    pub(crate) fn send_entries(
+        &mut self,
+        ledger: &Ledger,
+        fx: &mut Effects,
+        now: u64,
+        to: &str,
+        heads: Vec<(String, u64)>,
+    ) {
+        let mut batches: Vec<Vec<WireEntry>> = Vec::new();
+        let mut cur = Vec::new();
+        let mut used = 0;
+        let mut rest: Vec<(String, u64)> = Vec::new();
+        let mut sent: Vec<(String, u64)> = Vec::new();
+        'outer: for (i, (author, have)) in heads.iter().enumerate() {
+            let head = ledger.head_seq(author);
+            // What a stream still in flight to this peer already carried is
+            // not sent again (see STREAM_STALL_MS).
+            let key = (to.to_string(), author.clone());
+            let have = match self.outgoing.get(&key) {
+                Some(&(t, upto)) if now < t + STREAM_STALL_MS => (*have).max(upto),
+                _ => *have,
+            };
+            if have < head {
+                sent.push((author.clone(), have));
+            }
+            for seq in have + 1..=head {
+                let e = ledger.get(author, seq).expect("within chain");
+                let size = wire::entry_wire_size(e);
+                if used + size > ENTRY_BYTES_BUDGET || cur.len() >= MAX_ENTRIES_PER_MESSAGE {
+                    batches.push(std::mem::take(&mut cur));
+                    used = 0;
+                    if batches.len() >= SYNC_BURST_MESSAGES {
+                        if let Some(last) = sent.last_mut() {
+                            last.1 = seq - 1;
+                        }
+                        rest.push((author.clone(), seq - 1));
+                        rest.extend(heads[i + 1..].iter().take(MAX_HEADS - 1).cloned());
+                        break 'outer;
+                    }
+                }
+                used += size;
+                cur.push(WireEntry::from(e));
+            }
+        }
+        if !cur.is_empty() {
+            batches.push(cur);
+        }
+        // Record how far each stream got: every author begun reached its
+        // head, except a last one cut off by the burst limit (its entry in
+        // `sent` was set to the cut point above).
+        let cut = !rest.is_empty();
+        let count = sent.len();
+        for (k, (author, start)) in sent.into_iter().enumerate() {
+            let upto = if cut && k + 1 == count {
+                start
+            } else {
+                ledger.head_seq(&author)
+            };
+            self.outgoing.insert((to.to_string(), author), (now, upto));
+        }
+        let n = batches.len();
+        for (i, entries) in batches.into_iter().enumerate() {
+            let rest = if i + 1 == n {
+                std::mem::take(&mut rest)
+            } else {
+                Vec::new()
+            };
+            fx.send(to, &Message::Entries { entries, rest });
+        }
+    }
+}
+
+impl Node {
+    /// Starts a reconciliation with `to` (rate-limited unless forced).
+    pub(crate) fn start_sync(&mut self, now_ms: u64, to: &str, force: bool) {
+        self.reconcile
+            .start_sync(&self.ledger, &mut self.effects, now_ms, to, force);
+    }
+
+    /// Sends this node's latest own entries to `addr`, then reconciles.
+    pub(crate) fn contact(&mut self, now_ms: u64, addr: &str) {
+        self.reconcile.contact(
+            &self.ledger,
+            &mut self.effects,
+            now_ms,
+            &self.cfg.node_id,
+            addr,
+        );
+    }
+
+    /// Handles a `sync` from `from`.
+    pub(crate) fn on_sync(&mut self, from: &str, items: Vec<SyncItem>) {
+        self.reconcile
+            .on_sync(&self.ledger, &mut self.effects, self.now_ms, from, items);
+    }
+
+    /// Handles a `want` from `from`: streams the entries asked for.
+    pub(crate) fn on_want(&mut self, from: &str, heads: Vec<(String, u64)>) {
+        self.reconcile
+            .send_entries(&self.ledger, &mut self.effects, self.now_ms, from, heads);
+    }
+
+    /// Handles `entries` from `from`: takes them in without re-gossip
+    /// (reconciled history is old news for the sender) and asks for the
+    /// `rest` the sender could not fit.
+    pub(crate) fn on_entries(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        entries: Vec<WireEntry>,
+        rest: Vec<(String, u64)>,
+    ) {
+        for a in entries.iter().map(|e| &e.author) {
+            self.reconcile.note_incoming(a, now_ms);
+        }
+        self.ingest(now_ms, from, entries, false);
+        let want: Vec<(String, u64)> = rest
+            .into_iter()
+            .filter(|(a, _)| validate_node_id(a).is_ok())
+            .map(|(a, from_seq)| {
+                let have = self.ledger.head_seq(&a).max(from_seq);
+                (a, have)
+            })
+            .collect();
+        for (a, _) in &want {
+            self.reconcile.incoming.insert(a.clone(), now_ms);
+        }
+        if !want.is_empty() {
+            self.effects.send(from, &Message::Want { heads: want });
+        }
+    }
+
+    /// The anti-entropy interval with ±50 % jitter, so that nodes started
+    /// together do not all ping a dead member in the same instant.
+    pub(crate) fn anti_entropy_delay(&mut self) -> u64 {
+        let base = u64::from(self.cfg.tunables.anti_entropy_interval_ms);
+        base / 2 + self.rng.below(base + 1)
+    }
+
+    /// The anti-entropy round: contacts the seeds while alone, and pings
+    /// one dead member's last address (a healed partition or a restarted
+    /// node answers and reconciles).
+    pub(crate) fn anti_entropy(&mut self, now_ms: u64) {
+        if self.roster.live().is_empty() {
+            for c in self.reconcile.contacts() {
+                self.contact(now_ms, &c);
+            }
+        }
+        let dead = self.rng.sample(self.roster.dead(), 1).pop();
+        if let Some(m) = dead.and_then(|id| self.roster.get(&id).cloned()) {
+            let seq = self.prober.fresh_seq();
+            let digest = self.digest();
+            self.effects.send(
+                &m.address,
+                &Message::Ping {
+                    seq,
+                    target: m.id,
+                    digest,
+                    entries: Vec::new(),
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Keeping the view in step with the ledger: writing this node's own
+//! entries, taking received ones in, folding each linked entry into the
+//! derived view and the suspicions, publishing the changes as updates, and
+//! refuting claims about this node.
+
+use std::collections::BTreeSet;
+
+use nodeplane_types::{Effect, PeerState};
+
+use crate::config::CONFIRM_JITTER_MS;
+use crate::ledger::{Entry, Insert, GENESIS_PREV};
+use crate::membership::{
+    body, DeadBody, ProfileBody, SuspectBody, KIND_ALIVE, KIND_CONFIRM_DEAD, KIND_SUSPECT,
+};
+use crate::node::{Node, Phase};
+use crate::wire::{Message, WireEntry};
+
+impl Node {
+    /// Writes an entry of this node's own chain and takes it into account.
+    pub(crate) fn author(&mut self, now_ms: u64, kind: &str, body: Vec<u8>) -> Entry {
+        let (seq, prev) = self
+            .ledger
+            .head(&self.cfg.node_id)
+            .map_or((1, GENESIS_PREV), |h| (h.seq + 1, h.id));
+        self.lamport += 1;
+        let e = Entry::new(&self.cfg.node_id, seq, prev, self.lamport, kind, body);
+        match self.ledger.insert(e.clone()) {
+            Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, true),
+            // Our own chain, our own clock: nothing received can make this
+            // fail, only a bug in this crate.
+            other => unreachable!("own entry must link: {other:?}"),
+        }
+        e
+    }
+
+    /// Folds an entry into the derived view and suspicion bookkeeping.
+    /// Returns the subjects touched.
+    pub(crate) fn fold(&mut self, now_ms: u64, e: &Entry) -> Vec<String> {
+        let touched = match self.derived.apply(e) {
+            Ok(t) => t,
+            Err(why) => {
+                self.effects.log(
+                    "entry-ignored",
+                    &[("entry", e.id_hex().into()), ("reason", why.into())],
+                );
+                return Vec::new();
+            }
+        };
+        if e.kind == KIND_SUSPECT {
+            if let Ok(b) = serde_json::from_slice::<SuspectBody>(&e.body) {
+                let jitter = self.rng.below(CONFIRM_JITTER_MS + 1);
+                self.suspicions.note_suspect(
+                    now_ms,
+                    (b.subject, b.inc),
+                    (&e.author, e.id),
+                    jitter,
+                    &self.cfg.node_id,
+                );
+            }
+        }
+        if e.kind == KIND_CONFIRM_DEAD {
+            if let Ok(b) = serde_json::from_slice::<DeadBody>(&e.body) {
+                self.suspicions.note_verdict(b.subject, b.inc);
+            }
+        }
+        touched
+    }
+
+    /// Takes newly linked entries into account: persist, view, gossip,
+    /// updates, refutation.
+    fn accept(&mut self, now_ms: u64, linked: Vec<Entry>, regossip: bool) {
+        let mut touched = BTreeSet::new();
+        self.gossip.ledger_changed();
+        for e in linked {
+            self.lamport = self.lamport.max(e.clock);
+            self.effects.push(Effect::Append(e.clone()));
+            touched.extend(self.fold(now_ms, &e));
+            if regossip {
+                self.enqueue_broadcast(e);
+            }
+        }
+        if self.phase == Phase::Idle {
+            return;
+        }
+        for id in &touched {
+            self.publish(id);
+        }
+        self.refute_if_needed(now_ms);
+    }
+
+    /// Answers a `suspect` or `dead` claim about this node with an `alive`
+    /// entry at a higher incarnation.
+    fn refute_if_needed(&mut self, now_ms: u64) {
+        if self.phase != Phase::Joined {
+            return;
+        }
+        let Some(c) = self.derived.claim(&self.cfg.node_id).cloned() else {
+            return;
+        };
+        if !matches!(c.state, PeerState::Suspect | PeerState::Dead) {
+            return;
+        }
+        self.incarnation = self.incarnation.max(c.inc + 1);
+        self.prober.worsen_health();
+        let profile = ProfileBody {
+            inc: self.incarnation,
+            addr: self.cfg.address.clone(),
+            meta: self.cfg.metadata.clone(),
+        };
+        let e = self.author(now_ms, KIND_ALIVE, body(&profile));
+        self.effects.log(
+            "refuted",
+            &[
+                ("claim", c.state.as_str().into()),
+                ("claim_incarnation", c.inc.into()),
+                ("incarnation", self.incarnation.into()),
+                ("entry", e.id_hex().into()),
+            ],
+        );
+    }
+
+    /// Emits an update if the derived member differs from the published one.
+    pub(crate) fn publish(&mut self, id: &str) {
+        let Some(new) = self.derived.member(id) else {
+            return;
+        };
+        let entry = self.derived.entry_of(id);
+        let Some(update) = self.roster.publish(new, entry) else {
+            return;
+        };
+        let state = update.current.state;
+        self.prober
+            .order_insert(&mut self.rng, id, state, &self.cfg.node_id);
+        self.effects.update(update);
+    }
+
+    /// Verifies and inserts received entries, logging rejections, and asks
+    /// the sender for the gaps before entries that did not link.
+    pub(crate) fn ingest(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        entries: Vec<WireEntry>,
+        regossip: bool,
+    ) {
+        let mut gaps: BTreeSet<String> = BTreeSet::new();
+        for w in entries {
+            let e: Entry = w.into();
+            let (author, id) = (e.author.clone(), e.id);
+            match self.ledger.insert(e) {
+                Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, regossip),
+                Ok(Insert::Duplicate) => {}
+                Ok(Insert::Buffered) => {
+                    gaps.insert(author);
+                }
+                Ok(Insert::Equivocation(ev)) => {
+                    self.effects.log(
+                        "equivocation",
+                        &[
+                            ("author", ev.author.clone().into()),
+                            ("seq", ev.seq.into()),
+                            ("kept", hex::encode(ev.kept).into()),
+                            ("conflicting", ev.conflicting.id_hex().into()),
+                            ("from", from.into()),
+                        ],
+                    );
+                    self.enqueue_broadcast(ev.conflicting);
+                }
+                Err(reason) => {
+                    self.effects.log(
+                        "entry-rejected",
+                        &[
+                            ("from", from.into()),
+                            ("entry", hex::encode(id).into()),
+                            ("reason", reason.into()),
+                        ],
+                    );
+                }
+            }
+        }
+        // Ask the sender for what lies between our heads and what it sent.
+        let gaps: Vec<(String, u64)> = gaps
+            .into_iter()
+            .map(|a| {
+                let head = self.ledger.head_seq(&a);
+                (a, head)
+            })
+            .filter(|(a, h)| {
+                self.ledger.get(a, h + 1).is_none() && !self.reconcile.streaming_in(a, self.now_ms)
+            })
+            .collect();
+        if !gaps.is_empty() {
+            self.effects.send(from, &Message::Want { heads: gaps });
+        }
+    }
+}

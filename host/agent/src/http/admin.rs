@@ -1,0 +1,148 @@
+//! Admin: fault injection (`/admin/faults`) and hot swap
+//! (`/admin/component`), and [`authorize`], the rule every endpoint that
+//! changes anything follows: loopback peers only, or, when `admin_token`
+//! is configured, only `Authorization: Bearer <token>`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, Extensions, HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{blocking, AppState, HttpError};
+use crate::events::Source;
+use crate::faults::{FaultRequest, FaultState};
+
+/// The admin routes.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/faults", get(list_faults).post(set_faults))
+        .route("/admin/component", post(swap_component))
+}
+
+/// Checks that a request may change something: with a token configured,
+/// the bearer token must match (else 401); otherwise the peer must be on
+/// loopback (else 403).
+pub fn authorize(state: &AppState, headers: &HeaderMap, ext: &Extensions) -> Result<(), HttpError> {
+    if let Some(token) = &state.admin_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return Err(HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs Authorization: Bearer <admin_token>",
+            ));
+        }
+        return Ok(());
+    }
+    let loopback = ext
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback());
+    if !loopback {
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "this endpoint answers only to loopback peers (configure admin_token to allow others)",
+        ));
+    }
+    Ok(())
+}
+
+async fn list_faults(State(s): State<Arc<AppState>>) -> Json<FaultState> {
+    Json(s.faults.state())
+}
+
+async fn set_faults(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    body: Bytes,
+) -> Result<Json<FaultState>, HttpError> {
+    authorize(&s, &headers, &ext)?;
+    let req: FaultRequest = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_request(format!("fault request: {e}")))?;
+    let state = s
+        .faults
+        .apply(req)
+        .map_err(|e| HttpError::bad_request(e.0))?;
+    tracing::info!(?state, "fault rules changed");
+    s.events.record_value(
+        Source::Agent,
+        "faults-changed",
+        serde_json::to_value(&state).unwrap_or_default(),
+    );
+    Ok(Json(state))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwapRequest {
+    component: String,
+}
+
+async fn swap_component(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, HttpError> {
+    authorize(&s, &headers, &ext)?;
+    let req: SwapRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::bad_request(format!(
+            "swap request: {e} (expected {{\"component\": \"stub\"|\"nodeplane\"|\"<file>\"}})"
+        ))
+    })?;
+    let spec = req.component;
+    // Neither built in nor a file: the request's fault, refused before any
+    // swap is attempted.
+    nodeplane_artifacts::exists(&spec).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let runtime = s.runtime.clone();
+    let node = s.node.clone();
+    let wanted = spec.clone();
+    let result = blocking(move || {
+        let component = nodeplane_artifacts::load(&runtime, &wanted)
+            .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        // Not the compatibility API's mapping: a swap refused because the
+        // node has left is a conflict, anything else the agent's fault.
+        node.lock().swap(&component).map_err(|e| {
+            let status = match e {
+                nodeplane_interface::ControlError::HasLeft => StatusCode::CONFLICT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, e.to_string())
+        })
+    })
+    .await;
+    match result {
+        Ok(report) => {
+            let body = json!({
+                "from": report.from,
+                "to": report.to,
+                "to_hash": report.to_hash,
+                "pause_ms": report.pause.as_secs_f64() * 1000.0,
+                "updates_emitted": report.updates_emitted,
+            });
+            s.events
+                .record_value(Source::Agent, "swap-requested", body.clone());
+            Ok(Json(body))
+        }
+        Err((status, message)) => {
+            tracing::warn!(component = %spec, %message, "hot swap refused; the old component keeps serving");
+            s.events.record_value(
+                Source::Agent,
+                "swap-failed",
+                json!({ "component": spec, "reason": message }),
+            );
+            Err(HttpError::new(
+                status,
+                format!("swap to {spec:?} failed, the old component keeps serving: {message}"),
+            ))
+        }
+    }
+}
