@@ -23,8 +23,6 @@
 //! The crate is small and plain on purpose: it builds for the host and for
 //! `wasm32-wasip2` alike and depends on serde, thiserror and the entry
 //! format only.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod effect;
 pub mod error;

@@ -39,14 +39,10 @@ impl PeerState {
     }
 
     /// Tie-break precedence at equal incarnation: left > dead > suspect >
-    /// alive.
+    /// alive. It is the declaration order, so a new state is ranked by where
+    /// it is declared; it also indexes per-state tables (0..[`Self::ALL`]`.len()`).
     pub fn precedence(self) -> u8 {
-        match self {
-            PeerState::Alive => 0,
-            PeerState::Suspect => 1,
-            PeerState::Dead => 2,
-            PeerState::Left => 3,
-        }
+        self as u8
     }
 
     /// Whether the member counts towards quorums and is probed.

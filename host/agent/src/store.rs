@@ -187,16 +187,14 @@ impl RedbLedger {
     /// first bad entry.
     pub fn open(data_dir: &Path) -> Result<RedbLedger, LedgerError> {
         let path = data_dir.join(LEDGER_FILE);
-        let backend = |e: &dyn std::fmt::Display| LedgerError::Backend {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
-        let db = Database::create(&path).map_err(|e| backend(&e))?;
-        {
+        let db = {
+            let backend = backend_error(&path);
+            let db = Database::create(&path).map_err(|e| backend(&e))?;
             let txn = db.begin_write().map_err(|e| backend(&e))?;
             txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
             txn.commit().map_err(|e| backend(&e))?;
-        }
+            db
+        };
         let index = load_index(&db, &path)?;
         for (author, seq) in &index.equivocations {
             tracing::warn!(%author, seq, "ledger holds an equivocation: two different entries at one sequence number (kept as evidence)");
@@ -315,10 +313,7 @@ impl RedbLedger {
     #[doc(hidden)]
     pub fn write_raw_for_tests(data_dir: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
         let path = data_dir.join(LEDGER_FILE);
-        let backend = |e: &dyn std::fmt::Display| LedgerError::Backend {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        };
+        let backend = backend_error(&path);
         let db = Database::create(&path).map_err(|e| backend(&e))?;
         let txn = db.begin_write().map_err(|e| backend(&e))?;
         {
@@ -333,11 +328,17 @@ impl RedbLedger {
     }
 }
 
-fn load_index(db: &Database, path: &Path) -> Result<Index, LedgerError> {
-    let backend = |e: &dyn std::fmt::Display| LedgerError::Backend {
+/// Makes the [`LedgerError::Backend`] error for a failure of the store
+/// at `path`.
+fn backend_error(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> LedgerError + '_ {
+    move |e| LedgerError::Backend {
         path: path.display().to_string(),
         reason: e.to_string(),
-    };
+    }
+}
+
+fn load_index(db: &Database, path: &Path) -> Result<Index, LedgerError> {
+    let backend = backend_error(path);
     let txn = db.begin_read().map_err(|e| backend(&e))?;
     let table = txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
     let mut index = Index::default();

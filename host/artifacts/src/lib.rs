@@ -2,8 +2,6 @@
 //! script: their paths (for tests and tools) and their bytes (built into
 //! the `nodeplane` binary, so an operator needs no `.wasm` file), and the
 //! one loader of a component by built-in name or file path ([`load`]).
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/paths.rs"));
 

@@ -8,8 +8,6 @@
 //! back as the [`ControlError`] it sent. [`errors`] holds the error ↔
 //! status mapping of the compatibility API, shared with the agent that
 //! serves it.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod client;
 pub mod errors;

@@ -115,15 +115,14 @@ impl VpnPeer {
     /// The peer for a member; `None` when the member is not a peer
     /// (`dead` or `left`).
     pub fn from_member(member: &Member) -> Option<VpnPeer> {
-        match member.state {
-            PeerState::Alive | PeerState::Suspect => Some(VpnPeer {
-                node_id: member.id.clone(),
-                address: member.address.clone(),
-                state: member.state,
-                tunnel: tunnel_of(member),
-            }),
-            PeerState::Dead | PeerState::Left => None,
-        }
+        // Live members (alive or suspect) are peers; a suspect may be back
+        // any moment, and only a verdict or a leave removes a tunnel.
+        member.state.is_live().then(|| VpnPeer {
+            node_id: member.id.clone(),
+            address: member.address.clone(),
+            state: member.state,
+            tunnel: tunnel_of(member),
+        })
     }
 
     /// Whether the peer has a valid tunnel.

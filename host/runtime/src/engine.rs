@@ -176,37 +176,29 @@ impl Runtime {
             return Ok(hit);
         }
         let name = source.to_string();
-        let component = Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Invalid {
+        // The component is not valid Wasm, or does not link.
+        let invalid = |e: wasmtime::Error| RuntimeError::Invalid {
             name: name.clone(),
             reason: error_chain(&e),
-        })?;
+        };
+        // The component does not implement the control-plane world.
+        let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
+            name: name.clone(),
+            reason: error_chain(&e),
+        };
+        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
         let imports = validate_imports(&self.engine, &component, &name)?;
         let mut linker = Linker::<HostState>::new(&self.engine);
         Bindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,
         )
-        .map_err(|e| RuntimeError::Invalid {
-            name: name.clone(),
-            reason: error_chain(&e),
-        })?;
+        .map_err(invalid)?;
         linker
             .define_unknown_imports_as_traps(&component)
-            .map_err(|e| RuntimeError::Invalid {
-                name: name.clone(),
-                reason: error_chain(&e),
-            })?;
-        let instance_pre =
-            linker
-                .instantiate_pre(&component)
-                .map_err(|e| RuntimeError::WrongWorld {
-                    name: name.clone(),
-                    reason: error_chain(&e),
-                })?;
-        let pre = ControlPlanePre::new(instance_pre).map_err(|e| RuntimeError::WrongWorld {
-            name: name.clone(),
-            reason: error_chain(&e),
-        })?;
+            .map_err(invalid)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = ControlPlanePre::new(instance_pre).map_err(wrong_world)?;
         let loaded = LoadedComponent {
             pre,
             hash,

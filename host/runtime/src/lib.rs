@@ -15,8 +15,6 @@
 //! - [`Node`]: an instance plus host [`Services`], the host-owned
 //!   subscribers, crash recovery and hot swap; [`NodeHandle`] implements the
 //!   Mesh VPN's [`ControlPlane`](nodeplane_interface::ControlPlane) trait.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod convert;
 mod engine;

@@ -20,8 +20,6 @@
 //! event loop), [`faults`], [`observe`], [`views`], [`trace`], [`invariants`],
 //! [`ledger`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench)
 //! and [`cli`].
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod bench;
 pub mod builder;

@@ -24,12 +24,7 @@ pub struct Transition {
 
 /// Index of a state in per-state counters.
 pub fn state_index(state: PeerState) -> usize {
-    match state {
-        PeerState::Alive => 0,
-        PeerState::Suspect => 1,
-        PeerState::Dead => 2,
-        PeerState::Left => 3,
-    }
+    usize::from(state.precedence())
 }
 
 /// One node's view of the simulated nodes.
@@ -40,7 +35,7 @@ pub struct View {
     /// Highest incarnation ever seen of each node (kept across restarts).
     pub max_incarnation: Vec<u64>,
     /// Members per state ([`state_index`]).
-    pub counts: [u32; 4],
+    pub counts: [u32; PeerState::ALL.len()],
 }
 
 impl View {
@@ -49,7 +44,7 @@ impl View {
         View {
             states: vec![None; n],
             max_incarnation: vec![0; n],
-            counts: [0; 4],
+            counts: [0; PeerState::ALL.len()],
         }
     }
 
@@ -77,7 +72,7 @@ impl View {
     /// Forgets everything but the incarnation high-water marks.
     pub fn clear(&mut self) {
         self.states.iter_mut().for_each(|s| *s = None);
-        self.counts = [0; 4];
+        self.counts = [0; PeerState::ALL.len()];
     }
 
     /// The state of a member, if known.

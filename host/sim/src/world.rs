@@ -368,21 +368,11 @@ impl Sim {
     /// Calls `join` on node `i` with `seeds`; a restart joins with them again.
     pub fn join_with(&mut self, i: usize, seeds: &[String]) -> Result<(), SimError> {
         self.action(format!("join n{i}"));
-        match self.call(i, |node| node.join(seeds).map(|_| ())) {
-            Some(Ok(())) => {
-                self.nodes[i].joined = true;
-                self.nodes[i].seeds = seeds.to_vec();
-                Ok(())
-            }
-            Some(Err(e)) => Err(SimError::Node {
-                node: i,
-                reason: format!("join failed: {e}"),
-            }),
-            None => Err(SimError::Node {
-                node: i,
-                reason: "join on a crashed node".into(),
-            }),
-        }
+        let joined = self.call(i, |node| node.join(seeds).map(|_| ()));
+        node_outcome(i, "join", joined)?;
+        self.nodes[i].joined = true;
+        self.nodes[i].seeds = seeds.to_vec();
+        Ok(())
     }
 
     /// Stops node `i` without leaving; its store is kept.
@@ -428,17 +418,8 @@ impl Sim {
     pub fn leave(&mut self, i: usize) -> Result<(), SimError> {
         self.action(format!("leave n{i}"));
         self.nodes[i].left = true;
-        match self.call(i, |node| node.leave()) {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => Err(SimError::Node {
-                node: i,
-                reason: format!("leave failed: {e}"),
-            }),
-            None => Err(SimError::Node {
-                node: i,
-                reason: "leave on a crashed node".into(),
-            }),
-        }
+        let left = self.call(i, |node| node.leave());
+        node_outcome(i, "leave", left)
     }
 
     // ---- running ---------------------------------------------------------
@@ -671,5 +652,26 @@ impl Sim {
     /// Queued events (messages in flight and timers).
     pub fn pending_events(&self) -> usize {
         self.queue.len()
+    }
+}
+
+/// The outcome of the interface operation `op` (`"join"`, `"leave"`) on
+/// node `i`, as [`World::call`] returned it: a failure or a crashed node is
+/// a [`SimError::Node`] naming both.
+fn node_outcome<T, E: std::fmt::Display>(
+    i: usize,
+    op: &str,
+    outcome: Option<Result<T, E>>,
+) -> Result<T, SimError> {
+    match outcome {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(SimError::Node {
+            node: i,
+            reason: format!("{op} failed: {e}"),
+        }),
+        None => Err(SimError::Node {
+            node: i,
+            reason: format!("{op} on a crashed node"),
+        }),
     }
 }

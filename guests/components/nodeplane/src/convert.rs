@@ -1,66 +1,15 @@
 //! Conversions between the WIT bindings and the shared vocabulary
 //! (`nodeplane-types`, re-exported by `nodeplane-core`): the one place where
-//! WIT-generated types meet the core's.
+//! WIT-generated types meet the core's. The membership types convert as
+//! in every guest (`support/included/wit_convert.rs`); the node plane's
+//! own (errors, configuration, ledger entries) are here.
 
 use crate::bindings::nodeplane::control::types;
-use nodeplane_core::{
-    Entry, Error, Member, MembershipUpdate, MembershipView, NodeConfig, PeerState, Tunables,
-    UpdateCause,
-};
+use nodeplane_core::{Entry, Error, NodeConfig, Tunables};
 
-pub fn state_to_wit(state: PeerState) -> types::PeerState {
-    match state {
-        PeerState::Alive => types::PeerState::Alive,
-        PeerState::Suspect => types::PeerState::Suspect,
-        PeerState::Dead => types::PeerState::Dead,
-        PeerState::Left => types::PeerState::Left,
-    }
-}
-
-pub fn state_from_wit(state: types::PeerState) -> PeerState {
-    match state {
-        types::PeerState::Alive => PeerState::Alive,
-        types::PeerState::Suspect => PeerState::Suspect,
-        types::PeerState::Dead => PeerState::Dead,
-        types::PeerState::Left => PeerState::Left,
-    }
-}
-
-pub fn member_to_wit(m: &Member) -> types::Member {
-    types::Member {
-        id: m.id.clone(),
-        address: m.address.clone(),
-        state: state_to_wit(m.state),
-        incarnation: m.incarnation,
-        metadata: m.metadata.clone(),
-    }
-}
-
-pub fn view_to_wit(v: &MembershipView) -> types::MembershipView {
-    types::MembershipView {
-        version: v.version,
-        members: v.members.iter().map(member_to_wit).collect(),
-    }
-}
-
-pub fn update_to_wit(u: &MembershipUpdate) -> types::MembershipUpdate {
-    types::MembershipUpdate {
-        peer: u.peer.clone(),
-        previous: u.previous.map(state_to_wit),
-        current: member_to_wit(&u.current),
-        cause: match u.cause {
-            UpdateCause::Joined => types::UpdateCause::Joined,
-            UpdateCause::Suspected => types::UpdateCause::Suspected,
-            UpdateCause::Refuted => types::UpdateCause::Refuted,
-            UpdateCause::ConfirmedDead => types::UpdateCause::ConfirmedDead,
-            UpdateCause::Recovered => types::UpdateCause::Recovered,
-            UpdateCause::Left => types::UpdateCause::Left,
-            UpdateCause::Changed => types::UpdateCause::Changed,
-        },
-        entry: u.entry.clone(),
-        version: u.version,
-    }
-}
+#[path = "../../support/included/wit_convert.rs"]
+mod membership;
+pub use membership::{state_from_wit, state_to_wit, update_to_wit, view_to_wit};
 
 pub fn error_to_wit(e: Error) -> types::Error {
     match e {

@@ -171,4 +171,10 @@ impl control::Guest for Component {
     }
 }
 
-bindings::export!(Component with_types_in bindings);
+/// The component's exports. The C ABI glue that wit-bindgen generates here
+/// is the only unsafe code in the guests.
+#[allow(unsafe_code)]
+mod export {
+    use super::{bindings, Component};
+    bindings::export!(Component with_types_in bindings);
+}

@@ -6,9 +6,11 @@ use std::cell::RefCell;
 
 use crate::bindings::exports::nodeplane::control::{control, driver};
 use crate::bindings::nodeplane::control::{events, types};
-use nodeplane_types::{
-    ControlError, Member, MembershipUpdate, MembershipView, PeerState, UpdateCause,
-};
+use nodeplane_types::{ControlError, MembershipUpdate};
+
+#[path = "../../support/included/wit_convert.rs"]
+mod convert;
+use convert::{state_from_wit, state_to_wit, update_to_wit, view_to_wit};
 
 use crate::plane::{Flaw, Plane, Sink};
 
@@ -20,7 +22,7 @@ struct HostSink;
 
 impl Sink for HostSink {
     fn deliver(&mut self, subscriber: u64, update: &MembershipUpdate) {
-        events::deliver_update(subscriber, &to_wit_update(update));
+        events::deliver_update(subscriber, &update_to_wit(update));
     }
     fn log(&mut self, kind: &str, detail: String) {
         events::log_event(kind, &detail);
@@ -32,60 +34,6 @@ fn with_plane<T>(f: impl FnOnce(&mut Plane) -> Result<T, ControlError>) -> Resul
         Some(plane) => f(plane).map_err(to_wit_error),
         None => Err(types::Error::Internal("driver.init was not called".into())),
     })
-}
-
-fn to_wit_state(state: PeerState) -> types::PeerState {
-    match state {
-        PeerState::Alive => types::PeerState::Alive,
-        PeerState::Suspect => types::PeerState::Suspect,
-        PeerState::Dead => types::PeerState::Dead,
-        PeerState::Left => types::PeerState::Left,
-    }
-}
-
-fn from_wit_state(state: types::PeerState) -> PeerState {
-    match state {
-        types::PeerState::Alive => PeerState::Alive,
-        types::PeerState::Suspect => PeerState::Suspect,
-        types::PeerState::Dead => PeerState::Dead,
-        types::PeerState::Left => PeerState::Left,
-    }
-}
-
-fn to_wit_member(member: &Member) -> types::Member {
-    types::Member {
-        id: member.id.clone(),
-        address: member.address.clone(),
-        state: to_wit_state(member.state),
-        incarnation: member.incarnation,
-        metadata: member.metadata.clone(),
-    }
-}
-
-fn to_wit_view(view: MembershipView) -> types::MembershipView {
-    types::MembershipView {
-        version: view.version,
-        members: view.members.iter().map(to_wit_member).collect(),
-    }
-}
-
-fn to_wit_update(update: &MembershipUpdate) -> types::MembershipUpdate {
-    types::MembershipUpdate {
-        peer: update.peer.clone(),
-        previous: update.previous.map(to_wit_state),
-        current: to_wit_member(&update.current),
-        cause: match update.cause {
-            UpdateCause::Joined => types::UpdateCause::Joined,
-            UpdateCause::Suspected => types::UpdateCause::Suspected,
-            UpdateCause::Refuted => types::UpdateCause::Refuted,
-            UpdateCause::ConfirmedDead => types::UpdateCause::ConfirmedDead,
-            UpdateCause::Recovered => types::UpdateCause::Recovered,
-            UpdateCause::Left => types::UpdateCause::Left,
-            UpdateCause::Changed => types::UpdateCause::Changed,
-        },
-        entry: update.entry.clone(),
-        version: update.version,
-    }
 }
 
 fn to_wit_error(error: ControlError) -> types::Error {
@@ -144,7 +92,7 @@ impl driver::Guest for Component {
 
 impl control::Guest for Component {
     fn join(seed_peers: Vec<types::Address>) -> Result<types::MembershipView, types::Error> {
-        with_plane(|p| p.join(&mut HostSink, &seed_peers)).map(to_wit_view)
+        with_plane(|p| p.join(&mut HostSink, &seed_peers)).map(|view| view_to_wit(&view))
     }
 
     fn leave() -> Result<(), types::Error> {
@@ -152,7 +100,7 @@ impl control::Guest for Component {
     }
 
     fn get_members() -> Result<types::MembershipView, types::Error> {
-        with_plane(|p| p.get_members()).map(to_wit_view)
+        with_plane(|p| p.get_members()).map(|view| view_to_wit(&view))
     }
 
     fn publish_heartbeat() -> Result<u64, types::Error> {
@@ -163,8 +111,8 @@ impl control::Guest for Component {
         peer: types::NodeId,
         state: types::PeerState,
     ) -> Result<types::PeerState, types::Error> {
-        with_plane(|p| p.report_peer_state(&mut HostSink, &peer, from_wit_state(state)))
-            .map(to_wit_state)
+        with_plane(|p| p.report_peer_state(&mut HostSink, &peer, state_from_wit(state)))
+            .map(state_to_wit)
     }
 
     fn subscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {

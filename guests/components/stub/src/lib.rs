@@ -11,4 +11,10 @@ const NAME: &str = "stub";
 const FLAW: plane::Flaw = plane::Flaw::None;
 
 use glue::Component;
-bindings::export!(Component with_types_in bindings);
+/// The component's exports. The C ABI glue that wit-bindgen generates here
+/// is the only unsafe code in the guests.
+#[allow(unsafe_code)]
+mod export {
+    use super::{bindings, Component};
+    bindings::export!(Component with_types_in bindings);
+}

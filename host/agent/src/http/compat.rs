@@ -21,11 +21,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use nodeplane_interface::{ControlError, ControlPlane, MembershipView, PeerState};
+use nodeplane_runtime::NodeHandle;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::admin::authorize;
 use super::{blocking, update_stream, AppState, HttpError};
+use crate::services::AgentServices;
 
 type Answer<T> = Result<Json<T>, HttpError>;
 
@@ -39,6 +41,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/peers/{id}/report", post(report))
         .route("/peers/{id}/metadata", get(metadata))
         .route("/updates", get(updates))
+}
+
+/// Runs the interface operation `op` on the node, on the blocking pool
+/// ([`blocking`]); its `ControlError` becomes the error document.
+async fn on_node<T: Send + 'static>(
+    s: &AppState,
+    op: impl FnOnce(&NodeHandle<AgentServices>) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, HttpError> {
+    let node = s.node.clone();
+    Ok(blocking(move || op(&node)).await?)
 }
 
 fn guard(s: &AppState, headers: &HeaderMap, ext: &Extensions) -> Result<(), HttpError> {
@@ -74,8 +86,8 @@ async fn join(
     } else {
         parse_body(&body, r#"{"seed_peers": ["ip:port", ...]}"#)?
     };
-    let node = s.node.clone();
-    Ok(Json(blocking(move || node.join(&req.seed_peers)).await?))
+    let view = on_node(&s, move |node| node.join(&req.seed_peers)).await?;
+    Ok(Json(view))
 }
 
 async fn leave(
@@ -84,14 +96,12 @@ async fn leave(
     ext: Extensions,
 ) -> Answer<serde_json::Value> {
     guard(&s, &headers, &ext)?;
-    let node = s.node.clone();
-    blocking(move || node.leave()).await?;
+    on_node(&s, |node| node.leave()).await?;
     Ok(Json(json!({})))
 }
 
 async fn members(State(s): State<Arc<AppState>>) -> Answer<MembershipView> {
-    let node = s.node.clone();
-    Ok(Json(blocking(move || node.get_members()).await?))
+    Ok(Json(on_node(&s, |node| node.get_members()).await?))
 }
 
 async fn heartbeat(
@@ -100,8 +110,7 @@ async fn heartbeat(
     ext: Extensions,
 ) -> Answer<serde_json::Value> {
     guard(&s, &headers, &ext)?;
-    let node = s.node.clone();
-    let n = blocking(move || node.publish_heartbeat()).await?;
+    let n = on_node(&s, |node| node.publish_heartbeat()).await?;
     Ok(Json(json!({ "heartbeats": n })))
 }
 
@@ -124,8 +133,7 @@ async fn report(
         .state
         .parse::<PeerState>()
         .map_err(|e| HttpError::from(ControlError::BadMessage(e.to_string())))?;
-    let node = s.node.clone();
-    let after = blocking(move || node.report_peer_state(&id, state)).await?;
+    let after = on_node(&s, move |node| node.report_peer_state(&id, state)).await?;
     Ok(Json(json!({ "state": after })))
 }
 
@@ -133,8 +141,7 @@ async fn metadata(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Answer<serde_json::Value> {
-    let node = s.node.clone();
-    let metadata = blocking(move || node.get_peer_metadata(&id)).await?;
+    let metadata = on_node(&s, move |node| node.get_peer_metadata(&id)).await?;
     Ok(Json(json!({ "metadata": metadata })))
 }
 

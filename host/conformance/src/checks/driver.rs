@@ -1,9 +1,10 @@
 //! `driver`: info, init validation, timers and message robustness.
 
 use nodeplane_interface::{ControlError, ControlPlane};
+use nodeplane_runtime::NodeConfig;
 
 use super::Check;
-use crate::ctx::{ensure, ensure_eq, expect_error, ok, TestNode, Violation};
+use crate::ctx::{ensure, ensure_eq, expect_error, ok, Ctx, TestNode, Violation};
 
 /// `[driver-1]`
 pub const INFO: Check = Check {
@@ -22,16 +23,12 @@ pub const INFO: Check = Check {
 pub const INIT_BAD_ID: Check = Check {
     name: "driver-2 init rejects an invalid node-id with invalid-config",
     run: |ctx| {
-        for bad in ["", "has space", "slash/ed", &"x".repeat(65)] {
-            let mut config = ctx.config("a");
-            config.node_id = bad.to_string();
-            expect_error(
-                &format!("init with node-id {bad:?}"),
-                ctx.start(config).map(|_| ()),
-                "invalid-config",
-            )?;
-        }
-        Ok(())
+        init_rejects(
+            ctx,
+            "node-id",
+            &["", "has space", "slash/ed", &"x".repeat(65)],
+            |config, bad| config.node_id = bad.to_string(),
+        )
     },
 };
 
@@ -39,18 +36,34 @@ pub const INIT_BAD_ID: Check = Check {
 pub const INIT_BAD_ADDRESS: Check = Check {
     name: "driver-3 init rejects an invalid address with invalid-config",
     run: |ctx| {
-        for bad in ["", "localhost", "127.0.0.1", "127.0.0.1:notaport"] {
-            let mut config = ctx.config("a");
-            config.address = bad.to_string();
-            expect_error(
-                &format!("init with address {bad:?}"),
-                ctx.start(config).map(|_| ()),
-                "invalid-config",
-            )?;
-        }
-        Ok(())
+        init_rejects(
+            ctx,
+            "address",
+            &["", "localhost", "127.0.0.1", "127.0.0.1:notaport"],
+            |config, bad| config.address = bad.to_string(),
+        )
     },
 };
+
+/// Fails unless `init` refuses with invalid-config each configuration that
+/// `set` makes by putting one of the `bad` values in `field`.
+fn init_rejects(
+    ctx: &Ctx,
+    field: &str,
+    bad: &[&str],
+    set: fn(&mut NodeConfig, &str),
+) -> Result<(), Violation> {
+    for bad in bad {
+        let mut config = ctx.config("a");
+        set(&mut config, bad);
+        expect_error(
+            &format!("init with {field} {bad:?}"),
+            ctx.start(config).map(|_| ()),
+            "invalid-config",
+        )?;
+    }
+    Ok(())
+}
 
 /// `[driver-4]`
 pub const UNKNOWN_TIMER: Check = Check {

@@ -71,6 +71,22 @@ fn ensure_one_update(
     ensure_eq("update cause", update.cause, cause)
 }
 
+/// Reports `reported` about an alive peer and fails unless the peer is
+/// then suspect, with exactly one `suspected` update (`[report-4]`,
+/// `[report-5]`: a report is evidence, never a verdict).
+fn alive_becomes_suspect(ctx: &Ctx, reported: PeerState) -> Result<(), Violation> {
+    let s = setup(ctx)?;
+    let (state, updates) = s.report(reported)?;
+    ensure_eq("returned state", state, PeerState::Suspect)?;
+    ensure_one_update(
+        &updates,
+        &s.peer,
+        PeerState::Alive,
+        PeerState::Suspect,
+        UpdateCause::Suspected,
+    )
+}
+
 /// `[report-1]`
 pub const ABOUT_SELF: Check = Check {
     name: "report-1 a report about the node itself: invalid-report",
@@ -125,35 +141,13 @@ pub const UNKNOWN_PEER: Check = Check {
 /// `[report-4]`
 pub const SUSPECT_ALIVE: Check = Check {
     name: "report-4 suspect about an alive peer makes it suspect at once, one update",
-    run: |ctx| {
-        let s = setup(ctx)?;
-        let (state, updates) = s.report(PeerState::Suspect)?;
-        ensure_eq("returned state", state, PeerState::Suspect)?;
-        ensure_one_update(
-            &updates,
-            &s.peer,
-            PeerState::Alive,
-            PeerState::Suspect,
-            UpdateCause::Suspected,
-        )
-    },
+    run: |ctx| alive_becomes_suspect(ctx, PeerState::Suspect),
 };
 
 /// `[report-5]`
 pub const DEAD_ALIVE: Check = Check {
     name: "report-5 dead about an alive peer makes it suspect, never dead",
-    run: |ctx| {
-        let s = setup(ctx)?;
-        let (state, updates) = s.report(PeerState::Dead)?;
-        ensure_eq("returned state", state, PeerState::Suspect)?;
-        ensure_one_update(
-            &updates,
-            &s.peer,
-            PeerState::Alive,
-            PeerState::Suspect,
-            UpdateCause::Suspected,
-        )
-    },
+    run: |ctx| alive_becomes_suspect(ctx, PeerState::Dead),
 };
 
 /// `[report-6]`

@@ -3,19 +3,14 @@
 //! shared lock), bounded (every wait has a deadline), children killed on
 //! drop.
 
-use crate::support::{free_port, log_tails};
+use crate::support::agents::{free_port, log_tails, SERIAL};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nodeplane_agent::client::ApiClient;
 use serde_json::Value;
-
-/// Multi-process tests run one at a time: they share the two cores.
-/// Also taken by `meshvpn`, whose agents share the same two cores.
-pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
 /// How long a killed node may take to be declared `dead` by every survivor
 /// with the default tunables (1 s probe period; suspicion timeout at most

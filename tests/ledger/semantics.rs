@@ -1,7 +1,6 @@
 //! Ledger semantics: transition table, replay order, merge, tamper evidence.
 
-mod common;
-use common::*;
+use crate::support::node::*;
 use nodeplane_core::ledger::{Entry, Insert, Ledger};
 use nodeplane_core::membership::{derive_view, Derived};
 use nodeplane_core::wire::{self, Message};

@@ -1,13 +1,10 @@
 //! Mesh VPN integration, mode (d): the same suite as the in-process modes
-//! (`host/meshvpn/tests/modes.rs`), now against real `nodeplane agent`
-//! processes through the compatibility API and `CompatClient`: what a
-//! Mesh VPN in another process sees.
+//! (`modes.rs`), now against real `nodeplane agent` processes through the
+//! compatibility API and `CompatClient`: what a Mesh VPN in another process
+//! sees.
 
-/// The suite, shared with the in-process modes.
-#[path = "../../host/meshvpn/tests/suite/mod.rs"]
-mod suite;
-
-use crate::support::{free_port, log_tails};
+use crate::suite::{suite, test_public_key, ExpectedPeer, Harness};
+use crate::support::agents::{free_port, log_tails, SERIAL};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,7 +13,6 @@ use std::time::{Duration, Instant};
 use nodeplane_compat_client::{CompatClient, ControlPlane};
 use nodeplane_interface::{ControlError, NodeId};
 use nodeplane_meshvpn::{MeshVpn, MeshVpnConfig, MeshVpnError};
-use suite::{suite, test_public_key, ExpectedPeer, Harness};
 
 /// Wait between polls of the suite (real time).
 const STEP: Duration = Duration::from_millis(100);
@@ -198,9 +194,7 @@ impl Harness for AgentHarness {
 
 #[test]
 fn mode_d_agent_through_the_compat_api() {
-    let _serial = crate::agent::SERIAL
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let mut harness = AgentHarness::new();
     let report = suite(&mut harness);
     eprintln!("suite over the compat API: {report:?}");

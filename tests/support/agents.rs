@@ -1,6 +1,12 @@
 //! Helpers shared by the tests that run real agent processes.
 
 use std::path::Path;
+use std::sync::Mutex;
+
+/// Multi-process tests run one at a time: they share the two cores. Taken
+/// by the agent processes of `tests/agent` and of the Mesh VPN's mode (d);
+/// cargo runs the test binaries one after another.
+pub static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A port on `ip` that is free for both UDP and TCP (an agent's control
 /// address uses both): the agent's own helper, panicking on failure.

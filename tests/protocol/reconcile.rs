@@ -1,7 +1,6 @@
 //! Reconciliation cost: grows with the difference d, not with history H.
 
-mod common;
-use common::*;
+use crate::support::node::*;
 use nodeplane_core::ledger::Entry;
 use nodeplane_core::wire::{self, Message};
 use nodeplane_core::Node;

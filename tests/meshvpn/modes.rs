@@ -1,18 +1,16 @@
-//! The Mesh VPN suite (`tests/suite`) in the in-process modes: (a) the
+//! The Mesh VPN suite (`suite.rs`) in the in-process modes: (a) the
 //! stub component, (b) a cluster of real node plane instances in the
 //! simulator's world, (c) a hot swap stub → node plane under a subscribed
 //! Mesh VPN. Mode (d), the compatibility API of a real agent process, is
-//! in the root package (`tests/all/meshvpn.rs`).
-
-mod suite;
+//! in `compat.rs`.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::suite::{suite, test_public_key, ExpectedPeer, Harness, SwapJob};
 use nodeplane_interface::{ControlPlane, NodeId, PeerState};
 use nodeplane_runtime::{ComponentSource, NodeHandle, RecordingServices};
 use nodeplane_sim::{ComponentChoice, NodeSpec, Sim};
-use suite::{suite, test_public_key, ExpectedPeer, Harness, SwapJob};
 
 type Handle = NodeHandle<RecordingServices>;
 

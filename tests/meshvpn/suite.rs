@@ -4,10 +4,8 @@
 //! between them, an agent process over the compatibility API). What
 //! differs per mode goes through [`Harness`].
 //!
-//! A test module, not part of the crate: `host/meshvpn/tests/modes.rs`
-//! (modes a-c) and the root package's `tests/all/meshvpn.rs` (mode d)
-//! include it.
-#![allow(dead_code)] // each including test binary uses part of it
+//! A test module, not part of the crate: `modes.rs` (modes a-c) and
+//! `compat.rs` (mode d) run it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

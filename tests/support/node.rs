@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code)]
+//! Helpers for the tests of the sans-IO core (`nodeplane-core`): node
+//! configurations, hand-built ledger chains and effect filters.
 
 use nodeplane_core::ledger::{Entry, GENESIS_PREV};
 use nodeplane_core::membership::{body, DeadBody, LeaveBody, ProfileBody, SuspectBody};

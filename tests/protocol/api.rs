@@ -1,7 +1,6 @@
 //! The control operations' contract (docs/interface.md).
 
-mod common;
-use common::*;
+use crate::support::node::*;
 use nodeplane_core::wire::{self, Message};
 use nodeplane_core::{Effect, Error, Node, PeerState, UpdateCause};
 

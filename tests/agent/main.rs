@@ -1,0 +1,10 @@
+//! The agent: its HTTP API and control channel in process, and clusters of
+//! real `nodeplane agent` processes checked through the introspection API.
+//! The multi-process tests take `support::agents::SERIAL`, one at a time.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod network;
+mod processes;

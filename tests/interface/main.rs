@@ -1,0 +1,6 @@
+//! The Control Plane Interface: the conformance suite against the stub, the
+//! broken fixtures and the node plane, and the host runtime that loads and
+//! drives components (import validation, fuel, crashes, hot swap).
+
+mod conformance;
+mod runtime;
