@@ -119,7 +119,11 @@ impl Prober {
         next
     }
 
-    /// Asserts what must hold of the probe state.
+    /// Asserts what must hold of the probe state. The order need not hold
+    /// every live member nor only live ones: a member that dies stays in
+    /// the order until it is popped (and skipped), and one that becomes
+    /// live again is added when it is next published. So the check is the
+    /// weaker one that always holds: no duplicates, no self, no unknown id.
     pub(crate) fn check_invariants(&self, roster: &Roster, self_id: &str) {
         assert_eq!(
             self.order.len(),
