@@ -2,7 +2,7 @@
 
 use crate::support::node::*;
 use nodeplane_core::wire::{self, Message};
-use nodeplane_core::{Effect, Error, Node, PeerState, UpdateCause};
+use nodeplane_core::{Effect, Error, Node, PeerState, Timer, UpdateCause};
 
 #[test]
 fn before_join_everything_is_not_joined() {
@@ -297,4 +297,44 @@ fn view_version_rises_by_one_per_update() {
     assert_eq!(a2.members().unwrap().version, last);
     let first = a2.members().unwrap();
     assert!(first.members.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+/// Entries messages among the effects, as (destination, entry count).
+fn entries_sent(effects: &[Effect<Timer, ()>]) -> Vec<(String, usize)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to, payload } => match wire::decode(payload) {
+                Ok(Message::Entries { entries, .. }) => Some((to.clone(), entries.len())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_want_beyond_every_chain_is_answered_with_nothing_and_crashes_nothing() {
+    let mut n = joined_node("a", "10.0.0.1:7000");
+    n.drain_checked();
+    let before = n.frontier_digest();
+    for have in [u64::MAX, u64::MAX - 1, 1, 1_000] {
+        let want = wire::encode(&Message::Want {
+            heads: vec![("a".into(), have), ("nobody".into(), have)],
+        });
+        n.handle_message(1, "10.0.0.2:7000", &want)
+            .unwrap_or_else(|e| panic!("want after {have}: {e}"));
+        let effects = n.drain_checked();
+        assert_eq!(entries_sent(&effects), vec![], "want after {have}");
+    }
+    assert_eq!(n.frontier_digest(), before);
+    // The honest request still gets the author's chain.
+    let want = wire::encode(&Message::Want {
+        heads: vec![("a".into(), 0)],
+    });
+    n.handle_message(2, "10.0.0.2:7000", &want).unwrap();
+    assert_eq!(
+        entries_sent(&n.drain_checked()),
+        vec![("10.0.0.2:7000".to_string(), 1)]
+    );
 }

@@ -222,11 +222,16 @@ impl Reconciler {
                 Some(&(t, upto)) if now < t + STREAM_STALL_MS => (*have).max(upto),
                 _ => *have,
             };
-            if have < head {
-                sent.push((author.clone(), have));
+            // `have` comes from the wire: a hostile u64::MAX must neither
+            // wrap `have + 1` nor reach past the chain.
+            if have >= head {
+                continue;
             }
+            sent.push((author.clone(), have));
             for seq in have + 1..=head {
-                let e = ledger.get(author, seq).expect("within chain");
+                let Some(e) = ledger.get(author, seq) else {
+                    break;
+                };
                 let size = wire::entry_wire_size(e);
                 if used + size > ENTRY_BYTES_BUDGET || cur.len() >= MAX_ENTRIES_PER_MESSAGE {
                     batches.push(std::mem::take(&mut cur));
