@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod components;
 mod demo;
+mod store_crash;
 
 /// nodeplane: a decentralized, ledger-backed control plane for a mesh VPN,
 /// run as WebAssembly components.
@@ -43,6 +44,9 @@ enum Command {
     Sim(nodeplane_sim::cli::SimArgs),
     /// Run the simulator benchmarks behind docs/performance.md.
     Bench(nodeplane_sim::cli::BenchArgs),
+    /// The ledger store under `kill -9`: `loop --iterations N` kills a
+    /// writer at random moments and checks the store after each kill.
+    StoreCrash(store_crash::StoreCrashArgs),
 }
 
 fn main() -> Result<()> {
@@ -80,5 +84,6 @@ fn main() -> Result<()> {
         Command::Faults(args) => nodeplane_agent::cli::run_faults(args),
         Command::Sim(args) => Ok(nodeplane_sim::cli::run(&args)?),
         Command::Bench(args) => Ok(nodeplane_sim::cli::run_bench(&args)?),
+        Command::StoreCrash(args) => store_crash::run(args),
     }
 }

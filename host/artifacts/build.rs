@@ -15,6 +15,9 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("FIXTURE_WRONG_ERROR", "fixture_wrong_error"),
     ("FIXTURE_SPIN", "fixture_spin"),
     ("FIXTURE_TRAP", "fixture_trap"),
+    ("FIXTURE_INIT_CRASH", "fixture_init_crash"),
+    ("FIXTURE_MEMORY_HOG", "fixture_memory_hog"),
+    ("FIXTURE_POISON", "fixture_poison"),
 ];
 
 fn main() {

@@ -5,6 +5,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adversarial;
 mod api;
+mod http_contract;
 mod network;
 mod processes;
+mod store_faults;

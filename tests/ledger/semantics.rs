@@ -9,7 +9,9 @@ use proptest::prelude::*;
 
 use PeerState::*;
 
-/// Brings subject `s` to `state` at incarnation 5 (observer `o`, helper `h`).
+/// Brings subject `s` to `state` at incarnation 5 (observer `o`, helper
+/// `h`; `s` announced 1 and 5). Three members are counted live, so a
+/// verdict needs two suspecters (one while `s` has left).
 fn start(state: PeerState) -> ChainBuilder {
     let mut b = ChainBuilder::default();
     b.join("o", 1);
@@ -23,6 +25,7 @@ fn start(state: PeerState) -> ChainBuilder {
         }
         Dead => {
             b.suspect("o", "s", 5);
+            b.suspect("h", "s", 5);
             b.dead("o", "s", 5);
         }
         Left => {
@@ -36,31 +39,70 @@ fn start(state: PeerState) -> ChainBuilder {
 enum Evidence {
     AliveSame,
     AliveHigher,
+    /// `alive 4` after `alive 5`.
     AliveLower,
     SuspectSame,
-    SuspectHigher,
-    SuspectLower,
-    DeadSame,
-    DeadHigher,
-    DeadLower,
+    /// `suspect 6`, an incarnation `s` never announced.
+    SuspectUnannounced,
+    /// `alive 6` by `s`, then `suspect 6`.
+    SuspectAnnounced,
+    /// Two suspecters at 5 and a verdict.
+    DeadQuorum,
+    /// A verdict at 5 alone.
+    DeadNoQuorum,
+    /// A verdict at 2^64 - 1 alone.
+    DeadUnannounced,
     LeftSame,
     LeftHigher,
+    /// `suspect 1` and a quorum's `dead 1`: an announced but older
+    /// incarnation.
+    Lower,
 }
 
 fn add(b: &mut ChainBuilder, ev: Evidence) {
     match ev {
-        Evidence::AliveSame => b.alive("s", 5),
-        Evidence::AliveHigher => b.alive("s", 6),
-        Evidence::AliveLower => b.alive("s", 4),
-        Evidence::SuspectSame => b.suspect("h", "s", 5),
-        Evidence::SuspectHigher => b.suspect("h", "s", 6),
-        Evidence::SuspectLower => b.suspect("h", "s", 4),
-        Evidence::DeadSame => b.dead("h", "s", 5),
-        Evidence::DeadHigher => b.dead("h", "s", 6),
-        Evidence::DeadLower => b.dead("h", "s", 4),
-        Evidence::LeftSame => b.leave("s", 5),
-        Evidence::LeftHigher => b.leave("s", 6),
-    };
+        Evidence::AliveSame => {
+            b.alive("s", 5);
+        }
+        Evidence::AliveHigher => {
+            b.alive("s", 6);
+        }
+        Evidence::AliveLower => {
+            b.alive("s", 4);
+        }
+        Evidence::SuspectSame => {
+            b.suspect("h", "s", 5);
+        }
+        Evidence::SuspectUnannounced => {
+            b.suspect("h", "s", 6);
+        }
+        Evidence::SuspectAnnounced => {
+            b.alive("s", 6);
+            b.suspect("h", "s", 6);
+        }
+        Evidence::DeadQuorum => {
+            b.suspect("o", "s", 5);
+            b.suspect("h", "s", 5);
+            b.dead("h", "s", 5);
+        }
+        Evidence::DeadNoQuorum => {
+            b.dead("h", "s", 5);
+        }
+        Evidence::DeadUnannounced => {
+            b.dead("h", "s", u64::MAX);
+        }
+        Evidence::LeftSame => {
+            b.leave("s", 5);
+        }
+        Evidence::LeftHigher => {
+            b.leave("s", 6);
+        }
+        Evidence::Lower => {
+            b.suspect("o", "s", 1);
+            b.suspect("h", "s", 1);
+            b.dead("h", "s", 1);
+        }
+    }
 }
 
 fn state_of(entries: &[Entry], id: &str) -> (PeerState, u64) {
@@ -71,6 +113,7 @@ fn state_of(entries: &[Entry], id: &str) -> (PeerState, u64) {
     (m.state, m.incarnation)
 }
 
+/// The transition table of docs/design.md §2, row by row.
 #[test]
 fn transition_table() {
     use Evidence::*;
@@ -80,46 +123,50 @@ fn transition_table() {
         (Alive, AliveHigher, Alive, 6),
         (Alive, AliveLower, Alive, 5),
         (Alive, SuspectSame, Suspect, 5),
-        (Alive, SuspectHigher, Suspect, 6),
-        (Alive, SuspectLower, Alive, 5),
-        (Alive, DeadSame, Dead, 5),
-        (Alive, DeadHigher, Dead, 6),
-        (Alive, DeadLower, Alive, 5),
+        (Alive, SuspectUnannounced, Alive, 5),
+        (Alive, SuspectAnnounced, Suspect, 6),
+        (Alive, DeadQuorum, Dead, 5),
+        (Alive, DeadNoQuorum, Alive, 5),
+        (Alive, DeadUnannounced, Alive, 5),
         (Alive, LeftSame, Left, 5),
         (Alive, LeftHigher, Left, 6),
+        (Alive, Lower, Alive, 5),
         (Suspect, AliveSame, Suspect, 5),
         (Suspect, AliveHigher, Alive, 6),
         (Suspect, AliveLower, Suspect, 5),
         (Suspect, SuspectSame, Suspect, 5),
-        (Suspect, SuspectHigher, Suspect, 6),
-        (Suspect, SuspectLower, Suspect, 5),
-        (Suspect, DeadSame, Dead, 5),
-        (Suspect, DeadHigher, Dead, 6),
-        (Suspect, DeadLower, Suspect, 5),
+        (Suspect, SuspectUnannounced, Suspect, 5),
+        (Suspect, SuspectAnnounced, Suspect, 6),
+        (Suspect, DeadQuorum, Dead, 5),
+        (Suspect, DeadNoQuorum, Suspect, 5),
+        (Suspect, DeadUnannounced, Suspect, 5),
         (Suspect, LeftSame, Left, 5),
         (Suspect, LeftHigher, Left, 6),
+        (Suspect, Lower, Suspect, 5),
         (Dead, AliveSame, Dead, 5),
         (Dead, AliveHigher, Alive, 6),
         (Dead, AliveLower, Dead, 5),
         (Dead, SuspectSame, Dead, 5),
-        (Dead, SuspectHigher, Suspect, 6),
-        (Dead, SuspectLower, Dead, 5),
-        (Dead, DeadSame, Dead, 5),
-        (Dead, DeadHigher, Dead, 6),
-        (Dead, DeadLower, Dead, 5),
+        (Dead, SuspectUnannounced, Dead, 5),
+        (Dead, SuspectAnnounced, Suspect, 6),
+        (Dead, DeadQuorum, Dead, 5),
+        (Dead, DeadNoQuorum, Dead, 5),
+        (Dead, DeadUnannounced, Dead, 5),
         (Dead, LeftSame, Left, 5),
         (Dead, LeftHigher, Left, 6),
+        (Dead, Lower, Dead, 5),
         (Left, AliveSame, Left, 5),
         (Left, AliveHigher, Alive, 6),
         (Left, AliveLower, Left, 5),
         (Left, SuspectSame, Left, 5),
-        (Left, SuspectHigher, Suspect, 6),
-        (Left, SuspectLower, Left, 5),
-        (Left, DeadSame, Left, 5),
-        (Left, DeadHigher, Dead, 6),
-        (Left, DeadLower, Left, 5),
+        (Left, SuspectUnannounced, Left, 5),
+        (Left, SuspectAnnounced, Suspect, 6),
+        (Left, DeadQuorum, Left, 5),
+        (Left, DeadNoQuorum, Left, 5),
+        (Left, DeadUnannounced, Left, 5),
         (Left, LeftSame, Left, 5),
         (Left, LeftHigher, Left, 6),
+        (Left, Lower, Left, 5),
     ];
     for (from, ev, to, inc) in table {
         let mut b = start(from);

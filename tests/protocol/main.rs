@@ -7,6 +7,8 @@
 mod support;
 
 mod api;
+mod claims;
+mod extremes;
 mod reconcile;
 mod testkit;
 mod wire;

@@ -3,4 +3,5 @@
 #![allow(dead_code)] // each including test binary uses part of it
 
 pub mod agents;
+pub mod cluster;
 pub mod node;

@@ -152,8 +152,11 @@ pub fn validated(mut config: NodeConfig) -> Result<NodeConfig, Error> {
         return Err(Error::InvalidConfig(format!(
             "metadata: {} bytes as JSON, at most about {} allowed",
             profile.len(),
-            crate::ledger::entry::MAX_BODY_LEN
-                - (profile.len() - serde_json::to_vec(&config.metadata).map_or(0, |v| v.len()))
+            crate::ledger::entry::MAX_BODY_LEN.saturating_sub(
+                profile
+                    .len()
+                    .saturating_sub(serde_json::to_vec(&config.metadata).map_or(0, |v| v.len()))
+            )
         )));
     }
     config.tunables = config.tunables.with_defaults();

@@ -45,7 +45,13 @@ impl Gossip {
     pub(crate) fn enqueue(&mut self, entry: Entry, remaining: u32, now_ms: u64) {
         assert!(remaining > 0, "gossip: an entry queued for no transmission");
         if self.queue.len() >= MAX_BROADCAST_QUEUE {
-            if let Some(i) = (0..self.queue.len()).min_by_key(|&i| self.queue[i].remaining) {
+            let fewest = self
+                .queue
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| b.remaining)
+                .map(|(i, _)| i);
+            if let Some(i) = fewest {
                 self.queue.remove(i);
             }
         }
@@ -61,20 +67,26 @@ impl Gossip {
         if self.queue.is_empty() {
             return Vec::new();
         }
-        let mut order: Vec<usize> = (0..self.queue.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(self.queue[i].remaining));
-        let mut used = 0;
+        let mut order: Vec<(usize, u32)> =
+            self.queue.iter().map(|b| b.remaining).enumerate().collect();
+        order.sort_by_key(|&(_, remaining)| std::cmp::Reverse(remaining));
+        let mut used: usize = 0;
         let mut out = Vec::new();
-        for i in order {
-            let size = wire::entry_wire_size(&self.queue[i].entry);
+        for (i, _) in order {
+            let Some(b) = self.queue.get_mut(i) else {
+                continue;
+            };
+            let size = wire::entry_wire_size(&b.entry);
             // One entry always fits, however large (a verdict citing 40
             // suspicions is bigger than the piggyback budget).
-            if (!out.is_empty() && used + size > budget) || out.len() >= MAX_ENTRIES_PER_MESSAGE {
+            if (!out.is_empty() && used.saturating_add(size) > budget)
+                || out.len() >= MAX_ENTRIES_PER_MESSAGE
+            {
                 continue;
             }
-            used += size;
-            out.push(WireEntry::from(&self.queue[i].entry));
-            self.queue[i].remaining -= 1;
+            used = used.saturating_add(size);
+            out.push(WireEntry::from(&b.entry));
+            b.remaining = b.remaining.saturating_sub(1);
         }
         self.queue.retain(|b| b.remaining > 0);
         // Keep chain order so receivers link without buffering.
@@ -139,7 +151,7 @@ impl Node {
     pub(crate) fn gossip_round(&mut self, now_ms: u64) {
         self.gossip
             .queue
-            .retain(|b| now_ms < b.queued_at + BROADCAST_MAX_AGE_MS);
+            .retain(|b| now_ms < b.queued_at.saturating_add(BROADCAST_MAX_AGE_MS));
         if self.gossip.queue.is_empty() {
             return;
         }

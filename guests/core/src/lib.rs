@@ -73,6 +73,16 @@
 //! malformed input is an [`Error`], never a panic.
 //!
 //! See `docs/design.md` for the protocol and its guarantees.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod config;
 pub mod effect;

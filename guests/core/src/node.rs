@@ -63,20 +63,100 @@ pub(crate) fn digest8(d: u64) -> Digest8 {
     d.to_be_bytes()
 }
 
+/// What replaying the stored ledger found about this node itself.
+#[derive(Debug, Default)]
+struct Restored {
+    /// The highest incarnation any stored claim names for this node.
+    max_inc_about_self: Option<u64>,
+    /// This node's own latest claim about itself (`join`/`alive` or
+    /// `leave`): the incarnation it last announced, and in which state.
+    own_claim: Option<(u64, PeerState)>,
+}
+
+impl Restored {
+    /// Takes one stored claim about this node into account (`own`: this
+    /// node wrote it; its chain links in order, so the last one wins).
+    fn note(&mut self, own: bool, inc: u64, state: PeerState) {
+        // Only this node's own entries set its incarnation: another node's
+        // claim takes effect only at an incarnation this node announced
+        // (docs/design.md §2), so it can never raise it.
+        if own {
+            self.max_inc_about_self = Some(self.max_inc_about_self.map_or(inc, |m| m.max(inc)));
+            self.own_claim = Some((inc, state));
+        }
+    }
+
+    /// The incarnation of a new process: above every stored claim about
+    /// this node (1 when there is none).
+    fn fresh_incarnation(&self) -> u64 {
+        self.max_inc_about_self
+            .map_or(1, |inc| inc.saturating_add(1))
+    }
+}
+
 impl Node {
-    /// Validates the configuration, verifies and replays the stored ledger,
-    /// and raises this node's incarnation above anything recorded about it.
+    /// Starts a node in a new process: validates the configuration,
+    /// verifies and replays the stored ledger, and raises this node's
+    /// incarnation above anything recorded about it (its `join` will
+    /// announce that incarnation).
     pub fn new(
         config: NodeConfig,
         stored: Vec<Entry>,
         seed: u64,
         now_ms: u64,
     ) -> Result<Node, Error> {
+        let (mut node, restored) = Node::restore(config, stored, seed, now_ms)?;
+        node.incarnation = restored.fresh_incarnation();
+        Ok(node)
+    }
+
+    /// Rebuilds a node of the *same* process from its ledger after its
+    /// previous instance crashed or was hot-swapped out (the host's
+    /// `lifecycle.started-as` is `resume`). When the ledger holds this
+    /// node's own announcement of an incarnation (its latest `join` or
+    /// `alive`), the node continues at that incarnation and is joined at
+    /// once, writing no entry: a crash is not a restart, so peers see no
+    /// change. Otherwise (nothing announced yet, or the latest own entry is
+    /// `leave`) it starts as [`Node::new`] does.
+    pub fn resume(
+        config: NodeConfig,
+        stored: Vec<Entry>,
+        seed: u64,
+        now_ms: u64,
+    ) -> Result<Node, Error> {
+        let (mut node, restored) = Node::restore(config, stored, seed, now_ms)?;
+        match restored.own_claim {
+            Some((inc, state)) if state != PeerState::Left && inc >= 1 => {
+                node.incarnation = inc;
+                node.phase = Phase::Joined;
+                node.effects.log(
+                    "resumed",
+                    &[
+                        ("incarnation", inc.into()),
+                        ("entries", node.ledger.len().into()),
+                    ],
+                );
+                node.start_protocol();
+            }
+            _ => node.incarnation = restored.fresh_incarnation(),
+        }
+        Ok(node)
+    }
+
+    /// Validates the configuration and verifies and replays the stored
+    /// ledger; the incarnation is left for [`Node::new`] or
+    /// [`Node::resume`] to set.
+    fn restore(
+        config: NodeConfig,
+        stored: Vec<Entry>,
+        seed: u64,
+        now_ms: u64,
+    ) -> Result<(Node, Restored), Error> {
         let cfg = validated(config)?;
         let mut node = Node {
             rng: Rng::new(seed),
             ledger: Ledger::new(),
-            derived: Derived::new(),
+            derived: Derived::with_quorum_floor(cfg.tunables.death_quorum),
             roster: Roster::new(&cfg.node_id),
             prober: Prober::default(),
             suspicions: Suspicions::default(),
@@ -90,13 +170,14 @@ impl Node {
             now_ms,
             cfg,
         };
-        let mut max_inc_about_self = None::<u64>;
+        let mut restored = Restored::default();
         for (i, e) in stored.into_iter().enumerate() {
+            let id_hex = e.id_hex();
             let name = format!(
                 "stored entry {i} ({}#{}, id {})",
                 e.author,
                 e.seq,
-                &e.id_hex()[..16]
+                id_hex.get(..16).unwrap_or(&id_hex)
             );
             match node.ledger.insert(e) {
                 Ok(Insert::Linked(linked)) => {
@@ -104,10 +185,14 @@ impl Node {
                         node.lamport = node.lamport.max(e.clock);
                         if let Ok(facts) = facts(&e) {
                             for f in facts {
-                                if let Fact::Claim { subject, inc, .. } = f {
+                                if let Fact::Claim {
+                                    subject,
+                                    inc,
+                                    state,
+                                } = f
+                                {
                                     if subject == node.cfg.node_id {
-                                        max_inc_about_self =
-                                            Some(max_inc_about_self.unwrap_or(0).max(inc));
+                                        restored.note(e.author == subject, inc, state);
                                     }
                                 }
                             }
@@ -124,9 +209,8 @@ impl Node {
                 Err(why) => return Err(Error::CorruptLedger(format!("{name}: {why}"))),
             }
         }
-        node.incarnation = max_inc_about_self.map_or(1, |i| i + 1);
         node.suspicions.clear_confirm_queue();
-        Ok(node)
+        Ok((node, restored))
     }
 
     // ----- read-only introspection -------------------------------------
@@ -232,7 +316,6 @@ impl Node {
                 addr: self.cfg.address.clone(),
                 meta: self.cfg.metadata.clone(),
             };
-            let own = self.cfg.node_id.clone();
             let e = self.author(now_ms, KIND_JOIN, body(&profile));
             self.effects.log(
                 "joined",
@@ -241,25 +324,33 @@ impl Node {
                     ("entry", e.id_hex().into()),
                 ],
             );
-            // Self first, then whatever the stored ledger already knew.
-            self.publish(&own);
-            let others: Vec<String> = self.derived.members().into_iter().map(|m| m.id).collect();
-            for id in others {
-                self.publish(&id);
-            }
-            let first = self
-                .rng
-                .below(u64::from(self.cfg.tunables.probe_interval_ms).max(1));
-            self.effects.set_timer(Timer::Protocol, first);
-            let gossip_phase = 1 + self.rng.below(GOSSIP_INTERVAL_MS);
-            self.effects.set_timer(Timer::Gossip, gossip_phase);
-            let ae = self.anti_entropy_delay();
-            self.effects.set_timer(Timer::AntiEntropy, ae);
+            self.start_protocol();
         }
         for s in fresh {
             self.contact(now_ms, &s);
         }
         self.members()
+    }
+
+    /// The part of joining that writes nothing: publishes the view known
+    /// so far (self first, then whatever the stored ledger already knew)
+    /// and sets the protocol's timers. Shared by [`Node::join`] and
+    /// [`Node::resume`].
+    fn start_protocol(&mut self) {
+        let own = self.cfg.node_id.clone();
+        self.publish(&own);
+        let others: Vec<String> = self.derived.members().into_iter().map(|m| m.id).collect();
+        for id in others {
+            self.publish(&id);
+        }
+        let first = self
+            .rng
+            .below(u64::from(self.cfg.tunables.probe_interval_ms).max(1));
+        self.effects.set_timer(Timer::Protocol, first);
+        let gossip_phase = self.rng.below(GOSSIP_INTERVAL_MS).saturating_add(1);
+        self.effects.set_timer(Timer::Gossip, gossip_phase);
+        let ae = self.anti_entropy_delay();
+        self.effects.set_timer(Timer::AntiEntropy, ae);
     }
 
     /// Leaves gracefully: records `left`, announces it to several members
@@ -307,7 +398,7 @@ impl Node {
     pub fn publish_heartbeat(&mut self, now_ms: u64) -> Result<u64, Error> {
         self.now_ms = self.now_ms.max(now_ms);
         self.require_joined()?;
-        self.heartbeats += 1;
+        self.heartbeats = self.heartbeats.saturating_add(1);
         if let Some(target) = self.rng.sample(self.roster.live(), 1).pop() {
             if let Some(m) = self.derived.member(&target) {
                 let seq = self.prober.fresh_seq();

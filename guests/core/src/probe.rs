@@ -70,7 +70,7 @@ impl Prober {
 
     /// One more sign of trouble on this node's side.
     pub(crate) fn worsen_health(&mut self) {
-        self.health = (self.health + 1).min(HEALTH_MAX);
+        self.health = self.health.saturating_add(1).min(HEALTH_MAX);
     }
 
     /// A fresh sequence number for a ping or relayed probe.
@@ -93,9 +93,9 @@ impl Prober {
         }
         // A random place in O(1): append, then swap with a random slot (the
         // member that was there moves to the end, itself a random place).
-        let at = rng.below(self.order.len() as u64 + 1) as usize;
+        let at = rng.below((self.order.len() as u64).saturating_add(1)) as usize;
         self.order.push(id.to_string());
-        let last = self.order.len() - 1;
+        let last = self.order.len().saturating_sub(1);
         self.order.swap(at, last);
         self.in_order.insert(id.to_string());
         debug_assert_eq!(self.order.len(), self.in_order.len());
@@ -177,12 +177,13 @@ impl Node {
                 self.suspicions.requeue(subject);
                 continue;
             }
-            confirms += 1;
+            confirms = confirms.saturating_add(1);
             self.start_probe(&subject);
         }
         let t = &self.cfg.tunables;
-        let timeout = (u64::from(t.probe_timeout_ms) * (1 + u64::from(self.prober.health)))
-            .min(u64::from(t.probe_interval_ms) * PROBE_TIMEOUT_CAP_PERCENT / 100);
+        let timeout = u64::from(t.probe_timeout_ms)
+            .saturating_mul(u64::from(self.prober.health).saturating_add(1))
+            .min(u64::from(t.probe_interval_ms).saturating_mul(PROBE_TIMEOUT_CAP_PERCENT) / 100);
         self.prober.slack_ms = u64::from(t.probe_interval_ms).saturating_sub(timeout);
         let interval = u64::from(t.probe_interval_ms);
         if !self.prober.probes.is_empty() {
@@ -265,7 +266,7 @@ impl Node {
             .values()
             .any(|p| !p.acked && p.helpers > 0)
         {
-            let after = (self.prober.slack_ms * INDIRECT_RETRY_PERCENT / 100).max(1);
+            let after = (self.prober.slack_ms.saturating_mul(INDIRECT_RETRY_PERCENT) / 100).max(1);
             self.effects.set_timer(Timer::IndirectRetry, after);
         }
     }
@@ -290,7 +291,7 @@ impl Node {
             self.ask_helpers(seq, &target, &addr, &helpers);
             if let Some(p) = self.prober.probes.get_mut(&seq) {
                 p.retried = true;
-                p.helpers += helpers.len() as u32;
+                p.helpers = p.helpers.saturating_add(helpers.len() as u32);
                 p.asked.extend(helpers);
             }
         }
@@ -484,8 +485,12 @@ impl Node {
         // before that, or it cannot clear the requester's doubt
         // about itself.
         let t = &self.cfg.tunables;
-        let wait = u64::from(t.probe_interval_ms - t.probe_timeout_ms) * NACK_WAIT_PERCENT / 100;
-        let deadline = now_ms + wait;
+        // Validated tunables keep the timeout below the interval; `now_ms`
+        // comes from the host and saturates rather than wraps.
+        let wait = u64::from(t.probe_interval_ms.saturating_sub(t.probe_timeout_ms))
+            .saturating_mul(NACK_WAIT_PERCENT)
+            / 100;
+        let deadline = now_ms.saturating_add(wait);
         if self.prober.relays.values().all(|r| r.deadline > deadline) {
             self.effects.set_timer(Timer::Relay, wait);
         }
@@ -522,7 +527,7 @@ impl Node {
     pub(crate) fn on_nack(&mut self, now_ms: u64, seq: u32) {
         self.prober.last_answer_ms = Some(now_ms);
         if let Some(p) = self.prober.probes.get_mut(&seq) {
-            p.nacks += 1;
+            p.nacks = p.nacks.saturating_add(1);
         }
     }
 }

@@ -74,7 +74,7 @@ impl Reconciler {
             && self
                 .last_sync
                 .get(to)
-                .is_some_and(|&t| now_ms < t + SYNC_MIN_GAP_MS)
+                .is_some_and(|&t| now_ms < t.saturating_add(SYNC_MIN_GAP_MS))
         {
             return;
         }
@@ -93,7 +93,9 @@ impl Reconciler {
         addr: &str,
     ) {
         let head = ledger.head_seq(self_id);
-        let from = head.saturating_sub(CONTACT_OWN_ENTRIES as u64 - 1).max(1);
+        let from = head
+            .saturating_sub((CONTACT_OWN_ENTRIES as u64).saturating_sub(1))
+            .max(1);
         let own_tail: Vec<WireEntry> = ledger
             .entries(self_id, from, CONTACT_OWN_ENTRIES)
             .iter()
@@ -120,8 +122,10 @@ impl Reconciler {
             match item {
                 SyncItem::Node { path, digests } => {
                     let (mine, _) = ledger.child_digests(&path);
-                    for (nib, theirs) in digests.iter().enumerate() {
-                        if digest8(mine[nib]) != *theirs {
+                    // Both hold SYNC_FANOUT digests (the decoder checks
+                    // theirs): zip instead of indexing.
+                    for (nib, (theirs, mine)) in digests.iter().zip(&mine).enumerate() {
+                        if digest8(*mine) != *theirs {
                             let mut child = path.clone();
                             child.push(nib as u8);
                             replies.push(sync_item(ledger, child));
@@ -186,14 +190,15 @@ impl Reconciler {
     pub(crate) fn streaming_in(&self, author: &str, now_ms: u64) -> bool {
         self.incoming
             .get(author)
-            .is_some_and(|&t| now_ms < t + STREAM_STALL_MS)
+            .is_some_and(|&t| now_ms < t.saturating_add(STREAM_STALL_MS))
     }
 
     /// Forgets streams that stalled (bounds both maps).
     pub(crate) fn prune_streams(&mut self, now_ms: u64) {
-        self.incoming.retain(|_, t| now_ms < *t + STREAM_STALL_MS);
+        self.incoming
+            .retain(|_, t| now_ms < t.saturating_add(STREAM_STALL_MS));
         self.outgoing
-            .retain(|_, (t, _)| now_ms < *t + STREAM_STALL_MS);
+            .retain(|_, (t, _)| now_ms < t.saturating_add(STREAM_STALL_MS));
     }
 
     /// Sends every entry after each (author, seq), in at most
@@ -210,7 +215,7 @@ impl Reconciler {
     ) {
         let mut batches: Vec<Vec<WireEntry>> = Vec::new();
         let mut cur = Vec::new();
-        let mut used = 0;
+        let mut used: usize = 0;
         let mut rest: Vec<(String, u64)> = Vec::new();
         let mut sent: Vec<(String, u64)> = Vec::new();
         'outer: for (i, (author, have)) in heads.iter().enumerate() {
@@ -219,7 +224,7 @@ impl Reconciler {
             // not sent again (see STREAM_STALL_MS).
             let key = (to.to_string(), author.clone());
             let have = match self.outgoing.get(&key) {
-                Some(&(t, upto)) if now < t + STREAM_STALL_MS => (*have).max(upto),
+                Some(&(t, upto)) if now < t.saturating_add(STREAM_STALL_MS) => (*have).max(upto),
                 _ => *have,
             };
             // `have` comes from the wire: a hostile u64::MAX must neither
@@ -228,24 +233,34 @@ impl Reconciler {
                 continue;
             }
             sent.push((author.clone(), have));
-            for seq in have + 1..=head {
+            for seq in have.saturating_add(1)..=head {
                 let Some(e) = ledger.get(author, seq) else {
                     break;
                 };
                 let size = wire::entry_wire_size(e);
-                if used + size > ENTRY_BYTES_BUDGET || cur.len() >= MAX_ENTRIES_PER_MESSAGE {
+                if used.saturating_add(size) > ENTRY_BYTES_BUDGET
+                    || cur.len() >= MAX_ENTRIES_PER_MESSAGE
+                {
                     batches.push(std::mem::take(&mut cur));
                     used = 0;
                     if batches.len() >= SYNC_BURST_MESSAGES {
+                        // seq > have >= 0: the cut point is seq - 1.
+                        let cut_at = seq.saturating_sub(1);
                         if let Some(last) = sent.last_mut() {
-                            last.1 = seq - 1;
+                            last.1 = cut_at;
                         }
-                        rest.push((author.clone(), seq - 1));
-                        rest.extend(heads[i + 1..].iter().take(MAX_HEADS - 1).cloned());
+                        rest.push((author.clone(), cut_at));
+                        rest.extend(
+                            heads
+                                .iter()
+                                .skip(i.saturating_add(1))
+                                .take(MAX_HEADS.saturating_sub(1))
+                                .cloned(),
+                        );
                         break 'outer;
                     }
                 }
-                used += size;
+                used = used.saturating_add(size);
                 cur.push(WireEntry::from(e));
             }
         }
@@ -258,7 +273,7 @@ impl Reconciler {
         let cut = !rest.is_empty();
         let count = sent.len();
         for (k, (author, start)) in sent.into_iter().enumerate() {
-            let upto = if cut && k + 1 == count {
+            let upto = if cut && k.saturating_add(1) == count {
                 start
             } else {
                 ledger.head_seq(&author)
@@ -267,7 +282,7 @@ impl Reconciler {
         }
         let n = batches.len();
         for (i, entries) in batches.into_iter().enumerate() {
-            let rest = if i + 1 == n {
+            let rest = if i.saturating_add(1) == n {
                 std::mem::take(&mut rest)
             } else {
                 Vec::new()
@@ -341,7 +356,7 @@ impl Node {
     /// together do not all ping a dead member in the same instant.
     pub(crate) fn anti_entropy_delay(&mut self) -> u64 {
         let base = u64::from(self.cfg.tunables.anti_entropy_interval_ms);
-        base / 2 + self.rng.below(base + 1)
+        (base / 2).saturating_add(self.rng.below(base.saturating_add(1)))
     }
 
     /// The anti-entropy round: contacts the seeds while alone, and pings

@@ -22,16 +22,16 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// A value in `0..n` (`n` > 0).
+    /// A value in `0..n` (`n` > 0; 0 for `n` = 0 rather than a panic).
     pub fn below(&mut self, n: u64) -> u64 {
         debug_assert!(n > 0);
-        self.next_u64() % n
+        self.next_u64().checked_rem(n).unwrap_or(0)
     }
 
     /// Shuffles a slice in place (Fisher-Yates).
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
+            let j = self.below((i as u64).saturating_add(1)) as usize;
             items.swap(i, j);
         }
     }
@@ -42,7 +42,7 @@ impl Rng {
         let mut perm = Permutation::new(items.len());
         (0..k.min(items.len()))
             .filter_map(|_| perm.next(self))
-            .map(|i| items[i].clone())
+            .filter_map(|i| items.get(i).cloned())
             .collect()
     }
 }
@@ -76,7 +76,8 @@ impl Permutation {
             return None;
         }
         let i = self.i;
-        let j = i + rng.below((self.n - i) as u64) as usize;
+        // i < n here, so neither can wrap.
+        let j = i.saturating_add(rng.below(self.n.saturating_sub(i) as u64) as usize);
         let at_i = self.moved.remove(&i).unwrap_or(i);
         let at_j = if j == i {
             at_i
@@ -85,7 +86,7 @@ impl Permutation {
             self.moved.insert(j, at_i);
             at_j
         };
-        self.i += 1;
+        self.i = self.i.saturating_add(1);
         Some(at_j)
     }
 }

@@ -126,7 +126,7 @@ impl Roster {
         }
         let previous = old.map(|m| m.state);
         let cause = cause(old, &new);
-        self.version += 1;
+        self.version = self.version.saturating_add(1);
         let id = new.id.clone();
         self.track_state(&id, previous, new.state);
         self.published.insert(id.clone(), new.clone());
@@ -155,7 +155,9 @@ impl Roster {
             let Some(i) = perm.next(rng) else {
                 break;
             };
-            let id = &self.live.items[i];
+            let Some(id) = self.live.items.get(i) else {
+                break;
+            };
             if self.published.get(id).is_some_and(&keep) {
                 out.push(id.clone());
             }
@@ -168,12 +170,11 @@ impl Roster {
     fn track_state(&mut self, id: &str, old: Option<PeerState>, new: PeerState) {
         let was_live = old.is_some_and(PeerState::is_live);
         if was_live != new.is_live() {
-            if new.is_live() {
-                self.live_count += 1;
+            self.live_count = if new.is_live() {
+                self.live_count.saturating_add(1)
             } else {
-                assert!(self.live_count > 0, "roster: live count underflow");
-                self.live_count -= 1;
-            }
+                self.live_count.saturating_sub(1)
+            };
         }
         if id == self.self_id {
             return;
@@ -195,10 +196,10 @@ impl Roster {
     pub(crate) fn check_invariants(&self) {
         self.live.check();
         self.dead.check();
-        let mut live_count = 0;
+        let mut live_count = 0usize;
         for (id, m) in &self.published {
             assert_eq!(&m.id, id, "roster: member filed under another id");
-            live_count += usize::from(m.state.is_live());
+            live_count = live_count.saturating_add(usize::from(m.state.is_live()));
             let other = *id != self.self_id;
             assert_eq!(
                 self.live.contains(id),
@@ -212,7 +213,7 @@ impl Roster {
             );
         }
         assert!(
-            self.live.items.len() + self.dead.items.len() <= self.published.len(),
+            self.live.items.len().saturating_add(self.dead.items.len()) <= self.published.len(),
             "roster: live or dead set names a member not published"
         );
         assert_eq!(self.live_count, live_count, "roster: cluster size");

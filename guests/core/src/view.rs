@@ -9,9 +9,7 @@ use nodeplane_types::{Effect, PeerState};
 
 use crate::config::CONFIRM_JITTER_MS;
 use crate::ledger::{Entry, Insert, GENESIS_PREV};
-use crate::membership::{
-    body, DeadBody, ProfileBody, SuspectBody, KIND_ALIVE, KIND_CONFIRM_DEAD, KIND_SUSPECT,
-};
+use crate::membership::{body, ProfileBody, SuspectBody, KIND_ALIVE, KIND_SUSPECT};
 use crate::node::{Node, Phase};
 use crate::wire::{Message, WireEntry};
 
@@ -21,8 +19,10 @@ impl Node {
         let (seq, prev) = self
             .ledger
             .head(&self.cfg.node_id)
-            .map_or((1, GENESIS_PREV), |h| (h.seq + 1, h.id));
-        self.lamport += 1;
+            .map_or((1, GENESIS_PREV), |h| (h.seq.saturating_add(1), h.id));
+        // A received entry may carry any clock (up to u64::MAX): the clock
+        // orders nothing this crate relies on, so it saturates.
+        self.lamport = self.lamport.saturating_add(1);
         let e = Entry::new(&self.cfg.node_id, seq, prev, self.lamport, kind, body);
         match self.ledger.insert(e.clone()) {
             Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, true),
@@ -46,22 +46,34 @@ impl Node {
                 return Vec::new();
             }
         };
-        if e.kind == KIND_SUSPECT {
-            if let Ok(b) = serde_json::from_slice::<SuspectBody>(&e.body) {
-                let jitter = self.rng.below(CONFIRM_JITTER_MS + 1);
-                self.suspicions.note_suspect(
-                    now_ms,
-                    (b.subject, b.inc),
-                    (&e.author, e.id),
-                    jitter,
-                    &self.cfg.node_id,
-                );
+        // The `suspect` entry's own (subject, inc), if it is one.
+        let suspicion = (e.kind == KIND_SUSPECT)
+            .then(|| serde_json::from_slice::<SuspectBody>(&e.body).ok())
+            .flatten();
+        // Every subject whose winning claim is now `suspect` has an open
+        // suspicion: a `suspect` entry at an incarnation its subject
+        // announced, or held ones that took effect when the subject
+        // announced it. Inert ones (at an incarnation never announced)
+        // open nothing until then.
+        for id in &touched {
+            let Some(c) = self.derived.claim(id) else {
+                continue;
+            };
+            if c.state != PeerState::Suspect {
+                continue;
             }
-        }
-        if e.kind == KIND_CONFIRM_DEAD {
-            if let Ok(b) = serde_json::from_slice::<DeadBody>(&e.body) {
-                self.suspicions.note_verdict(b.subject, b.inc);
-            }
+            let by = suspicion
+                .as_ref()
+                .filter(|b| b.subject == *id && b.inc == c.inc)
+                .map(|_| e.author.as_str());
+            let jitter = self.rng.below(CONFIRM_JITTER_MS.saturating_add(1));
+            self.suspicions.note_suspect(
+                now_ms,
+                (id.clone(), c.inc),
+                by,
+                jitter,
+                &self.cfg.node_id,
+            );
         }
         touched
     }
@@ -89,18 +101,33 @@ impl Node {
     }
 
     /// Answers a `suspect` or `dead` claim about this node with an `alive`
-    /// entry at a higher incarnation.
+    /// entry at its own incarnation plus one. A claim only takes effect at
+    /// an incarnation this node announced itself, so that is always enough
+    /// to beat it, and nothing a peer writes can choose the new
+    /// incarnation.
     fn refute_if_needed(&mut self, now_ms: u64) {
         if self.phase != Phase::Joined {
             return;
         }
-        let Some(c) = self.derived.claim(&self.cfg.node_id).cloned() else {
+        let Some(c) = self.derived.claim(&self.cfg.node_id) else {
             return;
         };
-        if !matches!(c.state, PeerState::Suspect | PeerState::Dead) {
+        if !matches!(c.state, PeerState::Suspect | PeerState::Dead) || c.inc < self.incarnation {
             return;
         }
-        self.incarnation = self.incarnation.max(c.inc + 1);
+        let Some(next) = self.incarnation.checked_add(1) else {
+            // Only this node's own entries can bring it here (u64::MAX
+            // refutations, or a forged entry in its own name).
+            self.effects.log(
+                "refutation-impossible",
+                &[
+                    ("claim", c.state.as_str().into()),
+                    ("incarnation", self.incarnation.into()),
+                ],
+            );
+            return;
+        };
+        self.incarnation = next;
         self.prober.worsen_health();
         let profile = ProfileBody {
             inc: self.incarnation,
@@ -164,6 +191,9 @@ impl Node {
                             ("from", from.into()),
                         ],
                     );
+                    // The evidence is kept by the host's store too, so it
+                    // survives a restart (`/status.equivocations`).
+                    self.effects.push(Effect::Append(ev.conflicting.clone()));
                     self.enqueue_broadcast(ev.conflicting);
                 }
                 Err(reason) => {
@@ -186,7 +216,8 @@ impl Node {
                 (a, head)
             })
             .filter(|(a, h)| {
-                self.ledger.get(a, h + 1).is_none() && !self.reconcile.streaming_in(a, self.now_ms)
+                self.ledger.get(a, h.saturating_add(1)).is_none()
+                    && !self.reconcile.streaming_in(a, self.now_ms)
             })
             .collect();
         if !gaps.is_empty() {

@@ -17,7 +17,7 @@ pub enum ChainError {
     #[error(
         "entry {author}#{seq}: prev {} does not link to the held entry {author}#{} ({})",
         short(prev),
-        seq - 1,
+        seq.saturating_sub(1),
         short(held)
     )]
     Unlinked {
@@ -34,7 +34,7 @@ pub enum ChainError {
     #[error(
         "entry {author}#{seq}: prev {} does not link to any held entry {author}#{} (author's head is #{head})",
         short(prev),
-        seq - 1
+        seq.saturating_sub(1)
     )]
     Gap {
         /// Author of the entry.
@@ -115,7 +115,7 @@ pub fn verify_chains<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Result
         let mut prev: Option<&Entry> = None;
         for (i, (seq, e)) in chain.iter().enumerate() {
             let head = i as u64;
-            if *seq != head + 1 {
+            if Some(*seq) != head.checked_add(1) {
                 return Err(ChainError::Gap {
                     author: e.author.clone(),
                     seq: *seq,

@@ -5,6 +5,16 @@
 //!
 //! The encoding is the one documented on `ledger-entry` in `wit/control.wit`;
 //! the host and every component compute ids the same way.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod chain;
 pub mod frontier;
@@ -85,9 +95,18 @@ pub fn canonical_encoding(
     kind: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        ENCODING_TAG.len() + 4 + author.len() + 8 + 32 + 8 + 4 + kind.len() + 4 + body.len(),
-    );
+    // Lengths of in-memory values: the sum cannot realistically overflow,
+    // but a capacity hint must never be the thing that panics.
+    let capacity = [
+        ENCODING_TAG.len(),
+        4 + 8 + 32 + 8 + 4 + 4,
+        author.len(),
+        kind.len(),
+        body.len(),
+    ]
+    .iter()
+    .fold(0usize, |acc, n| acc.saturating_add(*n));
+    let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(ENCODING_TAG);
     out.extend_from_slice(&(author.len() as u32).to_be_bytes());
     out.extend_from_slice(author.as_bytes());

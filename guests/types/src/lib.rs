@@ -23,6 +23,16 @@
 //! The crate is small and plain on purpose: it builds for the host and for
 //! `wasm32-wasip2` alike and depends on serde, thiserror and the entry
 //! format only.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 pub mod effect;
 pub mod error;
@@ -35,7 +45,7 @@ pub mod view;
 
 pub use effect::Effect;
 pub use error::ControlError;
-pub use limits::MAX_MESSAGE_BYTES;
+pub use limits::{MAX_EQUIVOCATIONS_PER_AUTHOR, MAX_MESSAGE_BYTES};
 pub use member::{Address, Member, Metadata, NodeId};
 pub use state::{PeerState, UnknownPeerState};
 pub use tunables::{NodeConfig, Tunables};

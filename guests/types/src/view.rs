@@ -25,10 +25,10 @@ impl MembershipView {
         let mut counts = StateCounts::default();
         for m in &self.members {
             match m.state {
-                PeerState::Alive => counts.alive += 1,
-                PeerState::Suspect => counts.suspect += 1,
-                PeerState::Dead => counts.dead += 1,
-                PeerState::Left => counts.left += 1,
+                PeerState::Alive => counts.alive = counts.alive.saturating_add(1),
+                PeerState::Suspect => counts.suspect = counts.suspect.saturating_add(1),
+                PeerState::Dead => counts.dead = counts.dead.saturating_add(1),
+                PeerState::Left => counts.left = counts.left.saturating_add(1),
             }
         }
         counts

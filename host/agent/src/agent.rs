@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::driver::{self, Mailbox};
 use crate::events::{EventLog, Source};
 use crate::faults::Faults;
+use crate::guard::Guard;
 use crate::http::{blocking, router, AppState};
 use crate::metrics::Metrics;
-use crate::network::{self, NetContext};
-use crate::services::{AgentServices, Timers};
+use crate::network::{self, NetContext, SenderContext};
+use crate::services::{AgentServices, Timers, MAX_OUTBOX_MESSAGES};
 use crate::store::{LedgerError, RedbLedger};
 
 /// Longest shutdown waits for queued sends (the `left` announcement) to
@@ -101,14 +102,17 @@ impl Agent {
         })?;
         let dir = config.data_dir.clone();
         let ledger = blocking(move || RedbLedger::open(&dir)).await?;
-        let events = EventLog::open(&config.data_dir).map_err(|source| StartError::EventLog {
-            path: config
-                .data_dir
-                .join(crate::events::EVENTS_FILE)
-                .display()
-                .to_string(),
-            source,
-        })?;
+        let metrics = Arc::new(Metrics::default());
+        let events = EventLog::open(&config.data_dir)
+            .map_err(|source| StartError::EventLog {
+                path: config
+                    .data_dir
+                    .join(crate::events::EVENTS_FILE)
+                    .display()
+                    .to_string(),
+                source,
+            })?
+            .with_metrics(Arc::clone(&metrics));
         let sockets = network::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -131,9 +135,13 @@ impl Agent {
                 source,
             })?;
 
-        let metrics = Arc::new(Metrics::default());
         let faults = Arc::new(Faults::default());
-        let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
+        let guard = Arc::new(Guard::new(
+            &config.seeds,
+            Arc::clone(&metrics),
+            Some(events.clone()),
+        ));
+        let (outbox_tx, outbox_rx) = tokio::sync::mpsc::channel(MAX_OUTBOX_MESSAGES);
         let pending_sends = Arc::new(AtomicUsize::new(0));
         let (mailbox, mailbox_tx, mailbox_rx) = driver::mailbox(Arc::clone(&metrics));
         let timers = Timers::new(tokio::runtime::Handle::current(), mailbox_tx);
@@ -163,18 +171,29 @@ impl Agent {
         .await?;
         tracing::info!(component = %config.component, ms = started.elapsed().as_millis() as u64, entries = ledger.len_entries(), "component started");
 
+        // The guard's member book follows the view from its own
+        // subscription, taken before join so that no update is missed.
+        let member_updates = {
+            let node = node.clone();
+            blocking(move || node.subscribe_membership_updates()).await?
+        };
+        guard.members().attach(member_updates);
         let ctx = NetContext {
             mailbox: mailbox.clone(),
             metrics: Arc::clone(&metrics),
             faults: Arc::clone(&faults),
+            guard: Arc::clone(&guard),
         };
         network::spawn_sender(
-            Arc::clone(&sockets.udp),
-            config.listen.to_string(),
+            SenderContext {
+                udp: Arc::clone(&sockets.udp),
+                local: config.listen.to_string(),
+                pending: Arc::clone(&pending_sends),
+                metrics: Arc::clone(&metrics),
+                faults: Arc::clone(&faults),
+                guard: Arc::clone(&guard),
+            },
             outbox_rx,
-            Arc::clone(&pending_sends),
-            Arc::clone(&metrics),
-            Arc::clone(&faults),
         );
         network::spawn_receivers(Arc::clone(&sockets.udp), sockets.tcp, ctx);
         let driver = driver::spawn(
@@ -214,6 +233,7 @@ impl Agent {
             let seeds = seeds.clone();
             blocking(move || node.join(&seeds)).await?
         };
+        guard.members().set_view(&view);
         let incarnation = view.member(&config.node_id).map(|m| m.incarnation);
         tracing::info!(node = %config.node_id, listen = %config.listen, api = %api_addr, ?incarnation, seeds = ?seeds, "joined");
         events.record_value(
@@ -277,6 +297,21 @@ impl Agent {
         });
         tokio::select! {
             _ = shutdown => {}
+            reason = node_failed(self.state.node.clone()) => {
+                // Fail-stop: a store fault stopped the node; the process
+                // exits so that it is restarted on its data directory.
+                self.state.events.record_value(
+                    Source::Agent,
+                    "agent-failed",
+                    json!({ "reason": reason }),
+                );
+                self.stop().await;
+                let _ = stop_tx.send(());
+                anyhow::bail!(
+                    "the node stopped and the agent exits (fail-stop): {reason}. \
+                     Nothing unsaved was published; fix the store and restart the agent on the same data directory"
+                );
+            }
             result = server => {
                 // The server ended on its own: that is an error.
                 result??;
@@ -318,6 +353,22 @@ impl Agent {
         self.mailbox.stop();
         if let Some(driver) = self.driver.take() {
             let _ = blocking(move || driver.join()).await;
+        }
+    }
+}
+
+/// How often [`Agent::serve`] looks whether a store fault stopped the node
+/// (fail-stop): the node itself publishes nothing meanwhile, so this only
+/// bounds how long the process lingers.
+pub const FAILURE_POLL: Duration = Duration::from_millis(200);
+
+/// Resolves with the reason once a store fault has stopped the node.
+async fn node_failed(node: NodeHandle<AgentServices>) -> String {
+    loop {
+        tokio::time::sleep(FAILURE_POLL).await;
+        let n = node.clone();
+        if let Some(reason) = blocking(move || n.lock().failure().map(str::to_string)).await {
+            return reason;
         }
     }
 }

@@ -4,10 +4,14 @@
 //!   `version: u8 = 1` then the payload. The sender is the datagram's
 //!   source address (agents send from their bound control socket).
 //! - **TCP frame** (larger messages, up to
-//!   [`MAX_MESSAGE_BYTES`](nodeplane_runtime::MAX_MESSAGE_BYTES)):
+//!   [`MAX_MESSAGE_BYTES`]):
 //!   `version: u8 = 1`, `address length: u8` (1..=[`MAX_ADDRESS_LEN`]),
 //!   the sender's control address as UTF-8 `ip:port`, `length: u32 BE`,
 //!   then `length` payload bytes. A connection may carry several frames.
+//!   The sender address's IP must be the connection's source IP (agents
+//!   connect from their control IP); a frame claiming another is dropped
+//!   and the connection closed (`reason="forged-sender"`), so a frame
+//!   cannot make the node answer a third party.
 //!
 //! Anything else (empty, truncated, oversized, wrong version, bad address)
 //! is rejected with a [`WireError`] and never reaches the component.
@@ -127,6 +131,12 @@ pub fn encode_frame(sender: &str, payload: &[u8]) -> Result<Vec<u8>, WireError> 
     Ok(out)
 }
 
+/// Bytes a frame from a sender address of `sender_len` bytes with a payload
+/// of `payload_len` bytes takes on the wire.
+pub fn frame_len(sender_len: usize, payload_len: usize) -> usize {
+    sender_len.saturating_add(payload_len).saturating_add(6)
+}
+
 async fn read_part<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut [u8],
@@ -216,6 +226,7 @@ mod tests {
     #[test]
     fn frames_round_trip_back_to_back() {
         let mut bytes = encode_frame("127.0.0.1:7001", &vec![7u8; 5000]).unwrap();
+        assert_eq!(bytes.len(), frame_len("127.0.0.1:7001".len(), 5000));
         bytes.extend(encode_frame("[::1]:7002", b"x").unwrap());
         block_on(async {
             let mut r = bytes.as_slice();

@@ -5,7 +5,10 @@
 //! UDP (small messages) and TCP frames (large ones), tokio timers, a
 //! crash-safe redb ledger store verified on load and a JSON-lines event
 //! log. Every network delivery and timer goes through one driver thread,
-//! so the component stays a single-threaded state machine.
+//! so the component stays a single-threaded state machine. The host
+//! guards the control channel before the component ([`guard`], [`network`]):
+//! per-source rate limits, no amplification toward non-members, forged TCP
+//! senders dropped, bounded connections, outbox and send tasks.
 //!
 //! Around it, one axum server on the API address ([`http`]) serves
 //! introspection (`/status`, `/members`, `/ledger/head`, `/ledger`,
@@ -23,6 +26,7 @@ pub mod driver;
 pub mod events;
 pub mod faults;
 pub mod framing;
+pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod network;

@@ -20,7 +20,37 @@ pub struct Metrics {
     pub send_failures: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     events: Mutex<BTreeMap<String, u64>>,
+    limits: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
+
+/// Counter family of sends dropped by a bound, by reason (`amplification`,
+/// `outbox-full`, `tcp-sends-full`).
+pub const SENDS_DROPPED: &str = "nodeplane_sends_dropped_total";
+/// Counter family of inbound TCP connections refused or closed by a bound,
+/// by reason (`per-ip-limit`, `total-limit`, `idle-timeout`).
+pub const CONNECTIONS_CLOSED: &str = "nodeplane_tcp_connections_closed_total";
+/// Counter family of event-log rotations (reason `size`).
+pub const EVENT_LOG_ROTATIONS: &str = "nodeplane_event_log_rotations_total";
+/// Counter family of event-log bytes discarded with the oldest generation
+/// (reason `size`).
+pub const EVENT_LOG_DROPPED_BYTES: &str = "nodeplane_event_log_dropped_bytes_total";
+
+/// The bounded-resource counter families with their help text.
+const LIMIT_FAMILIES: [(&str, &str); 4] = [
+    (
+        SENDS_DROPPED,
+        "Outbound messages dropped by a bound, by reason.",
+    ),
+    (
+        CONNECTIONS_CLOSED,
+        "Inbound TCP connections refused or closed by a bound, by reason.",
+    ),
+    (EVENT_LOG_ROTATIONS, "Event-log rotations."),
+    (
+        EVENT_LOG_DROPPED_BYTES,
+        "Event-log bytes discarded with the oldest generation.",
+    ),
+];
 
 /// Values read from elsewhere when rendering.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +61,10 @@ pub struct Gauges {
     pub crashes: u64,
     /// Hot swaps.
     pub swaps: u64,
+    /// Message payloads quarantined for crashing the component twice.
+    pub quarantined: u64,
+    /// Deliveries dropped because their payload is quarantined.
+    pub quarantine_drops: u64,
     /// Members by state: (state, count).
     pub members: Vec<(&'static str, usize)>,
 }
@@ -64,6 +98,50 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Adds `n` to a bounded-resource counter: `family` is one of
+    /// [`SENDS_DROPPED`], [`CONNECTIONS_CLOSED`], [`EVENT_LOG_ROTATIONS`],
+    /// [`EVENT_LOG_DROPPED_BYTES`].
+    pub fn limit(&self, family: &'static str, reason: &'static str, n: u64) {
+        let mut limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        let v = limits.entry((family, reason)).or_default();
+        *v = v.saturating_add(n);
+    }
+
+    /// Counts a send dropped by a bound.
+    pub fn send_dropped(&self, reason: &'static str) {
+        self.limit(SENDS_DROPPED, reason, 1);
+    }
+
+    /// Counts a TCP connection refused or closed by a bound.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.limit(CONNECTIONS_CLOSED, reason, 1);
+    }
+
+    /// A bounded-resource counter's value.
+    pub fn limit_count(&self, family: &'static str, reason: &'static str) -> u64 {
+        self.limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(family, reason))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn render_limits(&self, out: &mut String) {
+        let limits = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        for (family, help) in LIMIT_FAMILIES {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+            let mut any = false;
+            for ((_, reason), n) in limits.iter().filter(|((f, _), _)| *f == family) {
+                any = true;
+                let _ = writeln!(out, "{family}{{reason=\"{reason}\"}} {n}");
+            }
+            if !any {
+                let _ = writeln!(out, "{family}{{reason=\"none\"}} 0");
+            }
+        }
     }
 
     /// Counts a component log event by kind.
@@ -121,6 +199,16 @@ impl Metrics {
             "Successful hot swaps.",
             gauges.swaps,
         );
+        counter(
+            "nodeplane_messages_quarantined_total",
+            "Message payloads quarantined for crashing the component twice.",
+            gauges.quarantined,
+        );
+        counter(
+            "nodeplane_quarantine_drops_total",
+            "Messages dropped because their payload is quarantined.",
+            gauges.quarantine_drops,
+        );
         let _ = writeln!(out, "# HELP nodeplane_messages_rejected_total Messages rejected, by reason.\n# TYPE nodeplane_messages_rejected_total counter");
         let rejected = self.rejected_by_reason();
         if rejected.is_empty() {
@@ -148,6 +236,7 @@ impl Metrics {
                 escape(kind)
             );
         }
+        self.render_limits(&mut out);
         out
     }
 }
@@ -157,6 +246,20 @@ fn escape(label: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Appends the ledger store's and the HTTP API's figures to an exposition
+/// ([`Metrics::render`]'s): `counters` are `(name, help, value)`, each a
+/// counter; `gauges` likewise, each a gauge.
+pub fn render_more(out: &mut String, counters: &[(&str, &str, u64)], gauges: &[(&str, &str, u64)]) {
+    for (kind, list) in [("counter", counters), ("gauge", gauges)] {
+        for (name, help, value) in list {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +278,8 @@ mod tests {
             ledger_entries: 3,
             crashes: 1,
             swaps: 2,
+            quarantined: 5,
+            quarantine_drops: 6,
             members: vec![("alive", 4)],
         });
         for line in [
@@ -184,6 +289,8 @@ mod tests {
             "nodeplane_ledger_entries 3",
             "nodeplane_component_crashes_total 1",
             "nodeplane_component_swaps_total 2",
+            "nodeplane_messages_quarantined_total 5",
+            "nodeplane_quarantine_drops_total 6",
             "nodeplane_events_total{kind=\"probe-failed\"} 2",
             "nodeplane_members{state=\"alive\"} 4",
         ] {

@@ -3,27 +3,50 @@
 //! and post to the driver's mailbox, and the sender task that drains the
 //! outbox (see [`crate::framing`] for the format).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::mpsc::Receiver;
+use tokio::sync::Semaphore;
 
 use crate::driver::Mailbox;
 use crate::faults::Faults;
 use crate::framing::{self, MAX_DATAGRAM_PAYLOAD};
+use crate::guard::{Dropped, Guard};
 use crate::metrics::Metrics;
 use crate::services::Outgoing;
 
 /// Longest a TCP connect or frame write may take.
 pub const TCP_SEND_TIMEOUT: Duration = Duration::from_secs(2);
-/// Longest an inbound TCP connection may sit idle between or inside frames.
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most inbound TCP connections served at once; more are refused.
+/// Longest an inbound TCP connection may sit idle between frames, and
+/// longest one frame may take to arrive whole (so a slow-loris client that
+/// trickles bytes is cut too). An agent connects and writes a frame within
+/// [`TCP_SEND_TIMEOUT`] and then closes, so 5 s (2.5 times that) never
+/// cuts an honest sender; closed connections are counted as
+/// `nodeplane_tcp_connections_closed_total{reason="idle-timeout"}`.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most inbound TCP connections served at once; more are refused
+/// (`reason="total-limit"`). Each costs a task and a read buffer of at most
+/// one frame.
 pub const MAX_TCP_CONNECTIONS: usize = 128;
+/// Most inbound TCP connections served at once from one IP; more are
+/// refused (`reason="per-ip-limit"`), so one host holding connections open
+/// cannot take them all. An agent opens one short connection per large
+/// message, at most a few at a time per peer; 32 leaves room for several
+/// agents sharing one IP (as on loopback) while a single host can hold at
+/// most a quarter of [`MAX_TCP_CONNECTIONS`].
+pub const MAX_TCP_CONNECTIONS_PER_IP: usize = 32;
+/// Most outbound TCP frames being sent at once (each a task with a
+/// connection); a large send beyond is dropped and counted
+/// (`nodeplane_sends_dropped_total{reason="tcp-sends-full"}`): reconciliation
+/// asks again. A want is answered with at most 4 frames, so 32 covers
+/// several concurrent catch-ups.
+pub const MAX_TCP_SENDS: usize = 32;
 
 /// The bound control-channel sockets.
 pub struct ControlSockets {
@@ -53,6 +76,8 @@ pub struct NetContext {
     pub metrics: Arc<Metrics>,
     /// Fault rules.
     pub faults: Arc<Faults>,
+    /// Rate limits, member book and byte credits.
+    pub guard: Arc<Guard>,
 }
 
 /// Spawns the UDP receive loop and the TCP accept loop.
@@ -62,13 +87,19 @@ pub fn spawn_receivers(udp: Arc<UdpSocket>, tcp: TcpListener, ctx: NetContext) {
     tokio::spawn(async move { tcp_accept_loop(tcp, ctx).await });
 }
 
-fn accept(ctx: &NetContext, source: String, payload: Vec<u8>) {
-    if ctx.faults.blocks_inbound(&source) {
+/// Passes a decoded message from `source` (`wire_bytes` on the wire)
+/// through the fault rules and the guard to the driver.
+fn accept(ctx: &NetContext, source: SocketAddr, payload: Vec<u8>, wire_bytes: usize) {
+    let source_text = source.to_string();
+    if ctx.faults.blocks_inbound(&source_text) {
         ctx.metrics.rejected("fault");
         return;
     }
+    if !ctx.guard.admit(source, wire_bytes) {
+        return;
+    }
     ctx.metrics.received(payload.len());
-    ctx.mailbox.deliver(source, payload);
+    ctx.mailbox.deliver(source_text, payload);
 }
 
 async fn udp_loop(udp: Arc<UdpSocket>, ctx: NetContext) {
@@ -83,8 +114,9 @@ async fn udp_loop(udp: Arc<UdpSocket>, ctx: NetContext) {
                 continue;
             }
         };
-        match framing::decode_datagram(&buf[..n]) {
-            Ok(payload) => accept(&ctx, from.to_string(), payload.to_vec()),
+        let datagram = buf.get(..n).unwrap_or_default();
+        match framing::decode_datagram(datagram) {
+            Ok(payload) => accept(&ctx, from, payload.to_vec(), n),
             Err(e) => {
                 ctx.metrics.rejected(e.reason());
                 tracing::warn!(%from, bytes = n, error = %e, "rejected a datagram");
@@ -93,8 +125,54 @@ async fn udp_loop(udp: Arc<UdpSocket>, ctx: NetContext) {
     }
 }
 
+/// Open inbound TCP connections, in total and per IP.
+#[derive(Debug, Default)]
+struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place in [`Connections`], given back on drop.
+struct ConnectionSlot {
+    table: Arc<Mutex<Connections>>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    /// Takes a place for a connection from `ip`, or names the limit hit.
+    fn take(table: &Arc<Mutex<Connections>>, ip: IpAddr) -> Result<ConnectionSlot, &'static str> {
+        let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+        if t.total >= MAX_TCP_CONNECTIONS {
+            return Err("total-limit");
+        }
+        let n = t.per_ip.entry(ip).or_default();
+        if *n >= MAX_TCP_CONNECTIONS_PER_IP {
+            return Err("per-ip-limit");
+        }
+        *n += 1;
+        t.total += 1;
+        Ok(ConnectionSlot {
+            table: Arc::clone(table),
+            ip,
+        })
+    }
+}
+
+impl std::ops::Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        t.total = t.total.saturating_sub(1);
+        if let Some(n) = t.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn tcp_accept_loop(listener: TcpListener, ctx: NetContext) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let table = Arc::new(Mutex::new(Connections::default()));
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(r) => r,
@@ -104,25 +182,57 @@ async fn tcp_accept_loop(listener: TcpListener, ctx: NetContext) {
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
-            ctx.metrics.rejected("overload");
-            tracing::warn!(%from, "refusing a tcp connection: too many open");
-            continue;
-        }
-        open.fetch_add(1, Ordering::Relaxed);
+        let slot = match ConnectionSlot::take(&table, from.ip().to_canonical()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                ctx.metrics.connection_closed(limit);
+                ctx.guard.log_drop(
+                    Dropped::ConnectionLimit,
+                    &from.to_string(),
+                    &format!("tcp connection refused: {limit}"),
+                );
+                continue;
+            }
+        };
         let ctx = ctx.clone();
-        let open = Arc::clone(&open);
         tokio::spawn(async move {
             serve_connection(stream, from, &ctx).await;
-            open.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
         });
     }
+}
+
+/// Whether a frame claiming to come from `claimed` may have come over a
+/// connection from `peer`: the IPs must be equal (ports differ: the
+/// connection's is ephemeral).
+pub fn sender_matches_peer(claimed: SocketAddr, peer: SocketAddr) -> bool {
+    claimed.ip().to_canonical() == peer.ip().to_canonical()
 }
 
 async fn serve_connection(mut stream: TcpStream, from: SocketAddr, ctx: &NetContext) {
     loop {
         match tokio::time::timeout(TCP_IDLE_TIMEOUT, framing::read_frame(&mut stream)).await {
-            Ok(Ok(Some((sender, payload)))) => accept(ctx, sender, payload),
+            Ok(Ok(Some((sender, payload)))) => {
+                let claimed = match sender.parse::<SocketAddr>() {
+                    Ok(a) => a,
+                    Err(_) => {
+                        // read_frame already checked; never trust that here.
+                        ctx.metrics.rejected("malformed");
+                        return;
+                    }
+                };
+                if !sender_matches_peer(claimed, from) {
+                    ctx.metrics.rejected("forged-sender");
+                    ctx.guard.log_drop(
+                        Dropped::ForgedSender,
+                        &from.to_string(),
+                        &format!("frame claims sender {claimed}; closing the connection"),
+                    );
+                    return;
+                }
+                let wire_bytes = framing::frame_len(sender.len(), payload.len());
+                accept(ctx, claimed, payload, wire_bytes);
+            }
             Ok(Ok(None)) => return,
             Ok(Err(e)) => {
                 ctx.metrics.rejected(e.reason());
@@ -130,73 +240,163 @@ async fn serve_connection(mut stream: TcpStream, from: SocketAddr, ctx: &NetCont
                 return;
             }
             Err(_) => {
-                tracing::debug!(%from, "closing an idle tcp connection");
+                ctx.metrics.connection_closed("idle-timeout");
+                ctx.guard.log_drop(
+                    Dropped::IdleTimeout,
+                    &from.to_string(),
+                    "no whole frame within the idle timeout; closing the connection",
+                );
                 return;
             }
         }
     }
 }
 
-/// Spawns the sender task: drains the outbox, applying fault rules, as UDP
-/// datagrams (small) or TCP frames (large). `pending` counts queued sends
-/// so shutdown can wait for them.
-pub fn spawn_sender(
-    udp: Arc<UdpSocket>,
-    local: String,
-    mut outbox: UnboundedReceiver<Outgoing>,
-    pending: Arc<AtomicUsize>,
-    metrics: Arc<Metrics>,
-    faults: Arc<Faults>,
-) {
+/// What the sender task needs.
+pub struct SenderContext {
+    /// The control socket (datagrams leave from the control address).
+    pub udp: Arc<UdpSocket>,
+    /// This node's control address (the sender named in frames; frames
+    /// leave from its IP).
+    pub local: String,
+    /// Counts queued sends, so shutdown can wait for them.
+    pub pending: Arc<AtomicUsize>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Fault rules.
+    pub faults: Arc<Faults>,
+    /// Member book and byte credits (no amplification).
+    pub guard: Arc<Guard>,
+}
+
+/// Spawns the sender task: drains the outbox, applying fault rules and the
+/// guard's credit rule, as UDP datagrams (small) or TCP frames (large, at
+/// most [`MAX_TCP_SENDS`] at once).
+pub fn spawn_sender(ctx: SenderContext, mut outbox: Receiver<Outgoing>) {
     tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_TCP_SENDS));
         while let Some(Outgoing { to, payload }) = outbox.recv().await {
-            if faults.blocks_outbound(&to) {
-                pending.fetch_sub(1, Ordering::SeqCst);
-                continue;
-            }
-            let Ok(addr) = to.parse::<SocketAddr>() else {
-                metrics.send_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%to, "not sending to an address that is not ip:port");
-                pending.fetch_sub(1, Ordering::SeqCst);
-                continue;
-            };
-            if payload.len() <= MAX_DATAGRAM_PAYLOAD {
-                let datagram = framing::encode_datagram(&payload).expect("size checked");
-                match udp.send_to(&datagram, addr).await {
-                    Ok(_) => metrics.sent(payload.len()),
-                    Err(e) => {
-                        metrics.send_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(%to, error = %e, "udp send failed");
+            if let Some(job) = prepare(&ctx, &slots, &to, &payload) {
+                match job {
+                    Job::Datagram(addr, datagram) => match ctx.udp.send_to(&datagram, addr).await {
+                        Ok(_) => ctx.metrics.sent(payload.len()),
+                        Err(e) => {
+                            ctx.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%to, error = %e, "udp send failed");
+                        }
+                    },
+                    Job::Frame(addr, frame, permit) => {
+                        let (local, metrics, pending) = (
+                            ctx.local.clone(),
+                            Arc::clone(&ctx.metrics),
+                            Arc::clone(&ctx.pending),
+                        );
+                        let bytes = payload.len();
+                        tokio::spawn(async move {
+                            match write_frame(addr, &local, &frame).await {
+                                Ok(()) => metrics.sent(bytes),
+                                Err(e) => {
+                                    metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!(%addr, error = %e, "tcp send failed");
+                                }
+                            }
+                            drop(permit);
+                            pending.fetch_sub(1, Ordering::SeqCst);
+                        });
+                        continue;
                     }
                 }
-                pending.fetch_sub(1, Ordering::SeqCst);
-            } else {
-                let (local, metrics, pending) =
-                    (local.clone(), Arc::clone(&metrics), Arc::clone(&pending));
-                tokio::spawn(async move {
-                    let bytes = payload.len();
-                    match send_frame(addr, &local, &payload).await {
-                        Ok(()) => metrics.sent(bytes),
-                        Err(e) => {
-                            metrics.send_failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%addr, error = %e, "tcp send failed");
-                        }
-                    }
-                    pending.fetch_sub(1, Ordering::SeqCst);
-                });
             }
+            ctx.pending.fetch_sub(1, Ordering::SeqCst);
         }
     });
 }
 
-/// Sends one frame on a fresh connection.
-pub async fn send_frame(addr: SocketAddr, local: &str, payload: &[u8]) -> anyhow::Result<()> {
-    let frame = framing::encode_frame(local, payload)?;
-    let mut stream = tokio::time::timeout(TCP_SEND_TIMEOUT, TcpStream::connect(addr)).await??;
+enum Job {
+    Datagram(SocketAddr, Vec<u8>),
+    Frame(SocketAddr, Vec<u8>, tokio::sync::OwnedSemaphorePermit),
+}
+
+/// Decides one send: `None` if it is dropped (fault rule, bad address,
+/// no TCP slot, beyond a non-member's credit), else what to send.
+fn prepare(ctx: &SenderContext, slots: &Arc<Semaphore>, to: &str, payload: &[u8]) -> Option<Job> {
+    if ctx.faults.blocks_outbound(to) {
+        return None;
+    }
+    let Ok(addr) = to.parse::<SocketAddr>() else {
+        ctx.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%to, "not sending to an address that is not ip:port");
+        return None;
+    };
+    if payload.len() <= MAX_DATAGRAM_PAYLOAD {
+        let datagram = match framing::encode_datagram(payload) {
+            Ok(d) => d,
+            Err(e) => {
+                ctx.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%to, error = %e, "cannot encode a datagram");
+                return None;
+            }
+        };
+        return ctx
+            .guard
+            .may_send(addr, datagram.len())
+            .then_some(Job::Datagram(addr, datagram));
+    }
+    let frame = match framing::encode_frame(&ctx.local, payload) {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%to, error = %e, "cannot encode a frame");
+            return None;
+        }
+    };
+    let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+        ctx.metrics.send_dropped("tcp-sends-full");
+        ctx.guard.log_drop(
+            Dropped::SendOverload,
+            to,
+            &format!("{MAX_TCP_SENDS} tcp sends already in flight"),
+        );
+        return None;
+    };
+    ctx.guard
+        .may_send(addr, frame.len())
+        .then_some(Job::Frame(addr, frame, permit))
+}
+
+/// Connects to `addr` from the IP of `local` (so the connection's source IP
+/// is the one the frame claims; an unspecified IP lets the OS choose).
+async fn connect_from(addr: SocketAddr, local: &str) -> std::io::Result<TcpStream> {
+    let ip = local
+        .parse::<SocketAddr>()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4());
+    let Some(ip) = ip else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if ip.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
+async fn write_frame(addr: SocketAddr, local: &str, frame: &[u8]) -> anyhow::Result<()> {
+    let mut stream = tokio::time::timeout(TCP_SEND_TIMEOUT, connect_from(addr, local)).await??;
     tokio::time::timeout(TCP_SEND_TIMEOUT, async {
-        stream.write_all(&frame).await?;
+        stream.write_all(frame).await?;
         stream.shutdown().await
     })
     .await??;
     Ok(())
+}
+
+/// Sends one frame from `local` (this node's control address) on a fresh
+/// connection, bound to `local`'s IP.
+pub async fn send_frame(addr: SocketAddr, local: &str, payload: &[u8]) -> anyhow::Result<()> {
+    let frame = framing::encode_frame(local, payload)?;
+    write_frame(addr, local, &frame).await
 }

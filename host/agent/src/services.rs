@@ -13,11 +13,20 @@ use std::time::{Duration, Instant};
 
 use nodeplane_runtime::{LedgerStore, Services};
 use rand::RngCore;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender;
 
 use crate::events::{epoch_ms, EventLog, Source};
 use crate::metrics::Metrics;
 use crate::store::RedbLedger;
+
+/// Most messages waiting in the outbox for the sender task; a send beyond
+/// is dropped and counted (`nodeplane_sends_dropped_total{reason=
+/// "outbox-full"}`). The sender drains thousands of datagrams a second, so
+/// a full outbox means the host is overloaded or a flood is being answered;
+/// 1024 covers a leave announcement to a large cluster plus a gossip round
+/// while bounding the queued bytes to 1024 messages (at most 64 MiB).
+pub const MAX_OUTBOX_MESSAGES: usize = 1024;
 
 /// One message for the sender task.
 #[derive(Debug)]
@@ -115,7 +124,7 @@ impl Timers {
 pub struct AgentServices {
     epoch_at_start: u64,
     started: Instant,
-    outbox: UnboundedSender<Outgoing>,
+    outbox: Sender<Outgoing>,
     pending_sends: Arc<AtomicUsize>,
     timers: Timers,
     ledger: RedbLedger,
@@ -127,7 +136,7 @@ impl AgentServices {
     /// Services sending through `outbox` (counting queued sends in
     /// `pending_sends`), with the given timers, store, log and counters.
     pub fn new(
-        outbox: UnboundedSender<Outgoing>,
+        outbox: Sender<Outgoing>,
         pending_sends: Arc<AtomicUsize>,
         timers: Timers,
         ledger: RedbLedger,
@@ -165,16 +174,21 @@ impl Services for AgentServices {
 
     fn send(&mut self, to: &str, payload: Vec<u8>) {
         self.pending_sends.fetch_add(1, Ordering::SeqCst);
-        if self
-            .outbox
-            .send(Outgoing {
-                to: to.to_string(),
-                payload,
-            })
-            .is_err()
-        {
-            self.pending_sends.fetch_sub(1, Ordering::SeqCst);
-            self.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+        let outgoing = Outgoing {
+            to: to.to_string(),
+            payload,
+        };
+        match self.outbox.try_send(outgoing) {
+            Ok(()) => {}
+            Err(TrySendError::Full(o)) => {
+                self.pending_sends.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.send_dropped("outbox-full");
+                tracing::debug!(to = %o.to, bytes = o.payload.len(), "outbox full: send dropped");
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.pending_sends.fetch_sub(1, Ordering::SeqCst);
+                self.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 

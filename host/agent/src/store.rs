@@ -7,11 +7,20 @@
 //! from 1 and each entry's `prev` is the id of an entry at the previous
 //! sequence number held earlier in append order. Two different entries at
 //! one (author, seq) are an equivocation: both are kept as evidence and
-//! reported.
+//! reported, up to [`MAX_EQUIVOCATIONS_PER_AUTHOR`] conflicting entries per
+//! author (more are dropped and counted, so a forger cannot grow the store
+//! without bound by inventing conflicting entries).
+//!
+//! Faults are fail-stop: every backend error names the file; an append
+//! whose commit failed leaves the in-memory index unchanged (the entry is
+//! not held, so the node must not publish it), and
+//! [`RedbLedger::reopen`] closes and reopens the database (redb refuses
+//! every write after a failed commit until then) and re-verifies it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use nodeplane_entry::{frontier_digest, Entry, Hash, GENESIS_PREV};
 use nodeplane_runtime::{LedgerStore, StoreError};
@@ -20,6 +29,12 @@ use serde::Serialize;
 
 /// File name of the store inside the data directory.
 pub const LEDGER_FILE: &str = "ledger.redb";
+
+/// Most conflicting entries (beyond each slot's first) kept as evidence per
+/// author: the bound the node plane's ledger applies too (defined once in
+/// `nodeplane-types`). Further conflicts are dropped, logged and counted
+/// ([`RedbLedger::equivocations_dropped`]).
+pub use nodeplane_interface::MAX_EQUIVOCATIONS_PER_AUTHOR;
 
 /// Append position → entry as JSON.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
@@ -94,6 +109,8 @@ struct Index {
     /// author → head seq.
     heads: BTreeMap<String, u64>,
     equivocations: Vec<(String, u64)>,
+    /// author → conflicting entries held (entries beyond a slot's first).
+    evidence: HashMap<String, usize>,
 }
 
 impl Index {
@@ -113,6 +130,14 @@ impl Index {
         Ok(true)
     }
 
+    /// Whether a new, checked `entry` would be a conflicting entry beyond
+    /// its author's evidence cap.
+    fn over_evidence_cap(&self, entry: &Entry) -> bool {
+        self.slots.contains_key(&(entry.author.clone(), entry.seq))
+            && self.evidence.get(&entry.author).copied().unwrap_or(0)
+                >= MAX_EQUIVOCATIONS_PER_AUTHOR
+    }
+
     /// Adds a checked entry; returns true when it equivocates.
     fn add(&mut self, entry: Entry) -> bool {
         let slot = self
@@ -121,6 +146,9 @@ impl Index {
             .or_default();
         slot.push(entry.id);
         let equivocates = slot.len() > 1;
+        if equivocates {
+            *self.evidence.entry(entry.author.clone()).or_insert(0) += 1;
+        }
         if equivocates
             && !self
                 .equivocations
@@ -177,8 +205,14 @@ impl std::fmt::Debug for RedbLedger {
 
 struct Inner {
     path: PathBuf,
-    db: Database,
+    /// The open database; `None` after a reopen failed to open it again
+    /// (every append then fails, naming the file, until a reopen succeeds).
+    db: Mutex<Option<Database>>,
     index: RwLock<Index>,
+    /// Conflicting entries not kept ([`RedbLedger::equivocations_dropped`]).
+    equivocations_dropped: AtomicU64,
+    /// Successful [`RedbLedger::reopen`]s.
+    reopens: AtomicU64,
 }
 
 impl RedbLedger {
@@ -187,25 +221,51 @@ impl RedbLedger {
     /// first bad entry.
     pub fn open(data_dir: &Path) -> Result<RedbLedger, LedgerError> {
         let path = data_dir.join(LEDGER_FILE);
-        let db = {
-            let backend = backend_error(&path);
-            let db = Database::create(&path).map_err(|e| backend(&e))?;
-            let txn = db.begin_write().map_err(|e| backend(&e))?;
-            txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
-            txn.commit().map_err(|e| backend(&e))?;
-            db
-        };
-        let index = load_index(&db, &path)?;
+        let (db, index) = open_and_load(&path)?;
         for (author, seq) in &index.equivocations {
             tracing::warn!(%author, seq, "ledger holds an equivocation: two different entries at one sequence number (kept as evidence)");
         }
         Ok(RedbLedger {
             inner: Arc::new(Inner {
                 path,
-                db,
+                db: Mutex::new(Some(db)),
                 index: RwLock::new(index),
+                equivocations_dropped: AtomicU64::new(0),
+                reopens: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Closes the database and opens it again, re-verifying every entry
+    /// (redb refuses every write after a failed commit until the database
+    /// is reopened). The in-memory index is replaced by what the file
+    /// holds, so an entry whose commit failed is not held afterwards. On
+    /// error the store stays closed and every append fails naming the
+    /// file, until a later reopen succeeds. Clones share the reopened
+    /// database.
+    pub fn reopen(&self) -> Result<(), LedgerError> {
+        let mut db = self.inner.db.lock().unwrap_or_else(|p| p.into_inner());
+        // redb holds a lock on the file: the old handle must be gone
+        // before the file is opened again.
+        drop(db.take());
+        let (fresh, index) = open_and_load(&self.inner.path)?;
+        *db = Some(fresh);
+        *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        self.inner.reopens.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(path = %self.inner.path.display(), "ledger store reopened and re-verified");
+        Ok(())
+    }
+
+    /// Conflicting entries (a second entry at an occupied author and
+    /// sequence) not kept: over [`MAX_EQUIVOCATIONS_PER_AUTHOR`] for their
+    /// author, or not linking to the chain.
+    pub fn equivocations_dropped(&self) -> u64 {
+        self.inner.equivocations_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Successful [`RedbLedger::reopen`]s since the store was opened.
+    pub fn reopens(&self) -> u64 {
+        self.inner.reopens.load(Ordering::Relaxed)
     }
 
     /// Verifies a stopped node's store without changing it.
@@ -273,10 +333,11 @@ impl RedbLedger {
             .map(|(author, seq)| Equivocation {
                 author: author.clone(),
                 seq: *seq,
-                ids: index.slots[&(author.clone(), *seq)]
-                    .iter()
-                    .map(hex::encode)
-                    .collect(),
+                ids: index
+                    .slots
+                    .get(&(author.clone(), *seq))
+                    .map(|ids| ids.iter().map(hex::encode).collect())
+                    .unwrap_or_default(),
             })
             .collect()
     }
@@ -337,6 +398,54 @@ fn backend_error(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> LedgerError 
     }
 }
 
+/// What a panic inside the storage engine said.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+/// Runs `f`, which calls into redb, turning a panic into an error: redb
+/// panics on some damaged files (e.g. "Malformed allocator state") where
+/// it should return an error, and a damaged file must be an error naming
+/// it, not a crash.
+fn contain_panic<T>(f: impl FnOnce() -> T, error: impl FnOnce(String) -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => error(format!(
+            "the storage engine panicked on this file (damaged?): {}",
+            panic_message(payload.as_ref())
+        )),
+    }
+}
+
+/// Opens (creating if needed) the database at `path`, makes sure its table
+/// exists and loads and verifies every entry; a panic of the storage
+/// engine is an error naming the file.
+fn open_and_load(path: &Path) -> Result<(Database, Index), LedgerError> {
+    contain_panic(
+        || open_and_load_unguarded(path),
+        |reason| {
+            Err(LedgerError::Backend {
+                path: path.display().to_string(),
+                reason,
+            })
+        },
+    )
+}
+
+fn open_and_load_unguarded(path: &Path) -> Result<(Database, Index), LedgerError> {
+    let backend = backend_error(path);
+    let db = Database::create(path).map_err(|e| backend(&e))?;
+    let txn = db.begin_write().map_err(|e| backend(&e))?;
+    txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
+    txn.commit().map_err(|e| backend(&e))?;
+    let index = load_index(&db, path)?;
+    Ok((db, index))
+}
+
 fn load_index(db: &Database, path: &Path) -> Result<Index, LedgerError> {
     let backend = backend_error(path);
     let txn = db.begin_read().map_err(|e| backend(&e))?;
@@ -382,32 +491,69 @@ impl LedgerStore for RedbLedger {
         Ok(self.index().entries.clone())
     }
 
+    /// Verifies and durably stores `entry` (redb's default durability:
+    /// the commit is on disk when this returns `Ok`). A conflicting entry
+    /// over its author's evidence cap is dropped, logged and counted, and
+    /// answers `Ok` (the chain itself is unaffected). A backend failure
+    /// names the file and leaves the index unchanged: the entry is not
+    /// held, and [`RedbLedger::reopen`] is the way back.
     fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
+        let db = self.inner.db.lock().unwrap_or_else(|p| p.into_inner());
         let mut index = self.inner.index.write().unwrap_or_else(|p| p.into_inner());
-        if !index.check(entry).map_err(StoreError::Invalid)? {
+        let occupied = index.slots.contains_key(&(entry.author.clone(), entry.seq));
+        match index.check(entry) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            // A conflicting entry that does not even link is no evidence
+            // worth keeping; refusing it must not look like a store
+            // failure (which stops the node).
+            Err(problem) if occupied => {
+                self.inner
+                    .equivocations_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(author = %entry.author, seq = entry.seq, id = %entry.id_hex(), %problem, "conflicting entry dropped: it does not link to the chain");
+                return Ok(());
+            }
+            Err(problem) => return Err(StoreError::Invalid(problem)),
+        }
+        if index.over_evidence_cap(entry) {
+            self.inner
+                .equivocations_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(author = %entry.author, seq = entry.seq, id = %entry.id_hex(), cap = MAX_EQUIVOCATIONS_PER_AUTHOR, "conflicting entry dropped: its author already has the most equivocation evidence kept");
             return Ok(());
         }
+        let path = self.inner.path.display();
+        let backend = |e: &dyn std::fmt::Display| StoreError::Backend(format!("{path}: {e}"));
+        let Some(db) = db.as_ref() else {
+            return Err(backend(
+                &"the store is closed after a failed reopen; reopen it again",
+            ));
+        };
         let position = index.entries.len() as u64;
-        let bytes = serde_json::to_vec(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let txn = self
-            .inner
-            .db
-            .begin_write()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        {
-            let mut table = txn
-                .open_table(ENTRIES)
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            table
-                .insert(position, bytes.as_slice())
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-        }
-        txn.commit()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let bytes = serde_json::to_vec(entry).map_err(|e| backend(&e))?;
+        contain_panic(
+            || {
+                let txn = db.begin_write().map_err(|e| backend(&e))?;
+                {
+                    let mut table = txn.open_table(ENTRIES).map_err(|e| backend(&e))?;
+                    table
+                        .insert(position, bytes.as_slice())
+                        .map_err(|e| backend(&e))?;
+                }
+                txn.commit().map_err(|e| backend(&e))
+            },
+            |reason| Err(backend(&reason)),
+        )?;
         if index.add(entry.clone()) {
             tracing::warn!(author = %entry.author, seq = entry.seq, id = %entry.id_hex(), "equivocation: a second entry at one (author, seq); both kept as evidence");
         }
         Ok(())
+    }
+
+    /// [`RedbLedger::reopen`]: closes, reopens and re-verifies the file.
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        RedbLedger::reopen(self).map_err(|e| StoreError::Backend(e.to_string()))
     }
 
     fn len(&self) -> usize {
@@ -543,6 +689,100 @@ mod tests {
             .expect_err("corrupt")
             .to_string();
         assert!(err.contains("entry #0 (undecodable)"), "{err}");
+    }
+
+    #[test]
+    fn equivocation_evidence_is_persisted_and_capped_per_author() {
+        let dir = TempDir::new("store-equiv-cap");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let a = chain("a", 2);
+        store.append(&a[0]).unwrap();
+        store.append(&a[1]).unwrap();
+        let conflict =
+            |n: u64| Entry::new("a", 2, a[0].id, 100 + n, "alive", n.to_be_bytes().to_vec());
+        let over = MAX_EQUIVOCATIONS_PER_AUTHOR as u64 + 3;
+        for n in 0..over {
+            store.append(&conflict(n)).unwrap();
+        }
+        assert_eq!(store.len(), 2 + MAX_EQUIVOCATIONS_PER_AUTHOR);
+        assert_eq!(store.equivocations_dropped(), 3);
+        // Another author's evidence has its own allowance.
+        let b = chain("b", 1);
+        store.append(&b[0]).unwrap();
+        store
+            .append(&Entry::new("b", 1, GENESIS_PREV, 7, "left", vec![]))
+            .unwrap();
+        assert_eq!(store.equivocations().len(), 2);
+        drop(store);
+        // Persisted: a restarted node still reports it, and the cap still
+        // holds for what arrives after the restart.
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let equivocations = store.equivocations();
+        assert_eq!(equivocations.len(), 2, "{equivocations:?}");
+        assert_eq!(equivocations[0].ids.len(), 1 + MAX_EQUIVOCATIONS_PER_AUTHOR);
+        store.append(&conflict(over)).unwrap();
+        assert_eq!(store.len(), 4 + MAX_EQUIVOCATIONS_PER_AUTHOR);
+        assert_eq!(store.equivocations_dropped(), 1);
+    }
+
+    #[test]
+    fn reopen_keeps_everything_and_appends_continue() {
+        let dir = TempDir::new("store-reopen-hook");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let reader = store.clone();
+        let a = chain("a", 3);
+        store.append(&a[0]).unwrap();
+        store.append(&a[1]).unwrap();
+        store.reopen().unwrap();
+        assert_eq!(store.reopens(), 1);
+        assert_eq!(reader.len_entries(), 2, "clones see the reopened store");
+        store.append(&a[2]).unwrap();
+        store.append(&a[2]).unwrap();
+        drop((store, reader));
+        let report = RedbLedger::verify_offline(dir.path()).unwrap();
+        assert_eq!(report.entries, 3);
+    }
+
+    #[test]
+    fn truncated_or_damaged_files_are_errors_naming_the_file() {
+        let dir = TempDir::new("store-truncated");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        for e in chain("a", 50) {
+            store.append(&e).unwrap();
+        }
+        drop(store);
+        let path = dir.path().join(LEDGER_FILE);
+        let full = std::fs::read(&path).unwrap();
+        for cut in [0usize, 100, 511, 4096, full.len() / 2, full.len() - 1] {
+            let cut = cut.min(full.len());
+            std::fs::write(&path, &full[..cut]).unwrap();
+            match RedbLedger::open(dir.path()) {
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(e.contains(&path.display().to_string()), "cut {cut}: {e}");
+                }
+                // redb may recover from some cuts (an empty file is a new
+                // store); what it serves must still verify.
+                Ok(store) => assert!(store.len() <= 50),
+            }
+        }
+        // Damage: flip bytes across the whole file, one region at a time.
+        for at in (0..full.len()).step_by(full.len() / 16 + 1) {
+            let mut bad = full.clone();
+            for b in bad.iter_mut().skip(at).take(64) {
+                *b ^= 0xa5;
+            }
+            std::fs::write(&path, &bad).unwrap();
+            let opened = std::panic::catch_unwind(|| RedbLedger::open(dir.path()));
+            match opened {
+                Err(_) => panic!("opening a store damaged at byte {at} panicked"),
+                Ok(Err(e)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(&path.display().to_string()), "at {at}: {e}");
+                }
+                Ok(Ok(store)) => assert!(store.len() <= 50),
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const FIXTURES: &[(&str, &str)] = &[
     ("wrong-error", FIXTURE_WRONG_ERROR_PATH),
     ("spin", FIXTURE_SPIN_PATH),
     ("trap", FIXTURE_TRAP_PATH),
+    ("init-crash", FIXTURE_INIT_CRASH_PATH),
+    ("memory-hog", FIXTURE_MEMORY_HOG_PATH),
+    ("poison", FIXTURE_POISON_PATH),
 ];
 
 /// The bytes of a built-in component by name (`stub` or `nodeplane`).

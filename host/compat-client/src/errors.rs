@@ -12,14 +12,16 @@
 use nodeplane_interface::ControlError;
 
 /// The HTTP status the compatibility API answers `error` with: 409 for
-/// `not-joined`/`has-left`, 404 `unknown-peer`, 400 `invalid-*` and
-/// `bad-message`, 503 `unavailable`, 500 `corrupt-ledger`/`internal`.
+/// `not-joined`/`has-left`, 404 `unknown-peer`, 422 `invalid-report`, 400
+/// the other `invalid-*` and `bad-message`, 503 `unavailable`, 500 `corrupt-ledger`/`internal`.
 pub fn status_code(error: &ControlError) -> u16 {
     match error {
         ControlError::NotJoined | ControlError::HasLeft => 409,
         ControlError::UnknownPeer(_) => 404,
+        // Well-formed but refused (a report about the node itself): not
+        // 400, which the API keeps for requests that break its document.
+        ControlError::InvalidReport(_) => 422,
         ControlError::InvalidAddress(_)
-        | ControlError::InvalidReport(_)
         | ControlError::InvalidSubscriber(_)
         | ControlError::InvalidConfig(_)
         | ControlError::BadMessage(_) => 400,
@@ -51,6 +53,7 @@ pub fn from_status(status: u16, detail: String) -> ControlError {
     match status {
         409 => ControlError::NotJoined,
         404 => ControlError::UnknownPeer(detail),
+        422 => ControlError::InvalidReport(detail),
         400 => ControlError::InvalidConfig(detail),
         500..=599 => ControlError::Unavailable(detail),
         _ => ControlError::Internal(detail),
@@ -102,7 +105,7 @@ mod tests {
         let statuses: Vec<u16> = every_kind().iter().map(status_code).collect();
         assert_eq!(
             statuses,
-            vec![409, 409, 400, 404, 400, 400, 400, 400, 503, 500, 500]
+            vec![409, 409, 400, 404, 422, 400, 400, 400, 503, 500, 500]
         );
     }
 

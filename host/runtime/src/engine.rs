@@ -194,9 +194,7 @@ impl Runtime {
             |state| state,
         )
         .map_err(invalid)?;
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(invalid)?;
+        define_panic_only_wasi_as_traps(&mut linker, &self.engine, &component).map_err(invalid)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = ControlPlanePre::new(instance_pre).map_err(wrong_world)?;
         let loaded = LoadedComponent {
@@ -233,6 +231,49 @@ fn validate_imports(
         imports.push(import.to_string());
     }
     Ok(imports)
+}
+
+/// Defines the panic-only WASI interfaces `component` imports as traps.
+///
+/// Only those: wasmtime's `define_unknown_imports_as_traps` would also
+/// define the project's own interfaces imported at an older, compatible
+/// version (`nodeplane:control/clock@0.1.0` on this 0.1.1 host) as traps
+/// under their exact names, and those would win over the semver-compatible
+/// match with the host's real definitions.
+fn define_panic_only_wasi_as_traps(
+    linker: &mut Linker<HostState>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::component::ResourceType;
+    for (import, item) in component.component_type().imports(engine) {
+        let unversioned = import.split('@').next().unwrap_or(import);
+        if !PANIC_ONLY_WASI.contains(&unversioned) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut stubs = linker.instance(import)?;
+        for (name, export) in instance.exports(engine) {
+            match export.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let full = format!("{import}#{name}");
+                    stubs.func_new(name, move |_, _, _, _| {
+                        wasmtime::bail!(
+                            "unknown import: `{full}` has not been defined (a control plane has no WASI I/O)"
+                        )
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    stubs.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An error and its causes on one line, `outer: inner: ...`, whitespace

@@ -5,7 +5,7 @@ use nodeplane_entry::Entry;
 use wasmtime::StoreLimits;
 
 use crate::bindings::nodeplane::control::{
-    clock, events, ledger_store, network, random, timers, types,
+    clock, events, ledger_store, lifecycle, network, random, timers, types,
 };
 use crate::convert;
 use nodeplane_types::{Effect, MAX_MESSAGE_BYTES};
@@ -22,6 +22,21 @@ pub struct HostState {
     pub stored: Vec<Entry>,
     /// Memory limits.
     pub limits: StoreLimits,
+    /// What `lifecycle.started-as` answers.
+    pub start: StartMode,
+}
+
+/// How the host starts an instance: what `lifecycle.started-as` answers
+/// (`wit/control.wit`, `docs/interface.md` [host-5]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartMode {
+    /// A new node process, or its first start: the node announces itself
+    /// at a new incarnation when it joins.
+    #[default]
+    Fresh,
+    /// The same process rebuilding the component after a crash or a hot
+    /// swap: the node continues at the incarnation it already announced.
+    Resume,
 }
 
 impl HostState {
@@ -91,6 +106,15 @@ impl ledger_store::Host for HostState {
         match convert::entry_from_wit(entry) {
             Ok(entry) => self.effects.push(Effect::Append(entry)),
             Err(reason) => self.reject("append-rejected", reason),
+        }
+    }
+}
+
+impl lifecycle::Host for HostState {
+    fn started_as(&mut self) -> lifecycle::StartMode {
+        match self.start {
+            StartMode::Fresh => lifecycle::StartMode::Fresh,
+            StartMode::Resume => lifecycle::StartMode::Resume,
         }
     }
 }

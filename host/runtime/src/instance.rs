@@ -9,7 +9,7 @@ use crate::bindings::nodeplane::control::types as wit;
 use crate::bindings::ControlPlane as Bindings;
 use crate::convert;
 use crate::engine::{LoadedComponent, Runtime};
-use crate::host_state::HostState;
+use crate::host_state::{HostState, StartMode};
 
 /// Why a call into a component did not produce a result.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,14 +48,28 @@ pub struct Instance {
     fuel_per_call: u64,
     fuel_for_init: u64,
     crashed: Option<String>,
+    /// Fault injection: the next call gets no fuel, so it traps.
+    starve_next_call: bool,
 }
 
 impl Instance {
-    /// Instantiates `component`; `seed` seeds the host randomness it sees.
+    /// Instantiates `component` for a fresh start; `seed` seeds the host
+    /// randomness it sees.
     pub fn new(
         runtime: &Runtime,
         component: &LoadedComponent,
         seed: u64,
+    ) -> anyhow::Result<Instance> {
+        Instance::with_start(runtime, component, seed, StartMode::Fresh)
+    }
+
+    /// Instantiates `component`, telling it through `lifecycle.started-as`
+    /// how it is started.
+    pub fn with_start(
+        runtime: &Runtime,
+        component: &LoadedComponent,
+        seed: u64,
+        start: StartMode,
     ) -> anyhow::Result<Instance> {
         let limits = runtime.limits();
         let state = HostState {
@@ -68,7 +82,12 @@ impl Instance {
                 .instances(16)
                 .tables(64)
                 .memories(16)
+                // Growing past the limit traps with a reason naming memory,
+                // rather than handing the guest a failed `memory.grow` it
+                // would turn into an anonymous abort.
+                .trap_on_grow_failure(true)
                 .build(),
+            start,
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -81,12 +100,20 @@ impl Instance {
             fuel_per_call: limits.fuel_per_call,
             fuel_for_init: limits.fuel_for_init,
             crashed: None,
+            starve_next_call: false,
         })
     }
 
     /// The component this instance runs.
     pub fn component(&self) -> &LoadedComponent {
         &self.component
+    }
+
+    /// Fault injection: the next call into the component gets no fuel, so
+    /// it traps exactly as a runaway call does. Tests and the conformance
+    /// suite use it to drive crash recovery through the real path.
+    pub fn starve_next_call(&mut self) {
+        self.starve_next_call = true;
     }
 
     /// Why the instance crashed, if it did.
@@ -112,6 +139,11 @@ impl Instance {
         }
         self.store.data_mut().now_ms = now_ms;
         self.store.data_mut().effects.clear();
+        let fuel = if std::mem::take(&mut self.starve_next_call) {
+            0
+        } else {
+            fuel
+        };
         if let Err(e) = self.store.set_fuel(fuel) {
             return (
                 Err(CallError::Crashed {
@@ -286,6 +318,17 @@ fn panic_message(effect: &Effect) -> Option<String> {
 }
 
 fn describe_trap(error: &wasmtime::Error) -> String {
+    let grew_too_far = error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("forcing trap when growing memory")
+    });
+    if grew_too_far {
+        return format!(
+            "exceeded the memory limit (linear memory grown past the host's limit): {}",
+            crate::engine::error_chain(error)
+        );
+    }
     if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         match trap {
             wasmtime::Trap::OutOfFuel => {

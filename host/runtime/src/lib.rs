@@ -15,7 +15,12 @@
 //! - [`Node`]: an instance plus host [`Services`], the host-owned
 //!   subscribers, crash recovery and hot swap; [`NodeHandle`] implements the
 //!   Mesh VPN's [`ControlPlane`](nodeplane_interface::ControlPlane) trait.
+//! - Containment ([`REBUILD_BACKOFF_BASE_MS`] and the other constants): a
+//!   crashing component is rebuilt from the ledger without a new
+//!   incarnation, with back-off, and messages that crash it twice are
+//!   quarantined; a failed ledger append stops the node (fail-stop).
 
+mod containment;
 mod convert;
 mod engine;
 mod host_state;
@@ -32,9 +37,14 @@ pub mod bindings {
     });
 }
 
+pub use containment::{
+    rebuild_delay_ms, CRASH_STREAK_RESET_MS, MAX_CRASH_SUSPECTS, MAX_QUARANTINED,
+    QUARANTINE_AFTER_CRASHES, REBUILD_BACKOFF_BASE_MS, REBUILD_BACKOFF_MAX_MS,
+};
 pub use engine::{ComponentSource, Limits, LoadedComponent, Runtime, RuntimeError};
+pub use host_state::StartMode;
 pub use instance::{CallError, Instance};
-pub use node::{Node, NodeHandle, SwapReport};
+pub use node::{Node, NodeHandle, SwapReport, REBUILD_TIMER};
 /// The shared vocabulary the runtime speaks (`nodeplane-types`): what a
 /// call records, the node configuration and the message-size limit.
 pub use nodeplane_types::{Effect, NodeConfig, Tunables, MAX_MESSAGE_BYTES};

@@ -1,5 +1,20 @@
 //! A node: one component instance, the host services it uses, the
 //! subscribers the host owns, crash recovery and hot swap.
+//!
+//! Two kinds of fault are contained here (`docs/interface.md` [host-4] to
+//! [host-6]):
+//! - **A component crash** (a trap) is a crash of the component only. The
+//!   node rebuilds it from the ledger store and the same process resumes at
+//!   the incarnation it already announced (`lifecycle.started-as` is
+//!   `resume`): peers see nothing. Rebuilds of a crash streak back off
+//!   ([`crate::containment`]), and message bytes that crashed the
+//!   component twice are quarantined.
+//! - **A store fault** is fail-stop: when appending an entry fails, and
+//!   fails again after [`LedgerStore::reopen`](crate::LedgerStore::reopen),
+//!   nothing of that call after the entry is performed (no send can carry
+//!   an entry the node did not save) and the node stops: every later call
+//!   answers `unavailable` naming the store error, so the process can exit
+//!   and be restarted on its data directory without forking its chain.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,12 +27,20 @@ use nodeplane_types::{
 };
 use serde::Serialize;
 
+use crate::containment::{payload_hash, Backoff, PayloadHash, Quarantine};
 use crate::engine::{ComponentSource, LoadedComponent, Runtime};
+use crate::host_state::StartMode;
 use crate::instance::{CallError, Instance, Outcome};
 use crate::services::Services;
 
 /// The subscriber handle the host uses for its own mirror of the view.
 const MIRROR: u64 = 0;
+
+/// The timer id the host reserves for rebuilding a crashed component after
+/// its back-off. It is set only while the component is down (every timer
+/// of the crashed instance cancelled), so it never meets a component's own
+/// timer; a component setting this id while running is still served.
+pub const REBUILD_TIMER: u64 = u64::MAX;
 
 /// What a hot swap did.
 #[derive(Clone, Debug, Serialize)]
@@ -53,6 +76,23 @@ pub struct Node<S: Services> {
     crashes: u64,
     swaps: u64,
     started: Instant,
+    /// Whether this process stored an entry of this node's own chain:
+    /// from then on a rebuild resumes rather than starts afresh.
+    announced: bool,
+    /// The crash streak, for the rebuild back-off.
+    backoff: Backoff,
+    /// When the crashed component is due to be rebuilt (virtual or wall
+    /// ms of the services' clock); `None` while it runs.
+    rebuild_due_ms: Option<u64>,
+    /// Rebuilds after a crash that succeeded.
+    rebuilds: u64,
+    quarantine: Quarantine,
+    /// Payloads put in quarantine.
+    quarantined: u64,
+    /// Deliveries dropped because their payload is quarantined.
+    quarantine_drops: u64,
+    /// Why the node stopped (a store fault), if it did.
+    failure: Option<String>,
 }
 
 impl<S: Services> Node<S> {
@@ -63,7 +103,8 @@ impl<S: Services> Node<S> {
         config: NodeConfig,
         mut services: S,
     ) -> Result<Node<S>, ControlError> {
-        let (instance, info, effects) = boot(runtime, component, &config, &mut services)?;
+        let (instance, info, effects) =
+            boot(runtime, component, &config, &mut services, StartMode::Fresh)?;
         let mut node = Node {
             runtime: runtime.clone(),
             config,
@@ -80,8 +121,19 @@ impl<S: Services> Node<S> {
             crashes: 0,
             swaps: 0,
             started: Instant::now(),
+            announced: false,
+            backoff: Backoff::default(),
+            rebuild_due_ms: None,
+            rebuilds: 0,
+            quarantine: Quarantine::default(),
+            quarantined: 0,
+            quarantine_drops: 0,
+            failure: None,
         };
         node.perform(effects);
+        if let Some(reason) = &node.failure {
+            return Err(ControlError::Unavailable(format!("node stopped: {reason}")));
+        }
         Ok(node)
     }
 
@@ -110,9 +162,47 @@ impl<S: Services> Node<S> {
         &mut self.services
     }
 
-    /// How many times the component crashed and was rebuilt.
+    /// How many times the component crashed (each is rebuilt, after the
+    /// back-off of its streak).
     pub fn crashes(&self) -> u64 {
         self.crashes
+    }
+
+    /// How many times a crashed component was rebuilt successfully.
+    pub fn rebuilds(&self) -> u64 {
+        self.rebuilds
+    }
+
+    /// How many distinct message payloads were quarantined for crashing
+    /// the component [`QUARANTINE_AFTER_CRASHES`](crate::QUARANTINE_AFTER_CRASHES)
+    /// times.
+    pub fn quarantined(&self) -> u64 {
+        self.quarantined
+    }
+
+    /// How many deliveries were dropped because their payload is
+    /// quarantined.
+    pub fn quarantine_drops(&self) -> u64 {
+        self.quarantine_drops
+    }
+
+    /// When a crashed component is due to be rebuilt (ms of the services'
+    /// clock), while it waits out its back-off.
+    pub fn rebuild_due_ms(&self) -> Option<u64> {
+        self.rebuild_due_ms
+    }
+
+    /// Why the node stopped, if a store fault stopped it (fail-stop: every
+    /// call answers `unavailable` from then on).
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// Fault injection: the next call into the component traps (it gets no
+    /// fuel), so crash recovery runs exactly as after a real trap. For
+    /// tests and fault drills.
+    pub fn inject_crash(&mut self) {
+        self.instance.starve_next_call();
     }
 
     /// How many hot swaps succeeded.
@@ -144,22 +234,25 @@ impl<S: Services> Node<S> {
         }
     }
 
-    /// Performs effects recorded by a call.
+    /// Performs effects recorded by a call, in order. Once the node has
+    /// failed (an append failed twice) only event-log lines are performed:
+    /// nothing after an unsaved entry may leave the node.
     fn perform(&mut self, effects: Vec<Effect>) {
         let mut gone = Vec::new();
+        let mut withheld = 0usize;
         for effect in effects {
+            if self.failure.is_some() {
+                match effect {
+                    Effect::Log { kind, detail } => self.services.log_event(&kind, &detail),
+                    _ => withheld = withheld.saturating_add(1),
+                }
+                continue;
+            }
             match effect {
                 Effect::Send { to, payload } => self.services.send(&to, payload),
                 Effect::SetTimer { timer, after_ms } => self.services.set_timer(timer, after_ms),
                 Effect::CancelTimer { timer } => self.services.cancel_timer(timer),
-                Effect::Append(entry) => {
-                    if let Err(e) = self.services.ledger().append(&entry) {
-                        tracing::error!(error = %e, author = %entry.author, seq = entry.seq, "ledger append failed");
-                        let detail = serde_json::json!({"author": entry.author, "seq": entry.seq, "error": e.to_string()});
-                        self.services
-                            .log_event("ledger-append-failed", &detail.to_string());
-                    }
-                }
+                Effect::Append(entry) => self.append(&entry),
                 Effect::Update {
                     subscriber,
                     mut update,
@@ -176,6 +269,15 @@ impl<S: Services> Node<S> {
                 Effect::Log { kind, detail } => self.services.log_event(&kind, &detail),
             }
         }
+        if withheld > 0 {
+            tracing::warn!(
+                withheld,
+                "effects after a failed ledger append were not performed"
+            );
+        }
+        if self.failure.is_some() {
+            return;
+        }
         for handle in gone {
             self.subscribers.remove(&handle);
             let now = self.services.now_ms();
@@ -185,6 +287,155 @@ impl<S: Services> Node<S> {
                 if let Effect::Log { kind, detail } = effect {
                     self.services.log_event(&kind, &detail);
                 }
+            }
+        }
+    }
+
+    /// Stores one entry. A failure is retried once after the store's
+    /// [`reopen`](crate::LedgerStore::reopen); failing again stops the node
+    /// (fail-stop, see the module documentation).
+    fn append(&mut self, entry: &nodeplane_entry::Entry) {
+        let first = match self.services.ledger().append(entry) {
+            Ok(()) => return self.stored(entry),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(error = %first, author = %entry.author, seq = entry.seq, "ledger append failed; reopening the store and retrying once");
+        let detail = serde_json::json!({
+            "author": entry.author, "seq": entry.seq, "error": first, "retry": true,
+        });
+        self.services
+            .log_event("ledger-append-failed", &detail.to_string());
+        let ledger = self.services.ledger();
+        let retried = ledger.reopen().and_then(|()| ledger.append(entry));
+        match retried {
+            Ok(()) => {
+                let detail = serde_json::json!({"author": entry.author, "seq": entry.seq});
+                self.services
+                    .log_event("ledger-append-recovered", &detail.to_string());
+                self.stored(entry);
+            }
+            Err(second) => self.fail(format!(
+                "the ledger store failed to save entry {}#{}: {first}; after reopening: {second}",
+                entry.author, entry.seq
+            )),
+        }
+    }
+
+    /// Notes an entry the store saved.
+    fn stored(&mut self, entry: &nodeplane_entry::Entry) {
+        if entry.author == self.config.node_id {
+            self.announced = true;
+        }
+    }
+
+    /// Stops the node for good: no timer fires into the component again and
+    /// every later call answers `unavailable` naming `reason`.
+    fn fail(&mut self, reason: String) {
+        tracing::error!(%reason, "node stopped (fail-stop): it publishes nothing it has not saved");
+        let detail = serde_json::json!({ "reason": reason });
+        self.services.log_event("node-failed", &detail.to_string());
+        self.services.cancel_all_timers();
+        self.rebuild_due_ms = None;
+        self.failure = Some(reason);
+    }
+
+    /// Whether the component can take a call now: not after a store fault,
+    /// not while a crashed component waits out its back-off (once the wait
+    /// is over, the component is rebuilt first).
+    fn ready(&mut self) -> Result<(), ControlError> {
+        if let Some(reason) = &self.failure {
+            return Err(ControlError::Unavailable(format!("node stopped: {reason}")));
+        }
+        if let Some(due) = self.rebuild_due_ms {
+            let now = self.services.now_ms();
+            if now < due {
+                return Err(ControlError::Unavailable(format!(
+                    "the component crashed {} times in a row and is rebuilt in {} ms",
+                    self.backoff.streak(),
+                    due.saturating_sub(now)
+                )));
+            }
+            self.rebuild_after_crash();
+            if let Some(reason) = &self.failure {
+                return Err(ControlError::Unavailable(format!("node stopped: {reason}")));
+            }
+            if let Some(due) = self.rebuild_due_ms {
+                return Err(ControlError::Unavailable(format!(
+                    "rebuilding the crashed component failed; next attempt in {} ms",
+                    due.saturating_sub(now)
+                )));
+            }
+        }
+        if let Some(reason) = self.instance.crashed() {
+            // Only a left node keeps a crashed instance (it is not rebuilt).
+            return Err(ControlError::Unavailable(format!(
+                "the component crashed after the node left and is not rebuilt: {reason}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts a crash and rebuilds the component at once or after the
+    /// back-off of the crash streak.
+    fn crashed(&mut self, call: &str, reason: &str, message: Option<&PayloadHash>) {
+        self.crashes = self.crashes.saturating_add(1);
+        let now = self.services.now_ms();
+        let delay = self.backoff.crashed(now);
+        let mut detail = serde_json::json!({
+            "call": call, "reason": reason, "crashes": self.crashes,
+            "streak": self.backoff.streak(), "rebuild_in_ms": delay,
+        });
+        if let Some(hash) = message {
+            detail["message_sha256"] = hex::encode(hash).into();
+        }
+        self.services
+            .log_event("component-crashed", &detail.to_string());
+        if self.has_left {
+            return;
+        }
+        if delay == 0 {
+            self.rebuild_after_crash();
+        } else {
+            self.schedule_rebuild(now, delay);
+        }
+    }
+
+    /// Takes the crashed component down until `now + delay`: its timers are
+    /// cancelled and the host's [`REBUILD_TIMER`] is set.
+    fn schedule_rebuild(&mut self, now: u64, delay: u64) {
+        tracing::warn!(
+            delay_ms = delay,
+            streak = self.backoff.streak(),
+            "component down: rebuild backed off"
+        );
+        self.services.cancel_all_timers();
+        self.rebuild_due_ms = Some(now.saturating_add(delay));
+        self.services.set_timer(REBUILD_TIMER, delay);
+    }
+
+    /// Rebuilds the crashed component from the ledger; a failed rebuild
+    /// counts in the streak and is retried after its back-off.
+    fn rebuild_after_crash(&mut self) {
+        self.rebuild_due_ms = None;
+        let component = self.instance.component().clone();
+        match self.replace(&component, "crash recovery") {
+            Ok(_) => self.rebuilds = self.rebuilds.saturating_add(1),
+            Err(e) => {
+                if self.failure.is_some() {
+                    return;
+                }
+                let now = self.services.now_ms();
+                let delay = self
+                    .backoff
+                    .crashed(now)
+                    .max(crate::containment::REBUILD_BACKOFF_BASE_MS);
+                tracing::error!(error = %e, retry_in_ms = delay, "could not rebuild the crashed component");
+                let detail = serde_json::json!({
+                    "error": e.to_string(), "streak": self.backoff.streak(), "retry_in_ms": delay,
+                });
+                self.services
+                    .log_event("component-rebuild-failed", &detail.to_string());
+                self.schedule_rebuild(now, delay);
             }
         }
     }
@@ -200,32 +451,81 @@ impl<S: Services> Node<S> {
     }
 
     /// Runs a call's outcome: performs its effects and, if the component
-    /// crashed, rebuilds it from the ledger.
+    /// crashed, rebuilds it from the ledger (at once or after a back-off).
     fn finish<T>(&mut self, outcome: Outcome<T>) -> Result<T, ControlError> {
+        self.finish_message(outcome, None)
+    }
+
+    /// [`Node::finish`] for a delivery, naming the message in a crash.
+    fn finish_message<T>(
+        &mut self,
+        outcome: Outcome<T>,
+        message: Option<&PayloadHash>,
+    ) -> Result<T, ControlError> {
         let (result, effects) = outcome;
         self.perform(effects);
-        if let Err(CallError::Crashed { .. }) = &result {
-            self.crashes += 1;
-            let detail = serde_json::json!({"reason": self.instance.crashed().unwrap_or("")});
-            self.services
-                .log_event("component-crashed", &detail.to_string());
-            let component = self.instance.component().clone();
-            if let Err(e) = self.replace(&component, "crash recovery") {
-                tracing::error!(error = %e, "could not rebuild the crashed component");
-            }
+        if let Some(reason) = &self.failure {
+            // The call's entry was not saved: its result must not be
+            // taken as done.
+            return Err(ControlError::Unavailable(format!("node stopped: {reason}")));
+        }
+        if let Err(CallError::Crashed { call, reason }) = &result {
+            self.crashed(call, reason, message);
         }
         result.map_err(ControlError::from)
     }
 
-    /// Delivers a message from the network.
+    /// Delivers a message from the network. Bytes that crashed the
+    /// component [`QUARANTINE_AFTER_CRASHES`](crate::QUARANTINE_AFTER_CRASHES)
+    /// times are dropped before they reach it (`bad-message`).
     pub fn deliver_message(&mut self, source: &str, payload: &[u8]) -> Result<(), ControlError> {
+        if let Some(hash) = self.quarantine.holds(payload) {
+            self.quarantine_drops = self.quarantine_drops.saturating_add(1);
+            let hash = hex::encode(hash);
+            tracing::debug!(%source, sha256 = %hash, "quarantined message dropped");
+            return Err(ControlError::BadMessage(format!(
+                "quarantined: these bytes (sha256 {hash}) crashed the component {} times",
+                crate::containment::QUARANTINE_AFTER_CRASHES
+            )));
+        }
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.deliver_message(now, source, payload);
-        self.finish(outcome)
+        if !matches!(outcome.0, Err(CallError::Crashed { .. })) {
+            return self.finish(outcome);
+        }
+        let hash = payload_hash(payload);
+        let result = self.finish_message(outcome, Some(&hash));
+        let (crashes, now_quarantined) = self.quarantine.crashed(hash);
+        if now_quarantined {
+            self.quarantined = self.quarantined.saturating_add(1);
+            let sha256 = hex::encode(hash);
+            tracing::warn!(%source, %sha256, bytes = payload.len(), crashes, "message quarantined: it crashed the component repeatedly");
+            let detail = serde_json::json!({
+                "sha256": sha256, "source": source, "bytes": payload.len(),
+                "crashes": crashes, "quarantined": self.quarantine.len(),
+            });
+            self.services
+                .log_event("message-quarantined", &detail.to_string());
+        }
+        result
     }
 
-    /// Fires a timer the component set.
+    /// Fires a timer the component set, or the host's [`REBUILD_TIMER`].
     pub fn fire_timer(&mut self, timer: u64) -> Result<(), ControlError> {
+        if timer == REBUILD_TIMER {
+            if let Some(due) = self.rebuild_due_ms {
+                let now = self.services.now_ms();
+                if now < due {
+                    // Early (never in the simulator): wait for the rest.
+                    self.services
+                        .set_timer(REBUILD_TIMER, due.saturating_sub(now));
+                    return Ok(());
+                }
+                return self.ready();
+            }
+        }
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.fire_timer(now, timer);
         self.finish(outcome)
@@ -233,6 +533,7 @@ impl<S: Services> Node<S> {
 
     /// `join`.
     pub fn join(&mut self, seeds: &[Address]) -> Result<MembershipView, ControlError> {
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.join(now, seeds);
         let mut view = self.finish(outcome)?;
@@ -248,6 +549,7 @@ impl<S: Services> Node<S> {
 
     /// `leave`.
     pub fn leave(&mut self) -> Result<(), ControlError> {
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.leave(now);
         self.finish(outcome)?;
@@ -257,6 +559,7 @@ impl<S: Services> Node<S> {
 
     /// `get-members`.
     pub fn get_members(&mut self) -> Result<MembershipView, ControlError> {
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.get_members(now);
         let mut view = self.finish(outcome)?;
@@ -266,6 +569,7 @@ impl<S: Services> Node<S> {
 
     /// `publish-heartbeat`.
     pub fn publish_heartbeat(&mut self) -> Result<u64, ControlError> {
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.publish_heartbeat(now);
         self.finish(outcome)
@@ -277,6 +581,7 @@ impl<S: Services> Node<S> {
         peer: &str,
         state: PeerState,
     ) -> Result<PeerState, ControlError> {
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.report_peer_state(now, peer, state);
         self.finish(outcome)
@@ -284,6 +589,7 @@ impl<S: Services> Node<S> {
 
     /// `get-peer-metadata`.
     pub fn get_peer_metadata(&mut self, peer: &str) -> Result<Metadata, ControlError> {
+        self.ready()?;
         let now = self.services.now_ms();
         let outcome = self.instance.get_peer_metadata(now, peer);
         self.finish(outcome)
@@ -292,8 +598,9 @@ impl<S: Services> Node<S> {
     /// `subscribe-membership-updates`: the host allocates a handle, asks the
     /// component to deliver to it, and keeps the sending half.
     pub fn subscribe(&mut self) -> Result<Subscription, ControlError> {
+        self.ready()?;
         let handle = self.next_handle;
-        self.next_handle += 1;
+        self.next_handle = self.next_handle.saturating_add(1);
         let now = self.services.now_ms();
         let outcome = self.instance.subscribe(now, handle);
         self.finish(outcome)?;
@@ -311,8 +618,31 @@ impl<S: Services> Node<S> {
     /// On any failure the old component keeps serving.
     pub fn swap(&mut self, component: &LoadedComponent) -> Result<SwapReport, ControlError> {
         let report = self.replace(component, "hot swap")?;
-        self.swaps += 1;
+        self.swaps = self.swaps.saturating_add(1);
+        self.rebuild_due_ms = None;
         Ok(report)
+    }
+
+    /// Rebuilds the running component from the ledger store exactly as
+    /// crash recovery does, without a crash: a fresh instance, resumed at
+    /// this node's incarnation once it has announced one, re-joined and
+    /// re-subscribed (`docs/interface.md` [host-5]; the conformance suite
+    /// checks a component against it).
+    pub fn rebuild(&mut self) -> Result<SwapReport, ControlError> {
+        let component = self.instance.component().clone();
+        let report = self.replace(&component, "rebuild")?;
+        self.rebuild_due_ms = None;
+        Ok(report)
+    }
+
+    /// How a replacement instance starts: it resumes once this process has
+    /// stored an entry of its own chain and joined, else starts afresh.
+    fn start_mode(&self) -> StartMode {
+        if self.announced && self.joined_seeds.is_some() {
+            StartMode::Resume
+        } else {
+            StartMode::Fresh
+        }
     }
 
     fn replace(
@@ -321,12 +651,21 @@ impl<S: Services> Node<S> {
         why: &str,
     ) -> Result<SwapReport, ControlError> {
         let started = Instant::now();
+        if let Some(reason) = &self.failure {
+            return Err(ControlError::Unavailable(format!("node stopped: {reason}")));
+        }
         if self.has_left {
             return Err(ControlError::HasLeft);
         }
         let from = self.instance.component().source.to_string();
-        let (mut fresh, info, mut pending) =
-            boot(&self.runtime, component, &self.config, &mut self.services)?;
+        let start = self.start_mode();
+        let (mut fresh, info, mut pending) = boot(
+            &self.runtime,
+            component,
+            &self.config,
+            &mut self.services,
+            start,
+        )?;
         let now = self.services.now_ms();
         let mut keep = |(result, effects): Outcome<()>, step: &str| -> Result<(), ControlError> {
             pending.extend(
@@ -370,7 +709,7 @@ impl<S: Services> Node<S> {
         let diff = view_difference(&self.mirror, &new_view);
         let emitted = diff.len();
         for (previous, current) in diff {
-            self.served_version += 1;
+            self.served_version = self.served_version.saturating_add(1);
             let update = MembershipUpdate {
                 peer: current.id.clone(),
                 previous,
@@ -409,6 +748,7 @@ impl<S: Services> Node<S> {
         let detail = serde_json::json!({
             "why": why, "from": report.from, "to": report.to,
             "pause_us": report.pause.as_micros() as u64, "updates": emitted,
+            "start": match start { StartMode::Fresh => "fresh", StartMode::Resume => "resume" },
         });
         self.services
             .log_event("component-replaced", &detail.to_string());
@@ -427,9 +767,10 @@ fn boot<S: Services>(
     component: &LoadedComponent,
     config: &NodeConfig,
     services: &mut S,
+    start: StartMode,
 ) -> Result<Booted, ControlError> {
     let seed = services.seed();
-    let mut instance = Instance::new(runtime, component, seed).map_err(|e| {
+    let mut instance = Instance::with_start(runtime, component, seed, start).map_err(|e| {
         ControlError::Unavailable(format!(
             "instantiating {}: {}",
             component.source,

@@ -24,8 +24,17 @@ pub enum StoreError {
 pub trait LedgerStore: Send {
     /// Every stored entry, in append order.
     fn load(&self) -> Result<Vec<Entry>, StoreError>;
-    /// Stores an entry; storing one already present is a no-op.
+    /// Stores an entry; storing one already present is a no-op. An error
+    /// means the entry is not durably stored: the node retries once after
+    /// [`LedgerStore::reopen`] and otherwise stops (fail-stop).
     fn append(&mut self, entry: &Entry) -> Result<(), StoreError>;
+    /// Recovers the store after a failed append (for example, reopens a
+    /// database that refuses every write after an I/O error), so that the
+    /// append can be retried once. The default does nothing: a store with
+    /// nothing to recover just sees the retry.
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Number of stored entries.
     fn len(&self) -> usize;
     /// True when nothing is stored.
@@ -86,6 +95,11 @@ impl LedgerStore for MemoryLedger {
         if self.ids.insert(entry.id) {
             self.entries.push(entry.clone());
         }
+        Ok(())
+    }
+
+    /// Nothing to recover in memory.
+    fn reopen(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
 

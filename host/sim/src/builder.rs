@@ -23,6 +23,7 @@ pub struct SimBuilder {
     observe: bool,
     keep_logs: bool,
     ledgers: Vec<MemoryLedger>,
+    hostiles: usize,
 }
 
 impl Default for SimBuilder {
@@ -39,6 +40,7 @@ impl Default for SimBuilder {
             observe: true,
             keep_logs: false,
             ledgers: Vec::new(),
+            hostiles: 0,
         }
     }
 }
@@ -53,6 +55,7 @@ impl std::fmt::Debug for SimBuilder {
             .field("tunables", &self.tunables)
             .field("join", &self.join)
             .field("observe", &self.observe)
+            .field("hostiles", &self.hostiles)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +139,14 @@ impl SimBuilder {
         self
     }
 
+    /// Adds `k` hostile nodes ([`crate::hostile`]) once the honest nodes
+    /// are started and joined, each sending every kind of
+    /// [`Attack`](crate::Attack) on its own seeded schedule.
+    pub fn hostile(mut self, k: usize) -> Self {
+        self.hostiles = k;
+        self
+    }
+
     /// Starts every node (and joins them, unless told not to).
     pub fn build(mut self) -> Result<Sim, SimError> {
         let (runtime, loaded) = match self.compiled.take() {
@@ -165,6 +176,9 @@ impl SimBuilder {
             for i in 0..n {
                 sim.join(i)?;
             }
+        }
+        for _ in 0..self.hostiles {
+            sim.add_hostile(crate::hostile::Attack::ALL.to_vec());
         }
         Ok(sim)
     }

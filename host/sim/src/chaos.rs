@@ -1,6 +1,9 @@
 //! Random fault schedules: crashes and restarts, partitions, one-way
 //! blocks, mute and isolated nodes, a graceful leave, loss changes, all
-//! drawn from the simulator's seed.
+//! drawn from the simulator's seed. A world with hostile nodes
+//! ([`SimBuilder::hostile`](crate::SimBuilder::hostile)) also gets bursts of
+//! hostile messages on top of their own schedule; a world without draws
+//! exactly the schedule it drew before hostile nodes existed.
 
 use std::time::Duration;
 
@@ -11,6 +14,12 @@ use crate::SimError;
 pub const STEP_MS: u64 = 5_000;
 /// Largest loss probability a schedule sets.
 pub const MAX_LOSS: f64 = 0.10;
+/// Probability that a step of a world with hostile nodes starts with a
+/// burst of hostile messages.
+pub const HOSTILE_BURST_CHANCE: f64 = 0.3;
+/// Messages in one hostile burst (each of a random attack, to a random
+/// node, in the same instant: many at once, as a flood would).
+pub const HOSTILE_BURST: usize = 20;
 
 /// Runs `steps` random fault steps of [`STEP_MS`] each, then heals the
 /// network and restarts every crashed node (the caller then checks the
@@ -19,6 +28,11 @@ pub fn random_faults(sim: &mut Sim, steps: usize) -> Result<(), SimError> {
     let n = sim.len();
     let mut left = false;
     for _ in 0..steps {
+        let hostiles = sim.hostiles().len();
+        if hostiles > 0 && sim.rng().chance(HOSTILE_BURST_CHANCE) {
+            let k = sim.rng().below(hostiles as u64) as usize;
+            sim.hostile_burst(k, HOSTILE_BURST);
+        }
         let pick = sim.rng().below(n as u64) as usize;
         let other = sim.rng().below(n as u64) as usize;
         match sim.rng().below(10) {

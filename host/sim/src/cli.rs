@@ -47,6 +47,10 @@ pub struct SimArgs {
     /// S6: authors A.
     #[arg(long, default_value_t = 64)]
     pub authors: usize,
+    /// Hostile nodes sending random and crafted messages throughout the
+    /// run (the honest nodes must not crash nor declare each other dead).
+    #[arg(long, default_value_t = 0)]
+    pub hostile: usize,
     /// Write raw figures per seed and aggregated as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -74,6 +78,7 @@ impl SimArgs {
                 divergent: self.divergent,
                 authors: self.authors,
             },
+            hostiles: self.hostile,
         }
     }
 }

@@ -1,6 +1,14 @@
 //! Invariants checked after every run. Safety ones hold for any component;
 //! the convergence ones are protocol-quality checks for the node plane.
 //!
+//! Safety, whatever happened: no component crashed
+//! ([`Node::crashes`](nodeplane_runtime::Node::crashes) never moved) and no
+//! call returned an error the run did not provoke on purpose (a hostile
+//! node's malformed message earns `bad-message`; a call on a crashed node
+//! is not made); chains verify; `left` only after leave; incarnations never
+//! go down. Each is recorded when it happens, naming the node, the call
+//! and the reason.
+//!
 //! Documented bound: once the network is healthy (no partition, block,
 //! mute or isolation), every live node must see every live node `alive`
 //! within [`CONVERGENCE_BOUND_MS`], and the live nodes' ledgers must reach
@@ -24,13 +32,24 @@ impl Sim {
     /// faults are healed first and the run continues up to the documented
     /// bounds. Any violation is returned with the seed and a trace excerpt.
     pub fn check(&mut self, expect: Expect) -> Result<(), SimError> {
+        // Crashes in calls made through handles and not yet performed.
+        for i in 0..self.len() {
+            self.note_crashes(i, None);
+        }
         let mut problems: Vec<String> = self.violations().to_vec();
+        let before = problems.len();
         for i in 0..self.len() {
             if let Err(e) = self.node(i).with_ledger(|l| verify_chains(l.entries())) {
                 problems.push(format!("n{i}: ledger chain does not verify: {e}"));
             }
         }
         if expect == Expect::Converge && problems.is_empty() {
+            // Hostile nodes stop with the other faults: convergence is
+            // judged on a healthy network (their forged claims must have
+            // left no honest node dead, checked below).
+            if self.hostiles().iter().any(|h| h.active) {
+                self.silence_hostiles();
+            }
             if !self.network.faults.is_healthy() {
                 self.heal();
             }
@@ -70,6 +89,8 @@ impl Sim {
                 ));
             }
         }
+        // The convergence checks ran the world on: what it violated then.
+        problems.extend(self.violations().iter().skip(before).cloned());
         if problems.is_empty() {
             Ok(())
         } else {
@@ -79,6 +100,17 @@ impl Sim {
                 excerpt: self.trace().excerpt(),
             })
         }
+    }
+
+    /// Component crashes over every node and life so far.
+    pub fn crash_count(&self) -> u64 {
+        self.nodes().iter().map(|n| n.crashes).sum()
+    }
+
+    /// Calls that returned an error the run did not provoke, over every
+    /// node so far.
+    pub fn call_error_count(&self) -> u64 {
+        self.nodes().iter().map(|n| n.call_errors).sum()
     }
 
     /// A short account of who does not see whom as alive.
@@ -99,5 +131,73 @@ impl Sim {
         let total = out.len();
         out.truncate(6);
         format!("{total} pairs, e.g. {}", out.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::component::ComponentChoice;
+    use crate::queue::EventKind;
+    use crate::world::{Expect, Sim};
+
+    /// A call error nobody provoked fails the check, naming node, call and
+    /// reason, with the seed: here an honest node "sends" bytes that do not
+    /// decode.
+    #[test]
+    fn an_unprovoked_call_error_fails_the_check() {
+        let mut sim = Sim::builder().nodes(3).seed(11).build().expect("builds");
+        sim.run_until_converged(Duration::from_secs(30));
+        sim.check(Expect::Safety).expect("an honest run holds");
+        let at = sim.now_ms() + 1;
+        sim.queue.push(
+            at,
+            EventKind::Deliver {
+                to: 2,
+                from: 1,
+                payload: vec![0xEE, 1, 2],
+                depth: 0,
+            },
+        );
+        sim.run_for(Duration::from_secs(1));
+        let err = sim
+            .check(Expect::Safety)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("seed 11"), "{err}");
+        assert!(
+            err.contains("n2: deliver-message from n1 (3 B) returned an error: bad message"),
+            "{err}"
+        );
+        assert_eq!(sim.call_error_count(), 1);
+    }
+
+    /// A component crash fails the check, naming node, call and reason.
+    #[test]
+    fn a_crash_fails_the_check() {
+        let trap = nodeplane_artifacts::FIXTURES
+            .iter()
+            .find(|(n, _)| *n == "trap")
+            .map(|(_, p)| ComponentChoice::File(p.to_string()))
+            .expect("the trap fixture is built");
+        let mut sim = Sim::builder()
+            .nodes(2)
+            .seed(4)
+            .component(trap)
+            .build()
+            .expect("builds");
+        sim.run_for(Duration::from_secs(1));
+        sim.check(Expect::Safety).expect("no crash yet");
+        let out = sim.call(1, |n| n.get_peer_metadata("n0"));
+        assert!(matches!(out, Some(Err(_))), "{out:?}");
+        let err = sim
+            .check(Expect::Safety)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("seed 4"), "{err}");
+        assert!(err.contains("n1: component crashed (1x)"), "{err}");
+        assert!(err.contains("get-peer-metadata"), "{err}");
+        assert_eq!(sim.crash_count(), 1);
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! Modules, one job each: [`rng`], [`queue`], [`network`], [`node`] (one
 //! simulated node), [`builder`], [`world`] (the [`Sim`]: lifecycle and the
-//! event loop), [`faults`], [`observe`], [`views`], [`trace`], [`invariants`],
+//! event loop), [`faults`], [`hostile`], [`observe`], [`views`], [`trace`], [`invariants`],
 //! [`ledger`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench)
 //! and [`cli`].
 
@@ -27,6 +27,7 @@ pub mod chaos;
 pub mod cli;
 pub mod component;
 pub mod faults;
+pub mod hostile;
 pub mod invariants;
 pub mod ledger;
 pub mod network;
@@ -43,6 +44,7 @@ pub mod world;
 
 pub use builder::SimBuilder;
 pub use component::ComponentChoice;
+pub use hostile::{Attack, Hostile};
 pub use network::{NetConfig, NetStats};
 pub use node::{node_address, node_id, NodeSpec, SimNode};
 pub use scenarios::{Scenario, ScenarioParams, ScenarioRun};

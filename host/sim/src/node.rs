@@ -96,8 +96,19 @@ pub struct SimNode {
     pub sent_messages: u64,
     /// Payload bytes it sent.
     pub sent_bytes: u64,
-    /// Guest calls that returned an error.
+    /// Guest calls that returned an error the run did not provoke on
+    /// purpose (each is also an invariant violation).
     pub call_errors: u64,
+    /// Component crashes over all its lives (each is also an invariant
+    /// violation): what [`Node::crashes`](nodeplane_runtime::Node::crashes)
+    /// counted, summed over restarts.
+    pub crashes: u64,
+    /// [`Node::crashes`](nodeplane_runtime::Node::crashes) of the running
+    /// instance when the world last looked.
+    pub(crate) crashes_seen: u64,
+    /// The call being made into the node, for the violation a crash or an
+    /// error raises (`None`: a call made through its handle).
+    pub(crate) calling: Option<String>,
 }
 
 impl SimNode {
@@ -124,6 +135,9 @@ impl SimNode {
             sent_messages: 0,
             sent_bytes: 0,
             call_errors: 0,
+            crashes: 0,
+            crashes_seen: 0,
+            calling: None,
         }
     }
 

@@ -30,6 +30,25 @@ pub enum EventKind {
         /// Generation of the setting, to ignore replaced timers.
         generation: u64,
     },
+    /// Hostile node `hostile` sends the next message of its own schedule,
+    /// if it is still the schedule of that generation.
+    HostileTick {
+        /// The hostile node.
+        hostile: usize,
+        /// Its schedule's generation (silencing it starts a new one).
+        generation: u64,
+    },
+    /// A message from hostile node `hostile` arrives at node `to`.
+    HostileDeliver {
+        /// Receiving node.
+        to: usize,
+        /// Sending hostile node.
+        hostile: usize,
+        /// What kind of hostile message it is.
+        attack: crate::hostile::Attack,
+        /// Payload.
+        payload: Vec<u8>,
+    },
 }
 
 /// One queued event.
@@ -120,7 +139,7 @@ mod tests {
         let order: Vec<u64> = std::iter::from_fn(|| q.pop_due(10))
             .map(|e| match e.kind {
                 EventKind::Timer { timer, .. } => timer,
-                EventKind::Deliver { .. } => unreachable!(),
+                _ => unreachable!(),
             })
             .collect();
         assert_eq!(order, vec![2, 1, 3]);

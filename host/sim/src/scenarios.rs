@@ -150,6 +150,9 @@ pub struct ScenarioParams {
     pub sample_every_ms: Option<u64>,
     /// S6 parameters.
     pub s6: S6Params,
+    /// Hostile nodes sending random and crafted messages throughout
+    /// ([`crate::hostile`]); 0 in the documented scenarios.
+    pub hostiles: usize,
 }
 
 impl Default for ScenarioParams {
@@ -162,6 +165,7 @@ impl Default for ScenarioParams {
             time_scale: 1.0,
             sample_every_ms: None,
             s6: S6Params::default(),
+            hostiles: 0,
         }
     }
 }
@@ -224,7 +228,7 @@ pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, S
     if let Some(ms) = params.sample_every_ms {
         builder = builder.sample_every_ms(ms);
     }
-    let mut sim = builder.build()?;
+    let mut sim = builder.hostile(params.hostiles).build()?;
     let mut f = Figures::default();
     let boot = sim.run_until_converged(secs(BOOT_DEADLINE_S));
     f.secs("time_to_converge_s", boot);
@@ -245,6 +249,7 @@ pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, S
         Expect::Safety
     };
     let violation = sim.check(expect).err().map(|e| e.to_string());
+    health_figures(&sim, &mut f);
     Ok(ScenarioRun {
         scenario,
         seed: params.seed,
@@ -254,6 +259,32 @@ pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, S
         trace_hash: sim.trace_hash(),
         violation,
     })
+}
+
+/// Figures every run reports, all expected 0 but the hostile traffic:
+/// `crashes` (component crashes, every node and life), `call_errors`
+/// (calls that returned an error the run did not provoke), and with
+/// hostile nodes `hostile_messages`, `hostile_rejected` (refused as
+/// `bad-message`) and `hostile_bytes_in_per_out` (bytes honest nodes sent
+/// the hostile addresses per byte those sent).
+fn health_figures(sim: &Sim, f: &mut Figures) {
+    f.set("crashes", sim.crash_count() as f64);
+    f.set("call_errors", sim.call_error_count() as f64);
+    if !sim.hostiles().is_empty() {
+        let (mut sent, mut rejected, mut bytes_out, mut bytes_in) = (0, 0, 0, 0);
+        for h in sim.hostiles() {
+            sent += h.stats.sent_messages;
+            rejected += h.stats.rejected;
+            bytes_out += h.stats.sent_bytes;
+            bytes_in += h.stats.received_bytes;
+        }
+        f.set("hostile_messages", sent as f64);
+        f.set("hostile_rejected", rejected as f64);
+        f.set(
+            "hostile_bytes_in_per_out",
+            bytes_in as f64 / bytes_out.max(1) as f64,
+        );
+    }
 }
 
 /// Messages and bytes per live node per second over `window`.
@@ -581,6 +612,7 @@ fn run_s6(params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
     f.set("round_trips", depth.div_ceil(2) as f64);
     let expect = Expect::Safety;
     let violation = sim.check(expect).err().map(|e| e.to_string());
+    health_figures(&sim, &mut f);
     Ok(ScenarioRun {
         scenario: Scenario::S6,
         seed: params.seed,

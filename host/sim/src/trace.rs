@@ -22,6 +22,17 @@ pub enum TraceEvent {
         /// Payload size.
         len: usize,
     },
+    /// A message from a hostile node was delivered.
+    HostileDeliver {
+        /// The hostile node.
+        hostile: usize,
+        /// Receiver.
+        to: usize,
+        /// The attack's name.
+        attack: &'static str,
+        /// Payload size.
+        len: usize,
+    },
     /// A timer fired.
     Timer {
         /// The node.
@@ -67,6 +78,12 @@ impl fmt::Display for TraceRecord {
             TraceEvent::Deliver { from, to, len } => {
                 write!(f, "deliver n{from} -> n{to} ({len} B)")
             }
+            TraceEvent::HostileDeliver {
+                hostile,
+                to,
+                attack,
+                len,
+            } => write!(f, "deliver h{hostile} -> n{to} ({attack}, {len} B)"),
             TraceEvent::Timer { node, timer } => write!(f, "timer n{node} #{timer}"),
             TraceEvent::Update {
                 observer,

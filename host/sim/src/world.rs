@@ -48,6 +48,7 @@ use nodeplane_runtime::{
 
 use crate::builder::SimBuilder;
 use crate::component::{self, ComponentChoice};
+use crate::hostile::Hostile;
 use crate::network::{NetConfig, NetStats, Network};
 use crate::node::{node_address, NodeSpec, SimNode};
 use crate::queue::{EventKind, EventQueue};
@@ -76,8 +77,8 @@ pub struct Sim {
     seed: u64,
     pub(crate) now: u64,
     clock: VirtualClock,
-    rng: SimRng,
-    queue: EventQueue,
+    pub(crate) rng: SimRng,
+    pub(crate) queue: EventQueue,
     /// The network (configuration, faults, counters).
     pub network: Network,
     runtime: Runtime,
@@ -97,6 +98,11 @@ pub struct Sim {
     pub(crate) samples: Vec<Sample>,
     observe: bool,
     keep_logs: bool,
+    /// Hostile nodes ([`Sim::add_hostile`]).
+    pub(crate) hostiles: Vec<Hostile>,
+    pub(crate) hostile_by_address: HashMap<String, usize>,
+    /// Generation of each hostile node's schedule.
+    pub(crate) hostile_generation: Vec<u64>,
 }
 
 impl Sim {
@@ -140,6 +146,9 @@ impl Sim {
             samples: Vec::new(),
             observe,
             keep_logs,
+            hostiles: Vec::new(),
+            hostile_by_address: HashMap::new(),
+            hostile_generation: Vec::new(),
         }
     }
 
@@ -326,6 +335,7 @@ impl Sim {
         let slot = &mut self.nodes[i];
         let node = NodeHandle::new(node);
         slot.node = Some(node.clone());
+        slot.crashes_seen = 0;
         let mut node = node.lock();
         if self.observe {
             let subscription = node
@@ -378,6 +388,7 @@ impl Sim {
     /// Stops node `i` without leaving; its store is kept.
     pub fn crash(&mut self, i: usize) {
         self.action(format!("crash n{i}"));
+        self.note_crashes(i, None);
         let slot = &mut self.nodes[i];
         if let Some(node) = slot.node.take() {
             slot.parked = Some(std::mem::take(&mut node.lock().services_mut().ledger));
@@ -516,11 +527,24 @@ impl Sim {
                 );
                 self.nodes[to].depth = self.nodes[to].depth.max(depth);
                 let source = self.nodes[from].address.clone();
-                if let Some(Err(_)) = self.call(to, |node| node.deliver_message(&source, &payload))
+                let what = || format!("deliver-message from n{from} ({} B)", payload.len());
+                self.nodes[to].calling = Some(what());
+                let crashes = self.nodes[to].crashes;
+                if let Some(Err(e)) = self.call(to, |node| node.deliver_message(&source, &payload))
                 {
-                    self.nodes[to].call_errors += 1;
+                    self.call_error(to, crashes, &what(), &e);
                 }
             }
+            EventKind::HostileTick {
+                hostile,
+                generation,
+            } => self.hostile_tick(hostile, generation),
+            EventKind::HostileDeliver {
+                to,
+                hostile,
+                attack,
+                payload,
+            } => self.hostile_deliver(to, hostile, attack, payload),
             EventKind::Timer {
                 node,
                 life,
@@ -539,8 +563,11 @@ impl Sim {
                 }
                 self.trace
                     .record(self.now, TraceEvent::Timer { node, timer }, &[]);
-                if let Some(Err(_)) = self.call(node, |n| n.fire_timer(timer)) {
-                    self.nodes[node].call_errors += 1;
+                let what = format!("fire-timer #{timer}");
+                self.nodes[node].calling = Some(what.clone());
+                let crashes = self.nodes[node].crashes;
+                if let Some(Err(e)) = self.call(node, |n| n.fire_timer(timer)) {
+                    self.call_error(node, crashes, &what, &e);
                 }
             }
         }
@@ -553,9 +580,55 @@ impl Sim {
         i: usize,
         f: impl FnOnce(&mut Node<RecordingServices>) -> T,
     ) -> Option<T> {
-        let result = f(&mut self.nodes[i].node.as_ref()?.lock());
+        let Some(node) = self.nodes[i].node.as_ref() else {
+            self.nodes[i].calling = None;
+            return None;
+        };
+        let result = f(&mut node.lock());
         self.after_call(i);
+        self.nodes[i].calling = None;
         Some(result)
+    }
+
+    /// Records the error `e` of `call` on node `i` as a violation, unless
+    /// the call crashed the component (`crashes_before` is the node's
+    /// crash count before the call; the crash is its own violation).
+    pub(crate) fn call_error(
+        &mut self,
+        i: usize,
+        crashes_before: u64,
+        call: &str,
+        e: &nodeplane_interface::ControlError,
+    ) {
+        if self.nodes[i].crashes > crashes_before {
+            return;
+        }
+        self.nodes[i].call_errors += 1;
+        self.violation(format!("n{i}: {call} returned an error: {e}"));
+    }
+
+    /// Records a violation for every crash of node `i`'s component the
+    /// world has not seen yet (`reason`: what its event log said).
+    pub(crate) fn note_crashes(&mut self, i: usize, reason: Option<String>) {
+        let slot = &mut self.nodes[i];
+        let Some(node) = slot.node.as_ref() else {
+            return;
+        };
+        let now = node.lock().crashes();
+        if now <= slot.crashes_seen {
+            return;
+        }
+        let new = now - slot.crashes_seen;
+        slot.crashes_seen = now;
+        slot.crashes += new;
+        let call = slot
+            .calling
+            .clone()
+            .unwrap_or_else(|| "a call made through its handle".into());
+        let reason = reason.unwrap_or_else(|| "no reason logged".into());
+        self.violation(format!(
+            "n{i}: component crashed ({new}x) in {call}: {reason}"
+        ));
     }
 
     fn after_call(&mut self, i: usize) {
@@ -564,6 +637,14 @@ impl Sim {
             return;
         };
         let recorded = node.lock().services_mut().drain();
+        let reasons = recorded
+            .log
+            .iter()
+            .filter(|r| r.kind == CRASH_LOG_KIND)
+            .map(|r| crash_reason(&r.detail))
+            .collect::<Vec<_>>();
+        self.note_crashes(i, (!reasons.is_empty()).then(|| reasons.join("; ")));
+        let slot = &mut self.nodes[i];
         let updates: Vec<MembershipUpdate> = slot
             .subscription
             .as_ref()
@@ -586,12 +667,19 @@ impl Sim {
             self.nodes[i].sent_messages += 1;
             self.nodes[i].sent_bytes += payload.len() as u64;
             let Some(&to) = self.by_address.get(&to_address) else {
+                if let Some(&h) = self.hostile_by_address.get(&to_address) {
+                    self.hostile_receives(h, &payload);
+                    continue;
+                }
                 self.network.stats.messages += 1;
                 self.network.stats.bytes += payload.len() as u64;
                 self.network.stats.dropped += 1;
                 continue;
             };
             let delays = self.network.route(&mut self.rng, i, to, payload.len());
+            if !delays.is_empty() {
+                self.hostiles_sniff(&payload);
+            }
             let n = delays.len();
             let mut payload = Some(payload);
             for (k, delay) in delays.into_iter().enumerate() {
@@ -653,6 +741,18 @@ impl Sim {
     pub fn pending_events(&self) -> usize {
         self.queue.len()
     }
+}
+
+/// The event-log kind the runtime writes when a component crashes.
+pub const CRASH_LOG_KIND: &str = "component-crashed";
+
+/// The reason in a [`CRASH_LOG_KIND`] record's detail (`{"reason": ...}`),
+/// or the whole detail.
+fn crash_reason(detail: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(detail)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(String::from))
+        .unwrap_or_else(|| detail.to_string())
 }
 
 /// The outcome of the interface operation `op` (`"join"`, `"leave"`) on

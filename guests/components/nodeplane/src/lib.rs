@@ -14,7 +14,9 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 
 use bindings::exports::nodeplane::control::{control, driver};
-use bindings::nodeplane::control::{clock, events, ledger_store, network, random, timers, types};
+use bindings::nodeplane::control::{
+    clock, events, ledger_store, lifecycle, network, random, timers, types,
+};
 use nodeplane_core::{Effect, Node, Timer};
 
 struct Shell {
@@ -88,8 +90,15 @@ impl driver::Guest for Component {
             .map_err(types::Error::CorruptLedger)?;
         let seed = random::next_u64();
         let now = clock::now_ms();
-        let node = Node::new(convert::config_from_wit(config), stored, seed, now)
-            .map_err(convert::error_to_wit)?;
+        let config = convert::config_from_wit(config);
+        // A rebuild of the same process (after a crash or a hot swap)
+        // continues at the incarnation it already announced; only a new
+        // process raises it.
+        let node = match lifecycle::started_as() {
+            lifecycle::StartMode::Resume => Node::resume(config, stored, seed, now),
+            lifecycle::StartMode::Fresh => Node::new(config, stored, seed, now),
+        }
+        .map_err(convert::error_to_wit)?;
         let mut shell = Shell {
             node,
             subscribers: BTreeSet::new(),

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use crate::bindings::exports::nodeplane::control::{control, driver};
-use crate::bindings::nodeplane::control::{events, types};
+use crate::bindings::nodeplane::control::{events, lifecycle, types};
 use nodeplane_types::{ControlError, MembershipUpdate};
 
 #[path = "../../support/included/wit_convert.rs"]
@@ -78,13 +78,18 @@ impl driver::Guest for Component {
         let flaw: Flaw = crate::FLAW;
         let plane = Plane::new(flaw, config.node_id, config.address, config.metadata)
             .map_err(to_wit_error)?;
+        // The stub keeps no ledger and its own incarnation is always 1, so
+        // a resumed instance (`lifecycle.started-as` is `resume`: the same
+        // process rebuilding it) keeps it as [host-5] asks; it notes it.
+        if lifecycle::started_as() == lifecycle::StartMode::Resume {
+            events::log_event("resumed", "{\"incarnation\":1}");
+        }
         PLANE.with(|cell| *cell.borrow_mut() = Some(plane));
         Ok(())
     }
 
-    fn deliver_message(_source: types::Address, _payload: Vec<u8>) -> Result<(), types::Error> {
-        // The stub has no network protocol; messages are accepted and ignored.
-        Ok(())
+    fn deliver_message(_source: types::Address, payload: Vec<u8>) -> Result<(), types::Error> {
+        with_plane(|p| p.deliver_message(&payload))
     }
 
     fn fire_timer(_timer: u64) {}

@@ -25,7 +25,17 @@ pub enum Flaw {
     Spin,
     /// `get-peer-metadata` traps.
     Trap,
+    /// `init` traps.
+    InitCrash,
+    /// `publish-heartbeat` grows linear memory until the host's limit
+    /// stops it.
+    MemoryHog,
+    /// `deliver-message` traps on a payload starting with [`POISON`].
+    Poison,
 }
+
+/// The payload prefix that crashes the `Poison` fixture.
+pub const POISON: &[u8] = b"poison";
 
 /// Where the stub sends its updates and event-log lines.
 pub trait Sink {
@@ -45,6 +55,22 @@ pub struct Plane {
     version: u64,
     members: BTreeMap<String, Member>,
     subscribers: BTreeSet<u64>,
+}
+
+/// Grows linear memory 256 MiB at a time up to the 4 GiB a 32-bit memory
+/// can address: a host limit below that stops it (a trap), and a failed
+/// grow is a panic, so the call never returns.
+fn grow_memory_without_bound() -> ! {
+    const PAGES: usize = 4096; // 64 KiB pages: 256 MiB
+    loop {
+        #[cfg(target_arch = "wasm32")]
+        let grown = core::arch::wasm32::memory_grow(0, PAGES);
+        #[cfg(not(target_arch = "wasm32"))]
+        let grown = usize::MAX;
+        if grown == usize::MAX {
+            panic!("fixture: memory.grow of {PAGES} pages failed");
+        }
+    }
 }
 
 /// Checks `ip:port`.
@@ -69,6 +95,9 @@ impl Plane {
         address: String,
         metadata: Vec<(String, String)>,
     ) -> Result<Plane, ControlError> {
+        if flaw == Flaw::InitCrash {
+            panic!("fixture: deliberate crash in init");
+        }
         if !valid_node_id(&node_id) {
             return Err(ControlError::InvalidConfig(format!(
                 "node-id {node_id:?}: must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
@@ -210,8 +239,20 @@ impl Plane {
                 n = core::hint::black_box(n.wrapping_add(1));
             }
         }
+        if self.flaw == Flaw::MemoryHog {
+            grow_memory_without_bound();
+        }
         self.heartbeats += 1;
         Ok(self.heartbeats)
+    }
+
+    /// `deliver-message`: the stub has no network protocol; messages are
+    /// accepted and ignored.
+    pub fn deliver_message(&self, payload: &[u8]) -> Result<(), ControlError> {
+        if self.flaw == Flaw::Poison && payload.starts_with(POISON) {
+            panic!("fixture: deliberate trap on a poison message");
+        }
+        Ok(())
     }
 
     /// `report-peer-state`: suspect/dead on alive → suspect; dead on suspect

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Hash};
 use crate::config::MAX_PENDING_ENTRIES;
+use nodeplane_types::MAX_EQUIVOCATIONS_PER_AUTHOR;
 
 /// Two different entries one author wrote at one sequence number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,13 +47,21 @@ pub struct Ledger {
     root: u64,
     pending: BTreeMap<(String, u64), Entry>,
     equivocations: Vec<Equivocation>,
+    /// Conflicting entries not kept: their author already had
+    /// [`MAX_EQUIVOCATIONS_PER_AUTHOR`] held as evidence.
+    equivocations_dropped: u64,
     len: usize,
+}
+
+/// The first 8 bytes of a SHA-256 digest as a big-endian number.
+fn first_u64(digest: [u8; 32]) -> u64 {
+    let [b0, b1, b2, b3, b4, b5, b6, b7, ..] = digest;
+    u64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7])
 }
 
 /// The 64-bit bucket key of an author: the first 8 bytes of SHA-256(author).
 pub fn author_key(author: &str) -> u64 {
-    let h = Sha256::digest(author.as_bytes());
-    u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+    first_u64(Sha256::digest(author.as_bytes()).into())
 }
 
 /// The digest contribution of an author whose chain ends at `seq`.
@@ -62,13 +71,12 @@ pub fn leaf_hash(author: &str, seq: u64) -> u64 {
     h.update((author.len() as u32).to_be_bytes());
     h.update(author.as_bytes());
     h.update(seq.to_be_bytes());
-    let out = h.finalize();
-    u64::from_be_bytes(out[..8].try_into().expect("8 bytes"))
+    first_u64(h.finalize().into())
 }
 
 /// The key range of a bucket path (one nibble of the author key per level).
 fn path_range(path: &[u8]) -> (u64, u64) {
-    let bits = 4 * path.len() as u32;
+    let bits = (path.len() as u32).saturating_mul(4);
     if bits == 0 {
         return (0, u64::MAX);
     }
@@ -79,8 +87,9 @@ fn path_range(path: &[u8]) -> (u64, u64) {
     if bits >= 64 {
         return (prefix, prefix);
     }
-    let lo = prefix << (64 - bits);
-    (lo, lo | ((1u64 << (64 - bits)) - 1))
+    // 0 < bits < 64 here: neither shift can overflow.
+    let lo = prefix.checked_shl(64u32.saturating_sub(bits)).unwrap_or(0);
+    (lo, lo | u64::MAX.checked_shr(bits).unwrap_or(0))
 }
 
 impl Ledger {
@@ -109,6 +118,11 @@ impl Ledger {
         &self.equivocations
     }
 
+    /// Conflicting entries dropped over the per-author evidence cap.
+    pub fn equivocations_dropped(&self) -> u64 {
+        self.equivocations_dropped
+    }
+
     /// Head sequence number of an author's chain (0 when unknown).
     pub fn head_seq(&self, author: &str) -> u64 {
         self.chains.get(author).map_or(0, |c| c.len() as u64)
@@ -130,7 +144,7 @@ impl Ledger {
         let Some(chain) = self.chains.get(author) else {
             return Vec::new();
         };
-        let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
+        let start = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
         chain.iter().skip(start).take(limit).cloned().collect()
     }
 
@@ -177,8 +191,8 @@ impl Ledger {
     pub fn child_digests(&self, path: &[u8]) -> (Vec<u64>, usize) {
         let mut out = vec![0u64; crate::config::SYNC_FANOUT];
         let (lo, hi) = path_range(path);
-        let shift = 64u32.saturating_sub(4 * (path.len() as u32 + 1));
-        let mut count = 0;
+        let shift = 64u32.saturating_sub((path.len() as u32).saturating_add(1).saturating_mul(4));
+        let mut count: usize = 0;
         for ((k, _), leaf) in self
             .keys
             .range((lo, String::new())..)
@@ -189,8 +203,10 @@ impl Ledger {
             } else {
                 ((k >> shift) & 0x0f) as usize
             };
-            out[nib] ^= leaf;
-            count += 1;
+            if let Some(d) = out.get_mut(nib) {
+                *d ^= leaf;
+            }
+            count = count.saturating_add(1);
         }
         (out, count)
     }
@@ -225,9 +241,13 @@ impl Ledger {
         entry.verify().map_err(|e| e.to_string())?;
         let head = self.head_seq(&entry.author);
         if entry.seq <= head {
-            let existing = self
-                .get(&entry.author, entry.seq)
-                .expect("seq within chain");
+            // 1 <= seq <= head (verified above): the slot is held.
+            let Some(existing) = self.get(&entry.author, entry.seq) else {
+                return Err(format!(
+                    "entry {}#{}: not held at or below head {head}",
+                    entry.author, entry.seq
+                ));
+            };
             if existing.id == entry.id {
                 return Ok(Insert::Duplicate);
             }
@@ -237,17 +257,25 @@ impl Ledger {
                 kept: existing.id,
                 conflicting: entry,
             };
-            if self
-                .equivocations
-                .iter()
-                .any(|e| e.conflicting.id == ev.conflicting.id)
-            {
+            let mut held_for_author = 0usize;
+            for e in &self.equivocations {
+                if e.conflicting.id == ev.conflicting.id {
+                    return Ok(Insert::Duplicate);
+                }
+                if e.author == ev.author {
+                    held_for_author = held_for_author.saturating_add(1);
+                }
+            }
+            if held_for_author >= MAX_EQUIVOCATIONS_PER_AUTHOR {
+                // Evidence enough: anyone can forge conflicts under any
+                // name, so more would only grow memory (and gossip).
+                self.equivocations_dropped = self.equivocations_dropped.saturating_add(1);
                 return Ok(Insert::Duplicate);
             }
             self.equivocations.push(ev.clone());
             return Ok(Insert::Equivocation(ev));
         }
-        if entry.seq > head + 1 {
+        if entry.seq > head.saturating_add(1) {
             let slot = (entry.author.clone(), entry.seq);
             if self.pending.get(&slot).is_some_and(|e| e.id == entry.id) {
                 return Ok(Insert::Duplicate);
@@ -266,15 +294,14 @@ impl Ledger {
             .map_or(&[][..], |h| std::slice::from_ref(&h.id));
         nodeplane_entry::check_link(&entry, held, head).map_err(|e| e.to_string())?;
         let author = entry.author.clone();
+        self.link(entry.clone());
         let mut linked = vec![entry];
-        self.link(linked[0].clone());
         // Unblock buffered successors.
-        loop {
-            let next = self.head_seq(&author) + 1;
+        while let Some(next) = self.head_seq(&author).checked_add(1) {
             let Some(e) = self.pending.remove(&(author.clone(), next)) else {
                 break;
             };
-            if e.prev != self.head(&author).expect("non-empty").id {
+            if self.head(&author).map(|h| h.id) != Some(e.prev) {
                 // A buffered entry that does not link is dropped; sync will
                 // fetch the right one.
                 break;
@@ -312,7 +339,7 @@ impl Ledger {
             .entry(entry.author.clone())
             .or_default()
             .push(entry);
-        self.len += 1;
+        self.len = self.len.saturating_add(1);
     }
 }
 
@@ -382,5 +409,24 @@ mod tests {
         assert_eq!(l.bucket_digest(&[]), l.root_digest());
         let total: usize = (0..16u8).map(|i| l.authors_under(&[i])).sum();
         assert_eq!(total, 5);
+    }
+
+    #[test]
+    fn equivocation_evidence_is_capped_per_author() {
+        let mut l = Ledger::new();
+        l.insert(chain("a", 1)[0].clone()).unwrap();
+        let over = MAX_EQUIVOCATIONS_PER_AUTHOR + 4;
+        for i in 0..over {
+            let body = format!("{{\"forged\":{i}}}").into_bytes();
+            let forged = Entry::new("a", 1, GENESIS_PREV, 1, "join", body);
+            let kept = matches!(l.insert(forged), Ok(Insert::Equivocation(_)));
+            assert_eq!(kept, i < MAX_EQUIVOCATIONS_PER_AUTHOR, "conflict {i}");
+        }
+        assert_eq!(l.equivocations().len(), MAX_EQUIVOCATIONS_PER_AUTHOR);
+        assert_eq!(l.equivocations_dropped(), 4);
+        // Another author's evidence has its own allowance.
+        l.insert(chain("b", 1)[0].clone()).unwrap();
+        let forged = Entry::new("b", 1, GENESIS_PREV, 1, "join", b"{\"x\":1}".to_vec());
+        assert!(matches!(l.insert(forged), Ok(Insert::Equivocation(_))));
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Extensions, HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -14,7 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{blocking, AppState, HttpError};
+use super::{blocking, body_or_error, AppState, HttpError};
 use crate::events::Source;
 use crate::faults::{FaultRequest, FaultState};
 
@@ -62,9 +63,10 @@ async fn set_faults(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FaultState>, HttpError> {
     authorize(&s, &headers, &ext)?;
+    let body = body_or_error(body)?;
     let req: FaultRequest = serde_json::from_slice(&body)
         .map_err(|e| HttpError::bad_request(format!("fault request: {e}")))?;
     let state = s
@@ -90,9 +92,10 @@ async fn swap_component(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, HttpError> {
     authorize(&s, &headers, &ext)?;
+    let body = body_or_error(body)?;
     let req: SwapRequest = serde_json::from_slice(&body).map_err(|e| {
         HttpError::bad_request(format!(
             "swap request: {e} (expected {{\"component\": \"stub\"|\"nodeplane\"|\"<file>\"}})"
@@ -109,11 +112,13 @@ async fn swap_component(
         let component = nodeplane_artifacts::load(&runtime, &wanted)
             .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
         // Not the compatibility API's mapping: a swap refused because the
-        // node has left is a conflict, anything else the agent's fault.
+        // node has left is a conflict; otherwise the component the request
+        // named failed to take over (its init, its state transfer), which
+        // is the request's component's fault, not the agent's: 422.
         node.lock().swap(&component).map_err(|e| {
             let status = match e {
                 nodeplane_interface::ControlError::HasLeft => StatusCode::CONFLICT,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             (status, e.to_string())
         })

@@ -9,10 +9,10 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::json;
 
-use super::{blocking, update_stream, AppState, HttpError};
+use super::{blocking, update_stream, AppState, HttpError, Limits};
 use crate::metrics::Gauges;
 
 /// Largest page of `GET /ledger`.
@@ -34,21 +34,26 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let node = s.node.clone();
-    let (view, name, version, hash, source, uptime, crashes, swaps) = blocking(move || {
-        let n = node.lock();
-        let (name, version) = n.component_info();
-        (
-            n.mirror_view(),
-            name.to_string(),
-            version.to_string(),
-            n.component().hash_hex(),
-            n.component().source.to_string(),
-            n.uptime(),
-            n.crashes(),
-            n.swaps(),
-        )
-    })
-    .await;
+    let (view, name, version, hash, source, uptime, (crashes, quarantined, failure), swaps) =
+        blocking(move || {
+            let n = node.lock();
+            let (name, version) = n.component_info();
+            (
+                n.mirror_view(),
+                name.to_string(),
+                version.to_string(),
+                n.component().hash_hex(),
+                n.component().source.to_string(),
+                n.uptime(),
+                (
+                    n.crashes(),
+                    n.quarantined(),
+                    n.failure().map(str::to_string),
+                ),
+                n.swaps(),
+            )
+        })
+        .await;
     let incarnation = view.member(&s.node_id).map(|m| m.incarnation);
     let state = view.member(&s.node_id).map(|m| m.state);
     Json(json!({
@@ -64,6 +69,8 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "ledger_entries": s.ledger.len_entries(),
         "equivocations": s.ledger.equivocations().len(),
         "crashes": crashes,
+        "quarantined": quarantined,
+        "failure": failure,
         "swaps": swaps,
     }))
 }
@@ -123,8 +130,8 @@ async fn ledger_page(
     let entries = s.ledger.page(author.as_deref(), from, limit);
     let next = match (&author, entries.last()) {
         (_, None) => None,
-        (Some(_), Some(last)) if entries.len() == limit => Some(last.seq + 1),
-        (None, Some(_)) if entries.len() == limit => Some(from + limit as u64),
+        (Some(_), Some(last)) if entries.len() == limit => last.seq.checked_add(1),
+        (None, Some(_)) if entries.len() == limit => from.checked_add(limit as u64),
         _ => None,
     };
     Ok(Json(
@@ -132,15 +139,23 @@ async fn ledger_page(
     ))
 }
 
-async fn events(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    update_stream(s.updates.subscribe())
+async fn events(
+    State(s): State<Arc<AppState>>,
+    Extension(limits): Extension<Limits>,
+) -> Result<impl IntoResponse, HttpError> {
+    let slot = limits.stream_slot()?;
+    Ok(update_stream(s.updates.subscribe(), slot))
 }
 
-async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+async fn metrics(
+    State(s): State<Arc<AppState>>,
+    Extension(limits): Extension<Limits>,
+) -> impl IntoResponse {
     let node = s.node.clone();
-    let (view, crashes, swaps) = blocking(move || {
+    let (view, crashes, swaps, quarantined, quarantine_drops) = blocking(move || {
         let n = node.lock();
-        (n.mirror_view(), n.crashes(), n.swaps())
+        let q = (n.quarantined(), n.quarantine_drops());
+        (n.mirror_view(), n.crashes(), n.swaps(), q.0, q.1)
     })
     .await;
     let c = view.counts();
@@ -148,6 +163,8 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         ledger_entries: s.ledger.len_entries(),
         crashes,
         swaps,
+        quarantined,
+        quarantine_drops,
         members: vec![
             ("alive", c.alive),
             ("suspect", c.suspect),
@@ -155,10 +172,26 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
             ("left", c.left),
         ],
     };
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(&gauges),
-    )
+    let mut text = s.metrics.render(&gauges);
+    let refused = limits.refused();
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    crate::metrics::render_more(
+        &mut text,
+        &[
+            ("nodeplane_ledger_equivocations_dropped_total", "Conflicting entries not kept as evidence (over the per-author cap, or not linking).", s.ledger.equivocations_dropped()),
+            ("nodeplane_ledger_reopens_total", "Times the ledger store was reopened after a failure.", s.ledger.reopens()),
+            ("nodeplane_http_refused_busy_total", "HTTP requests refused: too many at once (429).", load(&refused.busy)),
+            ("nodeplane_http_refused_streams_total", "Update streams refused: too many open (429).", load(&refused.streams)),
+            ("nodeplane_http_refused_timeout_total", "HTTP requests not completed in time (408).", load(&refused.timeout)),
+            ("nodeplane_http_refused_too_large_total", "HTTP requests with a body over the limit (413).", load(&refused.too_large)),
+        ],
+        &[(
+            "nodeplane_ledger_equivocations",
+            "Equivocations (author, sequence number) the ledger holds evidence of.",
+            s.ledger.equivocations().len() as u64,
+        )],
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -9,6 +9,7 @@ mod leave;
 mod members;
 mod metadata;
 mod preconditions;
+mod recovery;
 mod report;
 mod subscribe;
 mod swap;
@@ -89,4 +90,6 @@ pub static CHECKS: &[Check] = &[
     metadata::PEER,
     // Hot swap.
     swap::KEEPS_SUBSCRIBERS,
+    // Crash recovery.
+    recovery::RESUME,
 ];
