@@ -376,3 +376,28 @@ proptest! {
         }
     }
 }
+
+/// Found by fuzzing (fuzz/artifacts-kept/node_sequence): a profile whose
+/// address is not `ip:port`, or whose author is not a valid node id, made a
+/// member no receiver could probe indirectly. Such an entry stays in its
+/// author's chain but says nothing about membership.
+#[test]
+fn a_profile_with_an_unusable_address_or_id_is_no_member() {
+    let profile = |author: &str, addr: &str| {
+        let body = format!(r#"{{"inc":1,"addr":"{addr}","meta":[]}}"#).into_bytes();
+        Entry::new(author, 1, nodeplane_entry::GENESIS_PREV, 1, "join", body)
+    };
+    let good = profile("n1", "10.0.0.1:7000");
+    for bad in [
+        profile("n2", ""),
+        profile("n2", "10.0.0.2"),
+        profile("n2", "not an address"),
+        profile("\u{7f}", "10.0.0.3:7000"),
+        profile("", "10.0.0.3:7000"),
+    ] {
+        assert!(facts(&bad).is_err(), "{:?} {:?}", bad.author, bad.body);
+        let view = derive_view([&good, &bad]);
+        let ids: Vec<&str> = view.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["n1"], "{:?}", String::from_utf8_lossy(&bad.body));
+    }
+}

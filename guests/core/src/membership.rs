@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use nodeplane_types::{Member, PeerState};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{is_valid_address, validate_node_id};
 use crate::ledger::{Entry, Hash};
 
 /// Entry kind: a node joins (or rejoins after a restart).
@@ -131,13 +132,29 @@ fn claim_about_other(
     })
 }
 
+/// The body of a profile entry (`join`, `alive`, `metadata`), refused when
+/// its author is not a valid node id or its address is not `ip:port`: such
+/// a member could never be probed indirectly (no receiver accepts a
+/// `ping-req` naming it) and would hand the Mesh VPN an unusable endpoint.
+fn profile(e: &Entry) -> Result<ProfileBody, String> {
+    validate_node_id(&e.author).map_err(|why| format!("author {:?}: {why}", e.author))?;
+    let b: ProfileBody = parse(e)?;
+    if !is_valid_address(&b.addr) {
+        return Err(format!(
+            "{} by {:?}: address {:?} is not ip:port",
+            e.kind, e.author, b.addr
+        ));
+    }
+    Ok(b)
+}
+
 /// The membership facts of an entry. Unknown kinds carry none (so newer
 /// writers stay readable); a known kind with a bad body is an error.
 pub fn facts(e: &Entry) -> Result<Vec<Fact>, String> {
     let me = e.author.clone();
     Ok(match e.kind.as_str() {
         KIND_JOIN | KIND_ALIVE => {
-            let b: ProfileBody = parse(e)?;
+            let b = profile(e)?;
             vec![
                 Fact::Claim {
                     subject: me,
@@ -151,7 +168,7 @@ pub fn facts(e: &Entry) -> Result<Vec<Fact>, String> {
             ]
         }
         KIND_METADATA => {
-            let b: ProfileBody = parse(e)?;
+            let b = profile(e)?;
             vec![Fact::Profile {
                 addr: b.addr,
                 meta: b.meta,
