@@ -82,6 +82,9 @@ pub const SYNC_BURST_MESSAGES: usize = 4;
 /// entries twice. A lost stream is picked up by the first round after it.
 pub const STREAM_STALL_MS: u64 = 1_000;
 /// Entries received ahead of their chain kept while the gap is fetched.
+/// When full, the oldest buffered entry expires to make room: a sender of
+/// entries whose gaps never fill cannot pin the buffer, and an honest entry
+/// that expired is fetched again once its chain reaches it.
 pub const MAX_PENDING_ENTRIES: usize = 8_192;
 /// How long an entry stays on the gossip queue: infection-style spread
 /// finishes in a few gossip ticks; after that the frontier-digest

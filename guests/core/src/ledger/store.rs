@@ -45,7 +45,15 @@ pub struct Ledger {
     /// Each known author's bucket key (saves a SHA-256 per linked entry).
     key_of: BTreeMap<String, u64>,
     root: u64,
-    pending: BTreeMap<(String, u64), Entry>,
+    pending: BTreeMap<(String, u64), (u64, Entry)>,
+    /// Buffered slots by arrival number, oldest first: a full buffer lets
+    /// its oldest entry go (see [`MAX_PENDING_ENTRIES`]), so nobody can pin
+    /// it with entries whose gaps are never filled.
+    arrivals: BTreeMap<u64, (String, u64)>,
+    /// Arrival number of the next buffered entry.
+    next_arrival: u64,
+    /// Buffered entries let go to make room for newer ones.
+    pending_expired: u64,
     equivocations: Vec<Equivocation>,
     /// Conflicting entries not kept: their author already had
     /// [`MAX_EQUIVOCATIONS_PER_AUTHOR`] held as evidence.
@@ -111,6 +119,18 @@ impl Ledger {
     /// Number of buffered (not yet linked) entries.
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Buffered entries let go, oldest first, when the buffer was full.
+    pub fn pending_expired(&self) -> u64 {
+        self.pending_expired
+    }
+
+    /// Removes a buffered slot and its arrival record.
+    fn unbuffer(&mut self, slot: &(String, u64)) -> Option<Entry> {
+        let (arrival, entry) = self.pending.remove(slot)?;
+        self.arrivals.remove(&arrival);
+        Some(entry)
     }
 
     /// Every equivocation seen.
@@ -277,16 +297,29 @@ impl Ledger {
         }
         if entry.seq > head.saturating_add(1) {
             let slot = (entry.author.clone(), entry.seq);
-            if self.pending.get(&slot).is_some_and(|e| e.id == entry.id) {
+            if self
+                .pending
+                .get(&slot)
+                .is_some_and(|(_, e)| e.id == entry.id)
+            {
                 return Ok(Insert::Duplicate);
             }
-            if self.pending.len() >= MAX_PENDING_ENTRIES && !self.pending.contains_key(&slot) {
-                return Err(format!(
-                    "entry {}#{}: pending buffer full ({MAX_PENDING_ENTRIES} entries ahead of their chains)",
-                    entry.author, entry.seq
-                ));
+            // A newer entry for the slot replaces the older one.
+            self.unbuffer(&slot);
+            // Full: the oldest buffered entry expires. It was the likeliest
+            // to be junk (its gap never filled); an honest one is fetched
+            // again by reconciliation once its chain reaches it.
+            while self.pending.len() >= MAX_PENDING_ENTRIES {
+                let Some((_, oldest)) = self.arrivals.pop_first() else {
+                    break;
+                };
+                self.pending.remove(&oldest);
+                self.pending_expired = self.pending_expired.saturating_add(1);
             }
-            self.pending.insert(slot, entry);
+            let arrival = self.next_arrival;
+            self.next_arrival = self.next_arrival.saturating_add(1);
+            self.arrivals.insert(arrival, slot.clone());
+            self.pending.insert(slot, (arrival, entry));
             return Ok(Insert::Buffered);
         }
         let held = self
@@ -298,7 +331,7 @@ impl Ledger {
         let mut linked = vec![entry];
         // Unblock buffered successors.
         while let Some(next) = self.head_seq(&author).checked_add(1) {
-            let Some(e) = self.pending.remove(&(author.clone(), next)) else {
+            let Some(e) = self.unbuffer(&(author.clone(), next)) else {
                 break;
             };
             if self.head(&author).map(|h| h.id) != Some(e.prev) {
@@ -317,7 +350,7 @@ impl Ledger {
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            self.pending.remove(&k);
+            self.unbuffer(&k);
         }
         Ok(Insert::Linked(linked))
     }
@@ -428,5 +461,22 @@ mod tests {
         l.insert(chain("b", 1)[0].clone()).unwrap();
         let forged = Entry::new("b", 1, GENESIS_PREV, 1, "join", b"{\"x\":1}".to_vec());
         assert!(matches!(l.insert(forged), Ok(Insert::Equivocation(_))));
+    }
+
+    #[test]
+    fn a_full_out_of_order_buffer_lets_its_oldest_entry_go() {
+        let mut l = Ledger::new();
+        // Entries far ahead of fresh authors' chains fill the buffer.
+        for i in 0..MAX_PENDING_ENTRIES + 5 {
+            let e = Entry::new(&format!("x{i}"), 9, GENESIS_PREV, 9, "join", b"{}".to_vec());
+            assert_eq!(l.insert(e), Ok(Insert::Buffered));
+        }
+        assert_eq!(l.pending_len(), MAX_PENDING_ENTRIES);
+        assert_eq!(l.pending_expired(), 5);
+        // An honest chain arriving out of order is still buffered and linked.
+        let c = chain("a", 2);
+        assert_eq!(l.insert(c[1].clone()), Ok(Insert::Buffered));
+        assert!(matches!(l.insert(c[0].clone()), Ok(Insert::Linked(v)) if v.len() == 2));
+        assert_eq!(l.pending_len(), MAX_PENDING_ENTRIES - 1);
     }
 }
