@@ -40,6 +40,11 @@ enum Command {
     Swap(nodeplane_agent::cli::SwapArgs),
     /// List or change a running agent's fault injection rules.
     Faults(nodeplane_agent::cli::FaultsArgs),
+    /// Print a fresh cluster key (base64 of 32 random bytes) for
+    /// `cluster_key_file`.
+    Keygen,
+    /// A running agent's cluster keyring: list, install, use, remove.
+    Keys(nodeplane_agent::cli::KeysArgs),
     /// Run a membership scenario (S1..S8) in the deterministic simulator.
     Sim(nodeplane_sim::cli::SimArgs),
     /// Run the simulator benchmarks behind docs/performance.md.
@@ -82,6 +87,8 @@ fn main() -> Result<()> {
         Command::Ledger(args) => nodeplane_agent::cli::run_ledger(args),
         Command::Swap(args) => nodeplane_agent::cli::run_swap(args),
         Command::Faults(args) => nodeplane_agent::cli::run_faults(args),
+        Command::Keygen => nodeplane_agent::cli::run_keygen(),
+        Command::Keys(args) => nodeplane_agent::cli::run_keys(args),
         Command::Sim(args) => Ok(nodeplane_sim::cli::run(&args)?),
         Command::Bench(args) => Ok(nodeplane_sim::cli::run_bench(&args)?),
         Command::StoreCrash(args) => store_crash::run(args),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use nodeplane_agent::store::RedbLedger;
+use nodeplane_entry::signing::ed25519::{key_field, KeyPair};
 use nodeplane_entry::{Entry, GENESIS_PREV};
 use nodeplane_runtime::LedgerStore;
 
@@ -140,14 +141,18 @@ fn write(data_dir: &Path, count: u64) -> Result<()> {
             }
             let seq = head(&store, author) + 1;
             let prev = prev_of(&store, author, seq - 1);
-            let entry = Entry::new(
-                author,
-                seq,
-                prev,
-                nanos(),
-                "heartbeat",
-                nanos().to_be_bytes().to_vec(),
-            );
+            // Signed as a node signs (the store checks who may write):
+            // each author's first entry is a `join` binding its key.
+            let keys = KeyPair::derived(b"nodeplane-store-crash", author);
+            let (kind, body) = if seq == 1 {
+                (
+                    "join",
+                    format!("{{{}}}", key_field(&keys.public_key())).into_bytes(),
+                )
+            } else {
+                ("heartbeat", nanos().to_be_bytes().to_vec())
+            };
+            let entry = keys.sign(Entry::new(author, seq, prev, nanos(), kind, body));
             if let Err(first) = store.append(&entry) {
                 // What the runtime does: reopen and retry once, else stop.
                 eprintln!("append {author}#{seq} failed: {first}; reopening");

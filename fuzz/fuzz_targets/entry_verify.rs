@@ -13,6 +13,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use nodeplane_core::ledger::{Insert, Ledger};
+use nodeplane_core::testkit::test_keys;
+use nodeplane_entry::signing::ed25519::NativeVerifier;
 use nodeplane_core::membership::{self, DeadBody, LeaveBody, ProfileBody, SuspectBody};
 use nodeplane_entry::{check_link, digest_of, entry_id, frontier, verify_chains, Entry, Hash};
 use nodeplane_entry::{GENESIS_PREV, MAX_AUTHOR_LEN};
@@ -167,6 +169,7 @@ fn build(spec: &Spec, built: &[Entry]) -> Entry {
                 inc: inc.value(),
                 addr: addr.clone(),
                 meta: meta.clone(),
+                signing_key: Some(hex::encode(test_keys(&author).public_key())),
             }),
         ),
         Body::Suspect { subject, inc } => (
@@ -211,7 +214,7 @@ fn build(spec: &Spec, built: &[Entry]) -> Entry {
         Kind::Raw(s) => s.clone(),
     };
     let clock = spec.clock.value();
-    let mut entry = Entry::new(&author, seq, prev, clock, &kind, body);
+    let mut entry = test_keys(&author).sign(Entry::new(&author, seq, prev, clock, &kind, body));
     match spec.id {
         Id::Computed => {}
         Id::Flipped(bit) => entry.id[usize::from(bit / 8) % 32] ^= 1 << (bit % 8),
@@ -264,7 +267,7 @@ fn check_all(entries: &[Entry]) {
     // The core's ledger, then the view of what linked.
     let mut ledger = Ledger::new();
     for e in entries {
-        match ledger.insert(e.clone()) {
+        match ledger.insert(e.clone(), &mut NativeVerifier) {
             Ok(Insert::Linked(linked)) => {
                 for l in linked {
                     assert!(l.verify().is_ok(), "the ledger linked an unverified entry");

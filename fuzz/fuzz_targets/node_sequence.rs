@@ -18,7 +18,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use nodeplane_core::ledger::{Entry, Hash, GENESIS_PREV};
 use nodeplane_core::membership::{self, DeadBody, LeaveBody, ProfileBody, SuspectBody};
-use nodeplane_core::testkit::{node_address, node_id};
+use nodeplane_core::testkit::{node_address, node_id, test_keys, test_signer};
 use nodeplane_core::wire::{self, Message, SyncItem, WireEntry};
 use nodeplane_core::{Effect, Node, NodeConfig, PeerState, Timer, Tunables};
 
@@ -329,6 +329,7 @@ impl Harness {
                     inc: self.num(*inc, &author),
                     addr: author_addr(addr),
                     meta: meta.clone(),
+                    signing_key: Some(hex::encode(test_keys(&author).public_key())),
                 }),
             ),
             Body::Alive { inc, addr } => (
@@ -337,6 +338,7 @@ impl Harness {
                     inc: self.num(*inc, &author),
                     addr: author_addr(addr),
                     meta: Vec::new(),
+                    signing_key: None,
                 }),
             ),
             Body::Metadata { inc, addr, meta } => (
@@ -345,6 +347,7 @@ impl Harness {
                     inc: self.num(*inc, &author),
                     addr: author_addr(addr),
                     meta: meta.clone(),
+                    signing_key: None,
                 }),
             ),
             Body::Suspect { subject, inc } => {
@@ -388,7 +391,9 @@ impl Harness {
             Body::Raw { kind, body } => (kind.clone(), body.clone()),
         };
         let clock = self.num(spec.clock, &author);
-        let mut e = Entry::new(&author, seq, prev, clock, &kind, body);
+        // Signed with the author's test key (the key every node of the
+        // test kit uses), so entries get past the signature check.
+        let mut e = test_keys(&author).sign(Entry::new(&author, seq, prev, clock, &kind, body));
         if let Id::Flipped(bit) = spec.id {
             e.id[usize::from(bit / 8) % 32] ^= 1 << (bit % 8);
         }
@@ -567,7 +572,7 @@ impl Harness {
             }
             Op::Restart { seed } => {
                 let _ = self.node.drain_effects();
-                self.node = Node::new(config(), self.store.clone(), *seed, self.now)
+                self.node = Node::new(config(), self.store.clone(), *seed, self.now, test_signer(&config().node_id))
                     .unwrap_or_else(|e| panic!("the node cannot restart from its own store: {e}"));
                 self.timers.clear();
                 // A store holding this node's own `leave` may refuse a
@@ -582,7 +587,7 @@ impl Harness {
 fuzz_target!(|input: Input| {
     let now = 1_000_000;
     let mut pre = Harness {
-        node: match Node::new(config(), Vec::new(), input.seed, now) {
+        node: match Node::new(config(), Vec::new(), input.seed, now, test_signer(&config().node_id)) {
             Ok(n) => n,
             Err(e) => panic!("a fresh node starts: {e}"),
         },
@@ -596,7 +601,7 @@ fuzz_target!(|input: Input| {
     // Entries the store holds at start: a node must start from any store
     // or refuse it with an error, never panic.
     let stored: Vec<Entry> = input.stored.iter().take(16).map(|s| pre.entry(s)).collect();
-    let node = match Node::new(config(), stored.clone(), input.seed, now) {
+    let node = match Node::new(config(), stored.clone(), input.seed, now, test_signer(&config().node_id)) {
         Ok(n) => n,
         Err(_) => return,
     };

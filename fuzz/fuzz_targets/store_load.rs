@@ -14,6 +14,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use nodeplane_agent::store::LEDGER_FILE;
 use nodeplane_agent::RedbLedger;
+use nodeplane_entry::signing::ed25519::{key_field, KeyPair};
 use nodeplane_entry::{Entry, Hash, GENESIS_PREV};
 use nodeplane_runtime::LedgerStore;
 use redb::{Database, TableDefinition};
@@ -75,7 +76,15 @@ fn build(spec: &Spec, built: &[Entry]) -> Entry {
     };
     let kind =
         ["join", "alive", "suspect", "confirm-dead", "leave", ""][usize::from(spec.kind % 6)];
-    let mut e = Entry::new(&author, seq, prev, spec.clock, kind, spec.body.clone());
+    let keys = KeyPair::derived(b"fuzz-store-load", &author);
+    // A first join declares its author's key (so that chains get past the
+    // signature check); every entry is signed by its author.
+    let body = if kind == "join" && seq == 1 {
+        format!("{{{}}}", key_field(&keys.public_key())).into_bytes()
+    } else {
+        spec.body.clone()
+    };
+    let mut e = keys.sign(Entry::new(&author, seq, prev, spec.clock, kind, body));
     if spec.flip_id {
         e.id[0] ^= 1;
     }

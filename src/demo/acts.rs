@@ -26,6 +26,10 @@ pub fn start_on_stub(demo: &mut Demo, root: &Path) -> Result<()> {
     demo.say(&format!(
         "1. starting {NODES} agents on the stub control plane, each with a Mesh VPN host"
     ));
+    let fingerprint = super::cluster::write_cluster_key(root)?;
+    demo.say(&format!(
+        "   a fresh cluster key (nodeplane keygen) seals every message between them: fingerprint {fingerprint}"
+    ));
     let seed = Agent::plan(0, None, root)?;
     let seed_addr = seed.listen;
     demo.agents.push(seed);
@@ -47,8 +51,14 @@ pub fn start_on_stub(demo: &mut Demo, root: &Path) -> Result<()> {
     }
     demo.poll_vpns(&everyone);
     for i in 0..NODES {
+        let keys = demo.agents[i].client().get("/admin/keys")?;
+        ensure!(
+            keys["primary"] == json!(fingerprint),
+            "{} does not seal with the demo's cluster key: {keys}",
+            demo.agents[i].id
+        );
         demo.detail(&format!(
-            "{} listens on {}, API http://{}",
+            "{} listens on {}, API http://{}, sealing with key {fingerprint}",
             demo.agents[i].id, demo.agents[i].listen, demo.agents[i].api
         ));
     }

@@ -10,6 +10,19 @@ use anyhow::{bail, Context, Result};
 use nodeplane_agent::client::ApiClient;
 use nodeplane_agent::ports::free_port;
 
+/// The demo's cluster key file, in its temporary directory: one key for
+/// every agent, made by [`write_cluster_key`] before any agent starts.
+pub const KEY_FILE: &str = "cluster.key";
+
+/// Writes a fresh cluster key (as `nodeplane keygen` makes it) to
+/// `root/`[`KEY_FILE`], mode 0600; returns its fingerprint.
+pub fn write_cluster_key(root: &Path) -> Result<String> {
+    let key = nodeplane_agent::seal::ClusterKey::generate();
+    nodeplane_agent::seal::write_key_file(&root.join(KEY_FILE), &key)
+        .context("writing the demo's cluster key")?;
+    Ok(key.fingerprint())
+}
+
 /// How long an agent may take to answer `/healthz` after it was started.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 /// Timeout of one request to an agent's API.
@@ -28,6 +41,7 @@ pub struct Agent {
     /// WireGuard-style public key offered as metadata.
     pub public_key: String,
     data_dir: PathBuf,
+    key_file: PathBuf,
     seed: SocketAddr,
     exe: PathBuf,
     client: ApiClient,
@@ -49,6 +63,7 @@ impl Agent {
             overlay_ip: format!("100.64.0.{}", index + 1),
             public_key: base64_encode(&key_bytes),
             data_dir: root.join(format!("node-{index}")),
+            key_file: root.join(KEY_FILE),
             seed: seed.unwrap_or(listen),
             // Resolved once: a rebuild during the demo replaces the file.
             exe: std::env::current_exe().context("locating the nodeplane binary")?,
@@ -76,6 +91,8 @@ impl Agent {
             .args(["--seed", &self.seed.to_string()])
             .arg("--data-dir")
             .arg(&self.data_dir)
+            .arg("--cluster-key-file")
+            .arg(&self.key_file)
             .args(["--component", component])
             .args(["--metadata", &format!("overlay-ip={}", self.overlay_ip)])
             .args(["--metadata", &format!("public-key={}", self.public_key)])

@@ -16,6 +16,7 @@ use nodeplane_entry::{Entry, GENESIS_PREV};
 
 use crate::support::agents::SERIAL;
 use crate::support::cluster::{all_alive, Cluster, CONVERGE_BOUND};
+use crate::support::node::{signed, test_key_hex};
 
 /// How long each attack's effects are watched for: several protocol
 /// periods (1 s) and gossip ticks, so that a forged verdict or a crash
@@ -111,9 +112,11 @@ impl Attacker {
     }
 }
 
-/// A fresh author's chain: its `join`, then `claims` (kind, body).
+/// A fresh author's chain: its `join`, then `claims` (kind, body), signed
+/// with a key of the attacker's own (it may mint ids, never write under a
+/// member's).
 fn forged_chain(author: &str, claims: &[(&str, Vec<u8>)]) -> Vec<WireEntry> {
-    let join = Entry::new(
+    let join = signed(Entry::new(
         author,
         1,
         GENESIS_PREV,
@@ -123,13 +126,14 @@ fn forged_chain(author: &str, claims: &[(&str, Vec<u8>)]) -> Vec<WireEntry> {
             inc: 1,
             addr: format!("{ATTACKER_IP}:9"),
             meta: vec![],
+            signing_key: Some(test_key_hex(author)),
         }),
-    );
+    ));
     let mut prev = join.id;
     let mut out = vec![WireEntry::from(&join)];
     for (i, (kind, b)) in claims.iter().enumerate() {
         let seq = 2 + i as u64;
-        let e = Entry::new(author, seq, prev, seq, kind, b.clone());
+        let e = signed(Entry::new(author, seq, prev, seq, kind, b.clone()));
         prev = e.id;
         out.push(WireEntry::from(&e));
     }

@@ -209,6 +209,7 @@ async fn admin_is_loopback_only_and_faults_validate() {
         admin_token: Some("sesame".into()),
         node_id: s.node_id.clone(),
         address: s.address.clone(),
+        keys: Arc::clone(&s.keys),
     });
     let req = |auth: Option<&str>| {
         let mut r = Request::builder().method("POST").uri("/admin/faults");

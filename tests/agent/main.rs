@@ -8,6 +8,7 @@ mod support;
 mod adversarial;
 mod api;
 mod http_contract;
+mod keys;
 mod network;
 mod processes;
 mod store_faults;

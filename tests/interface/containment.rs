@@ -392,6 +392,9 @@ impl Services for FlakyServices {
     fn log_event(&mut self, kind: &str, detail: &str) {
         self.inner.log_event(kind, detail)
     }
+    fn signer(&mut self, node_id: &str) -> std::sync::Arc<nodeplane_runtime::signing::NodeSigner> {
+        self.inner.signer(node_id)
+    }
 }
 
 fn flaky_node(rt: &Runtime) -> (Node<FlakyServices>, Flaky) {

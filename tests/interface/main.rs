@@ -6,4 +6,5 @@
 
 mod conformance;
 mod containment;
+mod examples;
 mod runtime;

@@ -221,7 +221,7 @@ fn view_by_inserting(entries: &[Entry]) -> (Vec<Member>, [u8; 32]) {
     let mut l = Ledger::new();
     let mut d = Derived::new();
     for e in entries {
-        if let Ok(Insert::Linked(linked)) = l.insert(e.clone()) {
+        if let Ok(Insert::Linked(linked)) = l.insert(e.clone(), &mut NativeVerifier) {
             for x in linked {
                 let _ = d.apply(&x);
             }
@@ -266,7 +266,7 @@ proptest! {
             let mut d = Derived::new();
             let mut l = Ledger::new();
             for p in parts { for e in p.iter() {
-                if let Ok(Insert::Linked(ls)) = l.insert(e.clone()) { for e in ls { let _ = d.apply(&e); } }
+                if let Ok(Insert::Linked(ls)) = l.insert(e.clone(), &mut NativeVerifier) { for e in ls { let _ = d.apply(&e); } }
             }}
             d.members()
         };
@@ -323,7 +323,7 @@ fn every_flipped_byte_is_detected_on_load() {
                 if !f(&mut stored[i], k) {
                     break;
                 }
-                let res = nodeplane_core::Node::new(config("z", "10.0.0.1:7000"), stored, 1, 0);
+                let res = new_node(config("z", "10.0.0.1:7000"), stored, 1, 0);
                 assert!(
                     matches!(res, Err(nodeplane_core::Error::CorruptLedger(_))),
                     "tampered entry {i} ({}#{}) byte {k} went unnoticed",

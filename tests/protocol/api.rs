@@ -6,7 +6,7 @@ use nodeplane_core::{Effect, Error, Node, PeerState, Timer, UpdateCause};
 
 #[test]
 fn before_join_everything_is_not_joined() {
-    let mut n = Node::new(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
+    let mut n = new_node(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
     assert_eq!(n.members(), Err(Error::NotJoined));
     assert_eq!(n.leave(0), Err(Error::NotJoined));
     assert_eq!(n.publish_heartbeat(0), Err(Error::NotJoined));
@@ -19,12 +19,12 @@ fn before_join_everything_is_not_joined() {
 
 #[test]
 fn config_is_validated() {
-    let bad_id = Node::new(config("a b", "10.0.0.1:7000"), vec![], 1, 0).unwrap_err();
+    let bad_id = new_node(config("a b", "10.0.0.1:7000"), vec![], 1, 0).unwrap_err();
     assert!(
         matches!(bad_id, Error::InvalidConfig(ref s) if s.contains("node_id")),
         "{bad_id}"
     );
-    let bad_addr = Node::new(config("a", "nowhere"), vec![], 1, 0).unwrap_err();
+    let bad_addr = new_node(config("a", "nowhere"), vec![], 1, 0).unwrap_err();
     assert!(
         matches!(bad_addr, Error::InvalidConfig(ref s) if s.contains("address")),
         "{bad_addr}"
@@ -32,13 +32,13 @@ fn config_is_validated() {
     let mut c = config("a", "10.0.0.1:7000");
     c.tunables.probe_timeout_ms = 5_000;
     assert!(
-        matches!(Node::new(c, vec![], 1, 0), Err(Error::InvalidConfig(s)) if s.contains("probe_timeout_ms"))
+        matches!(new_node(c, vec![], 1, 0), Err(Error::InvalidConfig(s)) if s.contains("probe_timeout_ms"))
     );
 }
 
 #[test]
 fn join_bad_seed_changes_nothing() {
-    let mut n = Node::new(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
+    let mut n = new_node(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
     let err = n
         .join(0, &["10.0.0.2:7000".into(), "bogus".into()])
         .unwrap_err();
@@ -49,7 +49,7 @@ fn join_bad_seed_changes_nothing() {
 
 #[test]
 fn join_alone_then_again_is_idempotent() {
-    let mut n = Node::new(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
+    let mut n = new_node(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
     let v = n.join(0, &["10.0.0.1:7000".into()]).unwrap();
     assert_eq!(v.version, 1);
     assert_eq!(v.members.len(), 1);
@@ -212,12 +212,12 @@ fn restart_raises_incarnation_and_keeps_chain() {
     let mut n = joined_node("a", "10.0.0.1:7000");
     n.leave(1).unwrap();
     let stored = appended(&{
-        let mut m = Node::new(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
+        let mut m = new_node(config("a", "10.0.0.1:7000"), vec![], 1, 0).unwrap();
         m.join(0, &[]).unwrap();
         m.report_peer_state(0, "a", PeerState::Alive).ok();
         m.drain_checked()
     });
-    let r = Node::new(config("a", "10.0.0.9:7000"), stored.clone(), 2, 5).unwrap();
+    let r = new_node(config("a", "10.0.0.9:7000"), stored.clone(), 2, 5).unwrap();
     assert_eq!(r.incarnation(), 2);
     let mut r = r;
     let v = r.join(5, &[]).unwrap();
@@ -237,14 +237,14 @@ fn corrupt_ledger_names_first_bad_entry() {
     b.suspect("x", "y", 1);
     let mut stored = b.entries.clone();
     stored[2].body[3] ^= 1;
-    let err = Node::new(config("a", "10.0.0.1:7000"), stored, 1, 0).unwrap_err();
+    let err = new_node(config("a", "10.0.0.1:7000"), stored, 1, 0).unwrap_err();
     assert!(
         matches!(err, Error::CorruptLedger(ref s) if s.contains("stored entry 2") && s.contains("x#2")),
         "{err}"
     );
     let mut gap = b.entries.clone();
     gap.remove(0);
-    let err = Node::new(config("a", "10.0.0.1:7000"), gap, 1, 0).unwrap_err();
+    let err = new_node(config("a", "10.0.0.1:7000"), gap, 1, 0).unwrap_err();
     assert!(
         matches!(err, Error::CorruptLedger(ref s) if s.contains("x#2")),
         "{err}"
@@ -256,12 +256,13 @@ fn bad_messages_are_errors_and_change_nothing() {
     let mut n = joined_node("a", "10.0.0.1:7000");
     let before = n.frontier_digest();
     let good = wire::encode(&Message::Nack { seq: 1 });
+    // Version 1, before entries were signed, is no longer spoken.
     let mut wrong_version = good.clone();
-    wrong_version[0] = 2;
+    wrong_version[0] = 1;
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (vec![], "empty"),
-        (wrong_version, "schema version 2"),
-        (vec![1, 200], "malformed"),
+        (wrong_version, "schema version 1"),
+        (vec![wire::WIRE_VERSION, 200], "malformed"),
         ([good.clone(), vec![0]].concat(), "trailing"),
         (vec![1; 60_001], "exceeds"),
     ];
@@ -280,7 +281,7 @@ fn view_version_rises_by_one_per_update() {
     let (mut a, _b) = pair();
     a.report_peer_state(1, "b", PeerState::Suspect).unwrap();
     let mut last = 0;
-    let mut a2 = Node::new(
+    let mut a2 = new_node(
         config("a", "10.0.0.1:7000"),
         a.ledger().all_entries().cloned().collect(),
         3,

@@ -10,5 +10,6 @@ mod api;
 mod claims;
 mod extremes;
 mod reconcile;
+mod signing;
 mod testkit;
 mod wire;

@@ -14,10 +14,10 @@ const AUTHORS: usize = 64;
 fn ledgers(h: usize, d: usize) -> (Vec<Entry>, Vec<Entry>) {
     let mut b = ChainBuilder::default();
     for i in 0..h {
-        b.push(
+        b.push_object(
             &format!("a{}", i % AUTHORS),
             "note",
-            format!("{{\"i\":{i}}}").into_bytes(),
+            serde_json::json!({ "i": i }),
         );
     }
     let shared = b.entries.clone();
@@ -29,7 +29,7 @@ fn ledgers(h: usize, d: usize) -> (Vec<Entry>, Vec<Entry>) {
         let start = c.entries.len();
         for i in 0..d {
             let author = format!("a{}", range.start + i % range.len());
-            c.push(&author, "note", format!("{{\"x\":{i}}}").into_bytes());
+            c.push_object(&author, "note", serde_json::json!({ "x": i }));
         }
         let mut all = c.entries[..start].to_vec();
         all.extend_from_slice(&c.entries[start..]);
@@ -95,8 +95,8 @@ fn account(out: &mut Outcome, payload: &[u8]) {
 
 fn pair(h: usize, d: usize) -> (Node, Node) {
     let (la, lb) = ledgers(h, d);
-    let mut a = Node::new(config("na", A_ADDR), la, 1, 0).unwrap();
-    let mut b = Node::new(config("nb", B_ADDR), lb, 2, 0).unwrap();
+    let mut a = new_node(config("na", A_ADDR), la, 1, 0).unwrap();
+    let mut b = new_node(config("nb", B_ADDR), lb, 2, 0).unwrap();
     a.join(0, &[]).unwrap();
     b.join(0, &[]).unwrap();
     a.drain_checked();

@@ -8,7 +8,8 @@ fn small() -> Entry {
     Entry::new("n1", 1, GENESIS_PREV, 1, "leave", br#"{"inc":1}"#.to_vec())
 }
 
-const SMALL_ENTRY: &str = "026e3101000000000000000000000000000000000000000000000000000000000000000001056c65617665097b22696e63223a317da574bf6ebe85ed4f0968ed818e969e46b90b1c36ec917d79d9619f5399719e74";
+const SMALL_ENTRY: &str = "026e3101000000000000000000000000000000000000000000000000000000000000000001056c65617665097b22696e63223a317da574bf6ebe85ed4f0968ed818e969e46b90b1c36ec917d79d9619f5399719e74\
+00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
 
 fn golden() -> Vec<(Message, String)> {
     vec![
@@ -19,7 +20,7 @@ fn golden() -> Vec<(Message, String)> {
                 digest: [1, 2, 3, 4, 5, 6, 7, 8],
                 entries: vec![],
             },
-            "010007026e32010203040506070800".into(),
+            "020007026e32010203040506070800".into(),
         ),
         (
             Message::Ack {
@@ -27,7 +28,7 @@ fn golden() -> Vec<(Message, String)> {
                 digest: [8, 7, 6, 5, 4, 3, 2, 1],
                 entries: vec![],
             },
-            "010107080706050403020100".into(),
+            "020107080706050403020100".into(),
         ),
         (
             Message::PingReq {
@@ -35,15 +36,15 @@ fn golden() -> Vec<(Message, String)> {
                 target: "n3".into(),
                 address: "10.0.0.3:7000".into(),
             },
-            "010209026e330d31302e302e302e333a37303030".into(),
+            "020209026e330d31302e302e302e333a37303030".into(),
         ),
-        (Message::IndirectAck { seq: 9 }, "010309".into()),
-        (Message::Nack { seq: 9 }, "010409".into()),
+        (Message::IndirectAck { seq: 9 }, "020309".into()),
+        (Message::Nack { seq: 9 }, "020409".into()),
         (
             Message::Gossip {
                 entries: vec![(&small()).into()],
             },
-            format!("010501{SMALL_ENTRY}"),
+            format!("020501{SMALL_ENTRY}"),
         ),
         (
             Message::Sync {
@@ -58,20 +59,20 @@ fn golden() -> Vec<(Message, String)> {
                     },
                 ],
             },
-            format!("0106020000{}{}", "10", "00".repeat(128)) + "0102030f01026e3104",
+            format!("0206020000{}{}", "10", "00".repeat(128)) + "0102030f01026e3104",
         ),
         (
             Message::Want {
                 heads: vec![("n1".into(), 2)],
             },
-            "010701026e3102".into(),
+            "020701026e3102".into(),
         ),
         (
             Message::Entries {
                 entries: vec![(&small()).into()],
                 rest: vec![("n1".into(), 1)],
             },
-            format!("010801{SMALL_ENTRY}01026e3101"),
+            format!("020801{SMALL_ENTRY}01026e3101"),
         ),
     ]
 }

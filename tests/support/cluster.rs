@@ -32,6 +32,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// The process, while running.
     pub child: Option<Child>,
+    /// `--cluster-key-file` to start it with (none: it runs open).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Agents that are killed (SIGKILL) and whose data is removed on drop.
@@ -57,6 +59,7 @@ impl Cluster {
                     api: format!("{ip}:{}", free_port(&ip)).parse().unwrap(),
                     data_dir: root.join(format!("n{}", i + 1)),
                     child: None,
+                    key_file: None,
                 }
             })
             .collect();
@@ -92,6 +95,9 @@ impl Cluster {
             .stderr(log);
         if let Some(seed) = seed {
             cmd.args(["--seed", &seed.to_string()]);
+        }
+        if let Some(key_file) = &node.key_file {
+            cmd.arg("--cluster-key-file").arg(key_file);
         }
         node.child = Some(cmd.spawn().expect("spawn agent"));
     }

@@ -4,4 +4,5 @@
 
 pub mod agents;
 pub mod cluster;
+pub mod netns;
 pub mod node;

@@ -1,9 +1,34 @@
 //! Helpers for the tests of the sans-IO core (`nodeplane-core`): node
 //! configurations, hand-built ledger chains and effect filters.
 
+#[allow(unused_imports)] // used by some of the including test binaries
+pub use nodeplane_core::ledger::entry::signing::ed25519::NativeVerifier;
 use nodeplane_core::ledger::{Entry, GENESIS_PREV};
 use nodeplane_core::membership::{body, DeadBody, LeaveBody, ProfileBody, SuspectBody};
-use nodeplane_core::{Effect, Node, NodeConfig, Timer, Tunables};
+use nodeplane_core::testkit::{test_keys, test_signer};
+use nodeplane_core::{Effect, Error, Node, NodeConfig, Timer, Tunables};
+
+/// `Node::new` with the node's test key (`nodeplane_core::testkit::test_keys`),
+/// the key hand-built chains of the same id are signed with.
+pub fn new_node(
+    config: NodeConfig,
+    stored: Vec<Entry>,
+    seed: u64,
+    now_ms: u64,
+) -> Result<Node, Error> {
+    let signer = test_signer(&config.node_id);
+    Node::new(config, stored, seed, now_ms, signer)
+}
+
+/// An entry signed with its author's test key.
+pub fn signed(e: Entry) -> Entry {
+    test_keys(&e.author.clone()).sign(e)
+}
+
+/// The hex of `id`'s test public key, as its `join` declares it.
+pub fn test_key_hex(id: &str) -> String {
+    hex::encode(test_keys(id).public_key())
+}
 
 pub fn config(id: &str, addr: &str) -> NodeConfig {
     NodeConfig {
@@ -29,10 +54,23 @@ impl ChainBuilder {
             .get(author)
             .map_or((1, GENESIS_PREV), |(s, id)| (s + 1, *id));
         self.clock += 1;
-        let e = Entry::new(author, seq, prev, self.clock, kind, body);
+        let e = signed(Entry::new(author, seq, prev, self.clock, kind, body));
         self.heads.insert(author.to_string(), (seq, e.id));
         self.entries.push(e.clone());
         e
+    }
+    /// Pushes `kind` with the JSON object `body`, except that an author's
+    /// first entry becomes a `join` declaring its key (the only first
+    /// entry a receiver accepts) with the same fields.
+    pub fn push_object(&mut self, author: &str, kind: &str, body: serde_json::Value) -> Entry {
+        if self.heads.contains_key(author) {
+            return self.push(author, kind, body.to_string().into_bytes());
+        }
+        let mut body = body;
+        if let Some(map) = body.as_object_mut() {
+            map.insert("signing_key".into(), test_key_hex(author).into());
+        }
+        self.push(author, "join", body.to_string().into_bytes())
     }
     pub fn join(&mut self, author: &str, inc: u64) -> Entry {
         let addr = format!(
@@ -46,6 +84,7 @@ impl ChainBuilder {
                 inc,
                 addr,
                 meta: vec![],
+                signing_key: Some(test_key_hex(author)),
             }),
         )
     }
@@ -61,6 +100,7 @@ impl ChainBuilder {
                 inc,
                 addr,
                 meta: vec![],
+                signing_key: None,
             }),
         )
     }
@@ -136,7 +176,7 @@ impl Checked for Node {
 }
 
 pub fn joined_node(id: &str, addr: &str) -> Node {
-    let mut n = Node::new(config(id, addr), vec![], 1, 0).unwrap();
+    let mut n = new_node(config(id, addr), vec![], 1, 0).unwrap();
     n.join(0, &[]).unwrap();
     n.drain_checked();
     n

@@ -27,14 +27,27 @@ fn s6(h: usize, d: usize, a: usize) -> (usize, usize, usize) {
         let (seq, prev) = heads
             .get(&author)
             .map_or((1, GENESIS_PREV), |(s, id)| (s + 1, *id));
-        let e = Entry::new(
+        let keys = nodeplane_core::testkit::test_keys(&author);
+        // An author's first entry is a `join` declaring its key.
+        let (kind, body) = if seq == 1 {
+            (
+                "join",
+                format!(
+                    "{{\"i\":{i},\"signing_key\":\"{}\"}}",
+                    hex::encode(keys.public_key())
+                ),
+            )
+        } else {
+            ("note", format!("{{\"i\":{i}}}"))
+        };
+        let e = keys.sign(Entry::new(
             &author,
             seq,
             prev,
             i as u64,
-            "note",
-            format!("{{\"i\":{i}}}").into_bytes(),
-        );
+            kind,
+            body.into_bytes(),
+        ));
         heads.insert(author, (seq, e.id));
         out.push(e);
     }
@@ -68,8 +81,9 @@ fn s6(h: usize, d: usize, a: usize) -> (usize, usize, usize) {
         metadata: vec![],
         tunables: Tunables::DEFAULTS,
     };
-    let mut na = Node::new(cfg("na", "10.1.0.1:7000"), la, 1, 0).unwrap();
-    let mut nb = Node::new(cfg("nb", "10.1.0.2:7000"), lb, 2, 0).unwrap();
+    use nodeplane_core::testkit::test_signer;
+    let mut na = Node::new(cfg("na", "10.1.0.1:7000"), la, 1, 0, test_signer("na")).unwrap();
+    let mut nb = Node::new(cfg("nb", "10.1.0.2:7000"), lb, 2, 0, test_signer("nb")).unwrap();
     na.join(0, &[]).unwrap();
     nb.join(0, &[]).unwrap();
     na.drain_effects();

@@ -150,6 +150,7 @@ pub fn validated(mut config: NodeConfig) -> Result<NodeConfig, Error> {
         inc: u64::MAX,
         addr: config.address.clone(),
         meta: config.metadata.clone(),
+        signing_key: Some(hex::encode([0u8; 32])),
     });
     if profile.len() > crate::ledger::entry::MAX_BODY_LEN {
         return Err(Error::InvalidConfig(format!(

@@ -14,8 +14,10 @@
 //!
 //! # Driving a node (what a host or guest shell does)
 //!
-//! 1. `Node::new(config, stored_entries, seed, now_ms)` with every entry the
-//!    store holds, in the order they were appended; then `join`.
+//! 1. `Node::new(config, stored_entries, seed, now_ms, signer)` with every
+//!    entry the store holds, in the order they were appended, and the
+//!    node's [`Signer`] (the host's signing service: it signs this node's
+//!    entries and checks everyone's); then `join`.
 //! 2. After **every** call (API, `handle_message`, `handle_timer`), call
 //!    [`Node::drain_effects`] and perform the [`Effect`]s in order:
 //!    - `Send { to, payload }`: send one datagram to the address `to`;
@@ -105,6 +107,7 @@ pub use effect::Timer;
 pub use error::Error;
 pub use ledger::{Entry, Hash};
 pub use node::Node;
+pub use nodeplane_entry::signing::{PublicKey, Signer, Verifier};
 pub use nodeplane_types::{
     Effect, Member, MembershipUpdate, MembershipView, NodeConfig, PeerState, Tunables, UpdateCause,
 };

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{is_valid_address, validate_node_id};
 use crate::ledger::{Entry, Hash};
+use nodeplane_entry::signing::{declared_key, PublicKey};
 
 /// Entry kind: a node joins (or rejoins after a restart).
 pub const KIND_JOIN: &str = "join";
@@ -36,6 +37,20 @@ pub const KIND_SUSPECT: &str = "suspect";
 pub const KIND_CONFIRM_DEAD: &str = "confirm-dead";
 /// Entry kind: the author leaves gracefully.
 pub const KIND_LEAVE: &str = "leave";
+/// Entry kind: the author still suspects `subject` at `inc`, having held
+/// that suspicion for `held_ms` (the time-based death rule, see
+/// [`Derived`] and [`SUSPICION_LAPSE_MS`]). Readers that do not know the
+/// kind ignore it, as any unknown kind.
+pub const KIND_SUSPECT_HELD: &str = "suspect-held";
+
+/// How long a suspicion must have been held before a `suspect-held` vote
+/// counts toward the time-based quorum: 90 s. A partition of up to 60 s
+/// (scenario S4) must heal without a death, and after a heal the
+/// suspected side's refutations need a few seconds to spread (S4
+/// converges in well under 10 s), so 90 s leaves 30 s of margin; a
+/// failure that the strict majority can never confirm (half of the
+/// cluster crashed at once) is decided within about this long.
+pub const SUSPICION_LAPSE_MS: u64 = 90_000;
 
 /// Body of `join`, `alive` and `metadata`: the author's own profile.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +62,10 @@ pub struct ProfileBody {
     /// The author's metadata.
     #[serde(default)]
     pub meta: Vec<(String, String)>,
+    /// On `join` only: the author's Ed25519 public key, 64 hex digits
+    /// (`nodeplane_entry::signing`); the first `join` binds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 /// Body of `suspect`.
@@ -70,6 +89,19 @@ pub struct DeadBody {
     pub evidence: Vec<String>,
     /// Distinct suspecting authors the verdict counted.
     pub suspecters: u32,
+}
+
+/// Body of `suspect-held`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldBody {
+    /// The suspected member.
+    pub subject: String,
+    /// The incarnation the suspicion is about.
+    pub inc: u64,
+    /// How long the suspicion has been in effect, unrefuted, in the
+    /// author's view, ms (its own clock: each author vouches only for its
+    /// own vote).
+    pub held_ms: u64,
 }
 
 /// Body of `leave`.
@@ -225,6 +257,16 @@ pub fn death_quorum(live: usize, floor: usize) -> usize {
     (live / 2).saturating_add(1).max(floor)
 }
 
+/// Distinct authors of long-held suspicions (`suspect-held` entries with
+/// `held_ms ≥ SUSPICION_LAPSE_MS`) a verdict needs under the time-based
+/// rule when `live` members are counted live: half of them, rounded up
+/// (so exactly half of an even cluster, which the strict majority cannot
+/// reach; never fewer than a majority of an odd one), or `floor` if that
+/// is higher. A minority can never reach it.
+pub fn lapse_quorum(live: usize, floor: usize) -> usize {
+    live.div_ceil(2).max(floor).max(1)
+}
+
 /// Keeps the smaller of two entry ids in `slot`; true if it changed.
 fn keep_min(slot: &mut Option<Hash>, id: Hash) -> bool {
     if slot.is_some_and(|old| old <= id) {
@@ -252,6 +294,11 @@ struct Suspects {
     first: Option<Hash>,
     /// How many of `authors` are counted live (see [`Derived`]).
     live: usize,
+    /// Authors of `suspect-held` entries here with a held time of at
+    /// least [`SUSPICION_LAPSE_MS`].
+    held: BTreeSet<String>,
+    /// How many of `held` are counted live.
+    held_live: usize,
 }
 
 /// (author seq, address, metadata, entry id) of a subject's latest profile.
@@ -274,6 +321,12 @@ struct Subject {
     counted_live: bool,
     /// Live suspecters of its current verdict, while it is a candidate.
     candidate: Option<usize>,
+    /// Live long-held suspecters of its current verdict, while it is a
+    /// candidate.
+    held_candidate: Option<usize>,
+    /// Whether another author declared the same signing key: such an
+    /// author is not counted live, so one key is one voice in a quorum.
+    key_shared: bool,
 }
 
 impl Subject {
@@ -316,6 +369,13 @@ impl Subject {
         }
         Some(self.suspects.get(&base.inc).map_or(0, |s| s.live))
     }
+
+    /// Live long-held suspecters of that verdict (see `candidate_count`).
+    fn held_candidate_count(&self) -> Option<usize> {
+        self.candidate_count()?;
+        let base = self.base.as_ref()?;
+        Some(self.suspects.get(&base.inc).map_or(0, |s| s.held_live))
+    }
 }
 
 /// The view derived from a set of entries, maintained incrementally.
@@ -334,17 +394,26 @@ impl Subject {
 /// members the death rule holds for:
 ///
 /// - *counted live* (`C`): members whose claim without verdicts is
-///   `alive` or `suspect` (a function of the entry set, verdicts aside);
+///   `alive` or `suspect` (a function of the entry set, verdicts aside)
+///   and whose signing key no other author declared, so that a quorum of
+///   distinct authors is one of distinct keys;
 /// - the *suspecters* of S at `i`: distinct authors in `C` of
 ///   `suspect(S, i)` entries (the entry's `evidence` and `suspecters`
 ///   fields are not trusted);
+/// - the *long-held suspecters* of S at `i`: distinct authors in `C` of
+///   `suspect-held(S, i)` entries with `held_ms ≥ SUSPICION_LAPSE_MS`
+///   (each author vouches for its own vote only);
 /// - `V` is the least set such that every candidate S (a verdict at its
 ///   current incarnation) with `suspecters ≥ death_quorum(|C| − |V|)`
-///   is in `V`. It is computed by taking candidates by suspecters,
-///   most first, while each has a quorum of the members not yet in `V`,
-///   so `L = |C| − |V|` is exactly what the writer counts live (its
-///   published `alive` and `suspect` members). A verdict can only lower
-///   `L` for later ones, never its own bar, so the set is unique.
+///   (the quorum rule) or `long-held suspecters ≥ lapse_quorum(|C| −
+///   |V|)` (the time-based rule: half, when a strict majority cannot be
+///   reached because half the cluster failed at once) is in `V`. It is
+///   computed by repeatedly taking the candidate with the most
+///   suspecters, or else the one with the most long-held suspecters,
+///   while it meets its bar with the members not yet in `V`, so `L = |C|
+///   − |V|` is exactly what the writer counts live (its published `alive`
+///   and `suspect` members). A verdict can only lower `L`, and so the
+///   bars, for later ones, never raise them, so the set is unique.
 ///
 /// Every step is a function of the entry set alone, so equal entry sets
 /// give equal views in any order. Cost per entry: O(log n), plus the
@@ -363,10 +432,17 @@ pub struct Derived {
     /// Subjects with a verdict at their current incarnation, by live
     /// suspecters (most first), then id.
     candidates: BTreeSet<(Reverse<usize>, String)>,
+    /// The same subjects by live long-held suspecters (most first), then id.
+    held_candidates: BTreeSet<(Reverse<usize>, String)>,
     /// `V`: the subjects the death rule holds for.
     dead: BTreeSet<String>,
     /// `V` may have changed since it was last computed.
     recheck: bool,
+    /// Each author's signing key, as its `join` entries declare it.
+    key_of: BTreeMap<String, PublicKey>,
+    /// The authors bound to each key. An author sharing its key with
+    /// another is not counted live: a quorum is one of distinct keys.
+    authors_of_key: BTreeMap<PublicKey, BTreeSet<String>>,
 }
 
 impl Derived {
@@ -384,10 +460,36 @@ impl Derived {
         }
     }
 
+    /// Records the signing key a `join` declares (the ledger checked it
+    /// is the author's bound key); authors found sharing a key stop being
+    /// counted live. Returns the authors whose standing changed.
+    fn note_key(&mut self, e: &Entry) -> Vec<String> {
+        let Ok(Some(key)) = declared_key(e) else {
+            return Vec::new();
+        };
+        if self.key_of.contains_key(&e.author) {
+            return Vec::new();
+        }
+        self.key_of.insert(e.author.clone(), key);
+        let authors = self.authors_of_key.entry(key).or_default();
+        authors.insert(e.author.clone());
+        if authors.len() < 2 {
+            return Vec::new();
+        }
+        let sharing: Vec<String> = authors.iter().cloned().collect();
+        for a in &sharing {
+            self.subjects.entry(a.clone()).or_default().key_shared = true;
+        }
+        sharing
+    }
+
     /// Folds one entry in; returns the subjects it may have changed.
     pub fn apply(&mut self, e: &Entry) -> Result<Vec<String>, String> {
-        let mut touched = BTreeSet::new();
+        let mut touched: BTreeSet<String> = self.note_key(e).into_iter().collect();
         let author_live = self.subjects.get(&e.author).is_some_and(|s| s.counted_live);
+        if e.kind == KIND_SUSPECT_HELD {
+            self.apply_held(e, author_live, &mut touched)?;
+        }
         for fact in facts(e)? {
             match fact {
                 Fact::Claim {
@@ -448,6 +550,43 @@ impl Derived {
         Ok(touched.into_iter().collect())
     }
 
+    /// Folds in a `suspect-held` entry: a vote of the time-based rule once
+    /// its `held_ms` reaches [`SUSPICION_LAPSE_MS`] (a shorter one is kept
+    /// in the ledger but counts for nothing).
+    fn apply_held(
+        &mut self,
+        e: &Entry,
+        author_live: bool,
+        touched: &mut BTreeSet<String>,
+    ) -> Result<(), String> {
+        let b: HeldBody = parse(e)?;
+        if b.subject == e.author {
+            return Err(format!(
+                "entry {}#{}: a node cannot suspect itself",
+                e.author, e.seq
+            ));
+        }
+        if b.held_ms < SUSPICION_LAPSE_MS {
+            return Ok(());
+        }
+        let sus = self
+            .subjects
+            .entry(b.subject.clone())
+            .or_default()
+            .suspects
+            .entry(b.inc)
+            .or_default();
+        if sus.held.insert(e.author.clone()) && author_live {
+            sus.held_live = sus.held_live.saturating_add(1);
+        }
+        self.by_author
+            .entry(e.author.clone())
+            .or_default()
+            .insert((b.subject.clone(), b.inc));
+        touched.insert(b.subject);
+        Ok(())
+    }
+
     /// Recomputes a subject's claim without verdicts, whether it is
     /// counted live (and with it its suspicions of others), and its place
     /// among the candidates.
@@ -456,8 +595,10 @@ impl Derived {
             return;
         };
         s.base = s.base_claim();
-        let live =
-            s.profile.is_some() && s.base.as_ref().is_none_or(|c| c.state != PeerState::Left);
+        let shares_key = s.key_shared;
+        let live = s.profile.is_some()
+            && s.base.as_ref().is_none_or(|c| c.state != PeerState::Left)
+            && !shares_key;
         let flipped = live != s.counted_live;
         s.counted_live = live;
         if flipped {
@@ -476,11 +617,22 @@ impl Derived {
                 else {
                     continue;
                 };
-                sus.live = if live {
-                    sus.live.saturating_add(1)
-                } else {
-                    sus.live.saturating_sub(1)
-                };
+                // `by_author` holds (subject, inc) for a `suspect` or a
+                // `suspect-held` entry: count the author where it is one.
+                if sus.authors.contains_key(id) {
+                    sus.live = if live {
+                        sus.live.saturating_add(1)
+                    } else {
+                        sus.live.saturating_sub(1)
+                    };
+                }
+                if sus.held.contains(id) {
+                    sus.held_live = if live {
+                        sus.held_live.saturating_add(1)
+                    } else {
+                        sus.held_live.saturating_sub(1)
+                    };
+                }
                 self.place(&subject);
             }
         }
@@ -493,15 +645,23 @@ impl Derived {
             return;
         };
         let new = s.candidate_count();
-        if new == s.candidate {
+        let new_held = s.held_candidate_count();
+        if new == s.candidate && new_held == s.held_candidate {
             return;
         }
         let old = std::mem::replace(&mut s.candidate, new);
+        let old_held = std::mem::replace(&mut s.held_candidate, new_held);
         if let Some(k) = old {
             self.candidates.remove(&(Reverse(k), id.to_string()));
         }
         if let Some(k) = new {
             self.candidates.insert((Reverse(k), id.to_string()));
+        }
+        if let Some(h) = old_held {
+            self.held_candidates.remove(&(Reverse(h), id.to_string()));
+        }
+        if let Some(h) = new_held {
+            self.held_candidates.insert((Reverse(h), id.to_string()));
         }
         self.recheck = true;
     }
@@ -512,13 +672,30 @@ impl Derived {
         if !std::mem::take(&mut self.recheck) {
             return;
         }
-        let mut v = BTreeSet::new();
-        for (Reverse(k), id) in &self.candidates {
-            let live = self.counted_live.saturating_sub(v.len());
-            if *k < death_quorum(live, self.quorum_floor) {
-                break;
+        let mut v: BTreeSet<String> = BTreeSet::new();
+        let mut by_quorum = self.candidates.iter().peekable();
+        let mut by_time = self.held_candidates.iter().peekable();
+        loop {
+            while by_quorum.peek().is_some_and(|(_, id)| v.contains(id)) {
+                by_quorum.next();
             }
-            v.insert(id.clone());
+            while by_time.peek().is_some_and(|(_, id)| v.contains(id)) {
+                by_time.next();
+            }
+            let live = self.counted_live.saturating_sub(v.len());
+            if let Some((Reverse(k), id)) = by_quorum.peek() {
+                if *k >= death_quorum(live, self.quorum_floor) {
+                    v.insert(id.clone());
+                    continue;
+                }
+            }
+            if let Some((Reverse(h), id)) = by_time.peek() {
+                if *h >= lapse_quorum(live, self.quorum_floor) {
+                    v.insert(id.clone());
+                    continue;
+                }
+            }
+            break;
         }
         if v != self.dead {
             touched.extend(self.dead.symmetric_difference(&v).cloned());
@@ -551,6 +728,30 @@ impl Derived {
     /// Distinct suspecters a verdict needs now.
     pub fn quorum_needed(&self) -> usize {
         death_quorum(self.live_count(), self.quorum_floor)
+    }
+
+    /// Distinct long-held suspecters a verdict needs now under the
+    /// time-based rule ([`lapse_quorum`]).
+    pub fn lapse_quorum_needed(&self) -> usize {
+        lapse_quorum(self.live_count(), self.quorum_floor)
+    }
+
+    /// Distinct authors counted live whose `suspect-held(subject, inc)`
+    /// reached [`SUSPICION_LAPSE_MS`].
+    pub fn held_suspecters(&self, subject: &str, inc: u64) -> usize {
+        self.subjects
+            .get(subject)
+            .and_then(|s| s.suspects.get(&inc))
+            .map_or(0, |s| s.held_live)
+    }
+
+    /// Whether `author` wrote a `suspect-held(subject, inc)` that reached
+    /// [`SUSPICION_LAPSE_MS`].
+    pub fn held_by(&self, subject: &str, inc: u64, author: &str) -> bool {
+        self.subjects
+            .get(subject)
+            .and_then(|s| s.suspects.get(&inc))
+            .is_some_and(|s| s.held.contains(author))
     }
 
     /// Whether `id` announced incarnation `inc` itself (a `join` or
@@ -663,8 +864,19 @@ impl Derived {
                     .filter(|a| self.subjects.get(*a).is_some_and(|s| s.counted_live))
                     .count();
                 assert_eq!(n, sus.live, "derived: suspecters of {id}@{inc}");
+                let h = sus
+                    .held
+                    .iter()
+                    .filter(|a| self.subjects.get(*a).is_some_and(|s| s.counted_live))
+                    .count();
+                assert_eq!(h, sus.held_live, "derived: held suspecters of {id}@{inc}");
             }
             assert_eq!(s.candidate, s.candidate_count(), "derived: candidate {id}");
+            assert_eq!(
+                s.held_candidate,
+                s.held_candidate_count(),
+                "derived: held candidate {id}"
+            );
         }
         assert!(!self.recheck, "derived: verdicts left unsettled");
     }

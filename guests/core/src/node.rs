@@ -22,6 +22,7 @@ use crate::rng::Rng;
 use crate::roster::Roster;
 use crate::suspicion::Suspicions;
 use crate::wire::{self, Digest8, Message};
+use nodeplane_entry::signing::Signer;
 
 /// Where a node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,9 @@ pub struct Node {
     heartbeats: u64,
     /// Time of the input being handled.
     pub(crate) now_ms: u64,
+    /// This node's signing key (held by the host) and every signature
+    /// check.
+    pub(crate) signer: Box<dyn Signer>,
 }
 
 /// The 8-byte form of a frontier or bucket digest on the wire.
@@ -104,8 +108,9 @@ impl Node {
         stored: Vec<Entry>,
         seed: u64,
         now_ms: u64,
+        signer: Box<dyn Signer>,
     ) -> Result<Node, Error> {
-        let (mut node, restored) = Node::restore(config, stored, seed, now_ms)?;
+        let (mut node, restored) = Node::restore(config, stored, seed, now_ms, signer)?;
         node.incarnation = restored.fresh_incarnation();
         Ok(node)
     }
@@ -123,8 +128,9 @@ impl Node {
         stored: Vec<Entry>,
         seed: u64,
         now_ms: u64,
+        signer: Box<dyn Signer>,
     ) -> Result<Node, Error> {
-        let (mut node, restored) = Node::restore(config, stored, seed, now_ms)?;
+        let (mut node, restored) = Node::restore(config, stored, seed, now_ms, signer)?;
         match restored.own_claim {
             Some((inc, state)) if state != PeerState::Left && inc >= 1 => {
                 node.incarnation = inc;
@@ -151,9 +157,11 @@ impl Node {
         stored: Vec<Entry>,
         seed: u64,
         now_ms: u64,
+        signer: Box<dyn Signer>,
     ) -> Result<(Node, Restored), Error> {
         let cfg = validated(config)?;
         let mut node = Node {
+            signer,
             rng: Rng::new(seed),
             ledger: Ledger::new(),
             derived: Derived::with_quorum_floor(cfg.tunables.death_quorum),
@@ -179,7 +187,7 @@ impl Node {
                 e.seq,
                 id_hex.get(..16).unwrap_or(&id_hex)
             );
-            match node.ledger.insert(e) {
+            match node.ledger.insert(e, node.signer.as_mut()) {
                 Ok(Insert::Linked(linked)) => {
                     for e in linked {
                         node.lamport = node.lamport.max(e.clock);
@@ -210,6 +218,18 @@ impl Node {
             }
         }
         node.suspicions.clear_confirm_queue();
+        let own_key = node.signer.public_key();
+        if let Some(bound) = node.ledger.bound_key(&node.cfg.node_id) {
+            if *bound != own_key {
+                return Err(Error::InvalidConfig(format!(
+                    "signing key {} is not the key {} this node's first join bound node id {:?} to \
+                     (the data directory's signing key was replaced: restore it, or run under a new node id)",
+                    hex::encode(own_key),
+                    hex::encode(bound),
+                    node.cfg.node_id
+                )));
+            }
+        }
         Ok((node, restored))
     }
 
@@ -315,6 +335,7 @@ impl Node {
                 inc: self.incarnation,
                 addr: self.cfg.address.clone(),
                 meta: self.cfg.metadata.clone(),
+                signing_key: Some(hex::encode(self.signer.public_key())),
             };
             let e = self.author(now_ms, KIND_JOIN, body(&profile));
             self.effects.log(

@@ -5,13 +5,49 @@
 //! counted by the derived view ([`Derived::live_suspecters`]), the same
 //! count every receiver checks the verdict against.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use nodeplane_types::PeerState;
 
 use crate::config::{Tunables, HEALTH_WITHHOLD_SUSPICION, MAX_EVIDENCE_IDS, SUSPICION_MAX_FACTOR};
-use crate::membership::{body, DeadBody, Derived, SuspectBody, KIND_CONFIRM_DEAD, KIND_SUSPECT};
+use crate::membership::{
+    body, DeadBody, Derived, HeldBody, SuspectBody, KIND_CONFIRM_DEAD, KIND_SUSPECT,
+    KIND_SUSPECT_HELD, SUSPICION_LAPSE_MS,
+};
 use crate::node::Node;
+
+/// Refutations of one subject within [`DAMP_WINDOW_MS`] after which this
+/// node stops suspecting it (flap damping): 2. A node that flaps is then
+/// suspected and refuted about twice (four changes in a view) before its
+/// short outages stop showing; other nodes may count one refutation fewer
+/// (a refutation that overtook the suspicion opens nothing to refute), so
+/// an observer sees at most about six (scenario S8c's target: at most six
+/// changes per observer in 120 s). One refutation alone never damps: a
+/// single false suspicion under loss is common and must not delay the
+/// next, real one.
+pub const DAMP_SUPPRESS_REFUTATIONS: usize = 2;
+/// How long a refutation counts for damping, and so how long a damped
+/// subject stays damped after its last refutation: 120 s, the length of
+/// S8c's flapping. A damped subject that really fails is still found:
+/// once the window has passed its suspicions are written again (and a
+/// subject that stays down refutes nothing, so damping ends), so damping
+/// delays the death of a flapping node by at most this long.
+pub const DAMP_WINDOW_MS: u64 = 120_000;
+/// Most subjects whose refutations are remembered for damping; a member
+/// count is bounded anyway, this bounds the map whatever the entries say.
+pub const MAX_DAMPED_SUBJECTS: usize = 4_096;
+
+/// Recent refutations of one subject (flap damping).
+#[derive(Clone, Debug, Default)]
+struct Flaps {
+    /// Times of its latest refutations (at most
+    /// [`DAMP_SUPPRESS_REFUTATIONS`]), oldest first.
+    times: VecDeque<u64>,
+    /// Whether its suspicions are suppressed: set when the count reaches
+    /// [`DAMP_SUPPRESS_REFUTATIONS`], cleared only when no refutation is
+    /// left in the window (hysteresis, so it does not flap itself).
+    suppressed: bool,
+}
 
 /// The suspicion of one (subject, incarnation).
 #[derive(Clone, Debug)]
@@ -32,9 +68,55 @@ pub(crate) struct Suspicions {
     open: BTreeMap<(String, u64), Suspicion>,
     /// Suspected subjects this node learnt of and has not probed itself.
     confirm_queue: BTreeSet<String>,
+    /// Recent refutations by subject (flap damping).
+    flaps: BTreeMap<String, Flaps>,
 }
 
 impl Suspicions {
+    /// Records that `subject` refuted a suspicion at `now_ms`.
+    pub(crate) fn note_refuted(&mut self, subject: &str, now_ms: u64) {
+        if !self.flaps.contains_key(subject) && self.flaps.len() >= MAX_DAMPED_SUBJECTS {
+            // Forget the subjects whose window has passed; if none has,
+            // this one goes undamped (damping is an optimisation).
+            self.flaps.retain(|_, f| {
+                f.times
+                    .back()
+                    .is_some_and(|&t| now_ms.saturating_sub(t) < DAMP_WINDOW_MS)
+            });
+            if self.flaps.len() >= MAX_DAMPED_SUBJECTS {
+                return;
+            }
+        }
+        let f = self.flaps.entry(subject.to_string()).or_default();
+        f.times.push_back(now_ms);
+        while f.times.len() > DAMP_SUPPRESS_REFUTATIONS {
+            f.times.pop_front();
+        }
+    }
+
+    /// Whether suspicions of `subject` are suppressed at `now_ms` (flap
+    /// damping, see [`DAMP_SUPPRESS_REFUTATIONS`]).
+    pub(crate) fn damped(&mut self, subject: &str, now_ms: u64) -> bool {
+        let Some(f) = self.flaps.get_mut(subject) else {
+            return false;
+        };
+        while f
+            .times
+            .front()
+            .is_some_and(|&t| now_ms.saturating_sub(t) >= DAMP_WINDOW_MS)
+        {
+            f.times.pop_front();
+        }
+        if f.times.len() >= DAMP_SUPPRESS_REFUTATIONS {
+            f.suppressed = true;
+        }
+        if f.times.is_empty() {
+            self.flaps.remove(subject);
+            return false;
+        }
+        f.suppressed
+    }
+
     /// Whether `author` holds a suspicion of (subject, inc).
     pub(crate) fn suspected_by(&self, subject: &str, inc: u64, author: &str) -> bool {
         self.open
@@ -89,6 +171,18 @@ impl Suspicions {
     /// no fresh probe).
     pub(crate) fn clear_confirm_queue(&mut self) {
         self.confirm_queue.clear();
+    }
+
+    /// The open suspicions held since at least [`SUSPICION_LAPSE_MS`]
+    /// before `now_ms`: (subject, inc, held ms).
+    pub(crate) fn lapsed(&self, now_ms: u64) -> Vec<(String, u64, u64)> {
+        self.open
+            .iter()
+            .filter_map(|((subject, inc), s)| {
+                let held = now_ms.saturating_sub(s.first_seen);
+                (held >= SUSPICION_LAPSE_MS).then(|| (subject.clone(), *inc, held))
+            })
+            .collect()
     }
 
     /// Forgets the suspicions a [`Judgement`] found stale.
@@ -171,8 +265,12 @@ pub(crate) struct Judgement {
 /// `suspect` at its incarnation), with no verdict about it held yet, whose
 /// live suspecters reach the quorum the derived view asks of every
 /// receiver ([`Derived::quorum_needed`]) and older than its (Lifeguard)
-/// timeout is a verdict, unless this node is unhealthy. A verdict written
-/// this way takes effect in every view that holds the same suspicions.
+/// timeout is a verdict, unless this node is unhealthy. So is one whose
+/// live long-held suspecters (`suspect-held` votes, each held for at
+/// least [`SUSPICION_LAPSE_MS`]) reach the time-based quorum
+/// ([`Derived::lapse_quorum_needed`]: half the live members), the rule
+/// that decides when half the cluster failed at once. A verdict written
+/// this way takes effect in every view that holds the same entries.
 pub(crate) fn judge(s: &Suspicions, derived: &Derived, rule: &Rule<'_>) -> Judgement {
     let needed = derived.quorum_needed();
     let min = suspicion_min_ms(rule.cluster_size, rule.tunables);
@@ -199,9 +297,11 @@ pub(crate) fn judge(s: &Suspicions, derived: &Derived, rule: &Rule<'_>) -> Judge
             continue;
         }
         let k = derived.live_suspecters(subject, *inc);
+        let by_time = derived.held_suspecters(subject, *inc) >= derived.lapse_quorum_needed();
         // Lifeguard: the timeout shrinks from max to min as independent
-        // suspicions arrive; the quorum reached means min.
-        let timeout = if k >= needed {
+        // suspicions arrive; the quorum reached means min (and a suspicion
+        // held this long has waited more than any timeout).
+        let timeout = if k >= needed || by_time {
             min
         } else {
             let frac = ((k as f64).ln() / (needed as f64).ln()).clamp(0.0, 1.0);
@@ -210,9 +310,12 @@ pub(crate) fn judge(s: &Suspicions, derived: &Derived, rule: &Rule<'_>) -> Judge
         let timeout = timeout.saturating_add(s.jitter).saturating_add(
             u64::from(rule.health).saturating_mul(u64::from(rule.tunables.probe_interval_ms)),
         );
-        if k >= needed
+        // An unhealthy node withholds a quorum verdict (its own probes may
+        // be the problem), not a time-based one: half the cluster has
+        // vouched for that, each for its own view.
+        if (k >= needed || by_time)
             && rule.now_ms >= s.first_seen.saturating_add(timeout)
-            && rule.health < HEALTH_WITHHOLD_SUSPICION
+            && (by_time || rule.health < HEALTH_WITHHOLD_SUSPICION)
         {
             let mut evidence: Vec<String> = derived
                 .suspect_ids(subject, *inc)
@@ -244,6 +347,7 @@ impl Node {
         if self
             .suspicions
             .suspected_by(subject, inc, &self.cfg.node_id)
+            || self.suspicions.damped(subject, now_ms)
         {
             return;
         }
@@ -266,8 +370,49 @@ impl Node {
         );
     }
 
+    /// Writes a `suspect-held` vote for every suspicion still current in
+    /// this node's view, held (effective, unrefuted) for at least
+    /// [`SUSPICION_LAPSE_MS`], that it has not voted on yet. The vote says
+    /// "the subject has been suspected, and silent, for this long here";
+    /// it does not need this node's own failed probe, nor its health: when
+    /// half the cluster fails at once, every survivor's probes fail half
+    /// the time and Lifeguard makes most of them withhold their own
+    /// suspicions, yet each still sees the suspicions of others go
+    /// unrefuted.
+    fn vote_held_suspicions(&mut self, now_ms: u64) {
+        let me = self.cfg.node_id.clone();
+        for (subject, inc, held_ms) in self.suspicions.lapsed(now_ms) {
+            let current = self
+                .derived
+                .claim(&subject)
+                .is_some_and(|c| c.inc == inc && c.state == PeerState::Suspect);
+            if !current || subject == me || self.derived.held_by(&subject, inc, &me) {
+                continue;
+            }
+            let e = self.author(
+                now_ms,
+                KIND_SUSPECT_HELD,
+                body(&HeldBody {
+                    subject: subject.clone(),
+                    inc,
+                    held_ms,
+                }),
+            );
+            self.effects.log(
+                "suspicion-held",
+                &[
+                    ("subject", subject.into()),
+                    ("incarnation", inc.into()),
+                    ("held_ms", held_ms.into()),
+                    ("entry", e.id_hex().into()),
+                ],
+            );
+        }
+    }
+
     /// Applies the death rule and writes its verdicts.
     pub(crate) fn apply_death_rule(&mut self, now_ms: u64) {
+        self.vote_held_suspicions(now_ms);
         let rule = Rule {
             now_ms,
             cluster_size: self.roster.cluster_size(),
@@ -276,6 +421,15 @@ impl Node {
             tunables: &self.cfg.tunables,
         };
         let j = judge(&self.suspicions, &self.derived, &rule);
+        for (subject, inc) in &j.stale {
+            let refuted = self
+                .derived
+                .claim(subject)
+                .is_some_and(|c| c.inc > *inc && c.state == PeerState::Alive);
+            if refuted {
+                self.suspicions.note_refuted(subject, now_ms);
+            }
+        }
         self.suspicions.forget_stale(&j);
         let needed = j.needed;
         for v in j.verdicts {
@@ -326,10 +480,16 @@ mod tests {
             e
         }
         fn profile(&mut self, author: &str, kind: &str, inc: u64) {
+            self.profile_keyed(author, kind, inc, author);
+        }
+        /// A profile whose `join` declares the test key of `key_owner`.
+        fn profile_keyed(&mut self, author: &str, kind: &str, inc: u64, key_owner: &str) {
+            let key = crate::testkit::test_keys(key_owner).public_key();
             let b = body(&ProfileBody {
                 inc,
                 addr: "10.0.0.1:7000".into(),
                 meta: vec![],
+                signing_key: (kind == KIND_JOIN).then(|| hex::encode(key)),
             });
             self.push(author, kind, b);
         }
@@ -340,6 +500,216 @@ mod tests {
             });
             self.push(author, KIND_SUSPECT, b)
         }
+    }
+
+    fn held(c: &mut Chains, author: &str, subject: &str, held_ms: u64) -> Entry {
+        let b = body(&HeldBody {
+            subject: subject.into(),
+            inc: 1,
+            held_ms,
+        });
+        c.push(author, KIND_SUSPECT_HELD, b)
+    }
+
+    fn verdict(c: &mut Chains, author: &str, subject: &str) -> Entry {
+        let b = body(&DeadBody {
+            subject: subject.into(),
+            inc: 1,
+            evidence: vec![],
+            suspecters: 0,
+        });
+        c.push(author, KIND_CONFIRM_DEAD, b)
+    }
+
+    /// Half of four members crashed: two survivors can never reach the
+    /// strict majority (3), so only the time-based rule decides.
+    fn half_crashed() -> (Chains, Suspicions) {
+        let mut c = Chains::default();
+        for id in ["a", "b", "x", "y"] {
+            c.profile(id, KIND_JOIN, 1);
+        }
+        let mut s = Suspicions::default();
+        for subject in ["x", "y"] {
+            for a in ["a", "b"] {
+                c.suspect(a, subject, 1);
+                s.note_suspect(0, (subject.into(), 1), Some(a), 0, "a");
+            }
+        }
+        (c, s)
+    }
+
+    #[test]
+    fn half_the_cluster_crashed_dies_by_the_time_based_rule() {
+        let t = Tunables::DEFAULTS;
+        let (mut c, s) = half_crashed();
+        let rule = |now_ms| Rule {
+            now_ms,
+            cluster_size: 4,
+            health: 0,
+            self_id: "a",
+            tunables: &t,
+        };
+        // The quorum rule alone never decides, however long it waits.
+        let j = judge(&s, &c.derived, &rule(10 * SUSPICION_LAPSE_MS));
+        assert_eq!(j.needed, 3);
+        assert!(j.verdicts.is_empty(), "{:?}", j.verdicts);
+        assert_eq!(s.lapsed(SUSPICION_LAPSE_MS - 1), vec![]);
+        assert_eq!(s.lapsed(SUSPICION_LAPSE_MS).len(), 2);
+        // A verdict nobody's held votes back is inert in every receiver.
+        verdict(&mut c, "a", "x");
+        assert_eq!(
+            c.derived.claim("x").map(|c| c.state),
+            Some(PeerState::Suspect)
+        );
+        // Both survivors vouch they held the suspicion of x for 90 s:
+        // half of the four live members, the time-based quorum.
+        assert_eq!(c.derived.lapse_quorum_needed(), 2);
+        held(&mut c, "a", "x", SUSPICION_LAPSE_MS);
+        assert_eq!(
+            c.derived.claim("x").map(|c| c.state),
+            Some(PeerState::Suspect)
+        );
+        held(&mut c, "b", "x", SUSPICION_LAPSE_MS + 5);
+        assert_eq!(c.derived.held_suspecters("x", 1), 2);
+        assert_eq!(c.derived.claim("x").map(|c| c.state), Some(PeerState::Dead));
+        // With x dead, 3 are live: the two suspecters of y are a strict
+        // majority, so y follows by the quorum rule, no vote needed.
+        assert_eq!(c.derived.quorum_needed(), 2);
+        let j = judge(&s, &c.derived, &rule(SUSPICION_LAPSE_MS));
+        assert_eq!(j.verdicts.len(), 1);
+        assert_eq!(j.verdicts[0].subject, "y");
+        verdict(&mut c, "b", "y");
+        assert_eq!(c.derived.claim("y").map(|c| c.state), Some(PeerState::Dead));
+        assert_eq!(c.derived.live_count(), 2);
+    }
+
+    #[test]
+    fn the_writer_judges_by_the_held_votes_too() {
+        let t = Tunables::DEFAULTS;
+        let (mut c, s) = half_crashed();
+        held(&mut c, "a", "x", SUSPICION_LAPSE_MS);
+        held(&mut c, "b", "x", SUSPICION_LAPSE_MS);
+        let j = judge(
+            &s,
+            &c.derived,
+            &Rule {
+                now_ms: SUSPICION_LAPSE_MS,
+                cluster_size: 4,
+                health: 0,
+                self_id: "a",
+                tunables: &t,
+            },
+        );
+        let judged: Vec<&str> = j.verdicts.iter().map(|v| v.subject.as_str()).collect();
+        assert_eq!(judged, vec!["x"]);
+    }
+
+    #[test]
+    fn short_votes_a_minority_and_non_members_do_not_make_a_death() {
+        let (mut c, _) = half_crashed();
+        verdict(&mut c, "a", "x");
+        // Held for less than the lapse: kept, counts for nothing.
+        held(&mut c, "a", "x", SUSPICION_LAPSE_MS - 1);
+        held(&mut c, "b", "x", SUSPICION_LAPSE_MS - 1);
+        assert_eq!(c.derived.held_suspecters("x", 1), 0);
+        // Non-members' votes do not count either.
+        held(&mut c, "f1", "x", u64::MAX);
+        held(&mut c, "f2", "x", u64::MAX);
+        assert_eq!(c.derived.held_suspecters("x", 1), 0);
+        // One member of four is a minority.
+        held(&mut c, "a", "x", u64::MAX);
+        assert_eq!(c.derived.held_suspecters("x", 1), 1);
+        assert_eq!(
+            c.derived.claim("x").map(|c| c.state),
+            Some(PeerState::Suspect)
+        );
+        // A node cannot vote about itself.
+        let b = body(&HeldBody {
+            subject: "b".into(),
+            inc: 1,
+            held_ms: u64::MAX,
+        });
+        let (seq, prev) = c
+            .heads
+            .get("b")
+            .map_or((1, GENESIS_PREV), |(s, id)| (s + 1, *id));
+        let e = Entry::new("b", seq, prev, seq, KIND_SUSPECT_HELD, b);
+        assert!(c.derived.apply(&e).is_err());
+    }
+
+    #[test]
+    fn a_refutation_ends_what_the_held_votes_could_decide() {
+        let (mut c, _) = half_crashed();
+        verdict(&mut c, "a", "x");
+        // x comes back (a healed even split) before the votes reach half.
+        held(&mut c, "a", "x", SUSPICION_LAPSE_MS);
+        c.profile("x", KIND_ALIVE, 2);
+        held(&mut c, "b", "x", SUSPICION_LAPSE_MS);
+        assert_eq!(
+            c.derived.claim("x").map(|c| c.state),
+            Some(PeerState::Alive)
+        );
+    }
+
+    #[test]
+    fn the_time_based_verdict_does_not_depend_on_entry_order() {
+        let (mut c, _) = half_crashed();
+        let mut tail = vec![verdict(&mut c, "a", "x")];
+        tail.push(held(&mut c, "a", "x", SUSPICION_LAPSE_MS));
+        tail.push(held(&mut c, "b", "x", SUSPICION_LAPSE_MS));
+        tail.push(verdict(&mut c, "b", "y"));
+        let (fresh, _) = half_crashed();
+        let mut reversed = fresh.derived.clone();
+        for e in tail.iter().rev() {
+            reversed.apply(e).unwrap();
+            reversed.check_invariants();
+        }
+        assert_eq!(reversed.members(), c.derived.members());
+        let dead = |d: &Derived| ["x", "y"].map(|id| d.claim(id).map(|c| c.state));
+        assert_eq!(dead(&reversed), [Some(PeerState::Dead); 2]);
+        assert_eq!(dead(&c.derived), [Some(PeerState::Dead); 2]);
+    }
+
+    #[test]
+    fn a_subject_that_keeps_refuting_is_damped_for_a_window() {
+        let mut s = Suspicions::default();
+        assert!(!s.damped("x", 0));
+        s.note_refuted("x", 1_000);
+        // One refutation never damps.
+        assert!(!s.damped("x", 1_001));
+        s.note_refuted("x", 5_000);
+        assert!(s.damped("x", 5_001));
+        assert!(!s.damped("y", 5_001));
+        // Hysteresis: still damped with one refutation left in the window.
+        assert!(s.damped("x", 1_000 + DAMP_WINDOW_MS));
+        // Undamped, and forgotten, once none is.
+        assert!(!s.damped("x", 5_000 + DAMP_WINDOW_MS));
+        assert!(s.flaps.is_empty());
+        // Memory stays bounded whatever the refutations.
+        for i in 0..MAX_DAMPED_SUBJECTS + 10 {
+            s.note_refuted(&format!("n{i}"), 0);
+        }
+        assert!(s.flaps.len() <= MAX_DAMPED_SUBJECTS);
+        assert!(s
+            .flaps
+            .values()
+            .all(|f| f.times.len() <= DAMP_SUPPRESS_REFUTATIONS));
+    }
+
+    #[test]
+    fn authors_sharing_a_signing_key_are_one_voice() {
+        let mut c = Chains::default();
+        for id in ["a", "b", "c", "d", "x"] {
+            c.profile(id, KIND_JOIN, 1);
+        }
+        // "m1" and "m2" joined with one key: neither is counted live.
+        c.profile_keyed("m1", KIND_JOIN, 1, "m");
+        c.profile_keyed("m2", KIND_JOIN, 1, "m");
+        assert_eq!(c.derived.live_count(), 5);
+        c.suspect("m1", "x", 1);
+        c.suspect("m2", "x", 1);
+        c.suspect("a", "x", 1);
+        assert_eq!(c.derived.live_suspecters("x", 1), 1);
     }
 
     #[test]

@@ -33,6 +33,24 @@ use crate::effect::Timer;
 use crate::ledger::Entry;
 use crate::node::Node;
 use crate::rng::Rng;
+use nodeplane_entry::signing::ed25519::KeyPair;
+use nodeplane_entry::signing::Signer;
+
+/// Context of [`test_keys`]: the keys of native tests, never a real node's.
+const TEST_KEY_CONTEXT: &[u8] = b"nodeplane-core-testkit";
+
+/// The deterministic key pair of node `id` in native tests: every test
+/// that writes entries by hand for `id` signs them with this, and every
+/// node the test kit starts signs with it, so hand-made and node-made
+/// entries agree.
+pub fn test_keys(id: &str) -> KeyPair {
+    KeyPair::derived(TEST_KEY_CONTEXT, id)
+}
+
+/// [`test_keys`] as the signer [`Node::new`] takes.
+pub fn test_signer(id: &str) -> Box<dyn Signer> {
+    Box::new(test_keys(id))
+}
 
 /// Smallest one-way latency, ms.
 pub const MIN_LATENCY_MS: u64 = 1;
@@ -184,8 +202,9 @@ impl Sim {
             .seed
             .wrapping_mul(1_000_003)
             .wrapping_add(i as u64 * 7919 + self.nodes[i].restarts);
-        let mut node =
-            Node::new(self.config(i), stored, seed, self.now).expect("valid config and store");
+        let id = self.config(i).node_id;
+        let mut node = Node::new(self.config(i), stored, seed, self.now, test_signer(&id))
+            .expect("valid config and store");
         let seeds = if i == 0 {
             vec![]
         } else {

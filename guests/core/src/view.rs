@@ -23,11 +23,13 @@ impl Node {
         // A received entry may carry any clock (up to u64::MAX): the clock
         // orders nothing this crate relies on, so it saturates.
         self.lamport = self.lamport.saturating_add(1);
-        let e = Entry::new(&self.cfg.node_id, seq, prev, self.lamport, kind, body);
-        match self.ledger.insert(e.clone()) {
+        let mut e = Entry::new(&self.cfg.node_id, seq, prev, self.lamport, kind, body);
+        e.signature = self.signer.sign(&e.id);
+        match self.ledger.insert(e.clone(), self.signer.as_mut()) {
             Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, true),
-            // Our own chain, our own clock: nothing received can make this
-            // fail, only a bug in this crate.
+            // Our own chain, our own clock, our own key (checked against
+            // the bound one at start): nothing received can make this
+            // fail, only a bug in this crate or in the host's signer.
             other => unreachable!("own entry must link: {other:?}"),
         }
         e
@@ -133,6 +135,7 @@ impl Node {
             inc: self.incarnation,
             addr: self.cfg.address.clone(),
             meta: self.cfg.metadata.clone(),
+            signing_key: None,
         };
         let e = self.author(now_ms, KIND_ALIVE, body(&profile));
         self.effects.log(
@@ -174,7 +177,7 @@ impl Node {
         for w in entries {
             let e: Entry = w.into();
             let (author, id) = (e.author.clone(), e.id);
-            match self.ledger.insert(e) {
+            match self.ledger.insert(e, self.signer.as_mut()) {
                 Ok(Insert::Linked(linked)) => self.accept(now_ms, linked, regossip),
                 Ok(Insert::Duplicate) => {}
                 Ok(Insert::Buffered) => {
@@ -191,6 +194,23 @@ impl Node {
                             ("from", from.into()),
                         ],
                     );
+                    if ev.author == self.cfg.node_id && ev.seq == 1 {
+                        // Someone joined under this node's id with another
+                        // key, or this node lost its data directory (and
+                        // key) and started over: either way the cluster
+                        // keeps the chain it had, so say so loudly.
+                        self.effects.log(
+                            "identity-conflict",
+                            &[
+                                ("entry", ev.conflicting.id_hex().into()),
+                                ("from", from.into()),
+                                (
+                                    "advice",
+                                    "another first join of this node id exists under another key; if this node's data directory was lost, restore it or run under a new node id".into(),
+                                ),
+                            ],
+                        );
+                    }
                     // The evidence is kept by the host's store too, so it
                     // survives a restart (`/status.equivocations`).
                     self.effects.push(Effect::Append(ev.conflicting.clone()));

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::ledger::Entry;
 
 /// The schema version this code speaks: the first byte of every message.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// The short frontier digest carried in pings and acks.
 pub type Digest8 = [u8; 8];
@@ -33,6 +33,34 @@ pub struct WireEntry {
     pub body: Vec<u8>,
     /// Entry id, checked by the receiver.
     pub id: [u8; 32],
+    /// The author's signature: exactly 64 bytes on the wire (no length).
+    pub signature: WireSignature,
+}
+
+/// A 64-byte Ed25519 signature as two fixed halves (serde's arrays stop at
+/// 32), so it costs exactly 64 bytes on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireSignature(pub [u8; 32], pub [u8; 32]);
+
+impl WireSignature {
+    /// The halves of a signature; all zero (never valid) when `bytes` is
+    /// not 64 bytes long (an unsigned entry is never sent by this crate).
+    fn from_bytes(bytes: &[u8]) -> WireSignature {
+        let half = |range: std::ops::Range<usize>| {
+            bytes
+                .get(range)
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .unwrap_or([0; 32])
+        };
+        WireSignature(half(0..32), half(32..64))
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(&self.0);
+        out.extend_from_slice(&self.1);
+        out
+    }
 }
 
 impl From<&Entry> for WireEntry {
@@ -45,6 +73,7 @@ impl From<&Entry> for WireEntry {
             kind: e.kind.clone(),
             body: e.body.clone(),
             id: e.id,
+            signature: WireSignature::from_bytes(&e.signature),
         }
     }
 }
@@ -59,13 +88,14 @@ impl From<WireEntry> for Entry {
             kind: w.kind,
             body: w.body,
             id: w.id,
+            signature: w.signature.to_vec(),
         }
     }
 }
 
 /// Approximate encoded size of an entry, for byte budgets.
 pub fn entry_wire_size(e: &Entry) -> usize {
-    [e.author.len(), e.kind.len(), e.body.len(), 64 + 20]
+    [e.author.len(), e.kind.len(), e.body.len(), 64 + 64 + 20]
         .iter()
         .fold(0usize, |acc, n| acc.saturating_add(*n))
 }

@@ -18,6 +18,7 @@
 
 pub mod chain;
 pub mod frontier;
+pub mod signing;
 
 pub use chain::{check_link, verify_chains, ChainError};
 pub use frontier::{digest_of, frontier, frontier_digest, Head, FRONTIER_TAG};
@@ -61,6 +62,10 @@ pub struct Entry {
     /// SHA-256 of the canonical encoding.
     #[serde(with = "hex_hash")]
     pub id: Hash,
+    /// The author's Ed25519 signature of the id ([`signing`]); not part
+    /// of the encoding the id is the hash of. Empty until signed.
+    #[serde(with = "hex_bytes", default)]
+    pub signature: Vec<u8>,
 }
 
 /// Why an entry failed verification on its own (without its chain).
@@ -126,7 +131,8 @@ pub fn entry_id(author: &str, seq: u64, prev: &Hash, clock: u64, kind: &str, bod
 }
 
 impl Entry {
-    /// Builds an entry and computes its id.
+    /// Builds an entry and computes its id; the signature is left empty
+    /// (the author's signer sets it).
     pub fn new(author: &str, seq: u64, prev: Hash, clock: u64, kind: &str, body: Vec<u8>) -> Entry {
         let id = entry_id(author, seq, &prev, clock, kind, &body);
         Entry {
@@ -137,6 +143,7 @@ impl Entry {
             kind: kind.to_string(),
             body,
             id,
+            signature: Vec::new(),
         }
     }
 
@@ -161,6 +168,13 @@ impl Entry {
         }
         if self.kind.is_empty() || self.kind.len() > MAX_KIND_LEN {
             return Err(malformed(format!("kind must be 1..={MAX_KIND_LEN} bytes")));
+        }
+        if !self.signature.is_empty() && self.signature.len() != signing::SIGNATURE_LEN {
+            return Err(malformed(format!(
+                "signature of {} bytes is not {}",
+                self.signature.len(),
+                signing::SIGNATURE_LEN
+            )));
         }
         if self.body.len() > MAX_BODY_LEN {
             return Err(malformed(format!(
@@ -194,6 +208,19 @@ impl Entry {
 /// Converts a byte slice (as carried in WIT) into a hash, if it is 32 bytes.
 pub fn hash_from_slice(bytes: &[u8]) -> Option<Hash> {
     bytes.try_into().ok()
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 mod hex_hash {

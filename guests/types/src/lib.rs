@@ -39,6 +39,7 @@ pub mod error;
 pub mod limits;
 pub mod member;
 pub mod state;
+pub mod transport;
 pub mod tunables;
 pub mod update;
 pub mod view;

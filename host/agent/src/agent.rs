@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nodeplane_interface::{ControlError, ControlPlane};
+use nodeplane_runtime::signing::NodeSigner;
 use nodeplane_runtime::{Limits, Node, NodeConfig, NodeHandle, Runtime};
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -66,6 +67,12 @@ pub enum StartError {
     /// The component could not be loaded.
     #[error("setting `component`: {0}")]
     Component(String),
+    /// The node's signing key file is unusable.
+    #[error(transparent)]
+    SigningKey(#[from] crate::identity::IdentityError),
+    /// The cluster keyring file is unusable.
+    #[error(transparent)]
+    Keyring(#[from] crate::keyring::KeyringError),
     /// The node could not be started or joined.
     #[error("starting the node: {0}")]
     Node(#[from] ControlError),
@@ -102,6 +109,9 @@ impl Agent {
         })?;
         let dir = config.data_dir.clone();
         let ledger = blocking(move || RedbLedger::open(&dir)).await?;
+        let signer = Arc::new(NodeSigner::new(crate::identity::load_or_create(
+            &config.data_dir,
+        )?));
         let metrics = Arc::new(Metrics::default());
         let events = EventLog::open(&config.data_dir)
             .map_err(|source| StartError::EventLog {
@@ -136,6 +146,12 @@ impl Agent {
             })?;
 
         let faults = Arc::new(Faults::default());
+        let keys = Arc::new(crate::keyring::ClusterKeys::start(
+            &config.data_dir,
+            config.cluster_key.as_ref(),
+            Arc::clone(&metrics),
+            &events,
+        )?);
         let guard = Arc::new(Guard::new(
             &config.seeds,
             Arc::clone(&metrics),
@@ -152,6 +168,7 @@ impl Agent {
             ledger.clone(),
             events.clone(),
             Arc::clone(&metrics),
+            signer,
         );
         let node_config = NodeConfig {
             node_id: config.node_id.clone(),
@@ -183,6 +200,7 @@ impl Agent {
             metrics: Arc::clone(&metrics),
             faults: Arc::clone(&faults),
             guard: Arc::clone(&guard),
+            keys: Arc::clone(&keys),
         };
         network::spawn_sender(
             SenderContext {
@@ -192,6 +210,7 @@ impl Agent {
                 metrics: Arc::clone(&metrics),
                 faults: Arc::clone(&faults),
                 guard: Arc::clone(&guard),
+                keys: Arc::clone(&keys),
             },
             outbox_rx,
         );
@@ -257,6 +276,7 @@ impl Agent {
             admin_token: config.admin_token.clone(),
             node_id: config.node_id.clone(),
             address: config.listen.to_string(),
+            keys,
         });
         Ok(Agent {
             state,

@@ -1,5 +1,6 @@
 //! The operator commands of the `nodeplane` program: `agent`, `members`,
-//! `status`, `ledger head|verify`, `swap`, `faults`. Clap argument structs
+//! `status`, `ledger head|verify`, `swap`, `faults`, `keygen`,
+//! `keys list|install|use|remove`. Clap argument structs
 //! and their `run` functions; `src/main.rs` only dispatches.
 
 use std::path::PathBuf;
@@ -60,6 +61,10 @@ pub struct AgentArgs {
     /// Bearer token admin endpoints require (`admin_token`).
     #[arg(long)]
     pub admin_token: Option<String>,
+    /// File with the cluster key, base64 of 32 bytes from `nodeplane
+    /// keygen`, mode 0600 (`cluster_key_file`).
+    #[arg(long)]
+    pub cluster_key_file: Option<PathBuf>,
 }
 
 impl AgentArgs {
@@ -87,6 +92,7 @@ impl AgentArgs {
             tunables: None,
             leave_on_shutdown: self.leave_on_shutdown,
             admin_token: self.admin_token.clone(),
+            cluster_key_file: self.cluster_key_file.clone(),
         };
         Ok(file.overridden_by(flags).validate()?)
     }
@@ -374,6 +380,124 @@ pub fn run_faults(args: FaultsArgs) -> Result<()> {
         })
         .unwrap_or_default();
     out!("{}", table(&["PEER", "INBOUND", "OUTBOUND"], &rows));
+    Ok(())
+}
+
+/// `nodeplane keygen`: prints a fresh cluster key (base64 of 32 bytes of
+/// OS randomness).
+pub fn run_keygen() -> Result<()> {
+    outln!("{}", crate::seal::ClusterKey::generate().to_base64());
+    Ok(())
+}
+
+/// `nodeplane keys ...`: a running agent's cluster keyring.
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// A key given on the command line or in a file.
+#[derive(Args, Debug)]
+pub struct KeyArg {
+    /// The key (base64), or for `use` and `remove` its fingerprint as
+    /// `keys list` shows it. A key on the command line is visible to other
+    /// local users in the process list: prefer --key-file.
+    #[arg(required_unless_present = "key_file", conflicts_with = "key_file")]
+    pub key: Option<String>,
+    /// A file holding the key (as `nodeplane keygen` wrote it).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl KeyArg {
+    fn text(&self) -> Result<String> {
+        match (&self.key, &self.key_file) {
+            (Some(k), _) => Ok(k.clone()),
+            (None, Some(path)) => {
+                let key = crate::seal::read_key_file(path).map_err(anyhow::Error::msg)?;
+                Ok(key.to_base64())
+            }
+            (None, None) => bail!("give a key, a fingerprint or --key-file"),
+        }
+    }
+}
+
+/// The keyring subcommands (as `serf keys`).
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// List the installed keys' fingerprints; the primary is marked.
+    List(ApiArgs),
+    /// Install a key (it opens messages; the primary still seals them).
+    Install {
+        /// The agent.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The key.
+        #[command(flatten)]
+        key: KeyArg,
+    },
+    /// Make an installed key the primary (messages are sealed with it).
+    Use {
+        /// The agent.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The key or its fingerprint.
+        #[command(flatten)]
+        key: KeyArg,
+    },
+    /// Remove an installed key that is not the primary.
+    Remove {
+        /// The agent.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The key or its fingerprint.
+        #[command(flatten)]
+        key: KeyArg,
+    },
+}
+
+/// Renders a `/admin/keys` answer.
+pub fn render_keys(list: &Value) -> String {
+    let rows: Vec<Vec<String>> = list["keys"]
+        .as_array()
+        .map(|ks| {
+            ks.iter()
+                .map(|k| {
+                    let primary = if k["primary"].as_bool() == Some(true) {
+                        "primary"
+                    } else {
+                        ""
+                    };
+                    vec![text(&k["fingerprint"]), primary.to_string()]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["FINGERPRINT", "ROLE"], &rows)
+}
+
+/// Runs a keys subcommand.
+pub fn run_keys(args: KeysArgs) -> Result<()> {
+    let (api, op, key) = match &args.command {
+        KeysCommand::List(api) => {
+            out!("{}", render_keys(&api.client().get("/admin/keys")?));
+            return Ok(());
+        }
+        KeysCommand::Install { api, key } => (api, "install", key),
+        KeysCommand::Use { api, key } => (api, "use", key),
+        KeysCommand::Remove { api, key } => (api, "remove", key),
+    };
+    let list = api
+        .client()
+        .post("/admin/keys", &json!({ "op": op, "key": key.text()? }))?;
+    if list["changed"].as_bool() == Some(false) {
+        outln!("{op}: nothing to change");
+    } else {
+        outln!("{op}: done");
+    }
+    out!("{}", render_keys(&list));
     Ok(())
 }
 

@@ -73,6 +73,10 @@ pub struct FileConfig {
     pub leave_on_shutdown: Option<bool>,
     /// Bearer token admin endpoints require (otherwise loopback only).
     pub admin_token: Option<String>,
+    /// File holding the cluster key (base64 of 32 bytes, `nodeplane
+    /// keygen`); not readable by others. It initialises the keyring in the
+    /// data directory on first start (see [`crate::keyring`]).
+    pub cluster_key_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -108,7 +112,8 @@ impl FileConfig {
             component,
             tunables,
             leave_on_shutdown,
-            admin_token
+            admin_token,
+            cluster_key_file
         );
         if let Some(extra) = over.metadata {
             self.metadata
@@ -215,6 +220,15 @@ impl FileConfig {
             }
             other => other,
         };
+        let cluster_key = match &self.cluster_key_file {
+            None => None,
+            Some(path) if path.as_os_str().is_empty() => {
+                return Err(invalid("cluster_key_file", "empty path"));
+            }
+            Some(path) => {
+                Some(crate::seal::read_key_file(path).map_err(|e| invalid("cluster_key_file", e))?)
+            }
+        };
         Ok(Config {
             node_id,
             listen,
@@ -226,6 +240,7 @@ impl FileConfig {
             tunables: self.tunables.unwrap_or_default(),
             leave_on_shutdown: self.leave_on_shutdown.unwrap_or(true),
             admin_token,
+            cluster_key,
         })
     }
 }
@@ -277,6 +292,8 @@ pub struct Config {
     pub leave_on_shutdown: bool,
     /// Bearer token for admin endpoints.
     pub admin_token: Option<String>,
+    /// The configured cluster key (from `cluster_key_file`), if any.
+    pub cluster_key: Option<crate::seal::ClusterKey>,
 }
 
 #[cfg(test)]
@@ -409,6 +426,13 @@ probe_interval_ms = 250
                 ..base()
             },
             "admin_token",
+        );
+        check(
+            FileConfig {
+                cluster_key_file: Some("/no/such/key".into()),
+                ..base()
+            },
+            "cluster_key_file",
         );
     }
 }

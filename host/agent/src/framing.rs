@@ -13,6 +13,21 @@
 //!   and the connection closed (`reason="forged-sender"`), so a frame
 //!   cannot make the node answer a third party.
 //!
+//! With a cluster key ([`crate::seal`], [`crate::keyring`]) each of them is
+//! sealed whole into an envelope (plaintext: the datagram or frame above):
+//!
+//! - **sealed UDP datagram**: the envelope itself (first byte
+//!   [`SEAL_VERSION`]), at most [`MAX_SEALED_DATAGRAM`] = 1 452 bytes for a
+//!   1 400-byte payload (51 bytes of seal overhead), so a full datagram
+//!   still fits a 1 500-byte MTU: 1 480 bytes of IPv4 packet, exactly
+//!   1 500 of IPv6;
+//! - **sealed TCP frame**: `SEAL_VERSION`, `length: u32 BE`
+//!   (at most [`MAX_SEALED_FRAME`]), then the envelope. The sender address
+//!   inside is authenticated too.
+//!
+//! A keyed agent refuses plain messages (`reason="unsealed"`) and an open
+//! agent sealed ones (`reason="sealed"`).
+//!
 //! Anything else (empty, truncated, oversized, wrong version, bad address)
 //! is rejected with a [`WireError`] and never reaches the component.
 
@@ -20,6 +35,9 @@ use std::net::SocketAddr;
 
 use nodeplane_runtime::MAX_MESSAGE_BYTES;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::seal::SEAL_OVERHEAD;
+pub use crate::seal::SEAL_VERSION;
 
 /// The wire format version this agent speaks.
 pub const WIRE_VERSION: u8 = 1;
@@ -30,6 +48,15 @@ pub const MAX_DATAGRAM_PAYLOAD: usize = 1400;
 pub const MAX_ADDRESS_LEN: usize = 64;
 /// Largest TCP frame payload.
 pub const MAX_FRAME_PAYLOAD: usize = MAX_MESSAGE_BYTES;
+/// Largest sealed datagram: a full plain datagram (version byte and
+/// [`MAX_DATAGRAM_PAYLOAD`]) plus [`SEAL_OVERHEAD`]: 1 452 bytes.
+pub const MAX_SEALED_DATAGRAM: usize = 1 + MAX_DATAGRAM_PAYLOAD + SEAL_OVERHEAD;
+// A full sealed datagram plus UDP (8) and IPv6 (40) headers fits a
+// 1 500-byte MTU: checked when compiling.
+const _: () = assert!(MAX_SEALED_DATAGRAM + 8 + 40 <= 1500);
+/// Largest envelope in a sealed TCP frame: the largest plain frame plus
+/// [`SEAL_OVERHEAD`].
+pub const MAX_SEALED_FRAME: usize = 6 + MAX_ADDRESS_LEN + MAX_FRAME_PAYLOAD + SEAL_OVERHEAD;
 
 /// Why a datagram or frame was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,6 +86,9 @@ pub enum WireError {
     /// Reading failed.
     #[error("read failed: {0}")]
     Io(String),
+    /// A plain message to an agent with a cluster key.
+    #[error("an unsealed message, and this agent has a cluster key")]
+    Unsealed,
 }
 
 impl WireError {
@@ -66,7 +96,10 @@ impl WireError {
     pub fn reason(&self) -> &'static str {
         match self {
             WireError::Empty | WireError::BadAddress(_) => "malformed",
+            // A sealed message to an agent without a cluster key.
+            WireError::WrongVersion(SEAL_VERSION) => "sealed",
             WireError::WrongVersion(_) => "wrong-version",
+            WireError::Unsealed => "unsealed",
             WireError::Oversized { .. } => "oversized",
             WireError::Truncated(_) => "truncated",
             WireError::Io(_) => "io",
@@ -129,6 +162,73 @@ pub fn encode_frame(sender: &str, payload: &[u8]) -> Result<Vec<u8>, WireError> 
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     out.extend_from_slice(payload);
     Ok(out)
+}
+
+/// Wraps an envelope (a sealed frame) for the stream.
+pub fn encode_sealed_frame(envelope: &[u8]) -> Result<Vec<u8>, WireError> {
+    if envelope.len() > MAX_SEALED_FRAME {
+        return Err(WireError::Oversized {
+            what: "sealed frame",
+            len: envelope.len(),
+            max: MAX_SEALED_FRAME,
+        });
+    }
+    let mut out = Vec::with_capacity(5 + envelope.len());
+    out.push(SEAL_VERSION);
+    out.extend_from_slice(&(envelope.len() as u32).to_be_bytes());
+    out.extend_from_slice(envelope);
+    Ok(out)
+}
+
+/// Checks a datagram a keyed agent received: an envelope of a plausible
+/// size (the envelope is opened by the caller).
+pub fn check_sealed_datagram(datagram: &[u8]) -> Result<&[u8], WireError> {
+    match datagram.first() {
+        None => Err(WireError::Empty),
+        Some(&WIRE_VERSION) => Err(WireError::Unsealed),
+        Some(&SEAL_VERSION) if datagram.len() > MAX_SEALED_DATAGRAM => Err(WireError::Oversized {
+            what: "sealed datagram",
+            len: datagram.len(),
+            max: MAX_SEALED_DATAGRAM,
+        }),
+        Some(&SEAL_VERSION) => Ok(datagram),
+        Some(&other) => Err(WireError::WrongVersion(other)),
+    }
+}
+
+/// Reads one sealed TCP frame (a keyed agent's stream): `Ok(None)` on a
+/// clean end of stream between frames, otherwise the envelope (opened by
+/// the caller, its plaintext then read with [`read_frame`]).
+pub async fn read_sealed_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<Option<Vec<u8>>, WireError> {
+    let mut version = [0u8; 1];
+    match r.read(&mut version).await {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(WireError::Io(e.to_string())),
+    }
+    match version[0] {
+        SEAL_VERSION => {}
+        WIRE_VERSION => return Err(WireError::Unsealed),
+        other => return Err(WireError::WrongVersion(other)),
+    }
+    let mut len = [0u8; 4];
+    read_part(r, &mut len, "sealed frame length").await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_SEALED_FRAME {
+        return Err(WireError::Oversized {
+            what: "sealed frame",
+            len,
+            max: MAX_SEALED_FRAME,
+        });
+    }
+    if len < SEAL_OVERHEAD {
+        return Err(WireError::Truncated("sealed frame (shorter than a seal)"));
+    }
+    let mut envelope = vec![0u8; len];
+    read_part(r, &mut envelope, "sealed frame").await?;
+    Ok(Some(envelope))
 }
 
 /// Bytes a frame from a sender address of `sender_len` bytes with a payload
@@ -221,6 +321,54 @@ mod tests {
         let mut raw = vec![WIRE_VERSION];
         raw.extend_from_slice(&big);
         assert_eq!(decode_datagram(&raw).unwrap_err().reason(), "oversized");
+    }
+
+    #[test]
+    fn sealed_frames_and_datagrams_are_told_from_plain_ones() {
+        assert_eq!(MAX_SEALED_DATAGRAM, 1452);
+        let plain = encode_datagram(b"x").unwrap();
+        assert_eq!(check_sealed_datagram(&plain), Err(WireError::Unsealed));
+        assert_eq!(WireError::Unsealed.reason(), "unsealed");
+        assert_eq!(
+            decode_datagram(&[SEAL_VERSION, 1, 2]).unwrap_err().reason(),
+            "sealed"
+        );
+        let big = vec![SEAL_VERSION; MAX_SEALED_DATAGRAM + 1];
+        assert_eq!(
+            check_sealed_datagram(&big).unwrap_err().reason(),
+            "oversized"
+        );
+        assert!(check_sealed_datagram(&big[..MAX_SEALED_DATAGRAM]).is_ok());
+        let env = vec![9u8; 100];
+        let mut bytes = encode_sealed_frame(&env).unwrap();
+        bytes.extend(encode_sealed_frame(&env).unwrap());
+        block_on(async {
+            let mut r = bytes.as_slice();
+            assert_eq!(read_sealed_frame(&mut r).await.unwrap(), Some(env.clone()));
+            assert_eq!(read_sealed_frame(&mut r).await.unwrap(), Some(env.clone()));
+            assert_eq!(read_sealed_frame(&mut r).await.unwrap(), None);
+            let plain = encode_frame("127.0.0.1:1", b"x").unwrap();
+            assert_eq!(
+                read_sealed_frame(&mut plain.as_slice()).await,
+                Err(WireError::Unsealed)
+            );
+            let huge = [&[SEAL_VERSION][..], &u32::MAX.to_be_bytes()].concat();
+            assert_eq!(
+                read_sealed_frame(&mut huge.as_slice())
+                    .await
+                    .unwrap_err()
+                    .reason(),
+                "oversized"
+            );
+            let tiny = [&[SEAL_VERSION][..], &3u32.to_be_bytes(), &[0, 0, 0]].concat();
+            assert_eq!(
+                read_sealed_frame(&mut tiny.as_slice())
+                    .await
+                    .unwrap_err()
+                    .reason(),
+                "truncated"
+            );
+        });
     }
 
     #[test]

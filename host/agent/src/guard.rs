@@ -387,6 +387,10 @@ pub enum Dropped {
     IdleTimeout,
     /// A send dropped because the outbox or the TCP send slots were full.
     SendOverload,
+    /// An inbound message the cluster key refused (unsealed, sealed for an
+    /// open agent, unknown key, failed authentication, stale, replayed),
+    /// with its metrics reason: logged at most once per interval per reason.
+    Seal(&'static str),
 }
 
 impl Dropped {
@@ -398,6 +402,7 @@ impl Dropped {
             Dropped::ConnectionLimit => "tcp-connection-refused",
             Dropped::IdleTimeout => "tcp-idle-timeout",
             Dropped::SendOverload => "send-overload",
+            Dropped::Seal(_) => "cluster-key-rejected",
         }
     }
 }
@@ -460,6 +465,10 @@ impl Guard {
             peer,
             detail,
             kind = what.kind(),
+            reason = match what {
+                Dropped::Seal(reason) => reason,
+                _ => "",
+            },
             every = ?DROP_LOG_INTERVAL,
             "dropped (drops of this kind are logged at most once per interval; /metrics counts all)"
         );
@@ -467,7 +476,12 @@ impl Guard {
             events.record_value(
                 Source::Agent,
                 what.kind(),
-                json!({ "peer": peer, "detail": detail }),
+                match what {
+                    Dropped::Seal(reason) => {
+                        json!({ "peer": peer, "reason": reason, "detail": detail })
+                    }
+                    _ => json!({ "peer": peer, "detail": detail }),
+                },
             );
         }
     }

@@ -8,7 +8,9 @@
 //! so the component stays a single-threaded state machine. The host
 //! guards the control channel before the component ([`guard`], [`network`]):
 //! per-source rate limits, no amplification toward non-members, forged TCP
-//! senders dropped, bounded connections, outbox and send tasks.
+//! senders dropped, bounded connections, outbox and send tasks. With a
+//! cluster key every message is sealed and opened at the host ([`seal`],
+//! [`keyring`]): outsiders' bytes never reach the component.
 //!
 //! Around it, one axum server on the API address ([`http`]) serves
 //! introspection (`/status`, `/members`, `/ledger/head`, `/ledger`,
@@ -28,9 +30,12 @@ pub mod faults;
 pub mod framing;
 pub mod guard;
 pub mod http;
+pub mod identity;
+pub mod keyring;
 pub mod metrics;
 pub mod network;
 pub mod ports;
+pub mod seal;
 pub mod services;
 pub mod store;
 #[cfg(test)]

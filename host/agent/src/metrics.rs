@@ -18,6 +18,8 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     /// Outbound messages that could not be sent.
     pub send_failures: AtomicU64,
+    /// Cluster keys installed (0: the agent runs open, unsealed).
+    pub cluster_keys: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     events: Mutex<BTreeMap<String, u64>>,
     limits: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
@@ -223,6 +225,7 @@ impl Metrics {
                 "nodeplane_messages_rejected_total{{reason=\"{reason}\"}} {n}"
             );
         }
+        let _ = writeln!(out, "# HELP nodeplane_cluster_keys Cluster keys installed (0: running open, messages unsealed).\n# TYPE nodeplane_cluster_keys gauge\nnodeplane_cluster_keys {}", self.cluster_keys.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP nodeplane_ledger_entries Ledger entries held.\n# TYPE nodeplane_ledger_entries gauge\nnodeplane_ledger_entries {}", gauges.ledger_entries);
         let _ = writeln!(out, "# HELP nodeplane_members Members in the view, by state.\n# TYPE nodeplane_members gauge");
         for (state, n) in &gauges.members {
@@ -293,6 +296,7 @@ mod tests {
             "nodeplane_quarantine_drops_total 6",
             "nodeplane_events_total{kind=\"probe-failed\"} 2",
             "nodeplane_members{state=\"alive\"} 4",
+            "nodeplane_cluster_keys 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }

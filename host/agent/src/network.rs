@@ -1,7 +1,12 @@
 //! The control channel over tokio sockets: a UDP socket and a TCP listener
 //! on the control address, the receive loops that validate the wire format
 //! and post to the driver's mailbox, and the sender task that drains the
-//! outbox (see [`crate::framing`] for the format).
+//! outbox (see [`crate::framing`] for the format). With a cluster key
+//! ([`crate::keyring`]) every message is sealed on the way out and opened
+//! on the way in, before the fault rules, the guard and the component: a
+//! message that does not open, is stale or replayed is dropped, counted in
+//! `nodeplane_messages_rejected_total{reason}` and logged at most once per
+//! [`crate::guard::DROP_LOG_INTERVAL`] per reason.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +23,7 @@ use crate::driver::Mailbox;
 use crate::faults::Faults;
 use crate::framing::{self, MAX_DATAGRAM_PAYLOAD};
 use crate::guard::{Dropped, Guard};
+use crate::keyring::ClusterKeys;
 use crate::metrics::Metrics;
 use crate::services::Outgoing;
 
@@ -78,6 +84,49 @@ pub struct NetContext {
     pub faults: Arc<Faults>,
     /// Rate limits, member book and byte credits.
     pub guard: Arc<Guard>,
+    /// The cluster keyring (or none: the agent runs open).
+    pub keys: Arc<ClusterKeys>,
+}
+
+/// Counts and logs (throttled) a message the cluster key refused.
+fn seal_drop(ctx: &NetContext, from: SocketAddr, reason: &'static str, detail: &str) {
+    ctx.metrics.rejected(reason);
+    ctx.guard
+        .log_drop(Dropped::Seal(reason), &from.to_string(), detail);
+}
+
+/// A datagram's payload: opened first when the agent is keyed.
+fn datagram_payload(ctx: &NetContext, from: SocketAddr, datagram: &[u8]) -> Option<Vec<u8>> {
+    let reject = |e: framing::WireError| {
+        if matches!(e.reason(), "sealed" | "unsealed") {
+            seal_drop(ctx, from, e.reason(), &format!("datagram: {e}"));
+        } else {
+            ctx.metrics.rejected(e.reason());
+            tracing::warn!(%from, bytes = datagram.len(), error = %e, "rejected a datagram");
+        }
+        None
+    };
+    if !ctx.keys.is_keyed() {
+        return match framing::decode_datagram(datagram) {
+            Ok(payload) => Some(payload.to_vec()),
+            Err(e) => reject(e),
+        };
+    }
+    let envelope = match framing::check_sealed_datagram(datagram) {
+        Ok(envelope) => envelope,
+        Err(e) => return reject(e),
+    };
+    let plain = match ctx.keys.open_envelope(envelope) {
+        Ok(plain) => plain,
+        Err(e) => {
+            seal_drop(ctx, from, e.reason(), &format!("datagram: {e}"));
+            return None;
+        }
+    };
+    match framing::decode_datagram(&plain) {
+        Ok(payload) => Some(payload.to_vec()),
+        Err(e) => reject(e),
+    }
 }
 
 /// Spawns the UDP receive loop and the TCP accept loop.
@@ -115,12 +164,8 @@ async fn udp_loop(udp: Arc<UdpSocket>, ctx: NetContext) {
             }
         };
         let datagram = buf.get(..n).unwrap_or_default();
-        match framing::decode_datagram(datagram) {
-            Ok(payload) => accept(&ctx, from, payload.to_vec(), n),
-            Err(e) => {
-                ctx.metrics.rejected(e.reason());
-                tracing::warn!(%from, bytes = n, error = %e, "rejected a datagram");
-            }
+        if let Some(payload) = datagram_payload(&ctx, from, datagram) {
+            accept(&ctx, from, payload, n);
         }
     }
 }
@@ -209,9 +254,45 @@ pub fn sender_matches_peer(claimed: SocketAddr, peer: SocketAddr) -> bool {
     claimed.ip().to_canonical() == peer.ip().to_canonical()
 }
 
+/// Reads the next frame of a connection: plain, or sealed and opened when
+/// the agent is keyed. A seal failure is counted and logged here and ends
+/// the connection (`Err(None)`).
+async fn next_frame(
+    stream: &mut TcpStream,
+    from: SocketAddr,
+    ctx: &NetContext,
+) -> Result<Option<(String, Vec<u8>)>, Option<framing::WireError>> {
+    if !ctx.keys.is_keyed() {
+        return framing::read_frame(stream).await.map_err(Some);
+    }
+    let Some(envelope) = framing::read_sealed_frame(stream).await.map_err(Some)? else {
+        return Ok(None);
+    };
+    let plain = match ctx.keys.open_envelope(&envelope) {
+        Ok(plain) => plain,
+        Err(e) => {
+            seal_drop(
+                ctx,
+                from,
+                e.reason(),
+                &format!("tcp frame: {e}; closing the connection"),
+            );
+            return Err(None);
+        }
+    };
+    let mut inner = plain.as_slice();
+    match framing::read_frame(&mut inner).await {
+        Ok(Some(frame)) if inner.is_empty() => Ok(Some(frame)),
+        Ok(_) => Err(Some(framing::WireError::BadAddress(
+            "a sealed frame must hold exactly one frame".into(),
+        ))),
+        Err(e) => Err(Some(e)),
+    }
+}
+
 async fn serve_connection(mut stream: TcpStream, from: SocketAddr, ctx: &NetContext) {
     loop {
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, framing::read_frame(&mut stream)).await {
+        match tokio::time::timeout(TCP_IDLE_TIMEOUT, next_frame(&mut stream, from, ctx)).await {
             Ok(Ok(Some((sender, payload)))) => {
                 let claimed = match sender.parse::<SocketAddr>() {
                     Ok(a) => a,
@@ -233,10 +314,19 @@ async fn serve_connection(mut stream: TcpStream, from: SocketAddr, ctx: &NetCont
                 let wire_bytes = framing::frame_len(sender.len(), payload.len());
                 accept(ctx, claimed, payload, wire_bytes);
             }
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                ctx.metrics.rejected(e.reason());
-                tracing::warn!(%from, error = %e, "rejected a tcp frame; closing the connection");
+            Ok(Ok(None)) | Ok(Err(None)) => return,
+            Ok(Err(Some(e))) => {
+                if matches!(e.reason(), "sealed" | "unsealed") {
+                    seal_drop(
+                        ctx,
+                        from,
+                        e.reason(),
+                        &format!("tcp frame: {e}; closing the connection"),
+                    );
+                } else {
+                    ctx.metrics.rejected(e.reason());
+                    tracing::warn!(%from, error = %e, "rejected a tcp frame; closing the connection");
+                }
                 return;
             }
             Err(_) => {
@@ -267,6 +357,9 @@ pub struct SenderContext {
     pub faults: Arc<Faults>,
     /// Member book and byte credits (no amplification).
     pub guard: Arc<Guard>,
+    /// The cluster keyring: every datagram and frame is sealed with its
+    /// primary key (none: sent plain).
+    pub keys: Arc<ClusterKeys>,
 }
 
 /// Spawns the sender task: drains the outbox, applying fault rules and the
@@ -328,8 +421,12 @@ fn prepare(ctx: &SenderContext, slots: &Arc<Semaphore>, to: &str, payload: &[u8]
         tracing::warn!(%to, "not sending to an address that is not ip:port");
         return None;
     };
-    if payload.len() <= MAX_DATAGRAM_PAYLOAD {
-        let datagram = match framing::encode_datagram(payload) {
+    // The one datagram-or-stream decision, shared with the simulator
+    // (`nodeplane_types::transport`); the framing's bound must be the same.
+    const _: () =
+        assert!(MAX_DATAGRAM_PAYLOAD == nodeplane_interface::transport::MAX_DATAGRAM_BYTES);
+    if nodeplane_interface::transport::Transport::for_len(payload.len()).is_datagram() {
+        let datagram = match framing::encode_datagram(payload).map(|d| ctx.keys.seal(d)) {
             Ok(d) => d,
             Err(e) => {
                 ctx.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
@@ -342,7 +439,13 @@ fn prepare(ctx: &SenderContext, slots: &Arc<Semaphore>, to: &str, payload: &[u8]
             .may_send(addr, datagram.len())
             .then_some(Job::Datagram(addr, datagram));
     }
-    let frame = match framing::encode_frame(&ctx.local, payload) {
+    let frame = match framing::encode_frame(&ctx.local, payload).and_then(|f| {
+        if ctx.keys.is_keyed() {
+            framing::encode_sealed_frame(&ctx.keys.seal(f))
+        } else {
+            Ok(f)
+        }
+    }) {
         Ok(f) => f,
         Err(e) => {
             ctx.metrics.send_failures.fetch_add(1, Ordering::Relaxed);
@@ -394,8 +497,8 @@ async fn write_frame(addr: SocketAddr, local: &str, frame: &[u8]) -> anyhow::Res
     Ok(())
 }
 
-/// Sends one frame from `local` (this node's control address) on a fresh
-/// connection, bound to `local`'s IP.
+/// Sends one plain (unsealed) frame from `local` (this node's control
+/// address) on a fresh connection, bound to `local`'s IP.
 pub async fn send_frame(addr: SocketAddr, local: &str, payload: &[u8]) -> anyhow::Result<()> {
     let frame = framing::encode_frame(local, payload)?;
     write_frame(addr, local, &frame).await

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nodeplane_runtime::signing::NodeSigner;
 use nodeplane_runtime::{LedgerStore, Services};
 use rand::RngCore;
 use tokio::sync::mpsc::error::TrySendError;
@@ -130,6 +131,7 @@ pub struct AgentServices {
     ledger: RedbLedger,
     events: EventLog,
     metrics: Arc<Metrics>,
+    signer: Arc<NodeSigner>,
 }
 
 impl AgentServices {
@@ -142,8 +144,10 @@ impl AgentServices {
         ledger: RedbLedger,
         events: EventLog,
         metrics: Arc<Metrics>,
+        signer: Arc<NodeSigner>,
     ) -> AgentServices {
         AgentServices {
+            signer,
             epoch_at_start: epoch_ms(),
             started: Instant::now(),
             outbox,
@@ -206,6 +210,11 @@ impl Services for AgentServices {
 
     fn ledger(&mut self) -> &mut dyn LedgerStore {
         &mut self.ledger
+    }
+
+    /// The key of this node's data directory ([`crate::identity`]).
+    fn signer(&mut self, _node_id: &str) -> Arc<NodeSigner> {
+        Arc::clone(&self.signer)
     }
 
     fn log_event(&mut self, kind: &str, detail: &str) {

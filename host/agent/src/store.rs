@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use nodeplane_entry::signing::ed25519::NativeVerifier;
+use nodeplane_entry::signing::{binding_key, check_signature, PublicKey};
 use nodeplane_entry::{frontier_digest, Entry, Hash, GENESIS_PREV};
 use nodeplane_runtime::{LedgerStore, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -111,6 +113,8 @@ struct Index {
     equivocations: Vec<(String, u64)>,
     /// author → conflicting entries held (entries beyond a slot's first).
     evidence: HashMap<String, usize>,
+    /// author → the signing key its first stored entry at seq 1 bound.
+    bound: HashMap<String, PublicKey>,
 }
 
 impl Index {
@@ -127,6 +131,19 @@ impl Index {
             .map_or(&[][..], Vec::as_slice);
         let head = self.heads.get(&entry.author).copied().unwrap_or(0);
         nodeplane_entry::check_link(entry, held, head).map_err(|e| e.to_string())?;
+        // Who may write: a first entry binds its own key (a conflicting one
+        // only needs its own, as evidence); any other is the bound key's.
+        let bound = if entry.seq <= 1 {
+            None
+        } else {
+            Some(self.bound.get(&entry.author).ok_or_else(|| {
+                format!(
+                    "entry {}#{}: its author's first entry is not held",
+                    entry.author, entry.seq
+                )
+            })?)
+        };
+        check_signature(entry, bound, &mut NativeVerifier).map_err(|e| e.to_string())?;
         Ok(true)
     }
 
@@ -140,6 +157,11 @@ impl Index {
 
     /// Adds a checked entry; returns true when it equivocates.
     fn add(&mut self, entry: Entry) -> bool {
+        if entry.seq == 1 && !self.bound.contains_key(&entry.author) {
+            if let Ok(key) = binding_key(&entry) {
+                self.bound.insert(entry.author.clone(), key);
+            }
+        }
         let slot = self
             .slots
             .entry((entry.author.clone(), entry.seq))
@@ -566,13 +588,32 @@ mod tests {
     use super::*;
     use crate::testutil::TempDir;
 
+    use nodeplane_entry::signing::ed25519::{key_field, KeyPair};
+
+    fn keys(author: &str) -> KeyPair {
+        KeyPair::derived(b"store-tests", author)
+    }
+
+    /// `author`'s chain: a `join` declaring its key, then `alive` entries,
+    /// all signed by it.
     fn chain(author: &str, n: u64) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();
         for seq in 1..=n {
             let prev = out.last().map_or(GENESIS_PREV, |e| e.id);
-            out.push(Entry::new(author, seq, prev, seq, "alive", vec![seq as u8]));
+            let e = if seq == 1 {
+                let body = format!("{{{}}}", key_field(&keys(author).public_key()));
+                Entry::new(author, 1, prev, 1, "join", body.into_bytes())
+            } else {
+                Entry::new(author, seq, prev, seq, "alive", vec![seq as u8])
+            };
+            out.push(keys(author).sign(e));
         }
         out
+    }
+
+    /// An entry signed by `author`'s key.
+    fn signed(e: Entry) -> Entry {
+        keys(&e.author.clone()).sign(e)
     }
 
     #[test]
@@ -640,7 +681,7 @@ mod tests {
         let err = store.append(&bad).unwrap_err().to_string();
         assert!(err.contains("id does not match"), "{err}");
         // Wrong prev.
-        let forged = Entry::new("a", 2, [7; 32], 2, "alive", vec![]);
+        let forged = signed(Entry::new("a", 2, [7; 32], 2, "alive", vec![]));
         assert!(store.append(&forged).is_err());
         assert_eq!(store.len(), 1);
         store.append(&a[1]).unwrap();
@@ -652,7 +693,7 @@ mod tests {
         let dir = TempDir::new("store-equiv");
         let mut store = RedbLedger::open(dir.path()).unwrap();
         let a = chain("a", 2);
-        let other = Entry::new("a", 2, a[0].id, 9, "left", vec![]);
+        let other = signed(Entry::new("a", 2, a[0].id, 9, "left", vec![]));
         store.append(&a[0]).unwrap();
         store.append(&a[1]).unwrap();
         store.append(&other).unwrap();
@@ -698,8 +739,16 @@ mod tests {
         let a = chain("a", 2);
         store.append(&a[0]).unwrap();
         store.append(&a[1]).unwrap();
-        let conflict =
-            |n: u64| Entry::new("a", 2, a[0].id, 100 + n, "alive", n.to_be_bytes().to_vec());
+        let conflict = |n: u64| {
+            signed(Entry::new(
+                "a",
+                2,
+                a[0].id,
+                100 + n,
+                "alive",
+                n.to_be_bytes().to_vec(),
+            ))
+        };
         let over = MAX_EQUIVOCATIONS_PER_AUTHOR as u64 + 3;
         for n in 0..over {
             store.append(&conflict(n)).unwrap();
@@ -709,9 +758,25 @@ mod tests {
         // Another author's evidence has its own allowance.
         let b = chain("b", 1);
         store.append(&b[0]).unwrap();
+        // A first entry under another key is evidence, not a takeover; one
+        // that binds no key is not even that.
+        let other = keys("mallory");
+        let rebind = format!("{{{}}}", key_field(&other.public_key()));
         store
-            .append(&Entry::new("b", 1, GENESIS_PREV, 7, "left", vec![]))
+            .append(&other.sign(Entry::new(
+                "b",
+                1,
+                GENESIS_PREV,
+                7,
+                "join",
+                rebind.into_bytes(),
+            )))
             .unwrap();
+        let unbound = signed(Entry::new("b", 1, GENESIS_PREV, 8, "left", vec![]));
+        assert!(
+            store.append(&unbound).is_ok(),
+            "dropped, not a store failure"
+        );
         assert_eq!(store.equivocations().len(), 2);
         drop(store);
         // Persisted: a restarted node still reports it, and the cap still

@@ -4,11 +4,60 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nodeplane_runtime::{LoadedComponent, Runtime};
+use nodeplane_runtime::{Instance, LoadedComponent, Runtime};
 
 use crate::checks::Check;
 use crate::ctx::Ctx;
 use crate::report::CheckResult;
+
+/// Instantiates `component` once and calls `driver.info`: `Some(reason)`
+/// if that fails, on one line (then every check would fail the same way).
+pub(crate) fn probe(
+    runtime: &Runtime,
+    component: &LoadedComponent,
+    timeout: Duration,
+) -> Option<String> {
+    let (done, outcome) = mpsc::channel();
+    let runtime = runtime.clone();
+    let component = component.clone();
+    let spawned = std::thread::Builder::new()
+        .name("conformance probe".into())
+        .spawn(move || {
+            let failure = match Instance::new(&runtime, &component, 1) {
+                Err(e) => Some(format!(
+                    "instantiating it failed: {}",
+                    root_cause(&format!("{e:#}"))
+                )),
+                Ok(mut instance) => instance
+                    .info()
+                    .err()
+                    .map(|e| format!("driver.info failed: {e}")),
+            };
+            let _ = done.send(failure);
+        });
+    let failure = match spawned {
+        Err(e) => Some(format!("could not start the probe's thread: {e}")),
+        Ok(_) => match outcome.recv_timeout(timeout) {
+            Ok(failure) => failure,
+            Err(mpsc::RecvTimeoutError::Timeout) => Some(format!(
+                "instantiating it and calling driver.info took over {} s",
+                timeout.as_secs_f64()
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Some("the probe's thread died without a result".into())
+            }
+        },
+    };
+    failure.map(|why| one_line(&why))
+}
+
+/// The useful part of a wasmtime error chain: without the `error while
+/// executing at wasm backtrace:` preamble, whose frames [`one_line`] folds.
+fn root_cause(text: &str) -> String {
+    text.replace("error while executing at wasm backtrace:", "")
+        .trim()
+        .to_string()
+}
 
 /// Runs `check` against `component`, failing it on a violation, a panic, a
 /// component crash or after `timeout`.
@@ -58,7 +107,7 @@ pub(crate) fn run_check(
     };
     CheckResult {
         name: check.name,
-        failure: failure.map(|why| one_line(&why)),
+        failure: failure.map(|why| root_cause(&one_line(&why))),
     }
 }
 

@@ -21,6 +21,13 @@ pub use checks::{Check, CHECKS};
 pub use ctx::{Ctx, Violation};
 pub use report::{CheckResult, Report};
 
+/// Longest time instantiating the component and calling `driver.info`
+/// once may take before the run is abandoned: instantiation takes
+/// milliseconds once compiled and `info` is bounded by the fuel of one
+/// call (seconds at worst), so only a host in trouble reaches it. Apart
+/// from [`Options::check_timeout`], which may be short for a test.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How a run is carried out.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -43,10 +50,23 @@ pub fn run(runtime: &Runtime, component: &LoadedComponent) -> Report {
 }
 
 /// Runs every check against `component`.
+///
+/// A component that cannot be instantiated, or crashes in `driver.info`,
+/// fails once with that reason ([`Report::load_failure`]) and no check is
+/// run: every check would fail the same way.
 pub fn run_with(runtime: &Runtime, component: &LoadedComponent, options: Options) -> Report {
+    if let Some(reason) = harness::probe(runtime, component, PROBE_TIMEOUT) {
+        return Report {
+            checks: Vec::new(),
+            load_failure: Some(reason),
+        };
+    }
     let checks = CHECKS
         .iter()
         .map(|check| harness::run_check(runtime, component, check, options.check_timeout))
         .collect();
-    Report { checks }
+    Report {
+        checks,
+        load_failure: None,
+    }
 }

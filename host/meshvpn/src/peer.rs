@@ -12,6 +12,12 @@ pub const OVERLAY_IP_KEY: &str = "overlay-ip";
 /// 32 bytes (44 characters ending in `=`).
 pub const PUBLIC_KEY_KEY: &str = "public-key";
 
+/// Metadata key holding the UDP port a peer's WireGuard listens on, e.g.
+/// `51820`. The tunnel endpoint is the member's control IP with this port
+/// (the control port is not the tunnel's); without the key the control
+/// address itself is the endpoint.
+pub const WG_PORT_KEY: &str = "wg-port";
+
 /// A validated WireGuard public key (base64 of 32 bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PublicKey(String);
@@ -46,6 +52,26 @@ impl PublicKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key of these 32 bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> PublicKey {
+        use base64::Engine as _;
+        PublicKey(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    /// The key's 32 bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        use base64::Engine as _;
+        let mut out = [0u8; 32];
+        // `parse` admitted only canonical base64 of 32 bytes, so this
+        // decodes to exactly 32 bytes; anything else leaves zeros.
+        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(&self.0) {
+            if let Ok(array) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                out = array;
+            }
+        }
+        out
+    }
 }
 
 fn base64_value(b: u8) -> Option<u8> {
@@ -62,7 +88,8 @@ fn base64_value(b: u8) -> Option<u8> {
 /// What the data plane needs to reach a peer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tunnel {
-    /// The peer's endpoint (its control address).
+    /// The peer's tunnel endpoint: its control IP with the `wg-port`
+    /// metadata port, or its control address without that key.
     pub endpoint: SocketAddr,
     /// The peer's overlay address; routed as a host route (/32 or /128).
     pub overlay_ip: IpAddr,
@@ -96,6 +123,9 @@ pub enum Incomplete {
     /// The member's address is not `ip:port`.
     #[error("endpoint {0:?} is not ip:port")]
     InvalidEndpoint(String),
+    /// The `wg-port` value is not a port number 1..=65535.
+    #[error("wg-port {0:?} is not a port number 1..=65535")]
+    InvalidWgPort(String),
 }
 
 /// One peer of the desired set.
@@ -132,10 +162,18 @@ impl VpnPeer {
 }
 
 fn tunnel_of(member: &Member) -> Result<Tunnel, Incomplete> {
-    let endpoint: SocketAddr = member
+    let mut endpoint: SocketAddr = member
         .address
         .parse()
         .map_err(|_| Incomplete::InvalidEndpoint(member.address.clone()))?;
+    if let Some(port_text) = member.metadata_value(WG_PORT_KEY) {
+        let port = port_text
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| Incomplete::InvalidWgPort(port_text.to_owned()))?;
+        endpoint.set_port(port);
+    }
     let ip_text = member
         .metadata_value(OVERLAY_IP_KEY)
         .ok_or(Incomplete::MissingKey(OVERLAY_IP_KEY))?;
@@ -256,6 +294,35 @@ mod tests {
                 "reasons never carry raw newlines: {reason:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_wg_port_gives_the_tunnel_endpoint() {
+        let meta = [
+            ("overlay-ip", "10.0.0.2"),
+            ("public-key", KEY),
+            ("wg-port", "51820"),
+        ];
+        let peer = VpnPeer::from_member(&member(&meta, PeerState::Alive)).unwrap();
+        assert_eq!(
+            peer.tunnel.unwrap().endpoint,
+            "127.0.0.1:51820".parse::<SocketAddr>().unwrap()
+        );
+        for bad in ["0", "65536", "x", "-1", ""] {
+            let meta = [
+                ("overlay-ip", "10.0.0.2"),
+                ("public-key", KEY),
+                ("wg-port", bad),
+            ];
+            let peer = VpnPeer::from_member(&member(&meta, PeerState::Alive)).unwrap();
+            assert_eq!(peer.tunnel, Err(Incomplete::InvalidWgPort(bad.into())));
+        }
+    }
+
+    #[test]
+    fn key_bytes_round_trip() {
+        let key = PublicKey::parse(KEY).unwrap();
+        assert_eq!(PublicKey::from_bytes(&key.to_bytes()), key);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nodeplane_interface::ControlPlane;
 
+use crate::device::{WireGuardConfig, WireGuardDevice, DEVICE_RECHECK_INTERVAL};
 use crate::peer_set::SharedPeerSet;
 use crate::vpn::MeshVpn;
 
@@ -66,7 +67,27 @@ impl<C: ControlPlane + 'static> MeshVpn<C> {
     /// Runs this Mesh VPN on a thread: polls, and after each change writes
     /// the configuration to `config.config_path` (if set). Errors are
     /// logged; the set in force stays.
-    pub fn spawn(mut self, config: SpawnConfig) -> std::io::Result<RunningMeshVpn> {
+    pub fn spawn(self, config: SpawnConfig) -> std::io::Result<RunningMeshVpn> {
+        self.spawn_inner(config, None)
+    }
+
+    /// Like [`spawn`](MeshVpn::spawn), and also applies the set to the
+    /// WireGuard interface `wireguard` after every change, and re-checks
+    /// the interface every [`DEVICE_RECHECK_INTERVAL`]. A failed apply is
+    /// logged and retried on the next round; the set in force stays.
+    pub fn spawn_with_wireguard(
+        self,
+        config: SpawnConfig,
+        wireguard: WireGuardConfig,
+    ) -> std::io::Result<RunningMeshVpn> {
+        self.spawn_inner(config, Some(wireguard))
+    }
+
+    fn spawn_inner(
+        mut self,
+        config: SpawnConfig,
+        wireguard: Option<WireGuardConfig>,
+    ) -> std::io::Result<RunningMeshVpn> {
         let shared = self.shared();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
@@ -74,10 +95,26 @@ impl<C: ControlPlane + 'static> MeshVpn<C> {
             .name("meshvpn".into())
             .spawn(move || {
                 let mut written = None;
+                let mut device = wireguard.map(WireGuardDevice::new);
+                let mut device_serial = None;
+                let mut device_checked = std::time::Instant::now();
                 while !stopping.load(Ordering::SeqCst) {
                     if let Err(error) = self.poll_wait(config.poll_interval) {
                         tracing::warn!(%error, "mesh vpn poll failed; keeping the set in force");
                         std::thread::sleep(config.poll_interval);
+                    }
+                    if let Some(device) = device.as_mut() {
+                        let recheck = device_checked.elapsed() >= DEVICE_RECHECK_INTERVAL;
+                        if device_serial != Some(self.serial()) || recheck {
+                            device_checked = std::time::Instant::now();
+                            match device.apply(self.peer_set()) {
+                                Ok(_) => device_serial = Some(self.serial()),
+                                Err(error) => {
+                                    device_serial = None;
+                                    tracing::error!(%error, "applying the peer set to the WireGuard interface failed; retrying")
+                                }
+                            }
+                        }
                     }
                     let Some(path) = &config.config_path else {
                         continue;

@@ -108,6 +108,7 @@ pub fn entry_to_wit(e: &nodeplane_entry::Entry) -> wit::LedgerEntry {
         kind: e.kind.clone(),
         body: e.body.clone(),
         id: e.id.to_vec(),
+        signature: e.signature.clone(),
     }
 }
 
@@ -138,6 +139,7 @@ pub fn entry_from_wit(e: wit::LedgerEntry) -> Result<nodeplane_entry::Entry, Str
         kind: e.kind,
         body: e.body,
         id,
+        signature: e.signature,
     };
     entry.verify().map_err(|err| err.to_string())?;
     Ok(entry)

@@ -13,25 +13,6 @@ use crate::host_state::HostState;
 /// Interfaces a component may import: the project's own host services.
 const OWN_INTERFACES: &str = "nodeplane:control/";
 
-/// WASI interfaces that Rust's standard library links only to print a panic
-/// message. They are provided as traps (a panic is a crash anyway), so they
-/// give a guest no clock, randomness or I/O.
-const PANIC_ONLY_WASI: &[&str] = &[
-    "wasi:cli/stderr",
-    "wasi:cli/stdout",
-    "wasi:cli/stdin",
-    "wasi:cli/exit",
-    "wasi:cli/environment",
-    "wasi:cli/terminal-input",
-    "wasi:cli/terminal-output",
-    "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout",
-    "wasi:cli/terminal-stderr",
-    "wasi:io/error",
-    "wasi:io/streams",
-    "wasi:io/poll",
-];
-
 /// Resource limits applied to every instance.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -64,13 +45,14 @@ pub enum RuntimeError {
         /// What wasmtime said.
         reason: String,
     },
-    /// The component imports something the host does not offer.
-    #[error("component {name}: imports {import:?}, but a control plane may import only nodeplane:control host services")]
+    /// The component imports something the host does not offer. Checked
+    /// before compilation, from the component's import section.
+    #[error("component {name}: imports {}, which the host does not provide; a control plane may import the nodeplane:control host services and the WASI 0.2 interfaces wasi:cli, wasi:clocks, wasi:io, wasi:random (deterministic: the host's clock and seeded randomness), wasi:filesystem, wasi:sockets and wasi:http (present, but every operation fails: no files, no network); see docs/interface.md §7", quoted(.imports))]
     ForbiddenImport {
         /// Name or path of the component.
         name: String,
-        /// The offending import.
-        import: String,
+        /// Every import the host refuses, in the component's order.
+        imports: Vec<String>,
     },
     /// The component does not export the control-plane world.
     #[error("component {name}: does not implement the control-plane world: {reason}")]
@@ -141,6 +123,7 @@ impl Runtime {
         let mut config = Config::new();
         config.consume_fuel(true);
         config.wasm_component_model(true);
+        config.cache(disk_cache());
         let engine = Engine::new(&config)?;
         Ok(Runtime {
             engine,
@@ -186,15 +169,30 @@ impl Runtime {
             name: name.clone(),
             reason: error_chain(&e),
         };
+        // The imports are read from the component's import section before
+        // anything is compiled: a refusal costs milliseconds, not the
+        // compilation of the whole component.
+        let declared = declared_imports(bytes).map_err(|reason| RuntimeError::Invalid {
+            name: name.clone(),
+            reason,
+        })?;
+        check_imports(&declared, &name)?;
         let component = Component::new(&self.engine, bytes).map_err(invalid)?;
-        let imports = validate_imports(&self.engine, &component, &name)?;
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(import, _)| import.to_string())
+            .collect();
+        // What compiled must be what was checked (the section parser and
+        // wasmtime agree on the names; this guards that assumption).
+        check_imports(&imports, &name)?;
         let mut linker = Linker::<HostState>::new(&self.engine);
         Bindings::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,
         )
         .map_err(invalid)?;
-        define_panic_only_wasi_as_traps(&mut linker, &self.engine, &component).map_err(invalid)?;
+        crate::wasi::define(&mut linker, &self.engine, &component).map_err(invalid)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = ControlPlanePre::new(instance_pre).map_err(wrong_world)?;
         let loaded = LoadedComponent {
@@ -211,69 +209,166 @@ impl Runtime {
     }
 }
 
-/// Checks that a component imports only the project's host services (and
-/// the panic-only WASI interfaces, provided as traps). Returns the imports.
-fn validate_imports(
-    engine: &Engine,
-    component: &Component,
-    name: &str,
-) -> Result<Vec<String>, RuntimeError> {
-    let mut imports = Vec::new();
-    for (import, _) in component.component_type().imports(engine) {
-        let unversioned = import.split('@').next().unwrap_or(import);
-        let allowed = import.starts_with(OWN_INTERFACES) || PANIC_ONLY_WASI.contains(&unversioned);
-        if !allowed {
-            return Err(RuntimeError::ForbiddenImport {
-                name: name.to_string(),
-                import: import.to_string(),
-            });
+/// The environment variable naming the directory where compiled
+/// components are cached (`off` disables the cache). Unset: wasmtime's
+/// per-user cache directory (`~/.cache/BytecodeAlliance/wasmtime` on
+/// Linux).
+pub const CACHE_DIR_ENV: &str = "NODEPLANE_CACHE_DIR";
+
+/// wasmtime's compilation cache: a compiled component is stored under the
+/// hash of its bytes and the engine's configuration, so a second load of
+/// the same component (another process, a restart) does not compile it
+/// again. Loading an entry goes through wasmtime's own checks (zstd frame,
+/// the artifact's header naming the wasmtime version and engine settings);
+/// an entry that fails them is compiled again and rewritten. The entries
+/// are native code the host runs: the directory must be writable by the
+/// host's user only (it is created with mode 0700 here). `Component::
+/// deserialize`, the alternative, is `unsafe`, which this workspace forbids.
+fn disk_cache() -> Option<wasmtime::Cache> {
+    let mut config = wasmtime::CacheConfig::new();
+    match std::env::var_os(CACHE_DIR_ENV) {
+        Some(dir) if dir == "off" => return None,
+        Some(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            if let Err(e) = private_dir(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "compilation cache disabled: cannot create its directory");
+                return None;
+            }
+            config.with_directory(dir);
         }
-        imports.push(import.to_string());
+        None => {}
+    }
+    match wasmtime::Cache::new(config) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "compilation cache disabled");
+            None
+        }
+    }
+}
+
+/// Creates `dir` (and its parents), readable and writable by this user only.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Most imports a component may declare. The control-plane world has 8 and
+/// a toolchain adds about 30 WASI interfaces; far more is not a control
+/// plane, and the list is echoed in messages.
+pub const MAX_IMPORTS: usize = 256;
+
+/// The names of the top-level imports of a component, read from its import
+/// section without compiling it.
+fn declared_imports(bytes: &[u8]) -> Result<Vec<String>, String> {
+    use wasmparser::{Encoding, Parser, Payload};
+    let mut imports = Vec::new();
+    // Nesting depth: 1 inside the top-level component, more inside the
+    // modules and components it defines.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| e.to_string())?;
+        match payload {
+            Payload::Version { encoding, .. } => {
+                if depth == 0 && encoding != Encoding::Component {
+                    return Err(
+                        "a core WebAssembly module, not a component (build it for wasm32-wasip2, or wrap it with `wasm-tools component new`)".into(),
+                    );
+                }
+                depth = depth.saturating_add(1);
+            }
+            Payload::End(_) => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break;
+                }
+            }
+            Payload::ComponentImportSection(section) if depth == 1 => {
+                for import in section {
+                    let import = import.map_err(|e| e.to_string())?;
+                    if imports.len() >= MAX_IMPORTS {
+                        return Err(format!("more than {MAX_IMPORTS} imports"));
+                    }
+                    imports.push(import.name.name.to_string());
+                }
+            }
+            _ => {}
+        }
     }
     Ok(imports)
 }
 
-/// Defines the panic-only WASI interfaces `component` imports as traps.
-///
-/// Only those: wasmtime's `define_unknown_imports_as_traps` would also
-/// define the project's own interfaces imported at an older, compatible
-/// version (`nodeplane:control/clock@0.1.0` on this 0.1.1 host) as traps
-/// under their exact names, and those would win over the semver-compatible
-/// match with the host's real definitions.
-fn define_panic_only_wasi_as_traps(
-    linker: &mut Linker<HostState>,
-    engine: &Engine,
-    component: &Component,
-) -> wasmtime::Result<()> {
-    use wasmtime::component::types::ComponentItem;
-    use wasmtime::component::ResourceType;
-    for (import, item) in component.component_type().imports(engine) {
-        let unversioned = import.split('@').next().unwrap_or(import);
-        if !PANIC_ONLY_WASI.contains(&unversioned) {
-            continue;
-        }
-        let ComponentItem::ComponentInstance(instance) = item.ty else {
-            continue;
-        };
-        let mut stubs = linker.instance(import)?;
-        for (name, export) in instance.exports(engine) {
-            match export.ty {
-                ComponentItem::ComponentFunc(_) => {
-                    let full = format!("{import}#{name}");
-                    stubs.func_new(name, move |_, _, _, _| {
-                        wasmtime::bail!(
-                            "unknown import: `{full}` has not been defined (a control plane has no WASI I/O)"
-                        )
-                    })?;
+/// Checks that a component imports only the project's host services and
+/// the WASI interfaces the host provides ([`crate::wasi`]); names every
+/// other import.
+fn check_imports(imports: &[String], name: &str) -> Result<(), RuntimeError> {
+    let refused: Vec<String> = imports
+        .iter()
+        .filter(|import| !import.starts_with(OWN_INTERFACES) && !crate::wasi::is_provided(import))
+        .cloned()
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::ForbiddenImport {
+            name: name.to_string(),
+            imports: refused,
+        })
+    }
+}
+
+/// What a component creates when it is instantiated, counted from its
+/// sections: the figures the store limits ([`crate::MAX_INSTANCES`] and
+/// the others) bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    /// Core module instances.
+    pub core_instances: usize,
+    /// Tables defined by its core modules.
+    pub tables: usize,
+    /// Linear memories defined by its core modules.
+    pub memories: usize,
+}
+
+/// Counts what `bytes` (a component) creates, without compiling it.
+pub fn footprint(bytes: &[u8]) -> Result<Footprint, String> {
+    use wasmparser::{Parser, Payload};
+    let mut counts = Footprint::default();
+    for payload in Parser::new(0).parse_all(bytes) {
+        let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        match payload.map_err(|e| e.to_string())? {
+            // Only instantiations: a bag of exports creates no instance.
+            Payload::InstanceSection(s) => {
+                for instance in s {
+                    if let wasmparser::Instance::Instantiate { .. } =
+                        instance.map_err(|e| e.to_string())?
+                    {
+                        counts.core_instances = counts.core_instances.saturating_add(1);
+                    }
                 }
-                ComponentItem::Resource(_) => {
-                    stubs.resource(name, ResourceType::host::<()>(), |_, _| Ok(()))?;
-                }
-                _ => {}
             }
+            Payload::TableSection(s) => {
+                counts.tables = counts.tables.saturating_add(count(s.count()))
+            }
+            Payload::MemorySection(s) => {
+                counts.memories = counts.memories.saturating_add(count(s.count()))
+            }
+            _ => {}
         }
     }
-    Ok(())
+    Ok(counts)
+}
+
+/// `"a", "b"` for a message.
+fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| format!("{i:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An error and its causes on one line, `outer: inner: ...`, whitespace
@@ -287,4 +382,72 @@ pub(crate) fn error_chain(error: &wasmtime::Error) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A component importing the instance `name` (of an empty instance
+    /// type), followed by a core module that does not validate: loading it
+    /// must fail on the import, before anything is compiled.
+    fn component_importing(name: &str) -> Vec<u8> {
+        let mut bytes = vec![0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+        // Type section: one instance type with no declarations.
+        bytes.extend([0x07, 0x03, 0x01, 0x42, 0x00]);
+        // Import section: `name`, an instance of type 0.
+        let mut import = vec![0x01, 0x00, name.len() as u8];
+        import.extend(name.as_bytes());
+        import.extend([0x05, 0x00]);
+        bytes.push(0x0a);
+        bytes.push(import.len() as u8);
+        bytes.extend(import);
+        // A core module whose only function leaves an i32 on a () -> () stack.
+        let module: &[u8] = &[
+            0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00,
+            0x03, 0x02, 0x01, 0x00, 0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x00, 0x0b,
+        ];
+        bytes.push(0x01);
+        bytes.push(module.len() as u8);
+        bytes.extend(module);
+        bytes
+    }
+
+    #[test]
+    fn imports_are_checked_before_compilation_and_the_refusal_says_what_is_allowed() {
+        let runtime = Runtime::new(Limits::default()).expect("engine");
+        let bytes = component_importing("wasi:keyvalue/store@0.2.0");
+        assert_eq!(
+            declared_imports(&bytes).expect("parses"),
+            vec!["wasi:keyvalue/store@0.2.0".to_string()]
+        );
+        let Err(err) = runtime.load(&bytes, ComponentSource::File("kv.wasm".into())) else {
+            panic!("a forbidden import must not load");
+        };
+        assert!(
+            matches!(&err, RuntimeError::ForbiddenImport { imports, .. } if imports == &["wasi:keyvalue/store@0.2.0"]),
+            "refused on the import, not on the invalid module: {err}"
+        );
+        let message = err.to_string();
+        for allowed in [
+            "nodeplane:control",
+            "wasi:clocks",
+            "wasi:random",
+            "wasi:cli",
+            "docs/interface.md §7",
+        ] {
+            assert!(message.contains(allowed), "{message}");
+        }
+        // A provided WASI interface passes the check (and then fails on the
+        // invalid module, so the check did come first).
+        let bytes = component_importing("wasi:clocks/monotonic-clock@0.2.9");
+        let Err(err) = runtime.load(&bytes, ComponentSource::File("m.wasm".into())) else {
+            panic!("the module does not validate");
+        };
+        assert!(matches!(err, RuntimeError::Invalid { .. }), "{err}");
+        // WASI 0.3 is not provided.
+        assert!(!crate::wasi::is_provided(
+            "wasi:clocks/monotonic-clock@0.3.0"
+        ));
+    }
 }

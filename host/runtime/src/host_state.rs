@@ -4,10 +4,13 @@
 use nodeplane_entry::Entry;
 use wasmtime::StoreLimits;
 
+use std::sync::Arc;
+
 use crate::bindings::nodeplane::control::{
-    clock, events, ledger_store, lifecycle, network, random, timers, types,
+    clock, events, ledger_store, lifecycle, network, random, signing, timers, types,
 };
 use crate::convert;
+use crate::signing::NodeSigner;
 use nodeplane_types::{Effect, MAX_MESSAGE_BYTES};
 
 /// Per-instance host state.
@@ -24,6 +27,8 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// What `lifecycle.started-as` answers.
     pub start: StartMode,
+    /// The node's signing key (`signing` imports).
+    pub signer: Arc<NodeSigner>,
 }
 
 /// How the host starts an instance: what `lifecycle.started-as` answers
@@ -107,6 +112,29 @@ impl ledger_store::Host for HostState {
             Ok(entry) => self.effects.push(Effect::Append(entry)),
             Err(reason) => self.reject("append-rejected", reason),
         }
+    }
+}
+
+impl signing::Host for HostState {
+    fn public_key(&mut self) -> Vec<u8> {
+        self.signer.public_key().to_vec()
+    }
+
+    fn sign_entry(&mut self, id: Vec<u8>) -> Vec<u8> {
+        match nodeplane_entry::hash_from_slice(&id) {
+            Some(id) => self.signer.sign(&id),
+            None => Vec::new(),
+        }
+    }
+
+    fn verify_entry(&mut self, key: Vec<u8>, id: Vec<u8>, signature: Vec<u8>) -> bool {
+        let (Ok(key), Some(id)) = (
+            <[u8; 32]>::try_from(key.as_slice()),
+            nodeplane_entry::hash_from_slice(&id),
+        ) else {
+            return false;
+        };
+        self.signer.verify(&key, &id, &signature)
     }
 }
 

@@ -10,6 +10,28 @@ use crate::bindings::ControlPlane as Bindings;
 use crate::convert;
 use crate::engine::{LoadedComponent, Runtime};
 use crate::host_state::{HostState, StartMode};
+use crate::signing::{NodeSigner, VerifyMemo, RECORDING_KEY_CONTEXT};
+use nodeplane_entry::signing::ed25519::KeyPair;
+use std::sync::Arc;
+
+/// Most core WebAssembly instances one component instance may create.
+/// Measured (`tests/interface/examples.rs`, which checks a 2x margin): the
+/// Rust stub 3, ComponentizeJS output 4, componentize-py output 14, and 38
+/// when built with `--stub-wasi` (issue 17). 256 leaves a margin of more
+/// than 6x over the largest; each costs a few KiB of host bookkeeping
+/// beyond the memories and tables bounded below.
+pub const MAX_INSTANCES: usize = 256;
+
+/// Most tables one component instance may create: one per core module
+/// that defines a function table (2 for each toolchain measured), bounded
+/// like [`MAX_INSTANCES`].
+pub const MAX_TABLES: usize = 256;
+
+/// Most linear memories one component instance may create. Toolchains use
+/// one (each measured) or two (a program's and an adapter's); every memory is bounded by
+/// [`Limits::memory_bytes`](crate::Limits) on its own, so this only keeps
+/// a component from multiplying that bound: 16 memories at most.
+pub const MAX_MEMORIES: usize = 16;
 
 /// Why a call into a component did not produce a result.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,22 +76,27 @@ pub struct Instance {
 
 impl Instance {
     /// Instantiates `component` for a fresh start; `seed` seeds the host
-    /// randomness it sees.
+    /// randomness it sees and names its deterministic signing key (for
+    /// tests and the conformance suite; a node's host passes its own key to
+    /// [`Instance::with_start`]).
     pub fn new(
         runtime: &Runtime,
         component: &LoadedComponent,
         seed: u64,
     ) -> anyhow::Result<Instance> {
-        Instance::with_start(runtime, component, seed, StartMode::Fresh)
+        let pair = KeyPair::derived(RECORDING_KEY_CONTEXT, &format!("instance-{seed}"));
+        let signer = Arc::new(NodeSigner::with_memo(pair, VerifyMemo::shared()));
+        Instance::with_start(runtime, component, seed, StartMode::Fresh, signer)
     }
 
     /// Instantiates `component`, telling it through `lifecycle.started-as`
-    /// how it is started.
+    /// how it is started; `signer` holds the node's signing key.
     pub fn with_start(
         runtime: &Runtime,
         component: &LoadedComponent,
         seed: u64,
         start: StartMode,
+        signer: Arc<NodeSigner>,
     ) -> anyhow::Result<Instance> {
         let limits = runtime.limits();
         let state = HostState {
@@ -79,15 +106,16 @@ impl Instance {
             stored: Vec::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_bytes)
-                .instances(16)
-                .tables(64)
-                .memories(16)
+                .instances(MAX_INSTANCES)
+                .tables(MAX_TABLES)
+                .memories(MAX_MEMORIES)
                 // Growing past the limit traps with a reason naming memory,
                 // rather than handing the guest a failed `memory.grow` it
                 // would turn into an anonymous abort.
                 .trap_on_grow_failure(true)
                 .build(),
             start,
+            signer,
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.limits);

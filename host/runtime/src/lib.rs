@@ -27,6 +27,8 @@ mod host_state;
 mod instance;
 mod node;
 mod services;
+pub mod signing;
+pub mod wasi;
 
 /// Bindings generated from `wit/control.wit`.
 #[allow(missing_docs)]
@@ -41,9 +43,12 @@ pub use containment::{
     rebuild_delay_ms, CRASH_STREAK_RESET_MS, MAX_CRASH_SUSPECTS, MAX_QUARANTINED,
     QUARANTINE_AFTER_CRASHES, REBUILD_BACKOFF_BASE_MS, REBUILD_BACKOFF_MAX_MS,
 };
-pub use engine::{ComponentSource, Limits, LoadedComponent, Runtime, RuntimeError};
+pub use engine::{
+    footprint, ComponentSource, Footprint, Limits, LoadedComponent, Runtime, RuntimeError,
+    CACHE_DIR_ENV, MAX_IMPORTS,
+};
 pub use host_state::StartMode;
-pub use instance::{CallError, Instance};
+pub use instance::{CallError, Instance, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES};
 pub use node::{Node, NodeHandle, SwapReport, REBUILD_TIMER};
 /// The shared vocabulary the runtime speaks (`nodeplane-types`): what a
 /// call records, the node configuration and the message-size limit.

@@ -770,16 +770,18 @@ fn boot<S: Services>(
     start: StartMode,
 ) -> Result<Booted, ControlError> {
     let seed = services.seed();
-    let mut instance = Instance::with_start(runtime, component, seed, start).map_err(|e| {
-        ControlError::Unavailable(format!(
-            "instantiating {}: {}",
-            component.source,
-            e.chain()
-                .map(|cause| cause.to_string())
-                .collect::<Vec<_>>()
-                .join(": ")
-        ))
-    })?;
+    let signer = services.signer(&config.node_id);
+    let mut instance =
+        Instance::with_start(runtime, component, seed, start, signer).map_err(|e| {
+            ControlError::Unavailable(format!(
+                "instantiating {}: {}",
+                component.source,
+                e.chain()
+                    .map(|cause| cause.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            ))
+        })?;
     let info = instance.info().map_err(ControlError::from)?;
     let stored = services
         .ledger()

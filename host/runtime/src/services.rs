@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use nodeplane_entry::signing::ed25519::KeyPair;
 use nodeplane_entry::Entry;
+
+use crate::signing::{NodeSigner, VerifyMemo, RECORDING_KEY_CONTEXT};
 
 /// Why the ledger store failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,10 @@ pub trait Services: Send {
     fn ledger(&mut self) -> &mut dyn LedgerStore;
     /// Append a line to the node's local event log.
     fn log_event(&mut self, kind: &str, detail: &str);
+    /// The signing key of node `node_id` (the `signing` host service): the
+    /// same key for every instance the node starts, since its first `join`
+    /// bound its id to it.
+    fn signer(&mut self, node_id: &str) -> Arc<NodeSigner>;
 }
 
 /// An in-memory ledger store.
@@ -183,6 +190,11 @@ pub struct RecordingServices {
     /// Live timers: id → the setting in force.
     active_timers: BTreeMap<u64, TimerSetting>,
     next_generation: u64,
+    /// Context of the node's deterministic signing key (see
+    /// [`RecordingServices::keyed`]); empty by default.
+    pub key_context: Vec<u8>,
+    /// The node's signer, once made.
+    signer: Option<Arc<NodeSigner>>,
 }
 
 impl RecordingServices {
@@ -199,6 +211,19 @@ impl RecordingServices {
             ledger,
             ..RecordingServices::default()
         }
+    }
+
+    /// Derives the node's signing key from `context` and its node id
+    /// (the simulator passes its seed), instead of from the id alone.
+    pub fn keyed(mut self, context: &[u8]) -> RecordingServices {
+        self.key_context = context.to_vec();
+        self.signer = None;
+        self
+    }
+
+    /// The public key of the node's signer, once the node has started.
+    pub fn public_key(&self) -> Option<nodeplane_entry::signing::PublicKey> {
+        self.signer.as_ref().map(|s| s.public_key())
     }
 
     /// Takes everything recorded since the last drain.
@@ -295,5 +320,21 @@ impl Services for RecordingServices {
             kind: kind.to_string(),
             detail: detail.to_string(),
         });
+    }
+
+    /// A deterministic key: [`RECORDING_KEY_CONTEXT`], the
+    /// [`key_context`](RecordingServices::key_context) and the node id, so
+    /// a node keeps its key across restarts; verification through the
+    /// process-wide [`VerifyMemo`].
+    fn signer(&mut self, node_id: &str) -> Arc<NodeSigner> {
+        if let Some(signer) = &self.signer {
+            return signer.clone();
+        }
+        let mut context = RECORDING_KEY_CONTEXT.to_vec();
+        context.extend_from_slice(&self.key_context);
+        let pair = KeyPair::derived(&context, node_id);
+        let signer = Arc::new(NodeSigner::with_memo(pair, VerifyMemo::shared()));
+        self.signer = Some(signer.clone());
+        signer
     }
 }

@@ -18,8 +18,16 @@ use crate::SimError;
 pub const S1_SIZES: [usize; 4] = [16, 64, 256, 1024];
 /// S2 node counts.
 pub const S2_SIZES: [usize; 2] = [64, 256];
-/// S3 loss rates.
-pub const S3_LOSSES: [f64; 4] = [0.0, 0.05, 0.10, 0.20];
+/// S3 loss rates (30 % and 40 %: the congestion-collapse rows).
+pub const S3_LOSSES: [f64; 6] = [0.0, 0.05, 0.10, 0.20, 0.30, 0.40];
+/// S4 uneven split: the first side's size at N = 64 (40 | 24).
+pub const S4_UNEVEN_SPLIT: usize = 40;
+/// S9: nodes of N = 64 that crash at once: a third, and a half.
+pub const S9_CRASHES: [usize; 2] = [21, 32];
+/// Benchmarks `--only` accepts (besides `all`).
+pub const NAMES: [&str; 11] = [
+    "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "speed", "replay",
+];
 /// S6 shared history sizes.
 pub const S6_HISTORIES: [usize; 2] = [1_000, 100_000];
 /// S6 divergence sizes.
@@ -35,45 +43,102 @@ pub const REPLAY_ENTRIES: usize = 100_000;
 /// Ledger replay: authors.
 pub const REPLAY_AUTHORS: usize = 1024;
 
-fn scenario(
-    s: Scenario,
+/// Prints progress: to stdout, or to stderr when stdout carries the
+/// Markdown document.
+fn say(to_stderr: bool, text: &str) {
+    if to_stderr {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// What one scenario figure is run with.
+#[derive(Clone, Debug, Default)]
+struct Cell {
     nodes: Option<usize>,
     loss: Option<f64>,
-    seeds: u64,
-    component: &ComponentChoice,
-    s6: S6Params,
-) -> Result<Value, SimError> {
-    let started = Instant::now();
-    let mut runs = Vec::new();
-    for seed in 1..=seeds.max(1) {
-        let params = ScenarioParams {
-            nodes,
-            loss,
-            seed,
-            component: component.clone(),
-            s6,
-            ..ScenarioParams::default()
-        };
-        runs.push(scenarios::run(s, &params)?);
+    split: Option<usize>,
+    crash: Option<usize>,
+    s6: Option<S6Params>,
+}
+
+/// Runs one scenario figure; a run that fails (a node refuses to start,
+/// a setting is refused) is recorded as `{"command", "error"}`, so that
+/// the document shows the failure instead of the whole run stopping.
+fn scenario(s: Scenario, cell: Cell, seeds: u64, opts: &Options) -> Result<Value, SimError> {
+    let cmd = command(s, &cell, seeds);
+    match scenario_runs(s, &cell, seeds, opts, &cmd) {
+        Err(SimError::Usage(why)) => Err(SimError::Usage(why)),
+        other => Ok(recorded(opts, cmd, other)),
     }
+}
+
+/// A benchmark's figures, or its failure as `{"command", "error"}` (so the
+/// document shows it instead of the whole run stopping).
+fn recorded(opts: &Options, cmd: String, result: Result<Value, SimError>) -> Value {
+    result.unwrap_or_else(|e| {
+        say(opts.markdown, &format!("$ {cmd}\nFAILED: {e}\n\n"));
+        json!({"command": cmd, "error": e.to_string()})
+    })
+}
+
+fn command(s: Scenario, cell: &Cell, seeds: u64) -> String {
     let mut cmd = format!("nodeplane sim --scenario {s} --seeds {seeds}");
-    if let Some(n) = nodes {
+    if let Some(n) = cell.nodes {
         cmd.push_str(&format!(" --nodes {n}"));
     }
-    if let Some(p) = loss {
+    if let Some(p) = cell.loss {
         cmd.push_str(&format!(" --loss {p}"));
     }
-    if s == Scenario::S6 {
+    if let Some(k) = cell.split {
+        cmd.push_str(&format!(" --split {k}"));
+    }
+    if let Some(k) = cell.crash {
+        cmd.push_str(&format!(" --crash {k}"));
+    }
+    if let Some(s6) = cell.s6 {
         cmd.push_str(&format!(
             " --history {} --divergent {} --authors {}",
             s6.history, s6.divergent, s6.authors
         ));
     }
-    println!("$ {cmd}");
-    print!("{}", report::table(&format!("{s} {}", s.title()), &runs));
-    println!("(wall {:.1} s)\n", started.elapsed().as_secs_f64());
+    cmd
+}
+
+fn scenario_runs(
+    s: Scenario,
+    cell: &Cell,
+    seeds: u64,
+    opts: &Options,
+    cmd: &str,
+) -> Result<Value, SimError> {
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for seed in 1..=seeds.max(1) {
+        let params = ScenarioParams {
+            nodes: cell.nodes,
+            loss: cell.loss,
+            seed,
+            component: opts.component.clone(),
+            s6: cell.s6.unwrap_or_default(),
+            split: cell.split,
+            crash: cell.crash,
+            ..ScenarioParams::default()
+        };
+        runs.push(scenarios::run(s, &params)?);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    say(
+        opts.markdown,
+        &format!(
+            "$ {cmd}\n{}(wall {wall:.1} s)\n\n",
+            report::table(&format!("{s} {}", s.title()), &runs)
+        ),
+    );
     let mut doc = report::to_json(&runs);
     doc["command"] = json!(cmd);
+    doc["wall_s"] = json!(wall);
     Ok(doc)
 }
 
@@ -86,6 +151,10 @@ fn rss_bytes() -> Option<u64> {
 
 /// Simulator speed and memory at `nodes` nodes over [`SPEED_VIRTUAL_S`].
 pub fn sim_speed(nodes: usize, component: &ComponentChoice) -> Result<Value, SimError> {
+    sim_speed_to(nodes, component, false)
+}
+
+fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Result<Value, SimError> {
     component::load(component)?;
     let before = rss_bytes().unwrap_or(0);
     let started = Instant::now();
@@ -114,15 +183,22 @@ pub fn sim_speed(nodes: usize, component: &ComponentChoice) -> Result<Value, Sim
         "time_to_converge_s": converged.map(|d| d.as_secs_f64()),
         "events": sim.trace().len(),
     });
-    println!(
-        "simulator speed: {}",
-        serde_json::to_string_pretty(&v).unwrap_or_default()
+    say(
+        quiet,
+        &format!(
+            "simulator speed: {}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ),
     );
     Ok(v)
 }
 
 /// How fast a node rebuilds its view from [`REPLAY_ENTRIES`] stored entries.
 pub fn replay_speed(component: &ComponentChoice) -> Result<Value, SimError> {
+    replay_speed_to(component, false)
+}
+
+fn replay_speed_to(component: &ComponentChoice, quiet: bool) -> Result<Value, SimError> {
     component::load(component)?;
     let store = membership_history(REPLAY_AUTHORS, REPLAY_ENTRIES);
     let started = Instant::now();
@@ -147,11 +223,59 @@ pub fn replay_speed(component: &ComponentChoice) -> Result<Value, SimError> {
         "entries_per_s": REPLAY_ENTRIES as f64 / wall,
         "members_rebuilt": members,
     });
-    println!(
-        "ledger replay: {}",
-        serde_json::to_string_pretty(&v).unwrap_or_default()
+    say(
+        quiet,
+        &format!(
+            "ledger replay: {}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ),
     );
     Ok(v)
+}
+
+/// How `nodeplane bench` runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Which benchmarks: `all`, or a comma-separated list of [`NAMES`].
+    pub only: String,
+    /// Seeds per scenario figure.
+    pub seeds: u64,
+    /// Largest N for S1, S2 and the simulator speed.
+    pub max_nodes: usize,
+    /// The component.
+    pub component: ComponentChoice,
+    /// Progress goes to stderr (stdout carries the Markdown document).
+    pub markdown: bool,
+}
+
+impl Options {
+    /// Checks `only`, `seeds` and `max_nodes`; the error names the flag.
+    pub fn validate(&self) -> Result<(), SimError> {
+        for name in self.only.split(',') {
+            if name != "all" && !NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(SimError::Usage(format!(
+                    "--only {name:?}: not a benchmark (all, {})",
+                    NAMES.join(", ")
+                )));
+            }
+        }
+        if self.seeds == 0 || self.seeds > crate::cli::MAX_SEEDS {
+            return Err(SimError::Usage(format!(
+                "--seeds {}: must be between 1 and {}",
+                self.seeds,
+                crate::cli::MAX_SEEDS
+            )));
+        }
+        if !(scenarios::MIN_NODES..=scenarios::MAX_NODES).contains(&self.max_nodes) {
+            return Err(SimError::Usage(format!(
+                "--max-nodes {}: must be between {} and {}",
+                self.max_nodes,
+                scenarios::MIN_NODES,
+                scenarios::MAX_NODES
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Runs the benchmark(s) named `only` and returns every figure.
@@ -161,14 +285,33 @@ pub fn run(
     max_nodes: usize,
     component: &ComponentChoice,
 ) -> Result<Value, SimError> {
+    run_with(&Options {
+        only: only.into(),
+        seeds,
+        max_nodes,
+        component: component.clone(),
+        markdown: false,
+    })
+}
+
+/// Runs the benchmarks `opts` names and returns every figure (the
+/// document [`crate::perfdoc::render`] turns into docs/performance.md).
+pub fn run_with(opts: &Options) -> Result<Value, SimError> {
+    opts.validate()?;
+    let only = opts.only.as_str();
     let want = |name: &str| only == "all" || only.split(',').any(|x| x.eq_ignore_ascii_case(name));
+    let (seeds, max_nodes) = (opts.seeds, opts.max_nodes);
     let mut out = serde_json::Map::new();
-    let d = S6Params::default();
+    let n64 = Some(scenarios::DEFAULT_NODES);
+    let at = |nodes: Option<usize>| Cell {
+        nodes,
+        ..Cell::default()
+    };
     if want("s1") {
         for n in S1_SIZES.into_iter().filter(|&n| n <= max_nodes) {
             out.insert(
                 format!("s1_n{n}"),
-                scenario(Scenario::S1, Some(n), None, seeds, component, d)?,
+                scenario(Scenario::S1, at(Some(n)), seeds, opts)?,
             );
         }
     }
@@ -176,28 +319,51 @@ pub fn run(
         for n in S2_SIZES.into_iter().filter(|&n| n <= max_nodes) {
             out.insert(
                 format!("s2_n{n}"),
-                scenario(Scenario::S2, Some(n), None, seeds, component, d)?,
+                scenario(Scenario::S2, at(Some(n)), seeds, opts)?,
             );
         }
     }
     if want("s3") {
         for p in S3_LOSSES {
+            let cell = Cell {
+                loss: Some(p),
+                ..at(n64)
+            };
             out.insert(
-                format!("s3_loss{}", (p * 100.0) as u32),
-                scenario(Scenario::S3, Some(64), Some(p), seeds, component, d)?,
+                format!("s3_loss{}", (p * 100.0).round() as u32),
+                scenario(Scenario::S3, cell, seeds, opts)?,
             );
         }
     }
+    if want("s4") {
+        out.insert("s4".into(), scenario(Scenario::S4, at(n64), seeds, opts)?);
+        let cell = Cell {
+            split: Some(S4_UNEVEN_SPLIT),
+            ..at(n64)
+        };
+        out.insert(
+            "s4_uneven".into(),
+            scenario(Scenario::S4, cell, seeds, opts)?,
+        );
+    }
     for (name, s) in [
-        ("s4", Scenario::S4),
         ("s5", Scenario::S5),
         ("s7", Scenario::S7),
         ("s8", Scenario::S8),
     ] {
         if want(name) {
+            out.insert(name.into(), scenario(s, at(n64), seeds, opts)?);
+        }
+    }
+    if want("s9") {
+        for k in S9_CRASHES {
+            let cell = Cell {
+                crash: Some(k),
+                ..at(n64)
+            };
             out.insert(
-                name.into(),
-                scenario(s, Some(64), None, seeds, component, d)?,
+                format!("s9_crash{k}"),
+                scenario(Scenario::S9, cell, seeds, opts)?,
             );
         }
     }
@@ -205,27 +371,41 @@ pub fn run(
         for history in S6_HISTORIES {
             for divergent in S6_DIVERGENCES {
                 for authors in S6_AUTHORS {
-                    let p = S6Params {
-                        history,
-                        divergent,
-                        authors,
+                    let cell = Cell {
+                        s6: Some(S6Params {
+                            history,
+                            divergent,
+                            authors,
+                        }),
+                        ..Cell::default()
                     };
                     out.insert(
                         format!("s6_h{history}_d{divergent}_a{authors}"),
-                        scenario(Scenario::S6, None, None, 1, component, p)?,
+                        scenario(Scenario::S6, cell, 1, opts)?,
                     );
                 }
             }
         }
     }
     if want("speed") {
-        out.insert(
-            "speed".into(),
-            sim_speed(SPEED_NODES.min(max_nodes), component)?,
-        );
+        let n = SPEED_NODES.min(max_nodes);
+        let cmd = format!("nodeplane bench --only speed --max-nodes {n}");
+        let v = recorded(opts, cmd, sim_speed_to(n, &opts.component, opts.markdown));
+        out.insert("speed".into(), v);
     }
     if want("replay") {
-        out.insert("replay".into(), replay_speed(component)?);
+        let cmd = "nodeplane bench --only replay".to_string();
+        let v = recorded(opts, cmd, replay_speed_to(&opts.component, opts.markdown));
+        out.insert("replay".into(), v);
     }
+    out.insert(
+        "settings".into(),
+        json!({
+            "only": opts.only,
+            "seeds": seeds,
+            "max_nodes": max_nodes,
+            "component": opts.component.name(),
+        }),
+    );
     Ok(Value::Object(out))
 }

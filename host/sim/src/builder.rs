@@ -77,6 +77,12 @@ impl SimBuilder {
         self.net.loss = p;
         self
     }
+    /// Each node's uplink bandwidth, bits per second (0: unlimited;
+    /// default [`DEFAULT_BANDWIDTH_BPS`](crate::network::DEFAULT_BANDWIDTH_BPS)).
+    pub fn bandwidth(mut self, bps: u64) -> Self {
+        self.net.bandwidth_bps = bps;
+        self
+    }
     /// Probability that a message is delivered twice.
     pub fn duplicate(mut self, p: f64) -> Self {
         self.net.duplicate = p;

@@ -17,19 +17,21 @@ pub const SVG_SAMPLE_MS: u64 = 250;
 /// `nodeplane sim`: run a scenario over several seeds and print its figures.
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
-    /// The scenario: S1..S8 (see docs/scenarios.md).
+    /// The scenario: S1..S9 (see docs/scenarios.md).
     #[arg(long)]
     pub scenario: String,
     /// Number of nodes (default: 64; S6 always uses 2).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// Number of seeds (runs); seeds are first-seed, first-seed+1, ...
+    /// Number of seeds (runs, at least 1); seeds are first-seed,
+    /// first-seed+1, ...
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 1)]
     pub first_seed: u64,
-    /// Message loss probability (S3: the lossy window's loss, default 0.1).
+    /// Message loss probability, 0 to 1 (S3: the lossy window's loss,
+    /// default 0.1).
     #[arg(long)]
     pub loss: Option<f64>,
     /// `stub`, `nodeplane` or a component file (default: nodeplane if built in).
@@ -47,6 +49,15 @@ pub struct SimArgs {
     /// S6: authors A.
     #[arg(long, default_value_t = 64)]
     pub authors: usize,
+    /// Each node's uplink bandwidth, Mbit/s (default 100).
+    #[arg(long)]
+    pub bandwidth: Option<f64>,
+    /// S4: nodes on the first side of the split (default: half).
+    #[arg(long)]
+    pub split: Option<usize>,
+    /// S9: nodes that crash at once (default: a third).
+    #[arg(long)]
+    pub crash: Option<usize>,
     /// Hostile nodes sending random and crafted messages throughout the
     /// run (the honest nodes must not crash nor declare each other dead).
     #[arg(long, default_value_t = 0)]
@@ -79,7 +90,54 @@ impl SimArgs {
                 authors: self.authors,
             },
             hostiles: self.hostile,
+            bandwidth_bps: self.bandwidth.map(mbit_to_bps),
+            split: self.split,
+            crash: self.crash,
         }
+    }
+
+    /// Checks every setting; the error names the setting and its range.
+    pub fn validate(&self) -> Result<Scenario, SimError> {
+        let scenario: Scenario = self.scenario.parse()?;
+        if self.seeds == 0 || self.seeds > MAX_SEEDS {
+            return Err(SimError::Usage(format!(
+                "--seeds {}: must be between 1 and {MAX_SEEDS}",
+                self.seeds
+            )));
+        }
+        if self.first_seed.checked_add(self.seeds).is_none() {
+            return Err(SimError::Usage(format!(
+                "--first-seed {}: too large for --seeds {}",
+                self.first_seed, self.seeds
+            )));
+        }
+        check_bandwidth(self.bandwidth)?;
+        self.params(self.first_seed).validate(scenario)?;
+        Ok(scenario)
+    }
+}
+
+/// Most seeds one command runs (a typo such as `--seeds 50000` would run
+/// for days).
+pub const MAX_SEEDS: u64 = 1_000;
+/// Largest `--bandwidth`, Mbit/s: 1 Tbit/s, far above any NIC, so the
+/// bits-per-second value cannot overflow.
+pub const MAX_BANDWIDTH_MBIT: f64 = 1_000_000.0;
+
+fn mbit_to_bps(mbit: f64) -> u64 {
+    (mbit * 1_000_000.0).round() as u64
+}
+
+fn check_bandwidth(mbit: Option<f64>) -> Result<(), SimError> {
+    match mbit {
+        Some(m)
+            if !(m.is_finite() && m > 0.0 && m <= MAX_BANDWIDTH_MBIT) || mbit_to_bps(m) == 0 =>
+        {
+            Err(SimError::Usage(format!(
+                "--bandwidth {m}: must be above 0 and at most {MAX_BANDWIDTH_MBIT} (Mbit/s)"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -92,9 +150,9 @@ fn write(path: &PathBuf, contents: &str) -> Result<(), SimError> {
 
 /// Runs a scenario over the seeds; returns the runs (also printed).
 pub fn run_scenario(args: &SimArgs) -> Result<Vec<ScenarioRun>, SimError> {
-    let scenario: Scenario = args.scenario.parse()?;
+    let scenario = args.validate()?;
     let mut runs = Vec::new();
-    for k in 0..args.seeds.max(1) {
+    for k in 0..args.seeds {
         let mut params = args.params(args.first_seed + k);
         if k == 0 && args.svg.is_some() {
             params.sample_every_ms = Some(SVG_SAMPLE_MS);
@@ -142,7 +200,8 @@ pub fn run(args: &SimArgs) -> Result<(), SimError> {
 /// `nodeplane bench`: the figures of docs/performance.md.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Which benchmark: s1, s2, s3, s4, s5, s6, s7, s8, speed, replay or all.
+    /// Which benchmarks: all, or a comma-separated list of s1 … s9,
+    /// speed, replay.
     #[arg(long, default_value = "all")]
     pub only: String,
     /// Seeds per scenario figure.
@@ -157,6 +216,14 @@ pub struct BenchArgs {
     /// Write every figure as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Print the whole of docs/performance.md, rendered from this run, on
+    /// stdout (progress goes to stderr):
+    /// `nodeplane bench --markdown > docs/performance.md`.
+    #[arg(long)]
+    pub markdown: bool,
+    /// Write the rendered docs/performance.md to this file.
+    #[arg(long)]
+    pub write: Option<PathBuf>,
 }
 
 /// `nodeplane bench`.
@@ -166,12 +233,28 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), SimError> {
         .as_deref()
         .map(ComponentChoice::parse)
         .unwrap_or_default();
-    let doc = bench::run(&args.only, args.seeds, args.max_nodes, &component)?;
+    let opts = bench::Options {
+        only: args.only.clone(),
+        seeds: args.seeds,
+        max_nodes: args.max_nodes,
+        component,
+        markdown: args.markdown,
+    };
+    let doc = bench::run_with(&opts)?;
     if let Some(path) = &args.json {
         write(
             path,
             &serde_json::to_string_pretty(&doc).unwrap_or_default(),
         )?;
+    }
+    if args.markdown || args.write.is_some() {
+        let md = crate::perfdoc::render(&doc);
+        if let Some(path) = &args.write {
+            write(path, &md)?;
+        }
+        if args.markdown {
+            print!("{md}");
+        }
     }
     Ok(())
 }

@@ -60,6 +60,11 @@ pub fn hostile_address(k: usize) -> String {
     format!("10.66.{}.{}:{SIM_PORT}", k / 256, k % 256)
 }
 
+/// The signing key of a hostile node's own author id.
+fn hostile_keys(author: &str) -> nodeplane_entry::signing::ed25519::KeyPair {
+    nodeplane_entry::signing::ed25519::KeyPair::derived(b"nodeplane-sim-hostile", author)
+}
+
 /// Fresh author id `j` of hostile node `k`: a valid node id no honest node
 /// has.
 pub fn hostile_author(k: usize, j: usize) -> String {
@@ -105,11 +110,16 @@ pub enum Attack {
     /// Unsolicited `entries`, `ack`, `indirect-ack` and `nack` with
     /// extreme fields.
     Unsolicited,
+    /// Entries under a live honest node's id, signed with the hostile's
+    /// own key: its next entry (a `leave`, an `alive` at 2^64-1, a verdict
+    /// about another node) linked to its real head, or a second first
+    /// `join` binding the id to the hostile's key.
+    Impersonate,
 }
 
 impl Attack {
     /// Every attack, the mix of the random schedule.
-    pub const ALL: [Attack; 12] = [
+    pub const ALL: [Attack; 13] = [
         Attack::RandomBytes,
         Attack::Garbled,
         Attack::WantMaxSeq,
@@ -122,6 +132,7 @@ impl Attack {
         Attack::FreshEntries,
         Attack::MalformedEntries,
         Attack::Unsolicited,
+        Attack::Impersonate,
     ];
 
     /// A short kebab-case name (reports, traces).
@@ -139,6 +150,7 @@ impl Attack {
             Attack::FreshEntries => "fresh-entries",
             Attack::MalformedEntries => "malformed-entries",
             Attack::Unsolicited => "unsolicited",
+            Attack::Impersonate => "impersonate",
         }
     }
 }
@@ -156,6 +168,10 @@ pub struct Known {
     pub incarnation: u64,
     /// Whether it is running and has not left.
     pub live: bool,
+    /// Its own chain's head in its own store, (seq, id), once every
+    /// running honest node has linked its first entry (bound its id to
+    /// its key); `None` before.
+    pub head: Option<(u64, Hash)>,
 }
 
 /// What a hostile node did.
@@ -281,7 +297,11 @@ impl Hostile {
             return Entry::new("x", 1, GENESIS_PREV, self.clock, kind, body);
         };
         let next = seq.saturating_add(1);
-        let entry = Entry::new(&author, next, prev, self.clock, kind, body);
+        // Its own authors' entries are signed with their own keys: a
+        // hostile node holding the cluster key is an insider who may join
+        // fresh ids, never write under an honest node's.
+        let entry =
+            hostile_keys(&author).sign(Entry::new(&author, next, prev, self.clock, kind, body));
         if let Some(chain) = self.chains.get_mut(j) {
             chain.1 = next;
             chain.2 = entry.id;
@@ -422,7 +442,78 @@ impl Hostile {
             Attack::FreshEntries => self.craft_fresh(world),
             Attack::MalformedEntries => self.craft_malformed(world),
             Attack::Unsolicited => self.craft_unsolicited(world),
+            Attack::Impersonate => self.craft_impersonation(world),
         }
+    }
+
+    /// Impersonates a node every honest node has already bound to its key:
+    /// what signatures guarantee is that nobody can write under an id a
+    /// node has bound. (Racing a node's very first `join` to a node that
+    /// has not yet linked it is identity squatting, a documented limit of
+    /// first-come binding: docs/design.md §3, "Who may write".)
+    fn craft_impersonation(&mut self, world: &[Known]) -> Vec<u8> {
+        let bound: Vec<Known> = world.iter().filter(|k| k.head.is_some()).cloned().collect();
+        let Some(victim) = self.subject(&bound).cloned() else {
+            return Vec::new();
+        };
+        let other = self
+            .pick(world)
+            .map(|k| (k.id.clone(), k.incarnation))
+            .unwrap_or_else(|| (victim.id.clone(), victim.incarnation));
+        let keys = hostile_keys(&format!("impersonator-{}", self.index));
+        self.clock += 1;
+        let entry = match (victim.head, self.rng.below(4)) {
+            (Some((seq, prev)), 0) => Entry::new(
+                &victim.id,
+                seq.saturating_add(1),
+                prev,
+                self.clock,
+                KIND_LEAVE,
+                Self::json(&serde_json::json!({ "inc": victim.incarnation })),
+            ),
+            (Some((seq, prev)), 1) => Entry::new(
+                &victim.id,
+                seq.saturating_add(1),
+                prev,
+                self.clock,
+                KIND_ALIVE,
+                Self::json(&ProfileBody {
+                    inc: u64::MAX,
+                    addr: self.address.clone(),
+                    meta: Vec::new(),
+                    signing_key: None,
+                }),
+            ),
+            (Some((seq, prev)), 2) => Entry::new(
+                &victim.id,
+                seq.saturating_add(1),
+                prev,
+                self.clock,
+                KIND_CONFIRM_DEAD,
+                Self::json(&DeadBody {
+                    subject: other.0,
+                    inc: other.1,
+                    evidence: Vec::new(),
+                    suspecters: 1_000,
+                }),
+            ),
+            _ => Entry::new(
+                &victim.id,
+                1,
+                GENESIS_PREV,
+                self.clock,
+                KIND_JOIN,
+                Self::json(&ProfileBody {
+                    inc: u64::MAX,
+                    addr: self.address.clone(),
+                    meta: Vec::new(),
+                    signing_key: Some(hex::encode(keys.public_key())),
+                }),
+            ),
+        };
+        wire::encode(&Message::Gossip {
+            entries: vec![WireEntry::from(&keys.sign(entry))],
+        })
     }
 
     fn craft_random(&mut self) -> Vec<u8> {
@@ -551,6 +642,10 @@ impl Hostile {
         let fresh = self.rng.chance(0.5);
         let j = self.author(fresh);
         let addr = self.some_address(world);
+        let key = self
+            .chains
+            .get(j)
+            .map(|(author, _, _)| hex::encode(hostile_keys(author).public_key()));
         let e = match self.rng.below(5) {
             0 => self.entry(
                 j,
@@ -559,6 +654,7 @@ impl Hostile {
                     inc: 1,
                     addr,
                     meta: vec![("overlay-ip".into(), "100.64.0.1".into())],
+                    signing_key: key,
                 }),
             ),
             1 => self.entry(
@@ -568,6 +664,7 @@ impl Hostile {
                     inc: u64::MAX,
                     addr,
                     meta: Vec::new(),
+                    signing_key: None,
                 }),
             ),
             2 => {
@@ -580,6 +677,7 @@ impl Hostile {
                         inc,
                         addr,
                         meta: vec![(long.clone(), long)],
+                        signing_key: None,
                     }),
                 )
             }
@@ -619,6 +717,7 @@ impl Hostile {
             inc: 1,
             addr: self.address.clone(),
             meta: Vec::new(),
+            signing_key: None,
         });
         let good = self.entry(j, KIND_ALIVE, profile.clone());
         let mut w = WireEntry::from(&good);
@@ -794,6 +893,24 @@ impl Sim {
         );
     }
 
+    /// Node `i`'s own head, once every running honest node holds its
+    /// first entry.
+    fn bound_head(&self, i: usize) -> Option<(u64, Hash)> {
+        let id = &self.node(i).id;
+        let (first, head) = self.node(i).with_ledger(|l| {
+            let own = || l.entries().iter().filter(|e| &e.author == id);
+            let first = own().find(|e| e.seq == 1).map(|e| e.id);
+            let head = own().max_by_key(|e| e.seq).map(|e| (e.seq, e.id));
+            (first, head)
+        });
+        let first = first?;
+        let everywhere = (0..self.len()).filter(|&j| self.is_live(j)).all(|j| {
+            self.node(j)
+                .with_ledger(|l| l.entries().iter().any(|e| e.id == first))
+        });
+        everywhere.then_some(head).flatten()
+    }
+
     /// What a hostile node knows of the honest nodes.
     fn known(&self) -> Vec<Known> {
         (0..self.len())
@@ -803,6 +920,7 @@ impl Sim {
                 address: self.node(i).address.clone(),
                 incarnation: self.views[i].max_incarnation[i],
                 live: self.is_live(i),
+                head: self.bound_head(i),
             })
             .collect()
     }
@@ -976,6 +1094,7 @@ mod tests {
                 address: format!("10.0.0.{i}:7946"),
                 incarnation: 1,
                 live: true,
+                head: Some((1, [i as u8; 32])),
             })
             .collect()
     }
@@ -996,6 +1115,7 @@ mod tests {
             Attack::FreshEntries,
             Attack::MalformedEntries,
             Attack::Unsolicited,
+            Attack::Impersonate,
         ];
         let w = world();
         let mut a = Hostile::new(0, SimRng::new(3), Attack::ALL.to_vec());

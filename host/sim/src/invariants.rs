@@ -20,6 +20,7 @@ use nodeplane_interface::PeerState;
 
 use crate::world::{Expect, Sim};
 use crate::SimError;
+use nodeplane_entry::signing::verify_signatures;
 use nodeplane_entry::verify_chains;
 
 /// Healthy-network time within which views must converge.
@@ -39,7 +40,27 @@ impl Sim {
         let mut problems: Vec<String> = self.violations().to_vec();
         let before = problems.len();
         for i in 0..self.len() {
-            if let Err(e) = self.node(i).with_ledger(|l| verify_chains(l.entries())) {
+            // Who may write: every stored entry signed by its author's
+            // bound key (the receivers checked it; this checks them).
+            if let Err(e) = self.node(i).with_ledger(|l| {
+                verify_signatures(
+                    l.entries(),
+                    &mut nodeplane_entry::signing::ed25519::NativeVerifier,
+                )
+            }) {
+                problems.push(format!("n{i}: ledger signatures do not verify: {e}"));
+            }
+            // The chains: each slot's first stored entry (a later one at the
+            // same slot is equivocation evidence, kept beside the chain).
+            let chains = |entries: &[nodeplane_entry::Entry]| {
+                let mut seen = std::collections::HashSet::new();
+                let firsts: Vec<&nodeplane_entry::Entry> = entries
+                    .iter()
+                    .filter(|e| seen.insert((e.author.as_str(), e.seq)))
+                    .collect();
+                verify_chains(firsts)
+            };
+            if let Err(e) = self.node(i).with_ledger(|l| chains(l.entries())) {
                 problems.push(format!("n{i}: ledger chain does not verify: {e}"));
             }
         }
@@ -158,6 +179,7 @@ mod tests {
                 from: 1,
                 payload: vec![0xEE, 1, 2],
                 depth: 0,
+                stream: None,
             },
         );
         sim.run_for(Duration::from_secs(1));

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use nodeplane_entry::signing::ed25519::KeyPair;
 use nodeplane_entry::{Entry, Hash, GENESIS_PREV};
 use nodeplane_runtime::{LedgerStore, MemoryLedger};
 
@@ -26,14 +27,35 @@ impl ChainWriter {
         ChainWriter::default()
     }
 
-    /// Appends the next entry of `author`'s chain.
+    /// Appends the next entry of `author`'s chain, signed with the
+    /// author's fixture key ([`fixture_keys`]). An author's first entry must
+    /// bind its key: when it is not already a `join`, it becomes one, with
+    /// the same JSON fields plus `signing_key` (a body that is not a
+    /// profile stays without membership effect).
     pub fn next(&mut self, author: &str, kind: &str, body: Vec<u8>) -> Entry {
         self.clock += 1;
+        let keys = fixture_keys(author);
         let (seq, prev) = self.heads.get(author).copied().unwrap_or((0, GENESIS_PREV));
-        let entry = Entry::new(author, seq + 1, prev, self.clock, kind, body);
+        let (kind, body) = if seq == 0 {
+            let mut object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&body).unwrap_or_default();
+            object.insert("signing_key".into(), hex::encode(keys.public_key()).into());
+            (
+                "join",
+                serde_json::Value::Object(object).to_string().into_bytes(),
+            )
+        } else {
+            (kind, body)
+        };
+        let entry = keys.sign(Entry::new(author, seq + 1, prev, self.clock, kind, body));
         self.heads.insert(author.to_string(), (entry.seq, entry.id));
         entry
     }
+}
+
+/// The signing key of fixture author `author`.
+pub fn fixture_keys(author: &str) -> KeyPair {
+    KeyPair::derived(b"nodeplane-sim-fixtures", author)
 }
 
 /// Name of fixture author `i`.
@@ -92,7 +114,8 @@ fn varint_len(mut v: u64) -> usize {
 }
 
 /// Size of an entry in the node plane's wire encoding (postcard: varint
-/// lengths and integers, raw 32-byte hashes): what shipping the entry
+/// lengths and integers, raw 32-byte hashes, the 64-byte signature as two
+/// fixed halves): what shipping the entry
 /// itself costs, apart from any protocol overhead.
 pub fn wire_entry_size(e: &Entry) -> u64 {
     let bytes = |len: usize| varint_len(len as u64) + len;
@@ -102,7 +125,8 @@ pub fn wire_entry_size(e: &Entry) -> u64 {
         + varint_len(e.clock)
         + bytes(e.kind.len())
         + bytes(e.body.len())
-        + 32) as u64
+        + 32
+        + nodeplane_entry::signing::SIGNATURE_LEN) as u64
 }
 
 #[cfg(test)]

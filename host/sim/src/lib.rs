@@ -18,7 +18,7 @@
 //! Modules, one job each: [`rng`], [`queue`], [`network`], [`node`] (one
 //! simulated node), [`builder`], [`world`] (the [`Sim`]: lifecycle and the
 //! event loop), [`faults`], [`hostile`], [`observe`], [`views`], [`trace`], [`invariants`],
-//! [`ledger`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench)
+//! [`ledger`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench), [`perfdoc`]
 //! and [`cli`].
 
 pub mod bench;
@@ -33,6 +33,7 @@ pub mod ledger;
 pub mod network;
 pub mod node;
 pub mod observe;
+pub mod perfdoc;
 pub mod queue;
 pub mod report;
 pub mod rng;

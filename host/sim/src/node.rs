@@ -96,6 +96,13 @@ pub struct SimNode {
     pub sent_messages: u64,
     /// Payload bytes it sent.
     pub sent_bytes: u64,
+    /// The virtual second (`now / 1000`) of [`SimNode::bytes_this_second`].
+    pub(crate) second: u64,
+    /// Payload bytes it sent in that second.
+    pub(crate) bytes_this_second: u64,
+    /// Most payload bytes it sent in any one virtual second (a fixed
+    /// one-second bucket), over every life.
+    pub peak_bytes_per_s: u64,
     /// Guest calls that returned an error the run did not provoke on
     /// purpose (each is also an invariant violation).
     pub call_errors: u64,
@@ -134,11 +141,27 @@ impl SimNode {
             depth: 0,
             sent_messages: 0,
             sent_bytes: 0,
+            second: 0,
+            bytes_this_second: 0,
+            peak_bytes_per_s: 0,
             call_errors: 0,
             crashes: 0,
             crashes_seen: 0,
             calling: None,
         }
+    }
+
+    /// Counts `bytes` sent at virtual time `now_ms`.
+    pub(crate) fn count_sent(&mut self, now_ms: u64, bytes: u64) {
+        self.sent_messages += 1;
+        self.sent_bytes += bytes;
+        let second = now_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.bytes_this_second = 0;
+        }
+        self.bytes_this_second += bytes;
+        self.peak_bytes_per_s = self.peak_bytes_per_s.max(self.bytes_this_second);
     }
 
     /// Whether the component is running (not crashed).

@@ -89,6 +89,10 @@ impl Sim {
             match state {
                 PeerState::Dead => {
                     self.observations.false_deaths.insert((observer, subject));
+                    self.observations
+                        .run_false_deaths
+                        .insert((observer, subject));
+                    self.observations.run_false_death_events += 1;
                 }
                 PeerState::Suspect => {
                     self.observations

@@ -18,6 +18,10 @@ pub enum EventKind {
         payload: Vec<u8>,
         /// Causal depth.
         depth: u64,
+        /// For a stream, the sender's life when it sent it: the stream is
+        /// cut if the sender crashed since or a fault now separates the
+        /// two. `None` for a datagram.
+        stream: Option<u64>,
     },
     /// A timer of node `node` fires, if it is still the one set.
     Timer {

@@ -1,4 +1,4 @@
-//! The membership scenarios S1–S8 of `docs/scenarios.md`, each a short
+//! The membership scenarios S1–S9 of `docs/scenarios.md`, each a short
 //! story over a [`Sim`] that returns named figures (snake_case keys).
 
 use std::collections::BTreeMap;
@@ -42,8 +42,26 @@ pub const S8C_FLIP_MS: u64 = 2_000;
 pub const S6_STEP_MS: u64 = 5;
 /// S6: longest reconciliation waited for.
 pub const S6_DEADLINE_S: u64 = 600;
+/// S6: most authors (the documented grid's largest is 1 024).
+pub const S6_MAX_AUTHORS: usize = 65_536;
+/// S6: most entries in the shared history or on each side (the documented
+/// grid's largest is 100 000; 10× that still fits in memory).
+pub const S6_MAX_ENTRIES: usize = 1_000_000;
 /// Default node count of the scenarios that fix N = 64.
 pub const DEFAULT_NODES: usize = 64;
+/// S3: lossless window measured before the lossy one, the base of
+/// `traffic_ratio` (as long as S1's steady window).
+pub const S3_LOSSLESS_S: u64 = 60;
+/// S9: longest wait for every survivor to mark every crashed node `dead`.
+/// A half of N can only die by the time-based rule (docs/design.md), which
+/// waits `SUSPICION_LAPSE_MS` (90 s) of held suspicion first: 300 s is
+/// three times that.
+pub const S9_DEADLINE_S: u64 = 300;
+/// Fewest nodes a scenario runs with (a cluster of one has no peer).
+pub const MIN_NODES: usize = 2;
+/// Most nodes a scenario runs with: 4× the documented N = 1 024, so that a
+/// typo (`--nodes 100000`) is an error rather than hours of memory growth.
+pub const MAX_NODES: usize = 4_096;
 
 /// One of the scenarios S1–S8.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,11 +82,13 @@ pub enum Scenario {
     S7,
     /// Partial and one-way partitions.
     S8,
+    /// Correlated failure.
+    S9,
 }
 
 impl Scenario {
     /// Every scenario, in order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::S1,
         Scenario::S2,
         Scenario::S3,
@@ -77,6 +97,7 @@ impl Scenario {
         Scenario::S6,
         Scenario::S7,
         Scenario::S8,
+        Scenario::S9,
     ];
 
     /// The scenario's short name.
@@ -90,6 +111,7 @@ impl Scenario {
             Scenario::S6 => "divergent ledgers",
             Scenario::S7 => "graceful leave",
             Scenario::S8 => "partial and one-way partitions",
+            Scenario::S9 => "correlated failure",
         }
     }
 }
@@ -106,7 +128,7 @@ impl FromStr for Scenario {
         Scenario::ALL
             .into_iter()
             .find(|x| x.to_string().eq_ignore_ascii_case(s))
-            .ok_or_else(|| SimError::Usage(format!("unknown scenario {s:?} (S1..S8)")))
+            .ok_or_else(|| SimError::Usage(format!("unknown scenario {s:?} (S1..S9)")))
     }
 }
 
@@ -153,6 +175,13 @@ pub struct ScenarioParams {
     /// Hostile nodes sending random and crafted messages throughout
     /// ([`crate::hostile`]); 0 in the documented scenarios.
     pub hostiles: usize,
+    /// Each node's uplink bandwidth, bits per second (`None`: the
+    /// default, [`crate::network::DEFAULT_BANDWIDTH_BPS`]).
+    pub bandwidth_bps: Option<u64>,
+    /// S4: size of the first side of the split (`None`: half).
+    pub split: Option<usize>,
+    /// S9: nodes that crash at once (`None`: a third of N).
+    pub crash: Option<usize>,
 }
 
 impl Default for ScenarioParams {
@@ -166,11 +195,82 @@ impl Default for ScenarioParams {
             sample_every_ms: None,
             s6: S6Params::default(),
             hostiles: 0,
+            bandwidth_bps: None,
+            split: None,
+            crash: None,
         }
     }
 }
 
 impl ScenarioParams {
+    /// Checks every setting against the scenario; the error names the
+    /// setting (as its `nodeplane sim` flag) and the range it must be in.
+    pub fn validate(&self, scenario: Scenario) -> Result<(), SimError> {
+        let bad = |what: String| Err(SimError::Usage(what));
+        let n = self.nodes.unwrap_or(DEFAULT_NODES);
+        if scenario != Scenario::S6 && !(MIN_NODES..=MAX_NODES).contains(&n) {
+            return bad(format!(
+                "--nodes {n}: must be between {MIN_NODES} and {MAX_NODES}"
+            ));
+        }
+        if let Some(p) = self.loss {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(format!(
+                    "--loss {p}: must be a probability between 0 and 1 (0.1 is 10 %)"
+                ));
+            }
+        }
+        if !(self.time_scale.is_finite() && self.time_scale > 0.0 && self.time_scale <= 100.0) {
+            return bad(format!(
+                "--time-scale {}: must be above 0 and at most 100",
+                self.time_scale
+            ));
+        }
+        if self.bandwidth_bps == Some(0) {
+            return bad("--bandwidth 0: must be above 0 (Mbit/s)".into());
+        }
+        if self.hostiles > n {
+            return bad(format!(
+                "--hostile {}: at most as many as --nodes ({n})",
+                self.hostiles
+            ));
+        }
+        for (flag, value, only) in [
+            ("--split", self.split, Scenario::S4),
+            ("--crash", self.crash, Scenario::S9),
+        ] {
+            let Some(k) = value else { continue };
+            if scenario != only {
+                return bad(format!("{flag} {k}: only for {only}"));
+            }
+            if k == 0 || k >= n {
+                return bad(format!(
+                    "{flag} {k}: must be between 1 and --nodes - 1 ({})",
+                    n.saturating_sub(1)
+                ));
+            }
+        }
+        if scenario == Scenario::S6 {
+            let s6 = self.s6;
+            if !(2..=S6_MAX_AUTHORS).contains(&s6.authors) {
+                return bad(format!(
+                    "--authors {}: must be between 2 and {S6_MAX_AUTHORS}",
+                    s6.authors
+                ));
+            }
+            if s6.history > S6_MAX_ENTRIES || s6.divergent > S6_MAX_ENTRIES {
+                return bad(format!(
+                    "--history {} / --divergent {}: each at most {S6_MAX_ENTRIES}",
+                    s6.history, s6.divergent
+                ));
+            }
+            if s6.divergent == 0 {
+                return bad("--divergent 0: must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
     fn scaled(&self, secs: u64) -> Duration {
         Duration::from_millis(((secs * 1000) as f64 * self.time_scale).max(1000.0) as u64)
     }
@@ -214,14 +314,18 @@ fn secs(s: u64) -> Duration {
 
 /// Runs `scenario` once.
 pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
+    params.validate(scenario)?;
     if scenario == Scenario::S6 {
         return run_s6(params);
     }
-    let n = params.nodes.unwrap_or(DEFAULT_NODES).max(2);
+    let n = params.nodes.unwrap_or(DEFAULT_NODES);
     let mut builder = Sim::builder()
         .nodes(n)
         .seed(params.seed)
         .component(params.component.clone());
+    if let Some(bps) = params.bandwidth_bps {
+        builder = builder.bandwidth(bps);
+    }
     if scenario != Scenario::S3 {
         builder = builder.loss(params.loss.unwrap_or(0.0));
     }
@@ -241,8 +345,10 @@ pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, S
         Scenario::S5 => s5(&mut sim, params, &mut f)?,
         Scenario::S7 => s7(&mut sim, &mut f)?,
         Scenario::S8 => s8(&mut sim, params, &mut f),
+        Scenario::S9 => s9(&mut sim, params, &mut f),
         Scenario::S6 => unreachable!("handled above"),
     }
+    run_figures(&sim, &mut f);
     let expect = if sim.component().is_nodeplane() {
         Expect::Converge
     } else {
@@ -285,6 +391,25 @@ fn health_figures(sim: &Sim, f: &mut Figures) {
             bytes_in as f64 / bytes_out.max(1) as f64,
         );
     }
+}
+
+/// Figures over the whole run, every phase included (boot, faults,
+/// restore and heal windows): `run_false_deaths` ((observer, subject)
+/// pairs where a live subject not excused at the time was marked `dead`),
+/// `run_false_death_events` (such transitions, repeats counted),
+/// `run_state_changes` (every state change any node's view made, see
+/// [`crate::views::Transition`]), and the transport's `streams` and
+/// `streams_failed`.
+fn run_figures(sim: &Sim, f: &mut Figures) {
+    let o = &sim.observations;
+    f.set("run_false_deaths", o.run_false_deaths.len() as f64);
+    f.set("run_false_death_events", o.run_false_death_events as f64);
+    f.set(
+        "run_state_changes",
+        o.transitions.iter().filter(|t| t.is_state_change()).count() as f64,
+    );
+    f.set("streams", sim.net_stats().streams as f64);
+    f.set("streams_failed", sim.net_stats().streams_failed as f64);
 }
 
 /// Messages and bytes per live node per second over `window`.
@@ -331,6 +456,11 @@ fn any_other_sees(sim: &Sim, subject: usize, state: PeerState) -> bool {
 fn s1(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
     traffic(sim, p.scaled(S1_STEADY_S), f);
     false_verdicts(sim, f, "");
+    // Over the whole run, bootstrap included: the seed node ships the
+    // join entries of everyone.
+    let (peak, node) = sim.peak_bytes_per_s();
+    f.set("peak_node_bytes_per_s", peak as f64);
+    f.set("peak_node", node as f64);
 }
 
 fn s2(sim: &mut Sim, f: &mut Figures) {
@@ -350,25 +480,65 @@ fn s2(sim: &mut Sim, f: &mut Figures) {
 fn s3(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
     let loss = p.loss.unwrap_or(0.10);
     f.set("loss", loss);
+    let mut base = Figures::default();
+    traffic(sim, p.scaled(S3_LOSSLESS_S), &mut base);
+    let base_bytes = base.0.get("bytes_per_node_s").copied().unwrap_or(f64::NAN);
+    f.set("lossless_bytes_per_node_s", base_bytes);
+    sim.observations.reset_counters();
     sim.set_loss(loss);
     traffic(sim, p.scaled(S3_LOSSY_S), f);
+    let lossy = f.0.get("bytes_per_node_s").copied().unwrap_or(f64::NAN);
+    f.set("traffic_ratio", lossy / base_bytes);
     false_verdicts(sim, f, "");
     sim.set_loss(0.0);
 }
 
 fn s4(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
     let n = sim.len();
-    let a: Vec<usize> = (0..n / 2).collect();
-    let b: Vec<usize> = (n / 2..n).collect();
+    let k = p.split.unwrap_or(n / 2);
+    let a: Vec<usize> = (0..k).collect();
+    let b: Vec<usize> = (k..n).collect();
+    f.set("split_a", a.len() as f64);
+    f.set("split_b", b.len() as f64);
     sim.partition(&a, &b);
-    sim.run_for(p.scaled(S4_SPLIT_S));
+    let window = p.scaled(S4_SPLIT_S);
+    // An uneven split: how long until every node of the larger side
+    // marks every node of the smaller one `dead` (within the split).
+    let (big, small) = if a.len() >= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let majority_done = if big.len() > small.len() {
+        let (big, small) = (big.clone(), small.clone());
+        let t = sim.run_until_true(window, |s| {
+            big.iter().all(|&o| {
+                small
+                    .iter()
+                    .all(|&x| s.state_of(o, x) == Some(PeerState::Dead))
+            })
+        });
+        f.secs("majority_marks_minority_dead_s", t);
+        t.unwrap_or(window)
+    } else {
+        Duration::ZERO
+    };
+    sim.run_for(window.saturating_sub(majority_done));
     // What each side believes of the other at the end of the split.
     let (mut dead, mut suspect, mut alive, mut pairs) = (0u64, 0u64, 0u64, 0u64);
+    let (mut minority_dead, mut minority_pairs) = (0u64, 0u64);
     for (side, other) in [(&a, &b), (&b, &a)] {
         for &o in side.iter() {
             for &s in other.iter() {
                 pairs += 1;
-                match sim.state_of(o, s) {
+                let state = sim.state_of(o, s);
+                if side.len() <= other.len() && side.len() < n - side.len() {
+                    minority_pairs += 1;
+                    if state == Some(PeerState::Dead) {
+                        minority_dead += 1;
+                    }
+                }
+                match state {
                     Some(PeerState::Dead) => dead += 1,
                     Some(PeerState::Suspect) => suspect += 1,
                     Some(PeerState::Alive) => alive += 1,
@@ -383,14 +553,19 @@ fn s4(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
         suspect as f64 / pairs as f64,
     );
     f.set("split_cross_alive_fraction", alive as f64 / pairs as f64);
+    if minority_pairs > 0 {
+        // The minority must never declare the majority dead.
+        f.set("split_minority_declared_dead", minority_dead as f64);
+    }
     let within = sim
         .observations
         .false_deaths
         .iter()
-        .filter(|(o, s)| (*o < n / 2) == (*s < n / 2))
+        .filter(|(o, s)| (*o < k) == (*s < k))
         .count();
     f.set("split_false_deaths_within_side", within as f64);
     sim.heal();
+    sim.observations.reset_counters();
     let back = sim.run_until_converged(secs(SETTLE_DEADLINE_S));
     f.secs("time_to_reconverge_s", back);
     let ledgers = sim.run_until_true(secs(SETTLE_DEADLINE_S), Sim::ledgers_agree);
@@ -401,6 +576,11 @@ fn s4(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
     f.set(
         "ledgers_identical",
         if ledgers.is_some() { 1.0 } else { 0.0 },
+    );
+    // Deaths declared after the heal (none may be).
+    f.set(
+        "heal_false_deaths",
+        sim.observations.false_deaths.len() as f64,
     );
 }
 
@@ -483,14 +663,15 @@ fn s8(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
     f.secs("b_time_to_dead_s", dead);
     let spent = dead.unwrap_or(window);
     sim.run_for(window.saturating_sub(spent));
-    f.set(
-        "b_healthy_declared_dead",
-        sim.observations.false_deaths.len() as f64,
-    );
     sim.heal();
     f.secs(
         "b_time_to_converge_after_restore_s",
         sim.run_until_converged(secs(SETTLE_DEADLINE_S)),
+    );
+    // Counted over the mute window and the restore until converged.
+    f.set(
+        "b_healthy_declared_dead",
+        sim.observations.false_deaths.len() as f64,
     );
     let renewals = (0..n)
         .filter(|&i| i != mute && sim.incarnation_of(i, i).unwrap_or(0) > incarnations[i])
@@ -511,31 +692,79 @@ fn s8(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
         sim.run_for(Duration::from_millis(S8C_FLIP_MS));
     }
     sim.heal();
+    let settle = sim.run_until_converged(secs(SETTLE_DEADLINE_S));
+    f.secs("c_settle_s", settle);
+    // Counted from the first flip until settled, so the recovery counts.
     f.set("c_false_deaths", sim.observations.false_deaths.len() as f64);
-    let mut per_observer = vec![0u64; n];
+    let (mut any, mut suspect, mut dead) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
     for t in &sim.observations.transitions[from..] {
-        if t.subject == flapper && (t.to == PeerState::Dead || t.from == Some(PeerState::Dead)) {
-            per_observer[t.observer] += 1;
+        if t.subject != flapper || !t.is_state_change() {
+            continue;
+        }
+        any[t.observer] += 1;
+        if t.to == PeerState::Suspect || t.from == Some(PeerState::Suspect) {
+            suspect[t.observer] += 1;
+        }
+        if t.to == PeerState::Dead || t.from == Some(PeerState::Dead) {
+            dead[t.observer] += 1;
         }
     }
-    let mut counts: Vec<u64> = (0..n)
-        .filter(|&o| o != flapper)
-        .map(|o| per_observer[o])
-        .collect();
-    counts.sort_unstable();
-    f.set(
-        "c_dead_changes_per_observer_median",
-        counts.get(counts.len() / 2).copied().unwrap_or(0) as f64,
-    );
-    f.set(
-        "c_dead_changes_per_observer_max",
-        counts.last().copied().unwrap_or(0) as f64,
-    );
-    f.secs(
-        "c_settle_s",
-        sim.run_until_converged(secs(SETTLE_DEADLINE_S)),
-    );
+    for (name, per_observer) in [
+        ("changes", any),
+        ("suspect_changes", suspect),
+        ("dead_changes", dead),
+    ] {
+        let mut counts: Vec<u64> = (0..n)
+            .filter(|&o| o != flapper)
+            .map(|o| per_observer[o])
+            .collect();
+        counts.sort_unstable();
+        f.set(
+            &format!("c_{name}_per_observer_median"),
+            counts.get(counts.len() / 2).copied().unwrap_or(0) as f64,
+        );
+        f.set(
+            &format!("c_{name}_per_observer_max"),
+            counts.last().copied().unwrap_or(0) as f64,
+        );
+    }
     sim.observations.excused.remove(&flapper);
+}
+
+fn s9(sim: &mut Sim, p: &ScenarioParams, f: &mut Figures) {
+    let n = sim.len();
+    let k = p.crash.unwrap_or(n / 3);
+    // k distinct nodes other than the seed node 0, chosen by the seed.
+    let mut pool: Vec<usize> = (1..n).collect();
+    let mut crashed = Vec::with_capacity(k);
+    while crashed.len() < k && !pool.is_empty() {
+        let i = sim.rng().below(pool.len() as u64) as usize;
+        crashed.push(pool.swap_remove(i));
+    }
+    crashed.sort_unstable();
+    f.set("crashed", crashed.len() as f64);
+    for &c in &crashed {
+        sim.crash(c);
+    }
+    let first = {
+        let crashed = crashed.clone();
+        sim.run_until_true(secs(S9_DEADLINE_S), |s| {
+            crashed
+                .iter()
+                .any(|&c| any_other_sees(s, c, PeerState::Dead))
+        })
+    };
+    f.secs("first_dead_s", first);
+    let all = {
+        let crashed = crashed.clone();
+        sim.run_until_true(secs(S9_DEADLINE_S), |s| {
+            crashed
+                .iter()
+                .all(|&c| all_others_see(s, c, PeerState::Dead))
+        })
+    };
+    f.secs("all_dead_s", all.zip(first).map(|(a, b)| a + b));
+    false_verdicts(sim, f, "");
 }
 
 /// Builds the two S6 stores: a shared history of `history` entries, then

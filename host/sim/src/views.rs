@@ -6,6 +6,10 @@ use std::collections::BTreeSet;
 use nodeplane_interface::PeerState;
 
 /// One observed change of one member in one node's view.
+///
+/// A *state change* is a transition whose `from` is a state different
+/// from `to` (a first appearance, `from == None`, and a new incarnation in
+/// the same state are not state changes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transition {
     /// Virtual time, ms.
@@ -20,6 +24,13 @@ pub struct Transition {
     pub to: PeerState,
     /// Incarnation after.
     pub incarnation: u64,
+}
+
+impl Transition {
+    /// Whether the member's state changed (see [`Transition`]).
+    pub fn is_state_change(&self) -> bool {
+        self.from.is_some_and(|f| f != self.to)
+    }
 }
 
 /// Index of a state in per-state counters.
@@ -94,6 +105,12 @@ pub struct Observations {
     /// Subjects whose suspicion or death is expected (a mute or flapping
     /// node): not counted as false.
     pub excused: BTreeSet<usize>,
+    /// Like `false_deaths`, over the whole run (never reset): every phase,
+    /// restore and heal windows included.
+    pub run_false_deaths: BTreeSet<(usize, usize)>,
+    /// Transitions to `dead` of a live, non-excused subject over the whole
+    /// run (a pair declared dead twice counts twice).
+    pub run_false_death_events: u64,
 }
 
 impl Observations {

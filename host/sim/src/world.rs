@@ -126,10 +126,7 @@ impl Sim {
             clock: VirtualClock::new(),
             rng: SimRng::new(seed),
             queue: EventQueue::new(),
-            network: Network {
-                config: net,
-                ..Network::default()
-            },
+            network: Network::new(net),
             runtime,
             loaded,
             component,
@@ -318,7 +315,10 @@ impl Sim {
 
     pub(crate) fn boot(&mut self, i: usize) -> Result<(), SimError> {
         let ledger = self.nodes[i].parked.take().unwrap_or_default();
-        let services = RecordingServices::with(self.clock.clone(), self.rng.next_u64(), ledger);
+        // Each node's signing key: derived from the run's seed and its id,
+        // so a restarted node keeps it and a seed replays exactly.
+        let services = RecordingServices::with(self.clock.clone(), self.rng.next_u64(), ledger)
+            .keyed(&self.seed.to_be_bytes());
         let slot = &self.nodes[i];
         let config = NodeConfig {
             node_id: slot.id.clone(),
@@ -511,10 +511,23 @@ impl Sim {
                 from,
                 payload,
                 depth,
+                stream,
             } => {
                 if !self.nodes[to].is_running() {
                     self.network.stats.dropped += 1;
+                    if stream.is_some() {
+                        self.network.stats.streams_failed += 1;
+                    }
                     return;
+                }
+                if let Some(life) = stream {
+                    let sender_gone =
+                        self.nodes[from].life != life || !self.nodes[from].is_running();
+                    if sender_gone || self.network.faults.drops(from, to) {
+                        self.network.stats.dropped += 1;
+                        self.network.stats.streams_failed += 1;
+                        return;
+                    }
                 }
                 self.trace.record(
                     self.now,
@@ -664,8 +677,8 @@ impl Sim {
             );
         }
         for (to_address, payload) in recorded.outbox {
-            self.nodes[i].sent_messages += 1;
-            self.nodes[i].sent_bytes += payload.len() as u64;
+            let now = self.now;
+            self.nodes[i].count_sent(now, payload.len() as u64);
             let Some(&to) = self.by_address.get(&to_address) else {
                 if let Some(&h) = self.hostile_by_address.get(&to_address) {
                     self.hostile_receives(h, &payload);
@@ -676,7 +689,11 @@ impl Sim {
                 self.network.stats.dropped += 1;
                 continue;
             };
-            let delays = self.network.route(&mut self.rng, i, to, payload.len());
+            let route = self
+                .network
+                .route(&mut self.rng, self.now, i, to, payload.len());
+            let stream = route.stream.then_some(self.nodes[i].life);
+            let delays = route.delays;
             if !delays.is_empty() {
                 self.hostiles_sniff(&payload);
             }
@@ -695,6 +712,7 @@ impl Sim {
                         from: i,
                         payload: p,
                         depth,
+                        stream,
                     },
                 );
             }
@@ -735,6 +753,17 @@ impl Sim {
         self.nodes
             .iter()
             .fold((0, 0), |(m, b), n| (m + n.sent_messages, b + n.sent_bytes))
+    }
+
+    /// The busiest node's most payload bytes sent in one virtual second
+    /// (fixed one-second buckets), and that node, over the whole run.
+    pub fn peak_bytes_per_s(&self) -> (u64, usize) {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.peak_bytes_per_s, i))
+            .max_by_key(|&(b, i)| (b, std::cmp::Reverse(i)))
+            .unwrap_or((0, 0))
     }
 
     /// Queued events (messages in flight and timers).

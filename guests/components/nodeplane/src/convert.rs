@@ -53,6 +53,7 @@ pub fn entry_to_wit(e: &Entry) -> types::LedgerEntry {
         kind: e.kind.clone(),
         body: e.body.clone(),
         id: e.id.to_vec(),
+        signature: e.signature.clone(),
     }
 }
 
@@ -81,5 +82,6 @@ pub fn entry_from_wit(e: types::LedgerEntry) -> Result<Entry, String> {
         kind: e.kind,
         body: e.body,
         id,
+        signature: e.signature,
     })
 }

@@ -15,9 +15,45 @@ use std::collections::BTreeSet;
 
 use bindings::exports::nodeplane::control::{control, driver};
 use bindings::nodeplane::control::{
-    clock, events, ledger_store, lifecycle, network, random, timers, types,
+    clock, events, ledger_store, lifecycle, network, random, signing, timers, types,
 };
-use nodeplane_core::{Effect, Node, Timer};
+use nodeplane_core::{Effect, Hash, Node, PublicKey, Signer, Timer, Verifier};
+
+/// The host's `signing` service as the core's [`Signer`]: the private key
+/// stays in the host; this only forwards ids and signatures.
+#[derive(Debug)]
+struct HostSigner {
+    public_key: PublicKey,
+}
+
+impl HostSigner {
+    /// Asks the host for the node's public key once. A host answering
+    /// with something that is not 32 bytes gets all zeros, which no
+    /// signature verifies under: the node's entries are then refused
+    /// everywhere, visibly, rather than the component guessing.
+    fn new() -> HostSigner {
+        let key = signing::public_key();
+        HostSigner {
+            public_key: key.as_slice().try_into().unwrap_or([0; 32]),
+        }
+    }
+}
+
+impl Verifier for HostSigner {
+    fn verify(&mut self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
+        signing::verify_entry(key, id, signature)
+    }
+}
+
+impl Signer for HostSigner {
+    fn public_key(&self) -> PublicKey {
+        self.public_key
+    }
+
+    fn sign(&mut self, id: &Hash) -> Vec<u8> {
+        signing::sign_entry(id)
+    }
+}
 
 struct Shell {
     node: Node,
@@ -95,8 +131,12 @@ impl driver::Guest for Component {
         // continues at the incarnation it already announced; only a new
         // process raises it.
         let node = match lifecycle::started_as() {
-            lifecycle::StartMode::Resume => Node::resume(config, stored, seed, now),
-            lifecycle::StartMode::Fresh => Node::new(config, stored, seed, now),
+            lifecycle::StartMode::Resume => {
+                Node::resume(config, stored, seed, now, Box::new(HostSigner::new()))
+            }
+            lifecycle::StartMode::Fresh => {
+                Node::new(config, stored, seed, now, Box::new(HostSigner::new()))
+            }
         }
         .map_err(convert::error_to_wit)?;
         let mut shell = Shell {

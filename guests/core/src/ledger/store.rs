@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Hash};
 use crate::config::MAX_PENDING_ENTRIES;
+use nodeplane_entry::signing::{check_signature, PublicKey, Verifier};
 use nodeplane_types::MAX_EQUIVOCATIONS_PER_AUTHOR;
 
 /// Two different entries one author wrote at one sequence number.
@@ -33,7 +34,7 @@ pub enum Insert {
     /// Ahead of its chain; buffered until the gap is filled.
     Buffered,
     /// A second, different entry at an occupied (author, seq).
-    Equivocation(Equivocation),
+    Equivocation(Box<Equivocation>),
 }
 
 /// The set of verified, linked entries plus buffered and conflicting ones.
@@ -59,6 +60,8 @@ pub struct Ledger {
     /// [`MAX_EQUIVOCATIONS_PER_AUTHOR`] held as evidence.
     equivocations_dropped: u64,
     len: usize,
+    /// Each author's signing key, bound by its linked entry at seq 1.
+    bound: BTreeMap<String, PublicKey>,
 }
 
 /// The first 8 bytes of a SHA-256 digest as a big-endian number.
@@ -250,9 +253,39 @@ impl Ledger {
             .collect()
     }
 
-    /// Verifies an entry alone and against its chain and inserts it.
-    /// `Err` carries the reason it was rejected; the ledger is then unchanged.
-    pub fn insert(&mut self, entry: Entry) -> Result<Insert, String> {
+    /// The signing key an author's first linked entry bound it to.
+    pub fn bound_key(&self, author: &str) -> Option<&PublicKey> {
+        self.bound.get(author)
+    }
+
+    /// Checks an entry's signature against its author's bound key (`seq` 1
+    /// against the key it declares itself); see
+    /// [`nodeplane_entry::signing`].
+    fn check_signed(&self, entry: &Entry, verifier: &mut dyn Verifier) -> Result<(), String> {
+        let bound = if entry.seq <= 1 {
+            None
+        } else {
+            self.bound.get(&entry.author)
+        };
+        if entry.seq > 1 && bound.is_none() {
+            return Err(format!(
+                "entry {}#{}: its author's first entry is not held",
+                entry.author, entry.seq
+            ));
+        }
+        check_signature(entry, bound, verifier)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Verifies an entry alone, against its chain and against its author's
+    /// signing key, and inserts it. `Err` carries the reason it was
+    /// rejected; the ledger is then unchanged. Signatures are checked when
+    /// an entry links (a buffered one when its gap is filled) or is kept
+    /// as evidence: a conflicting `seq` 1 only needs to be signed by the
+    /// key it declares itself (another key taking an id is evidence, not
+    /// a takeover); any other conflict must be signed by the bound key.
+    pub fn insert(&mut self, entry: Entry, verifier: &mut dyn Verifier) -> Result<Insert, String> {
         // A copy of a held entry (the common case under gossip) is a
         // duplicate without hashing it again: it equals a verified entry.
         if self.get(&entry.author, entry.seq) == Some(&entry) {
@@ -271,6 +304,14 @@ impl Ledger {
             if existing.id == entry.id {
                 return Ok(Insert::Duplicate);
             }
+            if self
+                .equivocations
+                .iter()
+                .any(|e| e.conflicting.id == entry.id)
+            {
+                return Ok(Insert::Duplicate);
+            }
+            self.check_signed(&entry, verifier)?;
             let ev = Equivocation {
                 author: entry.author.clone(),
                 seq: entry.seq,
@@ -293,7 +334,7 @@ impl Ledger {
                 return Ok(Insert::Duplicate);
             }
             self.equivocations.push(ev.clone());
-            return Ok(Insert::Equivocation(ev));
+            return Ok(Insert::Equivocation(Box::new(ev)));
         }
         if entry.seq > head.saturating_add(1) {
             let slot = (entry.author.clone(), entry.seq);
@@ -326,6 +367,7 @@ impl Ledger {
             .head(&entry.author)
             .map_or(&[][..], |h| std::slice::from_ref(&h.id));
         nodeplane_entry::check_link(&entry, held, head).map_err(|e| e.to_string())?;
+        self.check_signed(&entry, verifier)?;
         let author = entry.author.clone();
         self.link(entry.clone());
         let mut linked = vec![entry];
@@ -334,9 +376,11 @@ impl Ledger {
             let Some(e) = self.unbuffer(&(author.clone(), next)) else {
                 break;
             };
-            if self.head(&author).map(|h| h.id) != Some(e.prev) {
-                // A buffered entry that does not link is dropped; sync will
-                // fetch the right one.
+            if self.head(&author).map(|h| h.id) != Some(e.prev)
+                || self.check_signed(&e, verifier).is_err()
+            {
+                // A buffered entry that does not link, or is not signed by
+                // its author, is dropped; sync will fetch the right one.
                 break;
             }
             self.link(e.clone());
@@ -356,6 +400,12 @@ impl Ledger {
     }
 
     fn link(&mut self, entry: Entry) {
+        if entry.seq == 1 {
+            // Checked before linking: a linked first entry declares a key.
+            if let Ok(key) = nodeplane_entry::signing::binding_key(&entry) {
+                self.bound.insert(entry.author.clone(), key);
+            }
+        }
         let key = match self.key_of.get(&entry.author) {
             Some(&k) => k,
             None => {
@@ -380,51 +430,82 @@ impl Ledger {
 mod tests {
     use super::*;
     use crate::ledger::GENESIS_PREV;
+    use nodeplane_entry::signing::ed25519::{key_field, KeyPair, NativeVerifier};
 
+    fn keys(name: &str) -> KeyPair {
+        KeyPair::derived(b"ledger-tests", name)
+    }
+
+    /// A `join` at seq 1 of `author`, declaring and signed by `signer`'s
+    /// key, `extra` JSON fields added.
+    fn first_join(author: &str, signer: &str, clock: u64, extra: &str) -> Entry {
+        let k = keys(signer);
+        let body = format!("{{{}{extra}}}", key_field(&k.public_key()));
+        k.sign(Entry::new(
+            author,
+            1,
+            GENESIS_PREV,
+            clock,
+            "join",
+            body.into_bytes(),
+        ))
+    }
+
+    /// `author`'s chain of `n` entries, signed by its own key.
     fn chain(author: &str, n: u64) -> Vec<Entry> {
-        let mut prev = GENESIS_PREV;
-        (1..=n)
-            .map(|seq| {
-                let e = Entry::new(author, seq, prev, seq, "join", b"{}".to_vec());
-                prev = e.id;
-                e
-            })
-            .collect()
+        let mut out = vec![first_join(author, author, 1, "")];
+        for seq in 2..=n {
+            let prev = out.last().map(|e: &Entry| e.id).unwrap();
+            out.push(keys(author).sign(Entry::new(
+                author,
+                seq,
+                prev,
+                seq,
+                "alive",
+                b"{}".to_vec(),
+            )));
+        }
+        out
+    }
+
+    fn ins(l: &mut Ledger, e: Entry) -> Result<Insert, String> {
+        l.insert(e, &mut NativeVerifier)
     }
 
     #[test]
     fn links_buffers_and_unblocks() {
         let c = chain("a", 3);
         let mut l = Ledger::new();
-        assert_eq!(l.insert(c[2].clone()), Ok(Insert::Buffered));
-        assert_eq!(l.insert(c[1].clone()), Ok(Insert::Buffered));
-        assert_eq!(l.insert(c[0].clone()), Ok(Insert::Linked(c.clone())));
+        assert_eq!(ins(&mut l, c[2].clone()), Ok(Insert::Buffered));
+        assert_eq!(ins(&mut l, c[1].clone()), Ok(Insert::Buffered));
+        assert_eq!(ins(&mut l, c[0].clone()), Ok(Insert::Linked(c.clone())));
         assert_eq!(l.head_seq("a"), 3);
         assert_eq!(l.pending_len(), 0);
-        assert_eq!(l.insert(c[1].clone()), Ok(Insert::Duplicate));
+        assert_eq!(ins(&mut l, c[1].clone()), Ok(Insert::Duplicate));
     }
 
     #[test]
     fn equivocation_is_kept_as_evidence() {
         let c = chain("a", 1);
         let mut l = Ledger::new();
-        l.insert(c[0].clone()).unwrap();
-        let other = Entry::new("a", 1, GENESIS_PREV, 9, "join", b"{}".to_vec());
+        ins(&mut l, c[0].clone()).unwrap();
+        // The same id with another key: evidence, not a takeover.
+        let other = first_join("a", "mallory", 9, "");
         assert!(matches!(
-            l.insert(other.clone()),
+            ins(&mut l, other.clone()),
             Ok(Insert::Equivocation(_))
         ));
         assert_eq!(l.equivocations().len(), 1);
-        assert_eq!(l.insert(other), Ok(Insert::Duplicate));
+        assert_eq!(ins(&mut l, other), Ok(Insert::Duplicate));
         assert_eq!(l.len(), 1);
     }
 
     #[test]
     fn unlinked_entry_is_rejected() {
         let mut l = Ledger::new();
-        l.insert(chain("a", 1)[0].clone()).unwrap();
-        let bad = Entry::new("a", 2, [7; 32], 2, "join", b"{}".to_vec());
-        assert!(l.insert(bad).unwrap_err().contains("does not link"));
+        ins(&mut l, chain("a", 1)[0].clone()).unwrap();
+        let bad = keys("a").sign(Entry::new("a", 2, [7; 32], 2, "alive", b"{}".to_vec()));
+        assert!(ins(&mut l, bad).unwrap_err().contains("does not link"));
         assert_eq!(l.len(), 1);
     }
 
@@ -433,7 +514,7 @@ mod tests {
         let mut l = Ledger::new();
         for a in ["a", "b", "c", "d", "e"] {
             for e in chain(a, 2) {
-                l.insert(e).unwrap();
+                ins(&mut l, e).unwrap();
             }
         }
         let (kids, n) = l.child_digests(&[]);
@@ -447,20 +528,19 @@ mod tests {
     #[test]
     fn equivocation_evidence_is_capped_per_author() {
         let mut l = Ledger::new();
-        l.insert(chain("a", 1)[0].clone()).unwrap();
+        ins(&mut l, chain("a", 1)[0].clone()).unwrap();
         let over = MAX_EQUIVOCATIONS_PER_AUTHOR + 4;
         for i in 0..over {
-            let body = format!("{{\"forged\":{i}}}").into_bytes();
-            let forged = Entry::new("a", 1, GENESIS_PREV, 1, "join", body);
-            let kept = matches!(l.insert(forged), Ok(Insert::Equivocation(_)));
+            let forged = first_join("a", "mallory", 1, &format!(",\"forged\":{i}"));
+            let kept = matches!(ins(&mut l, forged), Ok(Insert::Equivocation(_)));
             assert_eq!(kept, i < MAX_EQUIVOCATIONS_PER_AUTHOR, "conflict {i}");
         }
         assert_eq!(l.equivocations().len(), MAX_EQUIVOCATIONS_PER_AUTHOR);
         assert_eq!(l.equivocations_dropped(), 4);
         // Another author's evidence has its own allowance.
-        l.insert(chain("b", 1)[0].clone()).unwrap();
-        let forged = Entry::new("b", 1, GENESIS_PREV, 1, "join", b"{\"x\":1}".to_vec());
-        assert!(matches!(l.insert(forged), Ok(Insert::Equivocation(_))));
+        ins(&mut l, chain("b", 1)[0].clone()).unwrap();
+        let forged = first_join("b", "mallory", 1, ",\"x\":1");
+        assert!(matches!(ins(&mut l, forged), Ok(Insert::Equivocation(_))));
     }
 
     #[test]
@@ -468,15 +548,69 @@ mod tests {
         let mut l = Ledger::new();
         // Entries far ahead of fresh authors' chains fill the buffer.
         for i in 0..MAX_PENDING_ENTRIES + 5 {
-            let e = Entry::new(&format!("x{i}"), 9, GENESIS_PREV, 9, "join", b"{}".to_vec());
-            assert_eq!(l.insert(e), Ok(Insert::Buffered));
+            let e = Entry::new(
+                &format!("x{i}"),
+                9,
+                GENESIS_PREV,
+                9,
+                "alive",
+                b"{}".to_vec(),
+            );
+            assert_eq!(ins(&mut l, e), Ok(Insert::Buffered));
         }
         assert_eq!(l.pending_len(), MAX_PENDING_ENTRIES);
         assert_eq!(l.pending_expired(), 5);
         // An honest chain arriving out of order is still buffered and linked.
         let c = chain("a", 2);
-        assert_eq!(l.insert(c[1].clone()), Ok(Insert::Buffered));
-        assert!(matches!(l.insert(c[0].clone()), Ok(Insert::Linked(v)) if v.len() == 2));
+        assert_eq!(ins(&mut l, c[1].clone()), Ok(Insert::Buffered));
+        assert!(matches!(ins(&mut l, c[0].clone()), Ok(Insert::Linked(v)) if v.len() == 2));
         assert_eq!(l.pending_len(), MAX_PENDING_ENTRIES - 1);
+    }
+
+    #[test]
+    fn entries_not_signed_by_their_bound_author_are_refused() {
+        let mut l = Ledger::new();
+        let c = chain("a", 2);
+        ins(&mut l, c[0].clone()).unwrap();
+        // Another key writing the next entry of "a".
+        let forged = keys("mallory").sign(Entry::new("a", 2, c[0].id, 2, "leave", b"{}".to_vec()));
+        assert!(ins(&mut l, forged)
+            .unwrap_err()
+            .contains("signature does not verify"));
+        // Unsigned.
+        let mut unsigned = c[1].clone();
+        unsigned.signature.clear();
+        assert!(ins(&mut l, unsigned).is_err());
+        // A conflicting seq 2 not signed by "a" is not evidence either.
+        ins(&mut l, c[1].clone()).unwrap();
+        let conflict =
+            keys("mallory").sign(Entry::new("a", 2, c[0].id, 7, "alive", b"{}".to_vec()));
+        assert!(ins(&mut l, conflict).is_err());
+        assert!(l.equivocations().is_empty());
+        assert_eq!(l.bound_key("a"), Some(&keys("a").public_key()));
+        assert_eq!(l.len(), 2);
+    }
+
+    #[test]
+    fn a_buffered_entry_with_a_bad_signature_is_dropped_when_its_gap_fills() {
+        let mut l = Ledger::new();
+        let c = chain("a", 3);
+        let mut bad = c[1].clone();
+        bad.signature = keys("mallory").sign_id(&bad.id);
+        assert_eq!(ins(&mut l, bad), Ok(Insert::Buffered));
+        assert_eq!(
+            ins(&mut l, c[0].clone()),
+            Ok(Insert::Linked(vec![c[0].clone()]))
+        );
+        assert_eq!(l.head_seq("a"), 1);
+    }
+
+    #[test]
+    fn a_first_entry_must_declare_a_key() {
+        let mut l = Ledger::new();
+        let k = keys("a");
+        let bare = k.sign(Entry::new("a", 1, GENESIS_PREV, 1, "join", b"{}".to_vec()));
+        assert!(ins(&mut l, bare).unwrap_err().contains("signing_key"));
+        assert!(l.is_empty());
     }
 }

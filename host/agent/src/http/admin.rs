@@ -1,5 +1,6 @@
-//! Admin: fault injection (`/admin/faults`) and hot swap
-//! (`/admin/component`), and [`authorize`], the rule every endpoint that
+//! Admin: fault injection (`/admin/faults`), hot swap
+//! (`/admin/component`), the cluster keyring (`/admin/keys`), and
+//! [`authorize`], the rule every endpoint that
 //! changes anything follows: loopback peers only, or, when `admin_token`
 //! is configured, only `Authorization: Bearer <token>`.
 
@@ -18,12 +19,66 @@ use serde_json::json;
 use super::{blocking, body_or_error, AppState, HttpError};
 use crate::events::Source;
 use crate::faults::{FaultRequest, FaultState};
+use crate::keyring::{KeyList, KeyOpRequest, KeyringError};
 
 /// The admin routes.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/faults", get(list_faults).post(set_faults))
         .route("/admin/component", post(swap_component))
+        .route("/admin/keys", get(list_keys).post(change_keys))
+}
+
+/// The status a keyring error answers with: 409 when the agent runs open
+/// or the primary would be removed, 400 for a malformed key or operation,
+/// 422 for a key that is not installed or a full keyring, 500 when the
+/// keyring could not be saved (the agent's own failure; nothing changed).
+fn keyring_error(e: KeyringError) -> HttpError {
+    let status = match &e {
+        KeyringError::Open | KeyringError::RemovePrimary(_) => StatusCode::CONFLICT,
+        KeyringError::BadKey(_) => StatusCode::BAD_REQUEST,
+        KeyringError::NotInstalled(_) | KeyringError::Full => StatusCode::UNPROCESSABLE_ENTITY,
+        KeyringError::File { .. } | KeyringError::Save { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    HttpError::new(status, e.to_string())
+}
+
+/// `GET /admin/keys`: the installed keys' fingerprints, the primary first
+/// (never key material; like `GET /admin/faults`, it needs no token).
+async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<KeyList>, HttpError> {
+    s.keys.list().map(Json).map_err(keyring_error)
+}
+
+/// `POST /admin/keys` `{"op": "install"|"use"|"remove", "key": KEY}`:
+/// `KEY` is the base64 key, or for `use` and `remove` its fingerprint.
+async fn change_keys(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<KeyList>, HttpError> {
+    authorize(&s, &headers, &ext)?;
+    let body = body_or_error(body)?;
+    let req: KeyOpRequest = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::bad_request(format!(
+            "key request: {e} (expected {{\"op\": \"install\"|\"use\"|\"remove\", \"key\": \"<base64 key or fingerprint>\"}})"
+        ))
+    })?;
+    if !matches!(req.op.as_str(), "install" | "use" | "remove") {
+        return Err(HttpError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown operation {:?}: use install, use or remove", req.op),
+        ));
+    }
+    if !s.keys.is_keyed() {
+        return Err(keyring_error(KeyringError::Open));
+    }
+    let keys = Arc::clone(&s.keys);
+    let result = blocking(move || keys.apply(&req.op, &req.key)).await;
+    result.map(Json).map_err(|e| {
+        tracing::warn!(error = %e, "keyring operation refused");
+        keyring_error(e)
+    })
 }
 
 /// Checks that a request may change something: with a token configured,

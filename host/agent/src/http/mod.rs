@@ -1,7 +1,7 @@
 //! The HTTP API on the API address, one module per job:
 //! [`introspection`] (`/status`, `/members`, `/ledger/head`, `/ledger`,
 //! `/events`, `/metrics`, `/healthz`), [`admin`] (`/admin/faults`,
-//! `/admin/component`, and the loopback/token rule every changing endpoint
+//! `/admin/component`, `/admin/keys`, and the loopback/token rule every changing endpoint
 //! follows) and [`compat`] (the Control Plane Interface under `/v1`).
 //!
 //! This module holds what they share: the state, the one error type and
@@ -41,6 +41,7 @@ use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 
 use crate::events::EventLog;
 use crate::faults::Faults;
+use crate::keyring::ClusterKeys;
 use crate::metrics::Metrics;
 use crate::services::AgentServices;
 use crate::store::RedbLedger;
@@ -212,6 +213,8 @@ pub struct AppState {
     pub node_id: String,
     /// This node's control address.
     pub address: String,
+    /// The cluster keyring (`/admin/keys`).
+    pub keys: Arc<ClusterKeys>,
 }
 
 /// An error answer of any endpoint: a status and a body.

@@ -11,6 +11,7 @@ mod metadata;
 mod preconditions;
 mod recovery;
 mod report;
+mod signing;
 mod subscribe;
 mod swap;
 mod updates;
@@ -92,4 +93,6 @@ pub static CHECKS: &[Check] = &[
     swap::KEEPS_SUBSCRIBERS,
     // Crash recovery.
     recovery::RESUME,
+    // Signed entries.
+    signing::SIGNED_ENTRIES,
 ];

@@ -1,0 +1,419 @@
+//! Who may write under an author's name: every entry carries an Ed25519
+//! signature by its author, and an author's key is the one its first entry
+//! (`seq` 1, a `join`) declares.
+//!
+//! The rule, checked by every holder of entries (each receiver and every
+//! load from a store):
+//! - the entry at `seq` 1 must be a `join` whose body, a JSON object,
+//!   carries `"signing_key"`: 64 hex digits, the 32-byte Ed25519 public
+//!   key. It *binds* the author to that key;
+//! - every entry of that author, the first included, carries a 64-byte
+//!   signature of [`signed_message`] (a domain tag and the entry's id)
+//!   that verifies under the bound key;
+//! - a later `join` that declares a key declares the bound one.
+//!
+//! The id does not cover the signature (it is the hash of the canonical
+//! encoding), so an entry is still named by its contents alone. Ed25519
+//! signatures are deterministic, so one author writing one entry gives one
+//! signature, and copies of an entry are equal.
+//!
+//! Verification needs a [`Verifier`]: natively, [`ed25519::verify`]
+//! (feature `ed25519`); in a guest, the host's `signing` service.
+
+use crate::{Entry, Hash};
+
+/// Length of an Ed25519 public key, in bytes.
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Length of an Ed25519 signature, in bytes.
+pub const SIGNATURE_LEN: usize = 64;
+/// Domain-separation prefix of what an author signs: the tag, then the
+/// entry's 32-byte id. A signature of anything else cannot pass for an
+/// entry's.
+pub const SIGNATURE_TAG: &[u8] = b"nodeplane-entry-signature/1";
+/// The entry kind whose first instance binds its author's key.
+pub const BINDING_KIND: &str = "join";
+/// The body field of a `join` that declares the author's key.
+pub const KEY_FIELD: &str = "signing_key";
+
+/// An Ed25519 public key.
+pub type PublicKey = [u8; PUBLIC_KEY_LEN];
+
+/// The bytes an author signs for the entry with id `id`.
+pub fn signed_message(id: &Hash) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SIGNATURE_TAG.len().saturating_add(id.len()));
+    out.extend_from_slice(SIGNATURE_TAG);
+    out.extend_from_slice(id);
+    out
+}
+
+/// Checks signatures: given a public key, an entry id and a signature,
+/// whether the signature is the key's over [`signed_message`] of the id.
+pub trait Verifier {
+    /// True when `signature` is valid for `id` under `key`.
+    fn verify(&mut self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool;
+}
+
+/// A node's signing key, held by its host: signs the ids of the entries
+/// the node writes, and verifies others' (a guest reaches both through
+/// the host's `signing` service and never holds the private key).
+pub trait Signer: Verifier + std::fmt::Debug {
+    /// The node's public key, which its `join` entries declare.
+    fn public_key(&self) -> PublicKey;
+    /// The signature of the entry with id `id` ([`SIGNATURE_LEN`] bytes).
+    fn sign(&mut self, id: &Hash) -> Vec<u8>;
+}
+
+/// Why an entry's signature or key declaration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The first entry of an author is not a `join` declaring a key.
+    #[error("entry {author}#{seq}: an author's first entry must be a join declaring its signing_key ({problem})")]
+    NoBinding {
+        /// Author of the entry.
+        author: String,
+        /// Sequence number of the entry.
+        seq: u64,
+        /// What is missing or wrong.
+        problem: String,
+    },
+    /// The signature is missing, of the wrong length or does not verify.
+    #[error(
+        "entry {author}#{seq}: signature does not verify under the author's key {}",
+        short(key)
+    )]
+    BadSignature {
+        /// Author of the entry.
+        author: String,
+        /// Sequence number of the entry.
+        seq: u64,
+        /// The key it was checked against.
+        key: PublicKey,
+    },
+    /// A later `join` declares a key other than the bound one.
+    #[error(
+        "entry {author}#{seq}: declares signing key {} but the author is bound to {}",
+        short(declared),
+        short(bound)
+    )]
+    KeyChanged {
+        /// Author of the entry.
+        author: String,
+        /// Sequence number of the entry.
+        seq: u64,
+        /// The key the entry declares.
+        declared: PublicKey,
+        /// The key the author's first entry bound.
+        bound: PublicKey,
+    },
+}
+
+/// The first 8 bytes of a key in hex, as error messages show it.
+fn short(key: &PublicKey) -> String {
+    hex::encode(key.get(..8).unwrap_or(&[]))
+}
+
+/// The key a `join` entry declares: `Ok(None)` for any other kind, or a
+/// `join` without the field; `Err` when the field is there but is not 64
+/// hex digits, or the body is not a JSON object.
+pub fn declared_key(entry: &Entry) -> Result<Option<PublicKey>, String> {
+    if entry.kind != BINDING_KIND {
+        return Ok(None);
+    }
+    let body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&entry.body)
+        .map_err(|e| format!("join body is not a JSON object: {e}"))?;
+    let Some(value) = body.get(KEY_FIELD) else {
+        return Ok(None);
+    };
+    let text = value
+        .as_str()
+        .ok_or_else(|| format!("{KEY_FIELD} is not a string"))?;
+    parse_key(text).map(Some)
+}
+
+/// Parses a public key written as 64 hex digits.
+pub fn parse_key(text: &str) -> Result<PublicKey, String> {
+    let bytes = hex::decode(text).map_err(|e| format!("{KEY_FIELD} is not hex: {e}"))?;
+    PublicKey::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "{KEY_FIELD} must be {PUBLIC_KEY_LEN} bytes, got {}",
+            bytes.len()
+        )
+    })
+}
+
+/// The key an author's first entry binds it to. `first` must be the
+/// author's entry at `seq` 1.
+pub fn binding_key(first: &Entry) -> Result<PublicKey, SignatureError> {
+    let no_binding = |problem: String| SignatureError::NoBinding {
+        author: first.author.clone(),
+        seq: first.seq,
+        problem,
+    };
+    if first.kind != BINDING_KIND {
+        return Err(no_binding(format!("kind is {:?}", first.kind)));
+    }
+    declared_key(first)
+        .map_err(no_binding)?
+        .ok_or_else(|| no_binding(format!("no {KEY_FIELD}")))
+}
+
+/// Checks an entry's signature. `bound` is the key its author is bound to,
+/// or `None` when the entry is the author's first (`seq` 1), which binds
+/// its own key (and is checked under it). Returns the key the entry was
+/// checked under.
+pub fn check_signature(
+    entry: &Entry,
+    bound: Option<&PublicKey>,
+    verifier: &mut dyn Verifier,
+) -> Result<PublicKey, SignatureError> {
+    let key = match bound {
+        Some(bound) => {
+            let declared = declared_key(entry).map_err(|problem| SignatureError::NoBinding {
+                author: entry.author.clone(),
+                seq: entry.seq,
+                problem,
+            })?;
+            if let Some(declared) = declared.filter(|d| d != bound) {
+                return Err(SignatureError::KeyChanged {
+                    author: entry.author.clone(),
+                    seq: entry.seq,
+                    declared,
+                    bound: *bound,
+                });
+            }
+            *bound
+        }
+        None => binding_key(entry)?,
+    };
+    if entry.signature.len() != SIGNATURE_LEN || !verifier.verify(&key, &entry.id, &entry.signature)
+    {
+        return Err(SignatureError::BadSignature {
+            author: entry.author.clone(),
+            seq: entry.seq,
+            key,
+        });
+    }
+    Ok(key)
+}
+
+/// Checks the signatures of a set of entries in store order (an author's
+/// entry at `seq` 1 before its others, as every store appends them): the
+/// first `seq` 1 of each author binds its key, a later conflicting `seq` 1
+/// must be signed by the key it declares itself (evidence), and every
+/// other entry by the bound key. Returns the first problem.
+pub fn verify_signatures<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+    verifier: &mut dyn Verifier,
+) -> Result<(), SignatureError> {
+    let mut bound: std::collections::BTreeMap<&str, PublicKey> = std::collections::BTreeMap::new();
+    for e in entries {
+        let key = if e.seq <= 1 {
+            None
+        } else {
+            Some(
+                bound
+                    .get(e.author.as_str())
+                    .ok_or_else(|| SignatureError::NoBinding {
+                        author: e.author.clone(),
+                        seq: e.seq,
+                        problem: "no entry at seq 1 precedes it".into(),
+                    })?,
+            )
+        };
+        let checked = check_signature(e, key, verifier)?;
+        if e.seq <= 1 {
+            bound.entry(e.author.as_str()).or_insert(checked);
+        }
+    }
+    Ok(())
+}
+
+/// Native Ed25519 (feature `ed25519`): key pairs, signing and verification
+/// with `ed25519-dalek`.
+#[cfg(feature = "ed25519")]
+pub mod ed25519 {
+    use super::{signed_message, PublicKey, Verifier, SIGNATURE_LEN};
+    use crate::{Entry, Hash};
+    use ed25519_dalek::{Signer as _, SigningKey};
+    use sha2::{Digest, Sha256};
+
+    /// Domain tag of [`KeyPair::derived`] seeds.
+    const DERIVED_TAG: &[u8] = b"nodeplane-derived-signing-key/1";
+
+    /// An Ed25519 key pair: the private half never leaves the host.
+    #[derive(Clone)]
+    pub struct KeyPair(SigningKey);
+
+    impl std::fmt::Debug for KeyPair {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "KeyPair({})", hex::encode(self.public_key()))
+        }
+    }
+
+    impl KeyPair {
+        /// The key pair of a 32-byte secret seed (RFC 8032).
+        pub fn from_seed(seed: &[u8; 32]) -> KeyPair {
+            KeyPair(SigningKey::from_bytes(seed))
+        }
+
+        /// A key pair derived deterministically from `context` and `name`:
+        /// for the simulator (per seed and node) and tests, never for a
+        /// real node, whose key comes from OS randomness.
+        pub fn derived(context: &[u8], name: &str) -> KeyPair {
+            let mut h = Sha256::new();
+            h.update(DERIVED_TAG);
+            h.update((context.len() as u64).to_be_bytes());
+            h.update(context);
+            h.update(name.as_bytes());
+            KeyPair::from_seed(&h.finalize().into())
+        }
+
+        /// The secret seed, for storing the key pair.
+        pub fn seed(&self) -> [u8; 32] {
+            self.0.to_bytes()
+        }
+
+        /// The public key.
+        pub fn public_key(&self) -> PublicKey {
+            self.0.verifying_key().to_bytes()
+        }
+
+        /// The signature of the entry with id `id`.
+        pub fn sign_id(&self, id: &Hash) -> Vec<u8> {
+            self.0.sign(&signed_message(id)).to_bytes().to_vec()
+        }
+
+        /// `entry` with its signature set (its id must be final).
+        pub fn sign(&self, mut entry: Entry) -> Entry {
+            entry.signature = self.sign_id(&entry.id);
+            entry
+        }
+    }
+
+    /// Whether `signature` is `key`'s over the entry id `id` (strict RFC
+    /// 8032 verification: no malleable or small-order forms).
+    pub fn verify(key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
+        let Ok(bytes) = <[u8; SIGNATURE_LEN]>::try_from(signature) else {
+            return false;
+        };
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(key) else {
+            return false;
+        };
+        let signature = ed25519_dalek::Signature::from_bytes(&bytes);
+        key.verify_strict(&signed_message(id), &signature).is_ok()
+    }
+
+    impl Verifier for KeyPair {
+        fn verify(&mut self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
+            verify(key, id, signature)
+        }
+    }
+
+    impl super::Signer for KeyPair {
+        fn public_key(&self) -> PublicKey {
+            KeyPair::public_key(self)
+        }
+
+        fn sign(&mut self, id: &Hash) -> Vec<u8> {
+            self.sign_id(id)
+        }
+    }
+
+    /// [`verify`] as a [`Verifier`].
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct NativeVerifier;
+
+    impl Verifier for NativeVerifier {
+        fn verify(&mut self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
+            verify(key, id, signature)
+        }
+    }
+
+    /// The join body fragment that declares `key` (`"signing_key":"…"`),
+    /// for tests and tools that write entries by hand.
+    pub fn key_field(key: &PublicKey) -> String {
+        format!("\"{}\":\"{}\"", super::KEY_FIELD, hex::encode(key))
+    }
+}
+
+#[cfg(all(test, feature = "ed25519"))]
+mod tests {
+    use super::ed25519::{key_field, KeyPair, NativeVerifier};
+    use super::*;
+    use crate::GENESIS_PREV;
+
+    fn join(pair: &KeyPair, author: &str) -> Entry {
+        let body = format!("{{\"inc\":1,{}}}", key_field(&pair.public_key()));
+        pair.sign(Entry::new(
+            author,
+            1,
+            GENESIS_PREV,
+            1,
+            "join",
+            body.into_bytes(),
+        ))
+    }
+
+    #[test]
+    fn first_join_binds_its_key_and_later_entries_verify_under_it() {
+        let pair = KeyPair::derived(b"t", "a");
+        let first = join(&pair, "a");
+        let key = check_signature(&first, None, &mut NativeVerifier).unwrap();
+        assert_eq!(key, pair.public_key());
+        let second = pair.sign(Entry::new("a", 2, first.id, 2, "suspect", b"{}".to_vec()));
+        assert_eq!(
+            check_signature(&second, Some(&key), &mut NativeVerifier),
+            Ok(key)
+        );
+    }
+
+    #[test]
+    fn another_key_cannot_write_under_a_bound_author() {
+        let owner = KeyPair::derived(b"t", "a");
+        let forger = KeyPair::derived(b"t", "mallory");
+        let first = join(&owner, "a");
+        let forged = forger.sign(Entry::new("a", 2, first.id, 2, "leave", b"{}".to_vec()));
+        assert!(matches!(
+            check_signature(&forged, Some(&owner.public_key()), &mut NativeVerifier),
+            Err(SignatureError::BadSignature { .. })
+        ));
+        // A later join re-declaring another key is refused even if signed
+        // by the bound key.
+        let body = format!("{{\"inc\":2,{}}}", key_field(&forger.public_key()));
+        let rebind = owner.sign(Entry::new("a", 2, first.id, 2, "join", body.into_bytes()));
+        assert!(matches!(
+            check_signature(&rebind, Some(&owner.public_key()), &mut NativeVerifier),
+            Err(SignatureError::KeyChanged { .. })
+        ));
+    }
+
+    #[test]
+    fn unsigned_and_unbound_entries_are_refused() {
+        let pair = KeyPair::derived(b"t", "a");
+        let mut first = join(&pair, "a");
+        first.signature.clear();
+        assert!(matches!(
+            check_signature(&first, None, &mut NativeVerifier),
+            Err(SignatureError::BadSignature { .. })
+        ));
+        let no_key = pair.sign(Entry::new("a", 1, GENESIS_PREV, 1, "join", b"{}".to_vec()));
+        assert!(matches!(
+            check_signature(&no_key, None, &mut NativeVerifier),
+            Err(SignatureError::NoBinding { .. })
+        ));
+        let not_join = pair.sign(Entry::new("a", 1, GENESIS_PREV, 1, "alive", b"{}".to_vec()));
+        assert!(matches!(
+            check_signature(&not_join, None, &mut NativeVerifier),
+            Err(SignatureError::NoBinding { .. })
+        ));
+    }
+
+    #[test]
+    fn a_signature_over_another_id_does_not_verify() {
+        let pair = KeyPair::derived(b"t", "a");
+        let first = join(&pair, "a");
+        let mut other = Entry::new("a", 1, GENESIS_PREV, 2, "join", first.body.clone());
+        other.signature = first.signature.clone();
+        assert!(check_signature(&other, None, &mut NativeVerifier).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! The host's `signing` service: a node's Ed25519 key pair, held by the
+//! host, which signs the ids of the entries the node's component writes
+//! and checks everyone's signatures for it (`wit/control.wit`, interface
+//! `signing`; the rule itself is `nodeplane_entry::signing`).
+//!
+//! The component never sees the private key. Verification is a host
+//! service too: natively it is tens of microseconds, where the same code
+//! compiled to WebAssembly would be several times that, and every node
+//! checks every entry it links.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nodeplane_entry::signing::ed25519::{self, KeyPair};
+use nodeplane_entry::signing::PublicKey;
+use nodeplane_entry::Hash;
+use sha2::{Digest, Sha256};
+
+/// Context of the deterministic keys of [`RecordingServices`](crate::RecordingServices)
+/// nodes (simulator, conformance, in-memory tests).
+pub const RECORDING_KEY_CONTEXT: &[u8] = b"nodeplane-recording-services";
+
+/// Most verified signatures remembered by a [`VerifyMemo`] before it
+/// starts over: 32 bytes each, so at most 64 MiB. A simulated cluster of
+/// 1 024 nodes links about 3 000 distinct entries per node-minute of
+/// churn, far below it; starting over only costs re-verification.
+pub const MAX_VERIFY_MEMO: usize = 2 << 20;
+
+/// What the signers of this process did, for the simulator's speed
+/// benchmark (the cost of signatures, measured rather than estimated).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SigningStats {
+    /// Entry ids signed.
+    pub signed: u64,
+    /// Signatures checked (memo hits included).
+    pub verified: u64,
+    /// Checks answered by a [`VerifyMemo`] without Ed25519.
+    pub memo_hits: u64,
+    /// Wall-clock nanoseconds spent signing and verifying.
+    pub nanos: u64,
+}
+
+static SIGNED: AtomicU64 = AtomicU64::new(0);
+static VERIFIED: AtomicU64 = AtomicU64::new(0);
+static MEMO_HITS: AtomicU64 = AtomicU64::new(0);
+static NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// The counters since the process started.
+pub fn stats() -> SigningStats {
+    SigningStats {
+        signed: SIGNED.load(Ordering::Relaxed),
+        verified: VERIFIED.load(Ordering::Relaxed),
+        memo_hits: MEMO_HITS.load(Ordering::Relaxed),
+        nanos: NANOS.load(Ordering::Relaxed),
+    }
+}
+
+/// Adds the time since `started` to the signing time.
+fn clock_in(started: Instant) {
+    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    NANOS.fetch_add(nanos, Ordering::Relaxed);
+}
+
+/// A node's signing key as the host holds it.
+#[derive(Debug)]
+pub struct NodeSigner {
+    pair: KeyPair,
+    memo: Option<Arc<VerifyMemo>>,
+}
+
+impl NodeSigner {
+    /// A signer with the key pair `pair`, verifying every signature itself.
+    pub fn new(pair: KeyPair) -> NodeSigner {
+        NodeSigner { pair, memo: None }
+    }
+
+    /// A signer whose verifications go through `memo`, shared by every
+    /// node of one process (the simulator): a signature checked once is
+    /// not checked again by the next node.
+    pub fn with_memo(pair: KeyPair, memo: Arc<VerifyMemo>) -> NodeSigner {
+        NodeSigner {
+            pair,
+            memo: Some(memo),
+        }
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.pair.public_key()
+    }
+
+    /// The signature of the entry id `id`.
+    pub fn sign(&self, id: &Hash) -> Vec<u8> {
+        let started = Instant::now();
+        let signature = self.pair.sign_id(id);
+        SIGNED.fetch_add(1, Ordering::Relaxed);
+        clock_in(started);
+        signature
+    }
+
+    /// Whether `signature` is `key`'s over the entry id `id`.
+    pub fn verify(&self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
+        let started = Instant::now();
+        let valid = match &self.memo {
+            Some(memo) => memo.verify(key, id, signature),
+            None => ed25519::verify(key, id, signature),
+        };
+        VERIFIED.fetch_add(1, Ordering::Relaxed);
+        clock_in(started);
+        valid
+    }
+}
+
+/// Remembers (key, id, signature) triples that verified: a pure function's
+/// positive answers, so sharing it changes no outcome, only the cost.
+#[derive(Debug, Default)]
+pub struct VerifyMemo {
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+impl VerifyMemo {
+    /// The process-wide memo of the in-memory drivers.
+    pub fn shared() -> Arc<VerifyMemo> {
+        static SHARED: std::sync::OnceLock<Arc<VerifyMemo>> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Arc::default).clone()
+    }
+
+    /// Verifies, remembering a success.
+    pub fn verify(&self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
+        let mut h = Sha256::new();
+        h.update(key);
+        h.update(id);
+        h.update(signature);
+        let digest: [u8; 32] = h.finalize().into();
+        let seen = |set: &HashSet<[u8; 32]>| set.contains(&digest);
+        if self.verified.lock().map(|set| seen(&set)).unwrap_or(false) {
+            MEMO_HITS.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if !ed25519::verify(key, id, signature) {
+            return false;
+        }
+        if let Ok(mut set) = self.verified.lock() {
+            if set.len() >= MAX_VERIFY_MEMO {
+                set.clear();
+            }
+            set.insert(digest);
+        }
+        true
+    }
+}
