@@ -19,6 +19,9 @@ const CONVERGE_BOUND: Duration = Duration::from_secs(120);
 const DEATH_BOUND: Duration = Duration::from_secs(60);
 /// A restarted or healed node back on every interface, pings resumed.
 const RETURN_BOUND: Duration = Duration::from_secs(90);
+/// Pings that must keep working get this long to answer once: one lost
+/// ping on a loaded machine (each waits 1 s) is not a broken tunnel.
+const KEEPS_WORKING_BOUND: Duration = Duration::from_secs(10);
 /// Interval of the continuous pings that measure a gap during a swap.
 const PING_EVERY: Duration = Duration::from_millis(200);
 
@@ -127,11 +130,11 @@ fn wireguard_follows_membership_through_kill_restart_and_partition() {
         "no overlay ping reaches the dead node\n{}",
         bed.diagnostics()
     );
-    assert!(
-        bed.ping_pairs(&pairs(&survivors)).is_empty(),
-        "the survivors keep pinging each other\n{}",
-        bed.diagnostics()
-    );
+    ok(bed.wait_for(
+        "the survivors keep pinging each other",
+        KEEPS_WORKING_BOUND,
+        |b| b.ping_pairs(&pairs(&survivors)).is_empty(),
+    ));
 
     // 3. Restart on the same data directory: re-added, pings resume.
     let restarted = Instant::now();
@@ -183,11 +186,11 @@ fn wireguard_follows_membership_through_kill_restart_and_partition() {
         "the minority keeps every peer (suspect is not a verdict)\n{}",
         bed.diagnostics()
     );
-    assert!(
-        bed.ping_pairs(&pairs(&majority)).is_empty(),
-        "the majority keeps pinging inside its side\n{}",
-        bed.diagnostics()
-    );
+    ok(bed.wait_for(
+        "the majority keeps pinging inside its side",
+        KEEPS_WORKING_BOUND,
+        |b| b.ping_pairs(&pairs(&majority)).is_empty(),
+    ));
     let healed = Instant::now();
     ok(bed.set_link(minority, true));
     ok(bed.wait_for(

@@ -157,6 +157,7 @@ pub fn sim_speed(nodes: usize, component: &ComponentChoice) -> Result<Value, Sim
 fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Result<Value, SimError> {
     component::load(component)?;
     let before = rss_bytes().unwrap_or(0);
+    let signing_before = nodeplane_runtime::signing::stats();
     let started = Instant::now();
     let mut sim = Sim::builder()
         .nodes(nodes)
@@ -170,6 +171,8 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
     sim.run_for(Duration::from_millis(remaining));
     let wall = started.elapsed().as_secs_f64();
     let after = rss_bytes().unwrap_or(0);
+    let signing = nodeplane_runtime::signing::stats();
+    let signing_s = signing.nanos.saturating_sub(signing_before.nanos) as f64 / 1e9;
     let node_s = nodes as f64 * SPEED_VIRTUAL_S as f64;
     let v = json!({
         "command": format!("nodeplane bench --only speed --max-nodes {nodes}"),
@@ -182,6 +185,14 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
         "memory_per_node_after_build_bytes": after_build.saturating_sub(before) / nodes as u64,
         "time_to_converge_s": converged.map(|d| d.as_secs_f64()),
         "events": sim.trace().len(),
+        // The host's signing service during the run: entries signed,
+        // signatures checked (and how many a shared memo answered), and
+        // the wall time spent in it, as a share of the whole run.
+        "entries_signed": signing.signed.saturating_sub(signing_before.signed),
+        "signatures_checked": signing.verified.saturating_sub(signing_before.verified),
+        "signature_memo_hits": signing.memo_hits.saturating_sub(signing_before.memo_hits),
+        "signing_wall_s": signing_s,
+        "signing_share_of_wall": signing_s / wall,
     });
     say(
         quiet,
