@@ -21,7 +21,14 @@ enum Command {
     /// Run the live demo: five agents with Mesh VPN hosts on loopback; live
     /// swap stub -> node plane, a kill, a restart, a partition and its heal,
     /// every step checked.
-    Demo,
+    Demo {
+        /// Run the same acts on real tunnels: `wireguard` puts each node in
+        /// a network namespace with a wireguard-go interface and shows
+        /// overlay pings at each step (needs root, /dev/net/tun, ip,
+        /// wireguard-go, ping).
+        #[arg(long, value_enum)]
+        dataplane: Option<demo::Dataplane>,
+    },
     /// Check a component against the interface specification.
     Conformance {
         /// A component file, or the name of a built-in component
@@ -52,12 +59,20 @@ enum Command {
     /// The ledger store under `kill -9`: `loop --iterations N` kills a
     /// writer at random moments and checks the store after each kill.
     StoreCrash(store_crash::StoreCrashArgs),
+    /// A Mesh VPN host applying an agent's peer set to a WireGuard
+    /// interface until stdin closes (run by the data-plane test bed).
+    #[command(hide = true)]
+    MeshvpnHost(demo::commands::MeshvpnHostArgs),
+    /// One request to an agent's API, the JSON answer on stdout (run by the
+    /// data-plane test bed inside a namespace).
+    #[command(hide = true)]
+    ApiCall(demo::commands::ApiCallArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // The agent is a long-running service: it logs its decisions by default.
-    let default_filter = if matches!(cli.command, Command::Agent(_)) {
+    let default_filter = if matches!(cli.command, Command::Agent(_) | Command::MeshvpnHost(_)) {
         "info"
     } else {
         "warn"
@@ -70,7 +85,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Demo => demo::run(),
+        Command::Demo { dataplane } => demo::run(dataplane),
         Command::Conformance { component } => {
             let runtime = components::runtime()?;
             let loaded = components::load(&runtime, &component)?;
@@ -92,5 +107,7 @@ fn main() -> Result<()> {
         Command::Sim(args) => Ok(nodeplane_sim::cli::run(&args)?),
         Command::Bench(args) => Ok(nodeplane_sim::cli::run_bench(&args)?),
         Command::StoreCrash(args) => store_crash::run(args),
+        Command::MeshvpnHost(args) => demo::commands::run_meshvpn_host(args),
+        Command::ApiCall(args) => demo::commands::run_api_call(args),
     }
 }

@@ -3,15 +3,11 @@
 //! step deadline.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use anyhow::{ensure, Result};
-use nodeplane_compat_client::CompatClient;
 use nodeplane_interface::PeerState;
-use nodeplane_meshvpn::{MeshVpn, MeshVpnConfig};
 use serde_json::json;
 
-use super::cluster::Agent;
 use super::stage::{all_but, Demo};
 use super::NODES;
 
@@ -21,55 +17,48 @@ fn everyone() -> Vec<usize> {
 }
 
 /// Act 1: the Mesh VPN starts on the stub control plane.
-pub fn start_on_stub(demo: &mut Demo, root: &Path) -> Result<()> {
+pub fn start_on_stub(demo: &mut Demo) -> Result<()> {
     let everyone = everyone();
     demo.say(&format!(
-        "1. starting {NODES} agents on the stub control plane, each with a Mesh VPN host"
+        "1. starting {NODES} agents on the stub control plane, {}",
+        demo.cluster.setup()
     ));
-    let fingerprint = super::cluster::write_cluster_key(root)?;
+    let fingerprint = demo.cluster.prepare(NODES)?;
     demo.say(&format!(
         "   a fresh cluster key (nodeplane keygen) seals every message between them: fingerprint {fingerprint}"
     ));
-    let seed = Agent::plan(0, None, root)?;
-    let seed_addr = seed.listen;
-    demo.agents.push(seed);
-    for i in 1..NODES {
-        demo.agents.push(Agent::plan(i, Some(seed_addr), root)?);
-    }
-    for agent in demo.agents.iter_mut() {
-        agent.start("stub")?;
-    }
-    for agent in &demo.agents {
-        let vpn = MeshVpn::new(
-            CompatClient::new(agent.client().base()),
-            MeshVpnConfig {
-                local_node_id: Some(agent.id.clone()),
-                ..MeshVpnConfig::default()
-            },
-        );
-        demo.vpns.push(vpn);
-    }
+    demo.cluster.start_all("stub")?;
     demo.poll_vpns(&everyone);
     for i in 0..NODES {
-        let keys = demo.agents[i].client().get("/admin/keys")?;
+        let keys = demo.cluster.api(i)?.get("/admin/keys")?;
         ensure!(
             keys["primary"] == json!(fingerprint),
             "{} does not seal with the demo's cluster key: {keys}",
-            demo.agents[i].id
+            demo.id(i)
         );
         demo.detail(&format!(
-            "{} listens on {}, API http://{}, sealing with key {fingerprint}",
-            demo.agents[i].id, demo.agents[i].listen, demo.agents[i].api
+            "{} {}, sealing with key {fingerprint}",
+            demo.id(i),
+            demo.cluster.describe(i)
         ));
     }
     demo.say("   the stub knows only its seeds, by address and without keys:");
     for i in [0, 1] {
         demo.print_vpn(i);
     }
+    if !demo.cluster.vpn_shows_incomplete() {
+        demo.detail("(an interface holds complete tunnels only: without keys, no tunnel)");
+    }
+    // The desired set holds the seed, incomplete; an interface holds only
+    // complete tunnels, so none.
+    let seed_only = demo.cluster.vpn(1).peers.len();
+    let expected = usize::from(demo.cluster.vpn_shows_incomplete());
     ensure!(
-        demo.vpns[1].peer_set().peers.len() == 1,
-        "node-1 on the stub should see exactly its seed"
+        seed_only == expected,
+        "{} on the stub should see exactly its seed, without a tunnel",
+        demo.id(1)
     );
+    demo.expect_pings("no overlay ping answers on the stub", &[])?;
     Ok(())
 }
 
@@ -78,10 +67,10 @@ pub fn start_on_stub(demo: &mut Demo, root: &Path) -> Result<()> {
 pub fn hot_swap(demo: &mut Demo) -> Result<()> {
     demo.say("2. hot-swapping every node's control plane to the node plane (no restart)");
     for i in 0..NODES {
-        let report = demo.agents[i].client().swap("nodeplane")?;
+        let report = demo.cluster.api(i)?.swap("nodeplane")?;
         demo.detail(&format!(
             "{}: {} -> {}, pause {:.2} ms, {} updates to subscribers",
-            demo.agents[i].id,
+            demo.id(i),
             report["from"].as_str().unwrap_or("?"),
             report["to"].as_str().unwrap_or("?"),
             report["pause_ms"].as_f64().unwrap_or(0.0),
@@ -106,12 +95,14 @@ pub fn discovery(demo: &mut Demo) -> Result<()> {
     for i in 0..NODES {
         demo.print_vpn(i);
     }
+    demo.expect_pings("every pair pings through the tunnels", &[&everyone])?;
     demo.wait_until("ledgers reconciled", |d| d.ledgers_agree(&everyone))?;
-    let client = demo.agents[0].client();
+    let client = demo.cluster.api(0)?;
     let page = client.get("/ledger?limit=8")?;
     let head = client.ledger_head()?;
     demo.say(&format!(
-        "   node-0's ledger: {} entries by {} authors; the first ones:",
+        "   {}'s ledger: {} entries by {} authors; the first ones:",
+        demo.id(0),
         head["entries"],
         head["authors"].as_array().map(Vec::len).unwrap_or(0)
     ));
@@ -152,7 +143,7 @@ pub struct Killed {
 pub fn kill_and_verdict(demo: &mut Demo) -> Result<Killed> {
     let everyone = everyone();
     let victim = NODES - 1;
-    let victim_id = demo.agents[victim].id.clone();
+    let victim_id = demo.id(victim);
     let incarnation_before = demo
         .view(0)?
         .member(&victim_id)
@@ -160,7 +151,7 @@ pub fn kill_and_verdict(demo: &mut Demo) -> Result<Killed> {
         .unwrap_or(0);
     let survivors = all_but(victim, &everyone);
     demo.say(&format!("4. kill -9 {victim_id} (no leave)"));
-    demo.agents[victim].kill();
+    demo.cluster.kill(victim);
     let suspected = demo.wait_until("first suspicion of the killed node", |d| {
         Ok(survivors.iter().any(|&i| {
             matches!(
@@ -188,6 +179,10 @@ pub fn kill_and_verdict(demo: &mut Demo) -> Result<Killed> {
         Ok(d.vpns_hold_each_other(&survivors))
     })?;
     demo.print_vpn(0);
+    demo.expect_pings(
+        "survivors ping each other, not the dead node",
+        &[&survivors],
+    )?;
     Ok(Killed {
         index: victim,
         id: victim_id,
@@ -205,7 +200,7 @@ pub fn restart(demo: &mut Demo, killed: &Killed) -> Result<()> {
         incarnation: incarnation_before,
     } = killed;
     demo.say(&format!("5. restart {victim_id} on its data directory"));
-    demo.agents[*victim].start("nodeplane")?;
+    demo.cluster.restart(*victim, "nodeplane")?;
     let back = demo.wait_until("every node sees the restarted node alive", |d| {
         d.poll_vpns(&everyone);
         Ok(everyone.iter().all(|&i| {
@@ -229,16 +224,7 @@ pub fn restart(demo: &mut Demo, killed: &Killed) -> Result<()> {
         Ok(d.vpns_hold_each_other(&everyone))
     })?;
     demo.print_vpn(0);
-    Ok(())
-}
-
-/// Blocks or unblocks (`action`) all traffic between node `from` and
-/// node `to`, on `from`'s side.
-fn set_link(demo: &Demo, from: usize, to: usize, action: &str) -> Result<()> {
-    let peer = demo.agents[to].id.clone();
-    demo.agents[from]
-        .client()
-        .set_faults(&json!({"peer": peer, "direction": "both", "action": action}))?;
+    demo.expect_pings("every pair pings after the restart", &[&everyone])?;
     Ok(())
 }
 
@@ -249,48 +235,53 @@ pub fn partition_and_heal(demo: &mut Demo) -> Result<()> {
     let everyone = everyone();
     let majority: Vec<usize> = vec![0, 1, 2];
     let minority: Vec<usize> = vec![3, 4];
-    demo.say("6. partition {node-0, node-1, node-2} | {node-3, node-4}");
-    for &a in &majority {
-        for &b in &minority {
-            for (from, to) in [(a, b), (b, a)] {
-                set_link(demo, from, to, "block")?;
-            }
-        }
+    let names = |side: &[usize]| -> Vec<String> { side.iter().map(|&i| demo.id(i)).collect() };
+    let (major_ids, minor_ids) = (names(&majority), names(&minority));
+    demo.say(&format!(
+        "6. partition {{{}}} | {{{}}}",
+        major_ids.join(", "),
+        minor_ids.join(", ")
+    ));
+    if let Some(how) = demo.cluster.partition(&majority, &minority)? {
+        demo.detail(&how);
     }
     demo.wait_until("the majority side declares the minority dead", |d| {
         Ok(majority.iter().all(|&i| {
             minority
                 .iter()
-                .all(|&j| d.state_of(i, &d.agents[j].id) == Some(PeerState::Dead))
+                .all(|&j| d.state_of(i, &d.id(j)) == Some(PeerState::Dead))
         }))
     })?;
+    let observer = minority[0];
     let minority_view: BTreeMap<String, String> = majority
         .iter()
         .map(|&j| {
-            let id = demo.agents[j].id.clone();
+            let id = demo.id(j);
             let state = demo
-                .state_of(3, &id)
+                .state_of(observer, &id)
                 .map(|s| s.to_string())
                 .unwrap_or_default();
             (id, state)
         })
         .collect();
-    demo.detail("majority (3 of 5) met the death quorum: node-3 and node-4 are dead on its side");
     demo.detail(&format!(
-        "minority (2 of 5) cannot meet it; node-3 sees the majority as {minority_view:?}"
+        "majority (3 of 5) met the death quorum: {} are dead on its side",
+        minor_ids.join(" and ")
+    ));
+    demo.detail(&format!(
+        "minority (2 of 5) cannot meet it; {} sees the majority as {minority_view:?}",
+        demo.id(observer)
     ));
     ensure!(
         minority_view.values().all(|s| s != "dead"),
         "the minority side must never declare the majority dead"
     );
+    demo.expect_pings(
+        "pings answer inside each side only",
+        &[&majority, &minority],
+    )?;
     demo.say("   healing the partition");
-    for &from in &everyone {
-        for &to in &everyone {
-            if from != to {
-                set_link(demo, from, to, "unblock")?;
-            }
-        }
-    }
+    demo.cluster.heal(&everyone)?;
     let healed = demo.wait_until("views converge after the heal", |d| {
         d.poll_vpns(&everyone);
         Ok(everyone.iter().all(|&i| {
@@ -318,6 +309,7 @@ pub fn partition_and_heal(demo: &mut Demo) -> Result<()> {
         d.poll_vpns(&everyone);
         Ok(d.vpns_hold_each_other(&everyone))
     })?;
+    demo.expect_pings("every pair pings after the heal", &[&everyone])?;
     Ok(())
 }
 
@@ -339,14 +331,13 @@ pub fn summary(demo: &mut Demo) -> Result<()> {
         let v = demo.view(i)?;
         ensure!(
             v.members == view.members,
-            "{}'s final view differs from node-0's",
-            demo.agents[i].id
+            "{}'s final view differs from {}'s",
+            demo.id(i),
+            demo.id(0)
         );
     }
     demo.say("   identical final view on every node; stopping the agents (graceful leave)");
-    for agent in demo.agents.iter_mut() {
-        agent.terminate();
-    }
+    demo.cluster.stop_all();
     demo.say(&format!(
         "demo finished in {:.1}s: every check passed",
         demo.started.elapsed().as_secs_f64()

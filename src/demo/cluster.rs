@@ -1,5 +1,6 @@
 //! A local cluster of `nodeplane agent` processes for the demo: started,
-//! killed, restarted and stopped by the demo, never left behind.
+//! killed, restarted and stopped by the demo, never left behind; each with
+//! a Mesh VPN host in the demo's process ([`Loopback`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nodeplane_agent::client::ApiClient;
 use nodeplane_agent::ports::free_port;
+use nodeplane_compat_client::CompatClient;
+use nodeplane_meshvpn::{MeshVpn, MeshVpnConfig};
+use serde_json::json;
+
+use super::stage::{Cluster, NodeApi, ShownPeer, VpnShown};
 
 /// The demo's cluster key file, in its temporary directory: one key for
 /// every agent, made by [`write_cluster_key`] before any agent starts.
@@ -165,4 +171,178 @@ impl Drop for Agent {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The default demo's cluster: agents on loopback, each with a Mesh VPN
+/// host in this process attached through the compatibility API (so the VPN
+/// is a client of the Control Plane Interface only).
+pub struct Loopback {
+    root: PathBuf,
+    agents: Vec<Agent>,
+    vpns: Vec<MeshVpn<CompatClient>>,
+}
+
+impl Loopback {
+    /// A cluster keeping its key, data and logs under `root`.
+    pub fn new(root: &Path) -> Loopback {
+        Loopback {
+            root: root.to_owned(),
+            agents: Vec::new(),
+            vpns: Vec::new(),
+        }
+    }
+
+    fn agent(&self, i: usize) -> Result<&Agent> {
+        self.agents.get(i).with_context(|| format!("no agent {i}"))
+    }
+}
+
+impl Cluster for Loopback {
+    fn setup(&self) -> &'static str {
+        "each with a Mesh VPN host"
+    }
+
+    fn prepare(&mut self, nodes: usize) -> Result<String> {
+        let root = &self.root;
+        let fingerprint = write_cluster_key(root)?;
+        let seed = Agent::plan(0, None, root)?;
+        let seed_addr = seed.listen;
+        self.agents.push(seed);
+        for i in 1..nodes {
+            self.agents.push(Agent::plan(i, Some(seed_addr), root)?);
+        }
+        Ok(fingerprint)
+    }
+
+    fn id(&self, i: usize) -> String {
+        self.agents
+            .get(i)
+            .map_or_else(|| format!("node-{i}"), |a| a.id.clone())
+    }
+
+    fn describe(&self, i: usize) -> String {
+        match self.agents.get(i) {
+            Some(a) => format!("listens on {}, API http://{}", a.listen, a.api),
+            None => String::new(),
+        }
+    }
+
+    fn api(&self, i: usize) -> Result<&dyn NodeApi> {
+        Ok(self.agent(i)?.client())
+    }
+
+    fn start_all(&mut self, component: &str) -> Result<()> {
+        for agent in self.agents.iter_mut() {
+            agent.start(component)?;
+        }
+        for agent in &self.agents {
+            let vpn = MeshVpn::new(
+                CompatClient::new(agent.client().base()),
+                MeshVpnConfig {
+                    local_node_id: Some(agent.id.clone()),
+                    ..MeshVpnConfig::default()
+                },
+            );
+            self.vpns.push(vpn);
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, i: usize, component: &str) -> Result<()> {
+        self.agents
+            .get_mut(i)
+            .with_context(|| format!("no agent {i}"))?
+            .start(component)
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(agent) = self.agents.get_mut(i) {
+            agent.kill();
+        }
+    }
+
+    /// Agent-level fault injection: every link across the cut is blocked
+    /// on both of its ends.
+    fn partition(&mut self, majority: &[usize], minority: &[usize]) -> Result<Option<String>> {
+        for &a in majority {
+            for &b in minority {
+                for (from, to) in [(a, b), (b, a)] {
+                    self.set_link(from, to, "block")?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn heal(&mut self, nodes: &[usize]) -> Result<()> {
+        for &from in nodes {
+            for &to in nodes {
+                if from != to {
+                    self.set_link(from, to, "unblock")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_all(&mut self) {
+        for agent in self.agents.iter_mut() {
+            agent.terminate();
+        }
+    }
+
+    fn poll_vpns(&mut self, running: &[usize]) {
+        for &i in running {
+            if let Some(vpn) = self.vpns.get_mut(i) {
+                let _ = vpn.poll();
+            }
+        }
+    }
+
+    fn vpn(&self, i: usize) -> VpnShown {
+        let Some(vpn) = self.vpns.get(i) else {
+            return VpnShown {
+                what: "VPN peer set".into(),
+                serial: None,
+                peers: Vec::new(),
+            };
+        };
+        let set = vpn.peer_set();
+        VpnShown {
+            what: "VPN peer set".into(),
+            serial: Some(set.serial),
+            peers: set
+                .peers
+                .values()
+                .map(|p| ShownPeer {
+                    id: p.node_id.clone(),
+                    overlay: p.tunnel.as_ref().ok().map(|t| t.overlay_ip.to_string()),
+                })
+                .collect(),
+        }
+    }
+
+    fn vpn_shows_incomplete(&self) -> bool {
+        true
+    }
+
+    fn ping_failures(&self, _pairs: &[(usize, usize)]) -> Option<Vec<(usize, usize)>> {
+        None
+    }
+
+    fn diagnostics(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Loopback {
+    /// Blocks or unblocks (`action`) all traffic between node `from` and
+    /// node `to`, on `from`'s side.
+    fn set_link(&self, from: usize, to: usize, action: &str) -> Result<()> {
+        let peer = self.id(to);
+        self.agent(from)?
+            .client()
+            .set_faults(&json!({"peer": peer, "direction": "both", "action": action}))?;
+        Ok(())
+    }
 }

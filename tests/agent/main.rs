@@ -6,6 +6,7 @@
 mod support;
 
 mod adversarial;
+mod any_language;
 mod api;
 mod http_contract;
 mod keys;

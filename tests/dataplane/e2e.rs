@@ -27,7 +27,7 @@ const PING_EVERY: Duration = Duration::from_millis(200);
 
 /// Skips (with the reason) when the machine lacks what the bed needs,
 /// unless `NODEPLANE_REQUIRE_DATAPLANE=1`; true when the test may run.
-fn can_run(test: &str) -> bool {
+pub(crate) fn can_run(test: &str) -> bool {
     let missing = missing();
     if missing.is_empty() {
         return true;

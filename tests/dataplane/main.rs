@@ -9,17 +9,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod demo;
 mod e2e;
 mod figures;
-
-/// Not a test: the Mesh VPN host process the test bed starts inside each
-/// namespace (`support::netns::meshvpn_host_role`); does nothing unless
-/// the bed's environment variable is set.
-#[test]
-#[ignore = "run by the test bed inside a namespace"]
-fn testbed_meshvpn_host_role() {
-    support::netns::meshvpn_host_role();
-}
 
 /// Not a test: `scripts/testbed` brings a bed up with
 /// `NODEPLANE_TESTBED_NODES` nodes (default 4), prints how to reach it,

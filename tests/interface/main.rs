@@ -6,5 +6,6 @@
 
 mod conformance;
 mod containment;
+mod example_builds;
 mod examples;
 mod runtime;

@@ -316,7 +316,13 @@ pub fn run_swap(args: SwapArgs) -> Result<()> {
         Ok(p) if nodeplane_artifacts::builtin(&args.component).is_none() => p.display().to_string(),
         _ => args.component.clone(),
     };
-    let r = args.api.client().swap(&component)?;
+    // A swap compiles the component first (tens of seconds for a large
+    // one on a cold cache): wait as long as the agent allows a swap.
+    let r = args
+        .api
+        .client()
+        .with_timeout(crate::http::SWAP_TIMEOUT)
+        .swap(&component)?;
     outln!(
         "swapped {} -> {} in {:.2} ms ({} updates emitted); hash {}",
         text(&r["from"]),

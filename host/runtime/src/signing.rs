@@ -127,6 +127,14 @@ impl VerifyMemo {
         SHARED.get_or_init(Arc::default).clone()
     }
 
+    /// Forgets every remembered signature (a benchmark that measures the
+    /// cost of verification starts from an empty memo).
+    pub fn clear(&self) {
+        if let Ok(mut set) = self.verified.lock() {
+            set.clear();
+        }
+    }
+
     /// Verifies, remembering a success.
     pub fn verify(&self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
         let mut h = Sha256::new();
@@ -149,5 +157,58 @@ impl VerifyMemo {
             set.insert(digest);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_changes_no_answer() {
+        let pair = KeyPair::derived(b"memo-test", "a");
+        let id = [7u8; 32];
+        let good = pair.sign_id(&id);
+        let mut bad = good.clone();
+        bad[0] ^= 1;
+        let memo = VerifyMemo::default();
+        let key = pair.public_key();
+        for _ in 0..2 {
+            assert!(memo.verify(&key, &id, &good));
+            assert!(
+                !memo.verify(&key, &id, &bad),
+                "a failure is never remembered as a success"
+            );
+        }
+        memo.clear();
+        assert!(memo.verify(&key, &id, &good));
+    }
+
+    /// Not a timed test: prints what one native Ed25519 verification costs
+    /// here (`cargo test -p nodeplane-runtime --lib signing -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "a measurement"]
+    fn measure_one_verification() {
+        let pair = KeyPair::derived(b"measure", "a");
+        let ids: Vec<[u8; 32]> = (0..2_000u32)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                id
+            })
+            .collect();
+        let sigs: Vec<Vec<u8>> = ids.iter().map(|id| pair.sign_id(id)).collect();
+        let key = pair.public_key();
+        let started = Instant::now();
+        for (id, sig) in ids.iter().zip(&sigs) {
+            assert!(ed25519::verify(&key, id, sig));
+        }
+        let per = started.elapsed().as_secs_f64() * 1e6 / ids.len() as f64;
+        let started = Instant::now();
+        for id in &ids {
+            let _ = pair.sign_id(id);
+        }
+        let sign = started.elapsed().as_secs_f64() * 1e6 / ids.len() as f64;
+        println!("ed25519: verify {per:.1} µs, sign {sign:.1} µs per entry id");
     }
 }

@@ -224,6 +224,10 @@ pub struct BenchArgs {
     /// Write the rendered docs/performance.md to this file.
     #[arg(long)]
     pub write: Option<PathBuf>,
+    /// Run nothing: render docs/performance.md from the figures a previous
+    /// `--json` run wrote (for a change of the document's text alone).
+    #[arg(long)]
+    pub from_json: Option<PathBuf>,
 }
 
 /// `nodeplane bench`.
@@ -240,7 +244,19 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), SimError> {
         component,
         markdown: args.markdown,
     };
-    let doc = bench::run_with(&opts)?;
+    let doc = match &args.from_json {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| SimError::Usage(format!("--from-json {}: {e}", path.display())))?;
+            serde_json::from_str(&text).map_err(|e| {
+                SimError::Usage(format!(
+                    "--from-json {}: not the JSON of a bench run: {e}",
+                    path.display()
+                ))
+            })?
+        }
+        None => bench::run_with(&opts)?,
+    };
     if let Some(path) = &args.json {
         write(
             path,
