@@ -439,6 +439,16 @@ fn hostile_unsolicited_answers() {
     under_attack(Attack::Unsolicited, Allowed::Nothing);
 }
 
+/// Entries under live members' ids signed with the hostile's own key (a
+/// `leave`, an `alive` at 2^64-1, a verdict in the member's name, linked
+/// to its real head; a second first `join`): nobody may write under an id
+/// a node has bound, so nothing changes anywhere, and every stored
+/// signature still verifies at the end (`Sim::check`).
+#[test]
+fn hostile_impersonation_of_members() {
+    under_attack(Attack::Impersonate, Allowed::Nothing);
+}
+
 #[test]
 fn same_seed_same_trace_different_seed_different_trace() {
     let component = nodeplane().unwrap_or_else(stub);

@@ -84,7 +84,8 @@ pub struct AuthorHead {
     pub author: String,
     /// Highest sequence number held.
     pub seq: u64,
-    /// Hex id of the entry at that sequence (the smallest id if equivocated).
+    /// Hex id of the entry at that sequence (the first stored, the chain's
+    /// own, if evidence of an equivocation is held there too).
     pub head: String,
 }
 
@@ -188,7 +189,7 @@ impl Index {
     fn head_id(&self, author: &str, seq: u64) -> Hash {
         self.slots
             .get(&(author.to_string(), seq))
-            .and_then(|ids| ids.iter().min().copied())
+            .and_then(|ids| ids.first().copied())
             .unwrap_or(GENESIS_PREV)
     }
 }
