@@ -3,7 +3,6 @@
 //! compatibility mode and its error mapping, and start-up refusals.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,19 +17,10 @@ use nodeplane_interface::ControlError;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::tempdir::Dir;
 
 fn temp_dir(tag: &str) -> Dir {
-    let dir =
-        std::env::temp_dir().join(format!("nodeplane-agent-api-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Dir(dir)
+    crate::support::tempdir::temp_dir("agent-api", tag)
 }
 
 fn config(dir: &Dir) -> FileConfig {

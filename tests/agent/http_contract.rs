@@ -23,20 +23,10 @@ use regex_automata::meta::Regex;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::tempdir::{temp_dir, Dir};
 
 async fn start(tag: &str) -> (Dir, Agent) {
-    let dir = std::env::temp_dir().join(format!(
-        "nodeplane-http-contract-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("http-contract", tag);
     let config = FileConfig {
         node_id: Some("n1".into()),
         listen: Some(format!(
@@ -44,7 +34,7 @@ async fn start(tag: &str) -> (Dir, Agent) {
             nodeplane_agent::ports::free_port("127.0.0.1").unwrap()
         )),
         api: Some("127.0.0.1:0".into()),
-        data_dir: Some(dir.clone()),
+        data_dir: Some(dir.0.clone()),
         // The stub: no network, so seeds that name real hosts send nothing.
         component: Some("stub".into()),
         ..FileConfig::default()
@@ -52,7 +42,7 @@ async fn start(tag: &str) -> (Dir, Agent) {
     let agent = Agent::start(config.validate().unwrap())
         .await
         .expect("agent starts");
-    (Dir(dir), agent)
+    (dir, agent)
 }
 
 fn request(method: &str, uri: &str, body: Body) -> Request<Body> {

@@ -29,19 +29,10 @@ use tower::ServiceExt;
 use crate::support::agents::SERIAL;
 use crate::support::cluster::{all_alive, digests, Cluster, CONVERGE_BOUND};
 
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::tempdir::Dir;
 
 fn temp_dir(tag: &str) -> Dir {
-    let dir =
-        std::env::temp_dir().join(format!("nodeplane-agent-keys-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Dir(dir)
+    crate::support::tempdir::temp_dir("agent-keys", tag)
 }
 
 /// Writes `key` to `dir/name` (mode 0600) and returns the path.

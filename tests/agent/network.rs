@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,12 +25,7 @@ use nodeplane_agent::network::{MAX_TCP_CONNECTIONS_PER_IP, TCP_IDLE_TIMEOUT};
 use nodeplane_agent::{Agent, FileConfig};
 use nodeplane_core::wire::{self, Message, SyncItem};
 
-struct Dir(PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::tempdir::Dir;
 
 async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -43,8 +37,7 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_traffic_is_rejected_and_counted_good_traffic_accepted() {
-    let dir = Dir(std::env::temp_dir().join(format!("nodeplane-agent-net-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
+    let dir = temp_dir("traffic");
     let port = nodeplane_agent::ports::free_port("127.0.0.1").unwrap();
     let config = FileConfig {
         node_id: Some("n1".into()),
@@ -142,10 +135,7 @@ async fn wait_for(what: &str, bound: Duration, mut check: impl FnMut() -> bool) 
 }
 
 fn temp_dir(tag: &str) -> Dir {
-    let dir =
-        std::env::temp_dir().join(format!("nodeplane-agent-net-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    Dir(dir)
+    crate::support::tempdir::temp_dir("agent-net", tag)
 }
 
 /// An in-process agent on 127.0.0.1 running `component`.

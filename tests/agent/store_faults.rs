@@ -8,7 +8,7 @@
 //! the entry).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,25 +24,7 @@ const KILLS: u32 = 24;
 /// The author `store-crash write` extends.
 const WRITER: &str = "writer";
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!(
-            "nodeplane-store-faults-{tag}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::tempdir::temp_dir;
 
 fn nodeplane() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodeplane"));
@@ -104,7 +86,7 @@ impl Rng {
 #[test]
 fn kill_9_during_heavy_writes_loses_nothing_acknowledged_and_never_forks() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = Dir::new("kill9");
+    let dir = temp_dir("store-faults", "kill9");
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -213,7 +195,7 @@ fn write_with_file_limit(dir: &Path, max_bytes: u64) -> Option<Output> {
 #[test]
 fn a_full_disk_stops_the_writer_with_an_error_naming_the_file_and_keeps_what_was_acknowledged() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = Dir::new("full");
+    let dir = temp_dir("store-faults", "full");
     let Some(out) = write_with_file_limit(&dir.0, 256 * 1024) else {
         eprintln!("skipped: prlimit (util-linux) is not installed");
         return;
@@ -239,7 +221,7 @@ fn a_full_disk_stops_the_writer_with_an_error_naming_the_file_and_keeps_what_was
 #[test]
 fn a_truncated_or_damaged_store_is_an_error_naming_the_file() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = Dir::new("damaged");
+    let dir = temp_dir("store-faults", "damaged");
     let mut writer = nodeplane()
         .args(["store-crash", "write", "--count", "200", "--data-dir"])
         .arg(&dir.0)

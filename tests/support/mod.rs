@@ -6,3 +6,4 @@ pub mod agents;
 pub mod cluster;
 pub mod netns;
 pub mod node;
+pub mod tempdir;

@@ -462,33 +462,31 @@ impl Hostile {
             .unwrap_or_else(|| (victim.id.clone(), victim.incarnation));
         let keys = hostile_keys(&format!("impersonator-{}", self.index));
         self.clock += 1;
-        let entry = match (victim.head, self.rng.below(4)) {
-            (Some((seq, prev)), 0) => Entry::new(
-                &victim.id,
+        let profile = |inc, signing_key| {
+            Self::json(&ProfileBody {
+                inc,
+                addr: self.address.clone(),
+                meta: Vec::new(),
+                signing_key,
+            })
+        };
+        // Its next entry, linked to its real head, or a second first join.
+        let (seq, prev, kind, body) = match (victim.head, self.rng.below(4)) {
+            (Some((seq, prev)), 0) => (
                 seq.saturating_add(1),
                 prev,
-                self.clock,
                 KIND_LEAVE,
                 Self::json(&serde_json::json!({ "inc": victim.incarnation })),
             ),
-            (Some((seq, prev)), 1) => Entry::new(
-                &victim.id,
+            (Some((seq, prev)), 1) => (
                 seq.saturating_add(1),
                 prev,
-                self.clock,
                 KIND_ALIVE,
-                Self::json(&ProfileBody {
-                    inc: u64::MAX,
-                    addr: self.address.clone(),
-                    meta: Vec::new(),
-                    signing_key: None,
-                }),
+                profile(u64::MAX, None),
             ),
-            (Some((seq, prev)), 2) => Entry::new(
-                &victim.id,
+            (Some((seq, prev)), 2) => (
                 seq.saturating_add(1),
                 prev,
-                self.clock,
                 KIND_CONFIRM_DEAD,
                 Self::json(&DeadBody {
                     subject: other.0,
@@ -497,20 +495,14 @@ impl Hostile {
                     suspecters: 1_000,
                 }),
             ),
-            _ => Entry::new(
-                &victim.id,
+            _ => (
                 1,
                 GENESIS_PREV,
-                self.clock,
                 KIND_JOIN,
-                Self::json(&ProfileBody {
-                    inc: u64::MAX,
-                    addr: self.address.clone(),
-                    meta: Vec::new(),
-                    signing_key: Some(hex::encode(keys.public_key())),
-                }),
+                profile(u64::MAX, Some(hex::encode(keys.public_key()))),
             ),
         };
+        let entry = Entry::new(&victim.id, seq, prev, self.clock, kind, body);
         wire::encode(&Message::Gossip {
             entries: vec![WireEntry::from(&keys.sign(entry))],
         })
