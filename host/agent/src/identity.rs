@@ -17,6 +17,10 @@ pub const SIGNING_KEY_FILE: &str = "signing.key";
 /// 64 hex digits.
 const HEADER: &str = "nodeplane ed25519 signing key v1";
 
+/// Largest key file read: a key file is 98 bytes, so a larger one is the
+/// wrong file, refused before it is read.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024;
+
 /// Why the signing key could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
 #[error("signing key {path}: {problem}")]
@@ -45,6 +49,14 @@ pub fn load_or_create(data_dir: &Path) -> Result<KeyPair, IdentityError> {
 
 fn load(path: &Path) -> Result<KeyPair, String> {
     check_private(path)?;
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if len > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "{len} bytes is not a key file (at most {MAX_KEY_FILE_BYTES})"
+        ));
+    }
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
@@ -143,5 +155,8 @@ mod tests {
         std::fs::write(&path, "something else\n").unwrap();
         let err = load_or_create(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a signing key file"), "{err}");
+        std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+        let err = load_or_create(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not a key file"), "{err}");
     }
 }

@@ -128,6 +128,11 @@ impl signing::Host for HostState {
     }
 
     fn verify_entry(&mut self, key: Vec<u8>, id: Vec<u8>, signature: Vec<u8>) -> bool {
+        // Refused before any work: the memo would otherwise hash whatever
+        // length a component hands over, outside its fuel.
+        if signature.len() != nodeplane_entry::signing::SIGNATURE_LEN {
+            return false;
+        }
         let (Ok(key), Some(id)) = (
             <[u8; 32]>::try_from(key.as_slice()),
             nodeplane_entry::hash_from_slice(&id),
