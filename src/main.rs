@@ -4,8 +4,14 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod components;
+
 mod demo;
 mod store_crash;
+
+/// Counts heap bytes, for `nodeplane bench --only speed`'s measured memory
+/// breakdown (`nodeplane_sim::memory`): the system allocator, with a count.
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
 
 /// nodeplane: a decentralized, ledger-backed control plane for a mesh VPN,
 /// run as WebAssembly components.
@@ -105,7 +111,10 @@ fn main() -> Result<()> {
         Command::Keygen => nodeplane_agent::cli::run_keygen(),
         Command::Keys(args) => nodeplane_agent::cli::run_keys(args),
         Command::Sim(args) => Ok(nodeplane_sim::cli::run(&args)?),
-        Command::Bench(args) => Ok(nodeplane_sim::cli::run_bench(&args)?),
+        Command::Bench(args) => {
+            nodeplane_sim::memory::set_heap_probe(|| ALLOCATOR.allocated());
+            Ok(nodeplane_sim::cli::run_bench(&args)?)
+        }
         Command::StoreCrash(args) => store_crash::run(args),
         Command::MeshvpnHost(args) => demo::commands::run_meshvpn_host(args),
         Command::ApiCall(args) => demo::commands::run_api_call(args),

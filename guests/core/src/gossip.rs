@@ -3,19 +3,42 @@
 //! whether it still needs them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::{
     BROADCAST_MAX_AGE_MS, GOSSIP_FANOUT, LEAVE_FANOUT, MAX_BROADCAST_QUEUE,
     MAX_ENTRIES_PER_MESSAGE, PIGGYBACK_BYTES_BUDGET,
 };
-use crate::ledger::Entry;
+use crate::ledger::{Entry, Ledger};
 use crate::node::Node;
 use crate::wire::{self, Digest8, Message, WireEntry};
+
+/// What a queued broadcast sends.
+#[derive(Clone, Debug)]
+pub(crate) enum Item {
+    /// A linked entry, read from the ledger's chain when sent (chains only
+    /// grow and entries never change, so it is the entry that was queued):
+    /// the queue holds up to one item per member after a mass join, and an
+    /// entry copy each was most of a node's peak memory.
+    Linked(Arc<str>, u64),
+    /// Equivocation evidence, which no chain holds: kept whole.
+    Evidence(Box<Entry>),
+}
+
+impl Item {
+    /// The entry to send.
+    fn entry<'a>(&'a self, ledger: &'a Ledger) -> Option<&'a Entry> {
+        match self {
+            Item::Linked(author, seq) => ledger.get(author, *seq),
+            Item::Evidence(e) => Some(e),
+        }
+    }
+}
 
 /// An entry queued for gossip.
 #[derive(Clone, Debug)]
 struct Broadcast {
-    entry: Entry,
+    item: Item,
     /// Transmissions left.
     remaining: u32,
     queued_at: u64,
@@ -42,7 +65,7 @@ impl Gossip {
     /// Queues an entry for `remaining` transmissions. Each entry comes here
     /// at most once: the ledger links an entry once and reports an
     /// equivocation once.
-    pub(crate) fn enqueue(&mut self, entry: Entry, remaining: u32, now_ms: u64) {
+    pub(crate) fn enqueue(&mut self, item: Item, remaining: u32, now_ms: u64) {
         assert!(remaining > 0, "gossip: an entry queued for no transmission");
         if self.queue.len() >= MAX_BROADCAST_QUEUE {
             let fewest = self
@@ -56,14 +79,14 @@ impl Gossip {
             }
         }
         self.queue.push(Broadcast {
-            entry,
+            item,
             remaining,
             queued_at: now_ms,
         });
     }
 
     /// Takes the freshest queued entries that fit `budget` bytes.
-    pub(crate) fn piggyback(&mut self, budget: usize) -> Vec<WireEntry> {
+    pub(crate) fn piggyback(&mut self, ledger: &Ledger, budget: usize) -> Vec<WireEntry> {
         if self.queue.is_empty() {
             return Vec::new();
         }
@@ -76,7 +99,12 @@ impl Gossip {
             let Some(b) = self.queue.get_mut(i) else {
                 continue;
             };
-            let size = wire::entry_wire_size(&b.entry);
+            let Some(entry) = b.item.entry(ledger) else {
+                // Unreachable (a linked entry stays linked): drop it.
+                b.remaining = 0;
+                continue;
+            };
+            let size = wire::entry_wire_size(entry);
             // One entry always fits, however large (a verdict citing 40
             // suspicions is bigger than the piggyback budget).
             if (!out.is_empty() && used.saturating_add(size) > budget)
@@ -85,7 +113,7 @@ impl Gossip {
                 continue;
             }
             used = used.saturating_add(size);
-            out.push(WireEntry::from(&b.entry));
+            out.push(WireEntry::from(entry));
             b.remaining = b.remaining.saturating_sub(1);
         }
         self.queue.retain(|b| b.remaining > 0);
@@ -95,11 +123,16 @@ impl Gossip {
     }
 
     /// Entries for a ping or ack to `addr`: none if it holds ours already.
-    pub(crate) fn piggyback_for(&mut self, addr: &str, ours: Digest8) -> Vec<WireEntry> {
+    pub(crate) fn piggyback_for(
+        &mut self,
+        ledger: &Ledger,
+        addr: &str,
+        ours: Digest8,
+    ) -> Vec<WireEntry> {
         if self.in_sync_with(addr, ours) {
             return Vec::new();
         }
-        self.piggyback(PIGGYBACK_BYTES_BUDGET)
+        self.piggyback(ledger, PIGGYBACK_BYTES_BUDGET)
     }
 
     /// Records the frontier digest `from` sent; `ours` is this node's.
@@ -143,7 +176,13 @@ impl Node {
             self.roster.cluster_size(),
             self.cfg.tunables.retransmit_multiplier,
         );
-        self.gossip.enqueue(entry, remaining, self.now_ms);
+        let item = match self.ledger.shared_author(&entry.author) {
+            Some(author) if self.ledger.get(&author, entry.seq) == Some(&entry) => {
+                Item::Linked(author, entry.seq)
+            }
+            _ => Item::Evidence(Box::new(entry)),
+        };
+        self.gossip.enqueue(item, remaining, self.now_ms);
     }
 
     /// The gossip tick: pushes queued entries to a few live peers that are
@@ -166,7 +205,7 @@ impl Node {
             return;
         }
         for id in targets {
-            let entries = self.gossip.piggyback(PIGGYBACK_BYTES_BUDGET);
+            let entries = self.gossip.piggyback(&self.ledger, PIGGYBACK_BYTES_BUDGET);
             if entries.is_empty() {
                 break;
             }

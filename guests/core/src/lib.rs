@@ -86,6 +86,7 @@
     )
 )]
 
+mod compact;
 pub mod config;
 pub mod effect;
 pub mod error;

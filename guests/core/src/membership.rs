@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use nodeplane_types::{Member, PeerState};
 use serde::{Deserialize, Serialize};
 
+use crate::compact::{SmallMap, SmallSet, VecMap};
 use crate::config::{is_valid_address, validate_node_id};
 use crate::ledger::{Entry, Hash};
 use nodeplane_entry::signing::{declared_key, PublicKey};
@@ -289,14 +290,14 @@ struct Own {
 #[derive(Clone, Debug, Default)]
 struct Suspects {
     /// Author -> smallest id of its `suspect` entries here.
-    authors: BTreeMap<String, Hash>,
+    authors: SmallMap<String, Hash>,
     /// Smallest id among all of them (the one a claim cites).
     first: Option<Hash>,
     /// How many of `authors` are counted live (see [`Derived`]).
     live: usize,
     /// Authors of `suspect-held` entries here with a held time of at
     /// least [`SUSPICION_LAPSE_MS`].
-    held: BTreeSet<String>,
+    held: SmallSet<String>,
     /// How many of `held` are counted live.
     held_live: usize,
 }
@@ -309,11 +310,11 @@ struct Subject {
     /// The latest profile the subject wrote itself.
     profile: Option<Profile>,
     /// The subject's own state claims by incarnation.
-    own: BTreeMap<u64, Own>,
+    own: VecMap<u64, Own>,
     /// Others' suspicions by incarnation (effective or not).
-    suspects: BTreeMap<u64, Suspects>,
+    suspects: VecMap<u64, Suspects>,
     /// Smallest verdict id by incarnation (effective or not).
-    verdicts: BTreeMap<u64, Hash>,
+    verdicts: VecMap<u64, Hash>,
     /// The claim without verdicts (cached from the three maps above).
     base: Option<Claim>,
     /// Whether the subject is counted live: it has a profile and its
@@ -327,6 +328,8 @@ struct Subject {
     /// Whether another author declared the same signing key: such an
     /// author is not counted live, so one key is one voice in a quorum.
     key_shared: bool,
+    /// The signing key the subject's `join` entries declare, once seen.
+    key: Option<PublicKey>,
 }
 
 impl Subject {
@@ -422,13 +425,15 @@ impl Subject {
 /// changed.
 #[derive(Clone, Debug, Default)]
 pub struct Derived {
-    subjects: BTreeMap<String, Subject>,
+    /// Boxed: a B-tree node has room for 11 entries whatever it holds,
+    /// so the slack is a pointer per free slot rather than a subject.
+    subjects: BTreeMap<String, Box<Subject>>,
     /// The configured `death_quorum` (a floor above the majority).
     quorum_floor: usize,
     /// `|C|`: subjects counted live.
     counted_live: usize,
     /// (subject, inc) of every `suspect` entry, by author.
-    by_author: BTreeMap<String, BTreeSet<(String, u64)>>,
+    by_author: BTreeMap<String, SmallSet<(String, u64)>>,
     /// Subjects with a verdict at their current incarnation, by live
     /// suspecters (most first), then id.
     candidates: BTreeSet<(Reverse<usize>, String)>,
@@ -438,11 +443,10 @@ pub struct Derived {
     dead: BTreeSet<String>,
     /// `V` may have changed since it was last computed.
     recheck: bool,
-    /// Each author's signing key, as its `join` entries declare it.
-    key_of: BTreeMap<String, PublicKey>,
-    /// The authors bound to each key. An author sharing its key with
-    /// another is not counted live: a quorum is one of distinct keys.
-    authors_of_key: BTreeMap<PublicKey, BTreeSet<String>>,
+    /// The authors bound to each key, sorted (each author's own key is
+    /// its subject's `key`). An author sharing its key with another is
+    /// not counted live: a quorum is one of distinct keys.
+    authors_of_key: BTreeMap<PublicKey, Vec<String>>,
 }
 
 impl Derived {
@@ -467,16 +471,23 @@ impl Derived {
         let Ok(Some(key)) = declared_key(e) else {
             return Vec::new();
         };
-        if self.key_of.contains_key(&e.author) {
+        if self
+            .subjects
+            .get(&e.author)
+            .is_some_and(|s| s.key.is_some())
+        {
             return Vec::new();
         }
-        self.key_of.insert(e.author.clone(), key);
+        self.subjects.entry(e.author.clone()).or_default().key = Some(key);
         let authors = self.authors_of_key.entry(key).or_default();
-        authors.insert(e.author.clone());
+        if let Err(at) = authors.binary_search(&e.author) {
+            authors.reserve_exact(1);
+            authors.insert(at, e.author.clone());
+        }
         if authors.len() < 2 {
             return Vec::new();
         }
-        let sharing: Vec<String> = authors.iter().cloned().collect();
+        let sharing: Vec<String> = authors.to_vec();
         for a in &sharing {
             self.subjects.entry(a.clone()).or_default().key_shared = true;
         }
@@ -500,13 +511,13 @@ impl Derived {
                     let s = self.subjects.entry(subject.clone()).or_default();
                     match state {
                         PeerState::Alive => {
-                            keep_min(&mut s.own.entry(inc).or_default().alive, e.id);
+                            keep_min(&mut s.own.entry_or_default(inc).alive, e.id);
                         }
                         PeerState::Left => {
-                            keep_min(&mut s.own.entry(inc).or_default().left, e.id);
+                            keep_min(&mut s.own.entry_or_default(inc).left, e.id);
                         }
                         PeerState::Suspect => {
-                            let sus = s.suspects.entry(inc).or_default();
+                            let sus = s.suspects.entry_or_default(inc);
                             let mut id = sus.authors.get(&e.author).copied();
                             let new_author = id.is_none();
                             if keep_min(&mut id, e.id) {
@@ -574,8 +585,7 @@ impl Derived {
             .entry(b.subject.clone())
             .or_default()
             .suspects
-            .entry(b.inc)
-            .or_default();
+            .entry_or_default(b.inc);
         if sus.held.insert(e.author.clone()) && author_live {
             sus.held_live = sus.held_live.saturating_add(1);
         }
@@ -608,7 +618,11 @@ impl Derived {
                 self.counted_live.saturating_sub(1)
             };
             self.recheck = true;
-            let targets = self.by_author.get(id).cloned().unwrap_or_default();
+            let targets: Vec<(String, u64)> = self
+                .by_author
+                .get(id)
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default();
             for (subject, inc) in targets {
                 let Some(sus) = self
                     .subjects
@@ -857,7 +871,7 @@ impl Derived {
         assert_eq!(live, self.counted_live, "derived: counted live");
         for (id, s) in &self.subjects {
             assert_eq!(s.base, s.base_claim(), "derived: claim of {id}");
-            for (inc, sus) in &s.suspects {
+            for (inc, sus) in s.suspects.iter() {
                 let n = sus
                     .authors
                     .keys()

@@ -422,8 +422,9 @@ impl Node {
         self.heartbeats = self.heartbeats.saturating_add(1);
         if let Some(target) = self.rng.sample(self.roster.live(), 1).pop() {
             if let Some(m) = self.derived.member(&target) {
+                let target = target.to_string();
                 let seq = self.prober.fresh_seq();
-                let entries = self.gossip.piggyback(PIGGYBACK_BYTES_BUDGET);
+                let entries = self.gossip.piggyback(&self.ledger, PIGGYBACK_BYTES_BUDGET);
                 let digest = self.digest();
                 self.effects.send(
                     &m.address,

@@ -2,6 +2,7 @@
 //! the indirect probes this node relays for others, and local health.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use nodeplane_types::PeerState;
 
@@ -46,10 +47,11 @@ struct Relay {
 /// this node's own health.
 #[derive(Debug, Default)]
 pub(crate) struct Prober {
-    /// Members still to probe this round; the next one is at the end.
-    order: Vec<String>,
+    /// Members still to probe this round; the next one is at the end
+    /// (the roster's shared ids).
+    order: Vec<Arc<str>>,
     /// The ids in `order`, for an O(log n) membership test.
-    in_order: BTreeSet<String>,
+    in_order: BTreeSet<Arc<str>>,
     next_seq: u32,
     probes: BTreeMap<u32, Probe>,
     relays: BTreeMap<u32, Relay>,
@@ -84,20 +86,20 @@ impl Prober {
     pub(crate) fn order_insert(
         &mut self,
         rng: &mut Rng,
-        id: &str,
+        id: &Arc<str>,
         state: PeerState,
         self_id: &str,
     ) {
-        if id == self_id || !state.is_live() || self.in_order.contains(id) {
+        if **id == *self_id || !state.is_live() || self.in_order.contains(&**id) {
             return;
         }
         // A random place in O(1): append, then swap with a random slot (the
         // member that was there moves to the end, itself a random place).
         let at = rng.below((self.order.len() as u64).saturating_add(1)) as usize;
-        self.order.push(id.to_string());
+        self.order.push(id.clone());
         let last = self.order.len().saturating_sub(1);
         self.order.swap(at, last);
-        self.in_order.insert(id.to_string());
+        self.in_order.insert(id.clone());
         debug_assert_eq!(self.order.len(), self.in_order.len());
     }
 
@@ -106,8 +108,8 @@ impl Prober {
     fn next_target(&mut self, rng: &mut Rng, roster: &Roster, self_id: &str) -> Option<String> {
         while let Some(id) = self.order.pop() {
             self.in_order.remove(&id);
-            if roster.is_live(&id) && id != self_id {
-                return Some(id);
+            if roster.is_live(&id) && *id != *self_id {
+                return Some(id.to_string());
             }
         }
         // A new round over every live peer: O(n) once per n probes.
@@ -116,7 +118,7 @@ impl Prober {
         let next = fresh.pop();
         self.in_order = fresh.iter().cloned().collect();
         self.order = fresh;
-        next
+        next.map(|id| id.to_string())
     }
 
     /// Asserts what must hold of the probe state. The order need not hold
@@ -132,7 +134,7 @@ impl Prober {
         );
         for id in &self.order {
             assert!(self.in_order.contains(id), "probe order index misses {id}");
-            assert!(id != self_id, "this node is in its own probe order");
+            assert!(**id != *self_id, "this node is in its own probe order");
             assert!(roster.get(id).is_some(), "probe order names unknown {id}");
         }
         assert!(self.health <= HEALTH_MAX, "health over its bound");
@@ -212,7 +214,7 @@ impl Node {
             },
         );
         let digest = self.digest();
-        let entries = self.gossip.piggyback_for(&m.address, digest);
+        let entries = self.gossip.piggyback_for(&self.ledger, &m.address, digest);
         self.effects.send(
             &m.address,
             &Message::Ping {
@@ -425,7 +427,7 @@ impl Node {
             return;
         }
         let ours = self.digest();
-        let entries = self.gossip.piggyback_for(from, ours);
+        let entries = self.gossip.piggyback_for(&self.ledger, from, ours);
         let digest = self.digest();
         self.effects.send(
             from,

@@ -3,6 +3,7 @@
 //! death rule and the gossip fan-out scale with.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use nodeplane_types::{Member, MembershipUpdate, PeerState, UpdateCause};
 
@@ -11,18 +12,19 @@ use crate::rng::{Permutation, Rng};
 
 /// A set of member ids with O(log n) insert, remove and lookup and O(1)
 /// access by position (for random sampling). The order of `items` depends
-/// on the history of inserts and removals, which is deterministic.
+/// on the history of inserts and removals, which is deterministic. Ids are
+/// the roster's shared ones (one allocation per member).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct IdSet {
-    items: Vec<String>,
-    pos: BTreeMap<String, usize>,
+    items: Vec<Arc<str>>,
+    pos: BTreeMap<Arc<str>, usize>,
 }
 
 impl IdSet {
-    fn insert(&mut self, id: &str) {
-        if !self.pos.contains_key(id) {
-            self.pos.insert(id.to_string(), self.items.len());
-            self.items.push(id.to_string());
+    fn insert(&mut self, id: &Arc<str>) {
+        if !self.pos.contains_key(&**id) {
+            self.pos.insert(id.clone(), self.items.len());
+            self.items.push(id.clone());
         }
     }
 
@@ -41,14 +43,18 @@ impl IdSet {
     }
 
     /// The ids, in their deterministic sampling order.
-    pub(crate) fn items(&self) -> &[String] {
+    pub(crate) fn items(&self) -> &[Arc<str>] {
         &self.items
     }
 
     fn check(&self) {
         assert_eq!(self.items.len(), self.pos.len(), "id set: index size");
         for (id, &i) in &self.pos {
-            assert_eq!(self.items.get(i), Some(id), "id set: index of {id}");
+            assert_eq!(
+                self.items.get(i).map(|a| &**a),
+                Some(&**id),
+                "id set: index of {id}"
+            );
         }
     }
 }
@@ -57,7 +63,9 @@ impl IdSet {
 #[derive(Debug)]
 pub(crate) struct Roster {
     self_id: String,
-    published: BTreeMap<String, Member>,
+    /// Keyed by the member's id, allocated once and shared with the live
+    /// and dead sets and the probe order.
+    published: BTreeMap<Arc<str>, Member>,
     /// Live (alive or suspect) members of `published` other than self.
     live: IdSet,
     /// Dead members of `published` other than self.
@@ -96,13 +104,18 @@ impl Roster {
         self.version
     }
 
+    /// The roster's shared copy of a published member's id.
+    pub(crate) fn interned(&self, id: &str) -> Option<Arc<str>> {
+        self.published.get_key_value(id).map(|(k, _)| k.clone())
+    }
+
     /// Live members other than self.
-    pub(crate) fn live(&self) -> &[String] {
+    pub(crate) fn live(&self) -> &[Arc<str>] {
         self.live.items()
     }
 
     /// Dead members other than self.
-    pub(crate) fn dead(&self) -> &[String] {
+    pub(crate) fn dead(&self) -> &[Arc<str>] {
         self.dead.items()
     }
 
@@ -120,18 +133,20 @@ impl Roster {
     /// update to deliver (`entry` is the entry behind the change; the
     /// update names it in lowercase hex).
     pub(crate) fn publish(&mut self, new: Member, entry: Option<Hash>) -> Option<MembershipUpdate> {
-        let old = self.published.get(&new.id);
+        let (key, old) = match self.published.get_key_value(new.id.as_str()) {
+            Some((k, m)) => (k.clone(), Some(m)),
+            None => (Arc::from(new.id.as_str()), None),
+        };
         if old == Some(&new) {
             return None;
         }
         let previous = old.map(|m| m.state);
         let cause = cause(old, &new);
         self.version = self.version.saturating_add(1);
-        let id = new.id.clone();
-        self.track_state(&id, previous, new.state);
-        self.published.insert(id.clone(), new.clone());
+        self.track_state(&key, previous, new.state);
+        self.published.insert(key, new.clone());
         Some(MembershipUpdate {
-            peer: id,
+            peer: new.id.clone(),
             previous,
             current: new,
             cause,
@@ -159,7 +174,7 @@ impl Roster {
                 break;
             };
             if self.published.get(id).is_some_and(&keep) {
-                out.push(id.clone());
+                out.push(id.to_string());
             }
         }
         out
@@ -167,7 +182,7 @@ impl Roster {
 
     /// Keeps the live and dead sets and the cluster size in step with a
     /// change of `published`.
-    fn track_state(&mut self, id: &str, old: Option<PeerState>, new: PeerState) {
+    fn track_state(&mut self, id: &Arc<str>, old: Option<PeerState>, new: PeerState) {
         let was_live = old.is_some_and(PeerState::is_live);
         if was_live != new.is_live() {
             self.live_count = if new.is_live() {
@@ -176,7 +191,7 @@ impl Roster {
                 self.live_count.saturating_sub(1)
             };
         }
-        if id == self.self_id {
+        if **id == *self.self_id {
             return;
         }
         if new.is_live() {
@@ -198,9 +213,13 @@ impl Roster {
         self.dead.check();
         let mut live_count = 0usize;
         for (id, m) in &self.published {
-            assert_eq!(&m.id, id, "roster: member filed under another id");
+            assert_eq!(
+                m.id.as_str(),
+                &**id,
+                "roster: member filed under another id"
+            );
             live_count = live_count.saturating_add(usize::from(m.state.is_live()));
-            let other = *id != self.self_id;
+            let other = **id != *self.self_id;
             assert_eq!(
                 self.live.contains(id),
                 other && m.state.is_live(),
@@ -276,7 +295,7 @@ mod tests {
         r.check_invariants();
         assert_eq!(
             (r.cluster_size(), r.live(), r.dead()),
-            (2, &["c".to_string()][..], &["b".to_string()][..])
+            (2, &[Arc::from("c")][..], &[Arc::from("b")][..])
         );
         let u = r.publish(member("b", PeerState::Alive, 2), None).unwrap();
         assert_eq!((u.cause, u.version), (UpdateCause::Recovered, 5));

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use nodeplane_types::PeerState;
 
+use crate::compact::SmallSet;
 use crate::config::{Tunables, HEALTH_WITHHOLD_SUSPICION, MAX_EVIDENCE_IDS, SUSPICION_MAX_FACTOR};
 use crate::membership::{
     body, DeadBody, Derived, HeldBody, SuspectBody, KIND_CONFIRM_DEAD, KIND_SUSPECT,
@@ -57,7 +58,7 @@ pub(crate) struct Suspicion {
     /// Suspecting authors seen while it was open (for
     /// [`Suspicions::suspected_by`]; the death rule counts from the
     /// derived view).
-    authors: BTreeSet<String>,
+    authors: SmallSet<String>,
     /// Random delay before this node writes the verdict.
     jitter: u64,
 }
@@ -142,7 +143,7 @@ impl Suspicions {
             .entry((subject.clone(), inc))
             .or_insert(Suspicion {
                 first_seen: now_ms,
-                authors: BTreeSet::new(),
+                authors: SmallSet::default(),
                 jitter,
             });
         // `facts` refuses a self-suspicion before it gets here.

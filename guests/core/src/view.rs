@@ -159,8 +159,10 @@ impl Node {
             return;
         };
         let state = update.current.state;
-        self.prober
-            .order_insert(&mut self.rng, id, state, &self.cfg.node_id);
+        if let Some(id) = self.roster.interned(id) {
+            self.prober
+                .order_insert(&mut self.rng, &id, state, &self.cfg.node_id);
+        }
         self.effects.update(update);
     }
 

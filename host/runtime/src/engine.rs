@@ -115,6 +115,8 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
     cache: Arc<Mutex<HashMap<[u8; 32], LoadedComponent>>>,
+    /// Member values the mirrors of this runtime's nodes share.
+    members: crate::mirror::MemberPool,
 }
 
 impl Runtime {
@@ -129,7 +131,13 @@ impl Runtime {
             engine,
             limits,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            members: crate::mirror::MemberPool::new(),
         })
+    }
+
+    /// The member values the view mirrors of this runtime's nodes share.
+    pub fn members(&self) -> &crate::mirror::MemberPool {
+        &self.members
     }
 
     /// The limits applied to instances.

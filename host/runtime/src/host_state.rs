@@ -2,7 +2,7 @@
 //! recording effects.
 
 use nodeplane_entry::Entry;
-use wasmtime::StoreLimits;
+use wasmtime::{ResourceLimiter, StoreLimits};
 
 use std::sync::Arc;
 
@@ -23,8 +23,8 @@ pub struct HostState {
     pub effects: Vec<Effect>,
     /// Entries returned by `ledger-store.load`.
     pub stored: Vec<Entry>,
-    /// Memory limits.
-    pub limits: StoreLimits,
+    /// Memory limits, and the instance's linear memory size.
+    pub limits: TrackedLimits,
     /// What `lifecycle.started-as` answers.
     pub start: StartMode,
     /// The node's signing key (`signing` imports).
@@ -42,6 +42,75 @@ pub enum StartMode {
     /// The same process rebuilding the component after a crash or a hot
     /// swap: the node continues at the incarnation it already announced.
     Resume,
+}
+
+/// The store's [`StoreLimits`], plus what they let the instance grow to:
+/// the bytes of linear memory (every memory of the instance) and of
+/// tables, as the figures of `nodeplane bench --only speed` report them.
+pub struct TrackedLimits {
+    limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl TrackedLimits {
+    /// Tracks growth allowed by `limits`.
+    pub fn new(limits: StoreLimits) -> TrackedLimits {
+        TrackedLimits {
+            limits,
+            memory_bytes: 0,
+        }
+    }
+
+    /// Bytes of linear memory the instance holds (all its memories).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+}
+
+impl ResourceLimiter for TrackedLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = self
+                .memory_bytes
+                .saturating_add(desired.saturating_sub(current));
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl HostState {

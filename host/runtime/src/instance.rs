@@ -9,7 +9,7 @@ use crate::bindings::nodeplane::control::types as wit;
 use crate::bindings::ControlPlane as Bindings;
 use crate::convert;
 use crate::engine::{LoadedComponent, Runtime};
-use crate::host_state::{HostState, StartMode};
+use crate::host_state::{HostState, StartMode, TrackedLimits};
 use crate::signing::{NodeSigner, VerifyMemo, RECORDING_KEY_CONTEXT};
 use nodeplane_entry::signing::ed25519::KeyPair;
 use std::sync::Arc;
@@ -104,16 +104,18 @@ impl Instance {
             rng: seed,
             effects: Vec::new(),
             stored: Vec::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(MAX_INSTANCES)
-                .tables(MAX_TABLES)
-                .memories(MAX_MEMORIES)
-                // Growing past the limit traps with a reason naming memory,
-                // rather than handing the guest a failed `memory.grow` it
-                // would turn into an anonymous abort.
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: TrackedLimits::new(
+                StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(MAX_INSTANCES)
+                    .tables(MAX_TABLES)
+                    .memories(MAX_MEMORIES)
+                    // Growing past the limit traps with a reason naming memory,
+                    // rather than handing the guest a failed `memory.grow` it
+                    // would turn into an anonymous abort.
+                    .trap_on_grow_failure(true)
+                    .build(),
+            ),
             start,
             signer,
         };
@@ -142,6 +144,11 @@ impl Instance {
     /// suite use it to drive crash recovery through the real path.
     pub fn starve_next_call(&mut self) {
         self.starve_next_call = true;
+    }
+
+    /// Bytes of linear memory the instance has grown to.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits.memory_bytes()
     }
 
     /// Why the instance crashed, if it did.

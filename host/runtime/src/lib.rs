@@ -25,6 +25,7 @@ mod convert;
 mod engine;
 mod host_state;
 mod instance;
+mod mirror;
 mod node;
 mod services;
 pub mod signing;
@@ -49,11 +50,12 @@ pub use engine::{
 };
 pub use host_state::StartMode;
 pub use instance::{CallError, Instance, MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES};
+pub use mirror::{MemberPool, Mirror};
 pub use node::{Node, NodeHandle, SwapReport, REBUILD_TIMER};
 /// The shared vocabulary the runtime speaks (`nodeplane-types`): what a
 /// call records, the node configuration and the message-size limit.
 pub use nodeplane_types::{Effect, NodeConfig, Tunables, MAX_MESSAGE_BYTES};
 pub use services::{
-    EventRecord, LedgerStore, MemoryLedger, Recorded, RecordingServices, Services, StoreError,
-    TimerSetting, VirtualClock,
+    Entries, EntriesIter, EntryPool, EventRecord, LedgerStore, MemoryLedger, Recorded,
+    RecordingServices, Services, StoreError, TimerSetting, VirtualClock,
 };

@@ -31,6 +31,7 @@ use crate::containment::{payload_hash, Backoff, PayloadHash, Quarantine};
 use crate::engine::{ComponentSource, LoadedComponent, Runtime};
 use crate::host_state::StartMode;
 use crate::instance::{CallError, Instance, Outcome};
+use crate::mirror::Mirror;
 use crate::services::Services;
 
 /// The subscriber handle the host uses for its own mirror of the view.
@@ -69,7 +70,7 @@ pub struct Node<S: Services> {
     joined_seeds: Option<Vec<Address>>,
     has_left: bool,
     /// The view as subscribers have seen it (versions as served).
-    mirror: BTreeMap<String, Member>,
+    mirror: Mirror,
     served_version: u64,
     /// Added to component versions to give served versions.
     version_offset: i64,
@@ -115,7 +116,7 @@ impl<S: Services> Node<S> {
             next_handle: MIRROR + 1,
             joined_seeds: None,
             has_left: false,
-            mirror: BTreeMap::new(),
+            mirror: Mirror::new(),
             served_version: 0,
             version_offset: 0,
             crashes: 0,
@@ -166,6 +167,11 @@ impl<S: Services> Node<S> {
     /// back-off of its streak).
     pub fn crashes(&self) -> u64 {
         self.crashes
+    }
+
+    /// Bytes of linear memory the running instance has grown to.
+    pub fn guest_memory_bytes(&self) -> usize {
+        self.instance.memory_bytes()
     }
 
     /// How many times a crashed component was rebuilt successfully.
@@ -230,8 +236,16 @@ impl<S: Services> Node<S> {
     pub fn mirror_view(&self) -> MembershipView {
         MembershipView {
             version: self.served_version,
-            members: self.mirror.values().cloned().collect(),
+            members: self.mirror.iter().cloned().collect(),
         }
+    }
+
+    /// Drops the host's mirror of the view, to measure what it held
+    /// (`nodeplane bench --only speed`, at the end of a run). Nothing else
+    /// changes, but a later hot swap or rebuild would report every member
+    /// as new: only for a node about to be dropped.
+    pub fn release_mirror(&mut self) {
+        self.mirror = Mirror::new();
     }
 
     /// Performs effects recorded by a call, in order. Once the node has
@@ -446,8 +460,8 @@ impl<S: Services> Node<S> {
 
     fn apply_to_mirror(&mut self, update: &MembershipUpdate) {
         self.served_version = self.served_version.max(update.version);
-        self.mirror
-            .insert(update.current.id.clone(), update.current.clone());
+        let member = self.runtime.members().intern(&update.current);
+        self.mirror.set(member);
     }
 
     /// Runs a call's outcome: performs its effects and, if the component
@@ -731,11 +745,7 @@ impl<S: Services> Node<S> {
         }
         // Members the new component does not know were reported as `left`
         // above; from now on the mirror is exactly the new component's view.
-        self.mirror = new_view
-            .members
-            .iter()
-            .map(|m| (m.id.clone(), m.clone()))
-            .collect();
+        self.mirror = Mirror::of_view(&new_view, self.runtime.members());
         self.version_offset = self.served_version as i64 - new_view.version as i64;
         let to = self.instance.component().source.to_string();
         let report = SwapReport {
@@ -798,15 +808,12 @@ fn boot<S: Services>(
 
 /// The updates that turn view `old` into view `new`: one per member that
 /// differs. A member the new view lacks is reported as `left`.
-fn view_difference(
-    old: &BTreeMap<String, Member>,
-    new: &MembershipView,
-) -> Vec<(Option<PeerState>, Member)> {
+fn view_difference(old: &Mirror, new: &MembershipView) -> Vec<(Option<PeerState>, Member)> {
     let mut changes = Vec::new();
     let new_by_id: BTreeMap<&str, &Member> =
         new.members.iter().map(|m| (m.id.as_str(), m)).collect();
-    for (id, before) in old {
-        match new_by_id.get(id.as_str()) {
+    for before in old.iter() {
+        match new_by_id.get(before.id.as_str()) {
             Some(after) if *after == before => {}
             Some(after) => changes.push((Some(before.state), (*after).clone())),
             None if before.state == PeerState::Left => {}
@@ -818,7 +825,7 @@ fn view_difference(
         }
     }
     for member in &new.members {
-        if !old.contains_key(&member.id) {
+        if !old.contains(&member.id) {
             changes.push((None, member.clone()));
         }
     }

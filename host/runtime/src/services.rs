@@ -3,9 +3,9 @@
 //! conformance suite and in-memory tests drive nodes with (the agent brings
 //! its own, with real I/O).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use nodeplane_entry::signing::ed25519::KeyPair;
 use nodeplane_entry::Entry;
@@ -70,37 +70,181 @@ pub trait Services: Send {
     fn signer(&mut self, node_id: &str) -> Arc<NodeSigner>;
 }
 
-/// An in-memory ledger store.
+/// Entries shared by the in-memory stores of one world: each distinct
+/// entry is held once, by id, and every [`MemoryLedger`] made
+/// [`in_pool`](MemoryLedger::in_pool) of it refers to that copy. Entries
+/// are content-addressed and immutable, so sharing them changes nothing a
+/// store answers; it only saves every node its own copy. Clones share the
+/// pool. The pool keeps every entry it was given for as long as it lives
+/// (a world's stores only grow).
+#[derive(Clone, Debug, Default)]
+pub struct EntryPool(Arc<Mutex<PoolEntries>>);
+
+#[derive(Debug, Default)]
+struct PoolEntries {
+    /// Each entry, at its slot.
+    entries: Vec<Arc<Entry>>,
+    /// Slot of each entry, by id.
+    slots: HashMap<[u8; 32], usize>,
+}
+
+impl EntryPool {
+    /// An empty pool.
+    pub fn new() -> EntryPool {
+        EntryPool::default()
+    }
+
+    /// Number of distinct entries held.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolEntries> {
+        match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The slot of `entry`'s id and the shared copy of `entry` (the
+    /// pooled one when equal to `entry`, else a copy of its own: two
+    /// entries with one id and different signatures stay distinct).
+    fn intern(&self, entry: &Entry) -> (usize, Arc<Entry>) {
+        let mut pool = self.lock();
+        if let Some(&slot) = pool.slots.get(&entry.id) {
+            if let Some(shared) = pool.entries.get(slot) {
+                if **shared == *entry {
+                    return (slot, Arc::clone(shared));
+                }
+                return (slot, Arc::new(entry.clone()));
+            }
+        }
+        let slot = pool.entries.len();
+        let shared = Arc::new(entry.clone());
+        pool.entries.push(Arc::clone(&shared));
+        pool.slots.insert(entry.id, slot);
+        (slot, shared)
+    }
+}
+
+/// An in-memory ledger store. Its entries live in an [`EntryPool`] (its
+/// own, or one shared with the other stores of a world); the store keeps
+/// their order and which ids it holds (one bit per pooled entry).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryLedger {
-    entries: Vec<Entry>,
-    ids: HashSet<[u8; 32]>,
+    pool: EntryPool,
+    entries: Vec<Arc<Entry>>,
+    /// Bit `slot` is set when the pool's entry at `slot` is stored.
+    held: Vec<u64>,
 }
 
 impl MemoryLedger {
-    /// An empty store.
+    /// An empty store with a pool of its own.
     pub fn new() -> MemoryLedger {
         MemoryLedger::default()
     }
 
+    /// An empty store sharing the entries of `pool`.
+    pub fn in_pool(pool: &EntryPool) -> MemoryLedger {
+        MemoryLedger {
+            pool: pool.clone(),
+            ..MemoryLedger::default()
+        }
+    }
+
+    /// The pool the entries live in.
+    pub fn pool(&self) -> &EntryPool {
+        &self.pool
+    }
+
     /// Every entry, in append order.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    pub fn entries(&self) -> Entries<'_> {
+        Entries(&self.entries)
+    }
+
+    fn holds(&self, slot: usize) -> bool {
+        self.held
+            .get(slot / 64)
+            .is_some_and(|word| word & (1u64 << (slot % 64)) != 0)
+    }
+
+    fn mark(&mut self, slot: usize) {
+        let word = slot / 64;
+        if self.held.len() <= word {
+            self.held.resize(word.saturating_add(1), 0);
+        }
+        if let Some(w) = self.held.get_mut(word) {
+            *w |= 1u64 << (slot % 64);
+        }
+    }
+}
+
+/// A [`MemoryLedger`]'s entries, in append order: iterate, count, index
+/// or copy them.
+#[derive(Clone, Copy, Debug)]
+pub struct Entries<'a>(&'a [Arc<Entry>]);
+
+/// Iterator over [`Entries`].
+pub type EntriesIter<'a> =
+    std::iter::Map<std::slice::Iter<'a, Arc<Entry>>, fn(&'a Arc<Entry>) -> &'a Entry>;
+
+impl<'a> Entries<'a> {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> EntriesIter<'a> {
+        self.0.iter().map(|e| &**e)
+    }
+
+    /// The entry at `index`.
+    pub fn get(&self, index: usize) -> Option<&'a Entry> {
+        self.0.get(index).map(|e| &**e)
+    }
+
+    /// A copy of every entry.
+    pub fn to_vec(&self) -> Vec<Entry> {
+        self.iter().cloned().collect()
+    }
+}
+
+impl<'a> IntoIterator for Entries<'a> {
+    type Item = &'a Entry;
+    type IntoIter = EntriesIter<'a>;
+
+    fn into_iter(self) -> EntriesIter<'a> {
+        self.iter()
     }
 }
 
 impl LedgerStore for MemoryLedger {
     fn load(&self) -> Result<Vec<Entry>, StoreError> {
-        Ok(self.entries.clone())
+        Ok(self.entries().to_vec())
     }
 
     /// Stores `entry` without hashing it again: entries reach a store only
     /// through [`Effect::Append`](crate::Effect::Append), which the runtime
     /// verified when the guest handed them over. (A durable store, which
-    /// also reads entries back from disk, verifies on load.)
+    /// also reads entries back from disk, verifies on load.) An id already
+    /// stored is a no-op, as before: the first entry stored under an id
+    /// stays.
     fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
-        if self.ids.insert(entry.id) {
-            self.entries.push(entry.clone());
+        let (slot, shared) = self.pool.intern(entry);
+        if !self.holds(slot) {
+            self.mark(slot);
+            self.entries.push(shared);
         }
         Ok(())
     }

@@ -46,11 +46,13 @@ pub const REPLAY_AUTHORS: usize = 1024;
 /// Prints progress: to stdout, or to stderr when stdout carries the
 /// Markdown document.
 fn say(to_stderr: bool, text: &str) {
-    if to_stderr {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
+    crate::progress::suspend(|| {
+        if to_stderr {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    });
 }
 
 /// What one scenario figure is run with.
@@ -142,9 +144,18 @@ fn scenario_runs(
     Ok(doc)
 }
 
-fn rss_bytes() -> Option<u64> {
+/// The process's resident set size (Linux: `VmRSS` of /proc/self/status).
+pub fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The process's peak resident set size (Linux: `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -157,10 +168,15 @@ pub fn sim_speed(nodes: usize, component: &ComponentChoice) -> Result<Value, Sim
 fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Result<Value, SimError> {
     component::load(component)?;
     let before = rss_bytes().unwrap_or(0);
+    let heap_before = crate::memory::heap_bytes();
     // From an empty memo, so that every signature's first check is an
     // Ed25519 verification inside this run.
     nodeplane_runtime::signing::VerifyMemo::shared().clear();
     let signing_before = nodeplane_runtime::signing::stats();
+    crate::progress::stage(
+        format!("simulator speed · N = {nodes}"),
+        Some(SPEED_VIRTUAL_S * 1000),
+    );
     let started = Instant::now();
     let mut sim = Sim::builder()
         .nodes(nodes)
@@ -174,6 +190,16 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
     sim.run_for(Duration::from_millis(remaining));
     let wall = started.elapsed().as_secs_f64();
     let after = rss_bytes().unwrap_or(0);
+    let guest_memory: usize = sim
+        .nodes()
+        .iter()
+        .filter_map(|n| n.handle().map(|h| h.lock().guest_memory_bytes()))
+        .sum();
+    let stored_entries: usize = sim
+        .nodes()
+        .iter()
+        .map(|n| n.with_ledger(|l| l.entries().len()))
+        .sum();
     let signing = nodeplane_runtime::signing::stats();
     let signing_s = signing.nanos.saturating_sub(signing_before.nanos) as f64 / 1e9;
     let node_s = nodes as f64 * SPEED_VIRTUAL_S as f64;
@@ -185,6 +211,8 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
         "build_wall_s": built.as_secs_f64(),
         "node_seconds_per_wall_s": node_s / wall,
         "memory_per_node_bytes": after.saturating_sub(before) / nodes as u64,
+        "guest_memory_per_node_bytes": guest_memory / nodes,
+        "stored_entries_per_node": stored_entries / nodes,
         "memory_per_node_after_build_bytes": after_build.saturating_sub(before) / nodes as u64,
         "time_to_converge_s": converged.map(|d| d.as_secs_f64()),
         "events": sim.trace().len(),
@@ -196,7 +224,16 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
         "signature_memo_hits": signing.memo_hits.saturating_sub(signing_before.memo_hits),
         "signing_wall_s": signing_s,
         "signing_share_of_wall": signing_s / wall,
+        // Peak resident memory of the whole process so far (VmHWM).
+        "peak_rss_bytes": peak_rss_bytes(),
     });
+    let mut v = v;
+    let heap_end = crate::memory::heap_bytes();
+    v["heap_growth_per_node_bytes"] = json!(heap_before
+        .zip(heap_end)
+        .map(|(b, a)| a.saturating_sub(b) / nodes));
+    // What each part held, measured by dropping it (crate::memory).
+    v["memory_breakdown"] = sim.dismantle();
     say(
         quiet,
         &format!(

@@ -172,11 +172,15 @@ impl SimBuilder {
             let ledger = if i < self.ledgers.len() {
                 std::mem::take(&mut self.ledgers[i])
             } else {
-                MemoryLedger::new()
+                MemoryLedger::in_pool(&sim.pool)
             };
             let spec = NodeSpec::new(node_id(i), node_address(i)).metadata(node_metadata(i));
             let i = sim.push_node(spec, None, ledger);
             sim.boot(i)?;
+            crate::progress::tick(0, 1);
+        }
+        for view in &mut sim.views {
+            view.shrink_to_fit();
         }
         if self.join {
             for i in 0..n {

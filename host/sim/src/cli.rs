@@ -68,6 +68,10 @@ pub struct SimArgs {
     /// Draw the first seed's view counts over virtual time as SVG.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// No progress bar (it is shown on stderr only when stderr is a
+    /// terminal).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 impl SimArgs {
@@ -166,7 +170,9 @@ pub fn run_scenario(args: &SimArgs) -> Result<Vec<ScenarioRun>, SimError> {
 
 /// `nodeplane sim`.
 pub fn run(args: &SimArgs) -> Result<(), SimError> {
+    let progress = crate::progress::Progress::start(crate::progress::wanted(args.quiet));
     let runs = run_scenario(args)?;
+    drop(progress);
     let scenario: Scenario = args.scenario.parse()?;
     let component = args.params(0).component;
     let title = format!(
@@ -228,6 +234,10 @@ pub struct BenchArgs {
     /// `--json` run wrote (for a change of the document's text alone).
     #[arg(long)]
     pub from_json: Option<PathBuf>,
+    /// No progress bar (it is shown on stderr only when stderr is a
+    /// terminal).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `nodeplane bench`.
@@ -255,7 +265,10 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), SimError> {
                 ))
             })?
         }
-        None => bench::run_with(&opts)?,
+        None => {
+            let _progress = crate::progress::Progress::start(crate::progress::wanted(args.quiet));
+            bench::run_with(&opts)?
+        }
     };
     if let Some(path) = &args.json {
         write(

@@ -910,7 +910,7 @@ impl Sim {
                 index: i,
                 id: self.node(i).id.clone(),
                 address: self.node(i).address.clone(),
-                incarnation: self.views[i].max_incarnation[i],
+                incarnation: self.views[i].max_incarnation(i),
                 live: self.is_live(i),
                 head: self.bound_head(i),
             })

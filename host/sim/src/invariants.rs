@@ -52,7 +52,7 @@ impl Sim {
             }
             // The chains: each slot's first stored entry (a later one at the
             // same slot is equivocation evidence, kept beside the chain).
-            let chains = |entries: &[nodeplane_entry::Entry]| {
+            let chains = |entries: nodeplane_runtime::Entries<'_>| {
                 let mut seen = std::collections::HashSet::new();
                 let firsts: Vec<&nodeplane_entry::Entry> = entries
                     .iter()

@@ -18,8 +18,8 @@
 //! Modules, one job each: [`rng`], [`queue`], [`network`], [`node`] (one
 //! simulated node), [`builder`], [`world`] (the [`Sim`]: lifecycle and the
 //! event loop), [`faults`], [`hostile`], [`observe`], [`views`], [`trace`], [`invariants`],
-//! [`ledger`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench), [`perfdoc`]
-//! and [`cli`].
+//! [`ledger`], [`memory`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench), [`perfdoc`],
+//! [`progress`] and [`cli`].
 
 pub mod bench;
 pub mod builder;
@@ -30,10 +30,12 @@ pub mod faults;
 pub mod hostile;
 pub mod invariants;
 pub mod ledger;
+pub mod memory;
 pub mod network;
 pub mod node;
 pub mod observe;
 pub mod perfdoc;
+pub mod progress;
 pub mod queue;
 pub mod report;
 pub mod rng;

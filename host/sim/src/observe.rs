@@ -66,22 +66,24 @@ impl Sim {
                 "n{observer} shows n{subject} left, but n{subject} never called leave"
             ));
         }
-        let high = self.views[observer].max_incarnation[subject];
+        let high = self.views[observer].max_incarnation(subject);
         if incarnation < high {
             self.violation(format!(
                 "n{observer} shows n{subject} at incarnation {incarnation}, below {high} seen before"
             ));
         }
-        self.views[observer].max_incarnation[subject] = high.max(incarnation);
+        self.views[observer].set_max_incarnation(subject, high.max(incarnation));
         let from = self.views[observer].set(subject, state, incarnation);
-        self.observations.transitions.push(Transition {
-            at: self.now,
-            observer,
-            subject,
-            from,
-            to: state,
-            incarnation,
-        });
+        if from.is_some() || state != PeerState::Alive {
+            self.observations.transitions.push(Transition {
+                at: self.now,
+                observer,
+                subject,
+                from,
+                to: state,
+                incarnation,
+            });
+        }
         if observer != subject
             && self.is_live(subject)
             && !self.observations.excused.contains(&subject)

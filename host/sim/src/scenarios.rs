@@ -316,9 +316,11 @@ fn secs(s: u64) -> Duration {
 pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
     params.validate(scenario)?;
     if scenario == Scenario::S6 {
+        crate::progress::stage(format!("{scenario} seed {}", params.seed), None);
         return run_s6(params);
     }
     let n = params.nodes.unwrap_or(DEFAULT_NODES);
+    crate::progress::stage(format!("{scenario} seed {} · N = {n}", params.seed), None);
     let mut builder = Sim::builder()
         .nodes(n)
         .seed(params.seed)
@@ -782,8 +784,9 @@ pub fn s6_ledgers(s6: S6Params) -> (MemoryLedger, MemoryLedger, u64) {
     fill_notes(&mut writer, &even, s6.divergent, &mut [&mut a]);
     fill_notes(&mut writer, &odd, s6.divergent, &mut [&mut b]);
     let size = |l: &MemoryLedger| -> u64 {
-        l.entries()[shared..]
+        l.entries()
             .iter()
+            .skip(shared)
             .map(crate::ledger::wire_entry_size)
             .sum()
     };

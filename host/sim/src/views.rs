@@ -1,7 +1,7 @@
 //! What every node's membership view holds, as its subscription reported
 //! it, plus the transitions seen and the false verdicts counted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use nodeplane_interface::PeerState;
 
@@ -38,64 +38,133 @@ pub fn state_index(state: PeerState) -> usize {
     usize::from(state.precedence())
 }
 
-/// One node's view of the simulated nodes.
+/// One node's view of the simulated nodes, packed: one byte of state and
+/// the incarnation high-water mark (8 bytes) per node, the incarnation of
+/// the state kept apart only where it is below the mark (after a
+/// violation, or a restart that rebuilt an older view). N nodes' views are
+/// N² pairs, so the pair is what counts.
 #[derive(Clone, Debug)]
 pub struct View {
-    /// (state, incarnation) of each simulated node, by index.
-    pub states: Vec<Option<(PeerState, u64)>>,
+    /// State of each simulated node, by index: 0 when not a member, else
+    /// 1 + its position in [`PeerState::ALL`].
+    states: Vec<u8>,
     /// Highest incarnation ever seen of each node (kept across restarts).
-    pub max_incarnation: Vec<u64>,
+    high: Vec<u64>,
+    /// The incarnation of a known state where it differs from `high`.
+    lower: BTreeMap<usize, u64>,
     /// Members per state ([`state_index`]).
     pub counts: [u32; PeerState::ALL.len()],
+}
+
+fn code(state: PeerState) -> u8 {
+    PeerState::ALL
+        .iter()
+        .position(|s| *s == state)
+        .map_or(0, |i| (i as u8).saturating_add(1))
+}
+
+fn decode(code: u8) -> Option<PeerState> {
+    usize::from(code)
+        .checked_sub(1)
+        .and_then(|i| PeerState::ALL.get(i).copied())
 }
 
 impl View {
     /// An empty view of `n` nodes.
     pub fn new(n: usize) -> View {
         View {
-            states: vec![None; n],
-            max_incarnation: vec![0; n],
+            states: vec![0; n],
+            high: vec![0; n],
+            lower: BTreeMap::new(),
             counts: [0; PeerState::ALL.len()],
         }
     }
 
     /// Sets a member's state; returns the previous one.
     pub fn set(&mut self, subject: usize, state: PeerState, incarnation: u64) -> Option<PeerState> {
-        let previous = self.states[subject].map(|(s, _)| s);
+        let previous = decode(self.states[subject]);
         if let Some(p) = previous {
             self.counts[state_index(p)] -= 1;
         }
         self.counts[state_index(state)] += 1;
-        self.states[subject] = Some((state, incarnation));
+        self.states[subject] = code(state);
+        if incarnation == self.high[subject] {
+            self.lower.remove(&subject);
+        } else {
+            self.lower.insert(subject, incarnation);
+        }
         previous
+    }
+
+    /// Sets the incarnation high-water mark of `subject` (the incarnation
+    /// of its state is unchanged).
+    pub fn set_max_incarnation(&mut self, subject: usize, high: u64) {
+        let old = self.high[subject];
+        if old == high {
+            return;
+        }
+        if self.states[subject] != 0 {
+            self.lower.entry(subject).or_insert(old);
+        }
+        self.high[subject] = high;
+        if self.lower.get(&subject) == Some(&high) {
+            self.lower.remove(&subject);
+        }
+    }
+
+    /// Highest incarnation ever seen of `subject` (kept across restarts).
+    pub fn max_incarnation(&self, subject: usize) -> u64 {
+        self.high[subject]
     }
 
     /// Resizes to a world of `n` nodes (new nodes unknown, removed ones
     /// forgotten).
     pub fn resize(&mut self, n: usize) {
-        for s in self.states.iter().skip(n).flatten() {
-            self.counts[state_index(s.0)] -= 1;
+        for s in self.states.iter().skip(n).filter_map(|c| decode(*c)) {
+            self.counts[state_index(s)] -= 1;
         }
-        self.states.resize(n, None);
-        self.max_incarnation.resize(n, 0);
+        self.states.resize(n, 0);
+        self.high.resize(n, 0);
+        self.lower.retain(|&s, _| s < n);
+    }
+
+    /// Gives back capacity beyond the world's size (views grow one node at
+    /// a time while a world is built).
+    pub fn shrink_to_fit(&mut self) {
+        self.states.shrink_to_fit();
+        self.high.shrink_to_fit();
     }
 
     /// Forgets everything but the incarnation high-water marks.
     pub fn clear(&mut self) {
-        self.states.iter_mut().for_each(|s| *s = None);
+        self.states.iter_mut().for_each(|s| *s = 0);
+        self.lower.clear();
         self.counts = [0; PeerState::ALL.len()];
     }
 
     /// The state of a member, if known.
     pub fn state(&self, subject: usize) -> Option<PeerState> {
-        self.states[subject].map(|(s, _)| s)
+        decode(self.states[subject])
+    }
+
+    /// The incarnation of a member's state, if known.
+    pub fn incarnation(&self, subject: usize) -> Option<u64> {
+        self.state(subject)?;
+        Some(
+            self.lower
+                .get(&subject)
+                .copied()
+                .unwrap_or(self.high[subject]),
+        )
     }
 }
 
 /// Everything observed about views during a run.
 #[derive(Clone, Debug, Default)]
 pub struct Observations {
-    /// Every transition, in order.
+    /// Every transition, in order, except a first appearance as `alive`
+    /// (N² of them at bootstrap; no figure counts them: they are not
+    /// state changes, nor deaths).
     pub transitions: Vec<Transition>,
     /// (observer, subject) pairs where a live, non-excused subject was
     /// marked `dead` since the last reset.

@@ -42,8 +42,8 @@ use std::time::Duration;
 
 use nodeplane_interface::{MembershipUpdate, PeerState};
 use nodeplane_runtime::{
-    EventRecord, LoadedComponent, MemoryLedger, Node, NodeConfig, NodeHandle, RecordingServices,
-    Runtime, Tunables, VirtualClock,
+    EntryPool, EventRecord, LoadedComponent, MemoryLedger, Node, NodeConfig, NodeHandle,
+    RecordingServices, Runtime, Tunables, VirtualClock,
 };
 
 use crate::builder::SimBuilder;
@@ -103,6 +103,10 @@ pub struct Sim {
     pub(crate) hostile_by_address: HashMap<String, usize>,
     /// Generation of each hostile node's schedule.
     pub(crate) hostile_generation: Vec<u64>,
+    /// Events run, for [`crate::progress`] (outside the run: never traced).
+    progress_events: u64,
+    /// The entries of the nodes' stores, each held once.
+    pub(crate) pool: EntryPool,
 }
 
 impl Sim {
@@ -146,6 +150,8 @@ impl Sim {
             hostiles: Vec::new(),
             hostile_by_address: HashMap::new(),
             hostile_generation: Vec::new(),
+            progress_events: 0,
+            pool: EntryPool::new(),
         }
     }
 
@@ -206,7 +212,7 @@ impl Sim {
 
     /// The incarnation of `subject` in `observer`'s view.
     pub fn incarnation_of(&self, observer: usize, subject: usize) -> Option<u64> {
-        self.views[observer].states[subject].map(|(_, inc)| inc)
+        self.views[observer].incarnation(subject)
     }
 
     /// Running and not left.
@@ -305,7 +311,8 @@ impl Sim {
             None => None,
         };
         self.action(format!("add {} at {}", spec.id, spec.address));
-        let i = self.push_node(spec, component, MemoryLedger::new());
+        let ledger = MemoryLedger::in_pool(&self.pool);
+        let i = self.push_node(spec, component, ledger);
         if let Err(e) = self.boot(i) {
             self.pop_node();
             return Err(e);
@@ -314,7 +321,10 @@ impl Sim {
     }
 
     pub(crate) fn boot(&mut self, i: usize) -> Result<(), SimError> {
-        let ledger = self.nodes[i].parked.take().unwrap_or_default();
+        let ledger = match self.nodes[i].parked.take() {
+            Some(ledger) => ledger,
+            None => MemoryLedger::in_pool(&self.pool),
+        };
         // Each node's signing key: derived from the run's seed and its id,
         // so a restarted node keeps it and a seed replays exactly.
         let services = RecordingServices::with(self.clock.clone(), self.rng.next_u64(), ledger)
@@ -350,8 +360,8 @@ impl Sim {
         for m in mirror.members {
             if let Some(&s) = self.by_id.get(&m.id) {
                 self.views[i].set(s, m.state, m.incarnation);
-                let high = &mut self.views[i].max_incarnation[s];
-                *high = (*high).max(m.incarnation);
+                let high = self.views[i].max_incarnation(s).max(m.incarnation);
+                self.views[i].set_max_incarnation(s, high);
             }
         }
         self.after_call(i);
@@ -447,6 +457,13 @@ impl Sim {
             self.sample_until(event.at);
             self.set_now(event.at);
             self.dispatch(event.kind);
+            self.progress_events = self.progress_events.wrapping_add(1);
+            if self
+                .progress_events
+                .is_multiple_of(crate::progress::CHECK_EVERY_EVENTS)
+            {
+                crate::progress::tick(self.now, crate::progress::CHECK_EVERY_EVENTS);
+            }
         }
         self.sample_until(t);
         self.set_now(t);

@@ -2,10 +2,12 @@
 //! with the per-author frontier and the bucketed digests reconciliation uses.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Hash};
+use crate::compact::push_tight;
 use crate::config::MAX_PENDING_ENTRIES;
 use nodeplane_entry::signing::{check_signature, PublicKey, Verifier};
 use nodeplane_types::MAX_EQUIVOCATIONS_PER_AUTHOR;
@@ -37,14 +39,26 @@ pub enum Insert {
     Equivocation(Box<Equivocation>),
 }
 
+/// One author's chain and what is known of the author.
+#[derive(Clone, Debug)]
+struct Chain {
+    /// The linked entries, seq 1 first (no growth slack: most chains hold
+    /// one or two entries).
+    entries: Vec<Entry>,
+    /// The author's bucket key (saves a SHA-256 per linked entry).
+    key: u64,
+    /// The signing key the author's linked entry at seq 1 bound it to.
+    bound: Option<PublicKey>,
+}
+
 /// The set of verified, linked entries plus buffered and conflicting ones.
+/// Each author's id is held once ([`Arc<str>`]), shared by its chain and
+/// its digest slot.
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
-    chains: BTreeMap<String, Vec<Entry>>,
+    chains: BTreeMap<Arc<str>, Chain>,
     /// (author key, author) for bucketed digests, ordered by key.
-    keys: BTreeMap<(u64, String), u64>,
-    /// Each known author's bucket key (saves a SHA-256 per linked entry).
-    key_of: BTreeMap<String, u64>,
+    keys: BTreeMap<(u64, Arc<str>), u64>,
     root: u64,
     pending: BTreeMap<(String, u64), (u64, Entry)>,
     /// Buffered slots by arrival number, oldest first: a full buffer lets
@@ -60,8 +74,6 @@ pub struct Ledger {
     /// [`MAX_EQUIVOCATIONS_PER_AUTHOR`] held as evidence.
     equivocations_dropped: u64,
     len: usize,
-    /// Each author's signing key, bound by its linked entry at seq 1.
-    bound: BTreeMap<String, PublicKey>,
 }
 
 /// The first 8 bytes of a SHA-256 digest as a big-endian number.
@@ -148,18 +160,25 @@ impl Ledger {
 
     /// Head sequence number of an author's chain (0 when unknown).
     pub fn head_seq(&self, author: &str) -> u64 {
-        self.chains.get(author).map_or(0, |c| c.len() as u64)
+        self.chains
+            .get(author)
+            .map_or(0, |c| c.entries.len() as u64)
     }
 
     /// The head entry of an author's chain.
     pub fn head(&self, author: &str) -> Option<&Entry> {
-        self.chains.get(author).and_then(|c| c.last())
+        self.chains.get(author).and_then(|c| c.entries.last())
     }
 
     /// The entry at (author, seq).
     pub fn get(&self, author: &str, seq: u64) -> Option<&Entry> {
-        let chain = self.chains.get(author)?;
+        let chain = &self.chains.get(author)?.entries;
         chain.get(usize::try_from(seq).ok()?.checked_sub(1)?)
+    }
+
+    /// The ledger's shared copy of a known author's id.
+    pub(crate) fn shared_author(&self, author: &str) -> Option<Arc<str>> {
+        self.chains.get_key_value(author).map(|(a, _)| a.clone())
     }
 
     /// Up to `limit` entries of `author` starting at sequence `from`.
@@ -168,19 +187,25 @@ impl Ledger {
             return Vec::new();
         };
         let start = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
-        chain.iter().skip(start).take(limit).cloned().collect()
+        chain
+            .entries
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Every linked entry, author by author in chain order.
     pub fn all_entries(&self) -> impl Iterator<Item = &Entry> {
-        self.chains.values().flatten()
+        self.chains.values().flat_map(|c| c.entries.iter())
     }
 
     /// Per-author frontier: (author, head seq, head id), sorted by author.
     pub fn frontier(&self) -> Vec<(String, u64, Hash)> {
         self.chains
             .iter()
-            .filter_map(|(a, c)| c.last().map(|e| (a.clone(), e.seq, e.id)))
+            .filter_map(|(a, c)| c.entries.last().map(|e| (a.to_string(), e.seq, e.id)))
             .collect()
     }
 
@@ -191,7 +216,7 @@ impl Ledger {
         nodeplane_entry::frontier_digest(
             self.chains
                 .iter()
-                .filter_map(|(a, c)| c.last().map(|e| (a.as_str(), e.seq, &e.id))),
+                .filter_map(|(a, c)| c.entries.last().map(|e| (&**a, e.seq, &e.id))),
         )
     }
 
@@ -205,7 +230,7 @@ impl Ledger {
     pub fn authors_under(&self, path: &[u8]) -> usize {
         let (lo, hi) = path_range(path);
         self.keys
-            .range((lo, String::new())..)
+            .range((lo, Arc::from(""))..)
             .take_while(|((k, _), _)| *k <= hi)
             .count()
     }
@@ -218,7 +243,7 @@ impl Ledger {
         let mut count: usize = 0;
         for ((k, _), leaf) in self
             .keys
-            .range((lo, String::new())..)
+            .range((lo, Arc::from(""))..)
             .take_while(|((k, _), _)| *k <= hi)
         {
             let nib = if path.len() >= 16 {
@@ -238,7 +263,7 @@ impl Ledger {
     pub fn bucket_digest(&self, path: &[u8]) -> u64 {
         let (lo, hi) = path_range(path);
         self.keys
-            .range((lo, String::new())..)
+            .range((lo, Arc::from(""))..)
             .take_while(|((k, _), _)| *k <= hi)
             .fold(0, |acc, (_, leaf)| acc ^ leaf)
     }
@@ -247,15 +272,15 @@ impl Ledger {
     pub fn heads_under(&self, path: &[u8]) -> Vec<(String, u64)> {
         let (lo, hi) = path_range(path);
         self.keys
-            .range((lo, String::new())..)
+            .range((lo, Arc::from(""))..)
             .take_while(|((k, _), _)| *k <= hi)
-            .map(|((_, a), _)| (a.clone(), self.head_seq(a)))
+            .map(|((_, a), _)| (a.to_string(), self.head_seq(a)))
             .collect()
     }
 
     /// The signing key an author's first linked entry bound it to.
     pub fn bound_key(&self, author: &str) -> Option<&PublicKey> {
-        self.bound.get(author)
+        self.chains.get(author).and_then(|c| c.bound.as_ref())
     }
 
     /// Checks an entry's signature against its author's bound key (`seq` 1
@@ -265,7 +290,7 @@ impl Ledger {
         let bound = if entry.seq <= 1 {
             None
         } else {
-            self.bound.get(&entry.author)
+            self.bound_key(&entry.author)
         };
         if entry.seq > 1 && bound.is_none() {
             return Err(format!(
@@ -400,28 +425,33 @@ impl Ledger {
     }
 
     fn link(&mut self, entry: Entry) {
+        let author: Arc<str> = match self.chains.get_key_value(entry.author.as_str()) {
+            Some((a, _)) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(entry.author.as_str());
+                let chain = Chain {
+                    entries: Vec::new(),
+                    key: author_key(&a),
+                    bound: None,
+                };
+                self.chains.insert(a.clone(), chain);
+                a
+            }
+        };
+        let Some(chain) = self.chains.get_mut(&*author) else {
+            return;
+        };
         if entry.seq == 1 {
             // Checked before linking: a linked first entry declares a key.
             if let Ok(key) = nodeplane_entry::signing::binding_key(&entry) {
-                self.bound.insert(entry.author.clone(), key);
+                chain.bound = Some(key);
             }
         }
-        let key = match self.key_of.get(&entry.author) {
-            Some(&k) => k,
-            None => {
-                let k = author_key(&entry.author);
-                self.key_of.insert(entry.author.clone(), k);
-                k
-            }
-        };
         let leaf = leaf_hash(&entry.author, entry.seq);
-        let slot = self.keys.entry((key, entry.author.clone())).or_insert(0);
+        let slot = self.keys.entry((chain.key, author)).or_insert(0);
         self.root ^= *slot ^ leaf;
         *slot = leaf;
-        self.chains
-            .entry(entry.author.clone())
-            .or_default()
-            .push(entry);
+        push_tight(&mut chain.entries, entry);
         self.len = self.len.saturating_add(1);
     }
 }

@@ -1,0 +1,340 @@
+//! Compact containers for the many small per-member maps a node keeps.
+//!
+//! A `BTreeMap` allocates a whole node (room for 11 keys and values) for
+//! its first element, and a `Vec` grows to 4 elements on its first push:
+//! for maps that hold one or two elements per member (a subject's own
+//! incarnations, its verdicts, an author's chain) that slack dominated a
+//! node's memory. [`VecMap`] is a sorted vector with the same semantics as
+//! the `BTreeMap` calls it replaces (iteration in key order), and
+//! [`push_tight`] grows a vector by a quarter, not by double.
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+
+/// Elements a [`SmallMap`] keeps in a sorted vector before it becomes a
+/// `BTreeMap`.
+const SMALL_MAX: usize = 16;
+
+/// Pushes `value` onto `v`, growing its capacity by about a quarter (at
+/// least one) when it is full, so a vector of one element holds one.
+pub(crate) fn push_tight<T>(v: &mut Vec<T>, value: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 4).max(1));
+    }
+    v.push(value);
+}
+
+/// Inserts `value` into the sorted vector `v` at `at`, growing as
+/// [`push_tight`] does.
+fn insert_tight<T>(v: &mut Vec<T>, at: usize, value: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 4).max(1));
+    }
+    v.insert(at, value);
+}
+
+/// A [`SmallMap`] with the `BTreeMap` calls the per-subject maps use
+/// (`get_mut`, `get_or_insert_with`, `last_key_value`, reverse
+/// iteration). Keyed by incarnation, these maps are as large as the
+/// incarnations entries name, which any author chooses: a vector alone
+/// would make each insert O(n), so beyond [`SMALL_MAX`] elements it is a
+/// `BTreeMap`.
+#[derive(Clone, Debug)]
+pub(crate) struct VecMap<K, V>(SmallMap<K, V>);
+
+impl<K, V> Default for VecMap<K, V> {
+    fn default() -> Self {
+        VecMap(SmallMap::default())
+    }
+}
+
+impl<K: Ord, V> VecMap<K, V> {
+    /// The value under `key`.
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.0.get(key)
+    }
+
+    /// The value under `key`, mutably.
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        match &mut self.0 {
+            SmallMap::Small(v) => {
+                let i = v.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+                v.get_mut(i).map(|(_, x)| x)
+            }
+            SmallMap::Large(m) => m.get_mut(key),
+        }
+    }
+
+    /// Whether `key` is present.
+    pub(crate) fn contains_key(&self, key: &K) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// The value under `key`, inserted with `make` if absent.
+    pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        if let SmallMap::Small(v) = &mut self.0 {
+            if v.len() >= SMALL_MAX && v.binary_search_by(|(k, _)| k.cmp(&key)).is_err() {
+                self.0 = SmallMap::Large(std::mem::take(v).into_iter().collect());
+            }
+        }
+        match &mut self.0 {
+            SmallMap::Small(v) => {
+                let i = match v.binary_search_by(|(k, _)| k.cmp(&key)) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        insert_tight(v, i, (key, make()));
+                        i
+                    }
+                };
+                let len = v.len();
+                match v.get_mut(i) {
+                    Some((_, x)) => x,
+                    // `i` is in bounds: found, or just inserted there.
+                    None => unreachable!("vecmap: index {i} of {len}"),
+                }
+            }
+            SmallMap::Large(m) => m.entry(key).or_insert_with(make),
+        }
+    }
+
+    /// Sets the value under `key`.
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        self.0.insert(key, value);
+    }
+
+    /// The entry with the greatest key.
+    pub(crate) fn last_key_value(&self) -> Option<(&K, &V)> {
+        match &self.0 {
+            SmallMap::Small(v) => v.last().map(|(k, x)| (k, x)),
+            SmallMap::Large(m) => m.last_key_value(),
+        }
+    }
+
+    /// The entries in key order.
+    pub(crate) fn iter(&self) -> Iter<'_, K, V> {
+        self.0.iter()
+    }
+}
+
+impl<K: Ord, V: Default> VecMap<K, V> {
+    /// The value under `key`, inserted as the default if absent.
+    pub(crate) fn entry_or_default(&mut self, key: K) -> &mut V {
+        self.get_or_insert_with(key, V::default)
+    }
+}
+
+/// A map that is a sorted vector while small (the common case: one
+/// suspecter, one suspicion per author) and a `BTreeMap` once it holds more
+/// than 16 elements (a real failure suspected by thousands), with the
+/// `BTreeMap` semantics its callers rely on: iteration in key order.
+#[derive(Clone, Debug)]
+pub(crate) enum SmallMap<K, V> {
+    /// At most [`SMALL_MAX`] elements, sorted by key, no slack.
+    Small(Vec<(K, V)>),
+    /// More.
+    Large(BTreeMap<K, V>),
+}
+
+impl<K, V> Default for SmallMap<K, V> {
+    fn default() -> Self {
+        SmallMap::Small(Vec::new())
+    }
+}
+
+/// Iterator over a [`SmallMap`] in key order.
+pub(crate) enum Iter<'a, K, V> {
+    /// Over the vector.
+    Small(std::slice::Iter<'a, (K, V)>),
+    /// Over the tree.
+    Large(std::collections::btree_map::Iter<'a, K, V>),
+}
+
+impl<'a, K, V> Iterator for Iter<'a, K, V> {
+    type Item = (&'a K, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Small(i) => i.next().map(|(k, v)| (k, v)),
+            Iter::Large(i) => i.next(),
+        }
+    }
+}
+
+impl<K, V> DoubleEndedIterator for Iter<'_, K, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Small(i) => i.next_back().map(|(k, v)| (k, v)),
+            Iter::Large(i) => i.next_back(),
+        }
+    }
+}
+
+impl<K: Ord, V> SmallMap<K, V> {
+    /// The value under `key`.
+    pub(crate) fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        match self {
+            SmallMap::Small(v) => {
+                let i = v.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok()?;
+                v.get(i).map(|(_, x)| x)
+            }
+            SmallMap::Large(m) => m.get(key),
+        }
+    }
+
+    /// Whether `key` is present.
+    pub(crate) fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.get(key).is_some()
+    }
+
+    /// Sets the value under `key`; returns the previous one.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self {
+            SmallMap::Small(v) => match v.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(i) => v
+                    .get_mut(i)
+                    .map(|slot| std::mem::replace(&mut slot.1, value)),
+                Err(i) if v.len() < SMALL_MAX => {
+                    insert_tight(v, i, (key, value));
+                    None
+                }
+                Err(_) => {
+                    let mut m: BTreeMap<K, V> = std::mem::take(v).into_iter().collect();
+                    m.insert(key, value);
+                    *self = SmallMap::Large(m);
+                    None
+                }
+            },
+            SmallMap::Large(m) => m.insert(key, value),
+        }
+    }
+
+    /// The entries in key order.
+    pub(crate) fn iter(&self) -> Iter<'_, K, V> {
+        match self {
+            SmallMap::Small(v) => Iter::Small(v.iter()),
+            SmallMap::Large(m) => Iter::Large(m.iter()),
+        }
+    }
+
+    /// The keys in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
+        self.iter().map(|(k, _)| k)
+    }
+}
+
+/// A set kept as a [`SmallMap`] of unit values.
+#[derive(Clone, Debug)]
+pub(crate) struct SmallSet<K>(SmallMap<K, ()>);
+
+impl<K> Default for SmallSet<K> {
+    fn default() -> Self {
+        SmallSet(SmallMap::default())
+    }
+}
+
+impl<K: Ord> SmallSet<K> {
+    /// Adds `key`; true if it was not present.
+    pub(crate) fn insert(&mut self, key: K) -> bool {
+        self.0.insert(key, ()).is_none()
+    }
+
+    /// Whether `key` is present.
+    pub(crate) fn contains<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.0.contains_key(key)
+    }
+
+    /// The elements in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &K> {
+        self.0.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_as_a_sorted_map_without_slack() {
+        let mut m: VecMap<u64, u32> = VecMap::default();
+        for k in [5, 1, 9, 3] {
+            *m.entry_or_default(k) += 1;
+        }
+        *m.entry_or_default(5) += 1;
+        m.insert(7, 70);
+        m.insert(1, 10);
+        assert_eq!(
+            m.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
+            vec![(1, 10), (3, 1), (5, 2), (7, 70), (9, 1)]
+        );
+        assert_eq!(m.last_key_value(), Some((&9, &1)));
+        assert!(m.contains_key(&3) && !m.contains_key(&4));
+        assert_eq!(m.get(&7), Some(&70));
+        let mut v = Vec::new();
+        push_tight(&mut v, 1u8);
+        assert_eq!(v.capacity(), 1);
+    }
+
+    #[test]
+    fn small_map_matches_a_btreemap_across_its_switch() {
+        let mut small: SmallMap<String, u32> = SmallMap::default();
+        let mut reference = BTreeMap::new();
+        for i in 0..40u32 {
+            let k = format!("k{}", (i * 7) % 23);
+            assert_eq!(small.insert(k.clone(), i), reference.insert(k.clone(), i));
+            assert_eq!(small.get(k.as_str()), reference.get(k.as_str()));
+            assert!(small
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .eq(reference.iter().map(|(k, v)| (k.clone(), *v))));
+        }
+        assert!(matches!(small, SmallMap::Large(_)));
+        let mut set: SmallSet<u8> = SmallSet::default();
+        assert!(set.insert(3) && set.insert(1) && !set.insert(3));
+        assert_eq!(set.iter().copied().collect::<Vec<_>>(), vec![1, 3]);
+        assert!(set.contains(&1) && !set.contains(&2));
+    }
+
+    #[test]
+    fn vec_map_matches_a_btreemap_and_stops_being_a_vector_when_large() {
+        // Incarnations are chosen by whoever writes an entry: many distinct
+        // keys must not turn every insert into a shift of a long vector.
+        let mut m: VecMap<u64, u64> = VecMap::default();
+        let mut reference = BTreeMap::new();
+        for i in 0..200u64 {
+            let k = (i * 37) % 101;
+            *m.entry_or_default(k) += i;
+            *reference.entry(k).or_default() += i;
+            if i % 3 == 0 {
+                m.insert(k + 1000, i);
+                reference.insert(k + 1000, i);
+            }
+            if let Some(x) = m.get_mut(&k) {
+                *x += 1;
+            }
+            if let Some(x) = reference.get_mut(&k) {
+                *x += 1;
+            }
+        }
+        assert!(matches!(m.0, SmallMap::Large(_)));
+        assert!(m
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .eq(reference.iter().map(|(k, v)| (*k, *v))));
+        assert!(m
+            .iter()
+            .rev()
+            .map(|(k, v)| (*k, *v))
+            .eq(reference.iter().rev().map(|(k, v)| (*k, *v))));
+        assert_eq!(m.last_key_value(), reference.last_key_value());
+        assert_eq!(*m.get_or_insert_with(5000, || 9), 9);
+    }
+}
