@@ -13,8 +13,8 @@
 //
 //   npm ci && npm run build && nodeplane conformance stub.wasm
 
-import { deliverUpdate, logEvent } from 'nodeplane:control/events@0.2.0';
-import { startedAs } from 'nodeplane:control/lifecycle@0.2.0';
+import { deliverUpdate, logEvent } from 'nodeplane:control/events@0.2.1';
+import { startedAs } from 'nodeplane:control/lifecycle@0.2.1';
 
 const NAME = 'js-stub';
 const VERSION = '0.1.0';

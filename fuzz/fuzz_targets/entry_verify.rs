@@ -13,9 +13,9 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use nodeplane_core::ledger::{Insert, Ledger};
+use nodeplane_core::membership::{self, DeadBody, LeaveBody, ProfileBody, SuspectBody};
 use nodeplane_core::testkit::test_keys;
 use nodeplane_entry::signing::ed25519::NativeVerifier;
-use nodeplane_core::membership::{self, DeadBody, LeaveBody, ProfileBody, SuspectBody};
 use nodeplane_entry::{check_link, digest_of, entry_id, frontier, verify_chains, Entry, Hash};
 use nodeplane_entry::{GENESIS_PREV, MAX_AUTHOR_LEN};
 
@@ -280,10 +280,10 @@ fn check_all(entries: &[Entry]) {
     let _ = ledger.root_digest();
     let _ = ledger.child_digests(&[]);
     let _ = ledger.heads_under(&[]);
-    let linked: Vec<&Entry> = ledger.all_entries().collect();
+    let linked: Vec<Entry> = ledger.all_entries();
     assert_eq!(linked.len(), ledger.len(), "len counts linked entries");
-    let forward = membership::derive_view(linked.iter().copied());
-    let backward = membership::derive_view(linked.iter().rev().copied());
+    let forward = membership::derive_view(linked.iter());
+    let backward = membership::derive_view(linked.iter().rev());
     assert_eq!(
         forward, backward,
         "the view depends on the order of the entries"

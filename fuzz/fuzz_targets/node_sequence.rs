@@ -286,7 +286,7 @@ impl Harness {
     /// The last entry of `author` known to the harness or the node.
     fn last(&self, author: &str) -> Option<Entry> {
         let built = self.built.get(author).and_then(|v| v.last()).cloned();
-        let held = self.node.ledger().head(author).cloned();
+        let held = self.node.ledger().head_entry(author);
         match (built, held) {
             (Some(b), Some(h)) => Some(if h.seq > b.seq { h } else { b }),
             (b, h) => b.or(h),

@@ -227,3 +227,24 @@ fn the_node_plane_passes_every_check() {
     let report = run_file(nodeplane_artifacts::NODEPLANE_PATH);
     assert_eq!(report.failed(), 0, "{}", report.render());
 }
+
+/// A component built against `nodeplane:control@0.2.0` (the stub as built
+/// before 0.2.1 added `ledger-store.get`, kept as a fixture) still links
+/// against the 0.2.1 host, whose linker matches a 0.2.0 import
+/// semver-compatibly, and passes the whole suite.
+#[test]
+fn a_0_2_0_component_loads_on_the_0_2_1_host_and_passes_the_suite() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interface/fixtures/stub-0.2.0.wasm"
+    );
+    let bytes = std::fs::read(path).expect("the 0.2.0 fixture");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("nodeplane:control/events@0.2.0") && !text.contains("@0.2.1"),
+        "the fixture imports the 0.2.0 interfaces"
+    );
+    let report = run_file(path);
+    assert_eq!(report.failed(), 0, "{}", report.render());
+    assert!(report.passed() >= 30, "{}", report.render());
+}

@@ -341,6 +341,9 @@ impl LedgerStore for FlakyLedger {
     fn load(&self) -> Result<Vec<Entry>, StoreError> {
         self.inner.load()
     }
+    fn reader(&self) -> Option<std::sync::Arc<dyn nodeplane_runtime::EntryReader>> {
+        self.inner.reader()
+    }
     fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
         if self.flaky.failing.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("disk full (injected)".into()));

@@ -281,13 +281,7 @@ fn view_version_rises_by_one_per_update() {
     let (mut a, _b) = pair();
     a.report_peer_state(1, "b", PeerState::Suspect).unwrap();
     let mut last = 0;
-    let mut a2 = new_node(
-        config("a", "10.0.0.1:7000"),
-        a.ledger().all_entries().cloned().collect(),
-        3,
-        0,
-    )
-    .unwrap();
+    let mut a2 = new_node(config("a", "10.0.0.1:7000"), a.ledger().all_entries(), 3, 0).unwrap();
     a2.join(0, &[]).unwrap();
     for e in a2.drain_checked() {
         if let Effect::Update { update: u, .. } = e {

@@ -63,7 +63,7 @@ fn logged(effects: &[Effect<Timer, ()>], kind: &str) -> Vec<String> {
 #[test]
 fn an_entry_forged_under_a_members_id_is_rejected_and_changes_nothing() {
     let (mut a, b) = pair();
-    let head = b.ledger().head("b").unwrap().clone();
+    let head = b.ledger().head("b").unwrap();
     let before = a.members().unwrap();
     let digest = a.frontier_digest();
     // b "leaves", written by someone else with b's next seq and prev.
@@ -82,7 +82,7 @@ fn an_entry_forged_under_a_members_id_is_rejected_and_changes_nothing() {
     // Unsigned, and signed over another id, are refused the same way.
     let mut unsigned = forged.clone();
     unsigned.signature.clear();
-    let mut moved = b.ledger().head("b").unwrap().clone();
+    let mut moved = b.ledger().head_entry("b").unwrap();
     moved.signature = forged.signature.clone();
     for e in [unsigned, moved] {
         deliver(&mut a, MALLORY, vec![e]);
@@ -94,7 +94,7 @@ fn an_entry_forged_under_a_members_id_is_rejected_and_changes_nothing() {
 #[test]
 fn a_forged_verdict_about_a_member_is_rejected() {
     let (mut a, b) = pair();
-    let head = b.ledger().head("b").unwrap().clone();
+    let head = b.ledger().head("b").unwrap();
     // A verdict about a, under b's name: would be b's claim if accepted.
     let verdict = body(&DeadBody {
         subject: "a".into(),
@@ -118,7 +118,7 @@ fn a_forged_verdict_about_a_member_is_rejected() {
 #[test]
 fn a_second_join_under_another_key_is_evidence_not_a_takeover() {
     let (mut a, b) = pair();
-    let before = a.member("b").unwrap().clone();
+    let before = a.member("b").unwrap();
     // Someone else joins as "b", self-signed with its own key, from its
     // own address.
     let profile = ProfileBody {
@@ -131,7 +131,7 @@ fn a_second_join_under_another_key_is_evidence_not_a_takeover() {
     let effects = deliver(&mut a, MALLORY, vec![takeover.clone()]);
     assert_eq!(logged(&effects, "equivocation").len(), 1, "{effects:?}");
     assert_eq!(a.equivocations().len(), 1);
-    assert_eq!(a.member("b"), Some(&before), "b's profile must not change");
+    assert_eq!(a.member("b"), Some(before), "b's profile must not change");
     assert_eq!(
         a.ledger().bound_key("b"),
         Some(&test_keys_of("b")),
@@ -200,7 +200,7 @@ fn a_first_entry_that_binds_no_key_is_refused() {
 #[test]
 fn a_stored_entry_that_is_not_signed_fails_the_load_naming_it() {
     let (a, _b) = pair();
-    let mut stored: Vec<Entry> = a.ledger().all_entries().cloned().collect();
+    let mut stored: Vec<Entry> = a.ledger().all_entries();
     let last = stored.len() - 1;
     stored[last].signature[0] ^= 1;
     let err = new_node(config("a", A), stored, 1, 0).unwrap_err();
@@ -213,7 +213,7 @@ fn a_stored_entry_that_is_not_signed_fails_the_load_naming_it() {
 #[test]
 fn a_node_refuses_to_run_with_a_key_its_chain_is_not_bound_to() {
     let a = joined_node("a", A);
-    let stored: Vec<Entry> = a.ledger().all_entries().cloned().collect();
+    let stored: Vec<Entry> = a.ledger().all_entries();
     // The data directory's key was replaced (here: b's key for a's id).
     let err = Node::new(config("a", A), stored.clone(), 1, 0, test_signer("b")).unwrap_err();
     assert!(

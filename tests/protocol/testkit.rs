@@ -45,6 +45,7 @@ fn crashed_node_is_dead_on_every_survivor() {
         let verdict = survivor
             .ledger()
             .all_entries()
+            .into_iter()
             .find(|e| e.kind == "confirm-dead")
             .expect("verdict");
         let body: nodeplane_core::membership::DeadBody =

@@ -65,11 +65,6 @@ impl<K: Ord, V> VecMap<K, V> {
         }
     }
 
-    /// Whether `key` is present.
-    pub(crate) fn contains_key(&self, key: &K) -> bool {
-        self.0.contains_key(key)
-    }
-
     /// The value under `key`, inserted with `make` if absent.
     pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         if let SmallMap::Small(v) = &mut self.0 {
@@ -276,7 +271,7 @@ mod tests {
             vec![(1, 10), (3, 1), (5, 2), (7, 70), (9, 1)]
         );
         assert_eq!(m.last_key_value(), Some((&9, &1)));
-        assert!(m.contains_key(&3) && !m.contains_key(&4));
+        assert!(m.get(&3).is_some() && m.get(&4).is_none());
         assert_eq!(m.get(&7), Some(&70));
         let mut v = Vec::new();
         push_tight(&mut v, 1u8);

@@ -16,21 +16,22 @@ use crate::wire::{self, Digest8, Message, WireEntry};
 /// What a queued broadcast sends.
 #[derive(Clone, Debug)]
 pub(crate) enum Item {
-    /// A linked entry, read from the ledger's chain when sent (chains only
-    /// grow and entries never change, so it is the entry that was queued):
-    /// the queue holds up to one item per member after a mass join, and an
-    /// entry copy each was most of a node's peak memory.
+    /// A linked entry, read back from the ledger (its store) when sent
+    /// (chains only grow and entries never change, so it is the entry that
+    /// was queued): the queue holds up to one item per member after a mass
+    /// join, and an entry copy each was most of a node's peak memory.
     Linked(Arc<str>, u64),
     /// Equivocation evidence, which no chain holds: kept whole.
     Evidence(Box<Entry>),
 }
 
 impl Item {
-    /// The entry to send.
-    fn entry<'a>(&'a self, ledger: &'a Ledger) -> Option<&'a Entry> {
+    /// The entry to send, on the wire (`None`: the ledger's store no
+    /// longer answers it as linked; the ledger noted why).
+    fn wire_entry(&self, ledger: &Ledger) -> Option<WireEntry> {
         match self {
-            Item::Linked(author, seq) => ledger.get(author, *seq),
-            Item::Evidence(e) => Some(e),
+            Item::Linked(author, seq) => ledger.get(author, *seq).map(|e| WireEntry::from(&e)),
+            Item::Evidence(e) => Some(WireEntry::from(&**e)),
         }
     }
 }
@@ -39,6 +40,9 @@ impl Item {
 #[derive(Clone, Debug)]
 struct Broadcast {
     item: Item,
+    /// The entry's size on the wire, known when queued (so choosing what
+    /// fits reads back only the entries sent).
+    size: usize,
     /// Transmissions left.
     remaining: u32,
     queued_at: u64,
@@ -65,7 +69,7 @@ impl Gossip {
     /// Queues an entry for `remaining` transmissions. Each entry comes here
     /// at most once: the ledger links an entry once and reports an
     /// equivocation once.
-    pub(crate) fn enqueue(&mut self, item: Item, remaining: u32, now_ms: u64) {
+    pub(crate) fn enqueue(&mut self, item: Item, size: usize, remaining: u32, now_ms: u64) {
         assert!(remaining > 0, "gossip: an entry queued for no transmission");
         if self.queue.len() >= MAX_BROADCAST_QUEUE {
             let fewest = self
@@ -80,6 +84,7 @@ impl Gossip {
         }
         self.queue.push(Broadcast {
             item,
+            size,
             remaining,
             queued_at: now_ms,
         });
@@ -99,12 +104,7 @@ impl Gossip {
             let Some(b) = self.queue.get_mut(i) else {
                 continue;
             };
-            let Some(entry) = b.item.entry(ledger) else {
-                // Unreachable (a linked entry stays linked): drop it.
-                b.remaining = 0;
-                continue;
-            };
-            let size = wire::entry_wire_size(entry);
+            let size = b.size;
             // One entry always fits, however large (a verdict citing 40
             // suspicions is bigger than the piggyback budget).
             if (!out.is_empty() && used.saturating_add(size) > budget)
@@ -112,8 +112,13 @@ impl Gossip {
             {
                 continue;
             }
+            let Some(entry) = b.item.wire_entry(ledger) else {
+                // The store did not answer it as linked (logged): drop it.
+                b.remaining = 0;
+                continue;
+            };
             used = used.saturating_add(size);
-            out.push(WireEntry::from(entry));
+            out.push(entry);
             b.remaining = b.remaining.saturating_sub(1);
         }
         self.queue.retain(|b| b.remaining > 0);
@@ -176,13 +181,12 @@ impl Node {
             self.roster.cluster_size(),
             self.cfg.tunables.retransmit_multiplier,
         );
+        let size = wire::entry_wire_size(&entry);
         let item = match self.ledger.shared_author(&entry.author) {
-            Some(author) if self.ledger.get(&author, entry.seq) == Some(&entry) => {
-                Item::Linked(author, entry.seq)
-            }
+            Some(author) if self.ledger.links(&entry) => Item::Linked(author, entry.seq),
             _ => Item::Evidence(Box::new(entry)),
         };
-        self.gossip.enqueue(item, remaining, self.now_ms);
+        self.gossip.enqueue(item, size, remaining, self.now_ms);
     }
 
     /// The gossip tick: pushes queued entries to a few live peers that are
@@ -197,7 +201,7 @@ impl Node {
         let ours = self.digest();
         let gossip = &self.gossip;
         let targets = self.roster.sample_live(&mut self.rng, GOSSIP_FANOUT, |m| {
-            !gossip.in_sync_with(&m.address, ours)
+            !gossip.in_sync_with(m.address, ours)
         });
         if targets.is_empty() {
             // Every live peer reported our digest: nothing left to spread.

@@ -16,7 +16,8 @@
 //! sets give equal views in any order.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use nodeplane_types::{Member, PeerState};
 use serde::{Deserialize, Serialize};
@@ -283,7 +284,8 @@ struct Own {
     /// Smallest id of its `join`/`alive` entries announcing it.
     alive: Option<Hash>,
     /// Smallest id of its `leave` entries at it.
-    left: Option<Hash>,
+    /// Boxed: rare, and 33 bytes inline in every member's record.
+    left: Option<Box<Hash>>,
 }
 
 /// The `suspect` entries about a subject at one incarnation.
@@ -302,44 +304,96 @@ struct Suspects {
     held_live: usize,
 }
 
-/// (author seq, address, metadata, entry id) of a subject's latest profile.
-type Profile = (u64, String, Vec<(String, String)>, Hash);
+/// A member's own address and metadata, as its latest profile entry
+/// (`join`, `alive`, `metadata`) gives them: one allocation per profile,
+/// shared by the derived view and the roster's published member.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Profile {
+    /// The control-channel address.
+    pub(crate) addr: Box<str>,
+    /// The metadata.
+    pub(crate) meta: Box<[(String, String)]>,
+}
 
+/// A subject's latest profile.
+#[derive(Clone, Debug)]
+struct LatestProfile {
+    /// The author sequence number of the entry that carried it.
+    seq: u64,
+    /// That entry's id.
+    entry: Hash,
+    /// Address and metadata.
+    data: Arc<Profile>,
+}
+
+/// What others wrote about a subject at each incarnation. Boxed and
+/// absent until the first such entry: most subjects have none.
 #[derive(Clone, Debug, Default)]
-struct Subject {
-    /// The latest profile the subject wrote itself.
-    profile: Option<Profile>,
-    /// The subject's own state claims by incarnation.
-    own: VecMap<u64, Own>,
+struct Others {
     /// Others' suspicions by incarnation (effective or not).
     suspects: VecMap<u64, Suspects>,
     /// Smallest verdict id by incarnation (effective or not).
     verdicts: VecMap<u64, Hash>,
-    /// The claim without verdicts (cached from the three maps above).
-    base: Option<Claim>,
+    /// Live suspecters and live long-held suspecters of the subject's
+    /// current verdict, while it is a candidate (it then has a verdict,
+    /// so this record exists).
+    candidate: Option<(usize, usize)>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Subject {
+    /// The latest profile the subject wrote itself.
+    profile: Option<LatestProfile>,
+    /// The subject's own state claims by incarnation.
+    own: VecMap<u64, Own>,
+    /// Others' suspicions and verdicts, once there is one.
+    others: Option<Box<Others>>,
     /// Whether the subject is counted live: it has a profile and its
     /// claim without verdicts is not `left`.
     counted_live: bool,
-    /// Live suspecters of its current verdict, while it is a candidate.
-    candidate: Option<usize>,
-    /// Live long-held suspecters of its current verdict, while it is a
-    /// candidate.
-    held_candidate: Option<usize>,
     /// Whether another author declared the same signing key: such an
     /// author is not counted live, so one key is one voice in a quorum.
     key_shared: bool,
-    /// The signing key the subject's `join` entries declare, once seen.
-    key: Option<PublicKey>,
+    /// Whether the subject's `join` entries declared a signing key (the
+    /// key itself is `authors_of_key`'s key).
+    key_seen: bool,
 }
 
 impl Subject {
+    /// The suspicions of others at `inc`.
+    fn suspects(&self, inc: u64) -> Option<&Suspects> {
+        self.others.as_ref()?.suspects.get(&inc)
+    }
+
+    /// The suspicions of others at `inc`, mutably.
+    fn suspects_mut(&mut self, inc: u64) -> Option<&mut Suspects> {
+        self.others.as_mut()?.suspects.get_mut(&inc)
+    }
+
+    /// The smallest verdict id at `inc`.
+    fn verdict(&self, inc: u64) -> Option<Hash> {
+        self.others.as_ref()?.verdicts.get(&inc).copied()
+    }
+
+    /// Its place among the candidates (see `Others::candidate`).
+    fn candidate(&self) -> Option<(usize, usize)> {
+        self.others.as_ref()?.candidate
+    }
+
+    /// Others' suspicions and verdicts, created empty if absent.
+    fn others_mut(&mut self) -> &mut Others {
+        self.others.get_or_insert_with(Box::default)
+    }
+
     /// The claim without verdicts: the subject's own claims, and others'
     /// suspicions at an incarnation the subject announced. Only the
     /// subject's highest own incarnation can win (a suspicion at a lower
-    /// one loses to the subject's own claim above it).
+    /// one loses to the subject's own claim above it). Recomputed when
+    /// asked (two lookups in one-element maps): caching it cost 48 bytes
+    /// per member.
     fn base_claim(&self) -> Option<Claim> {
         let (&inc, own) = self.own.last_key_value()?;
-        if let Some(entry) = own.left {
+        if let Some(&entry) = own.left.as_deref() {
             return Some(Claim {
                 inc,
                 state: PeerState::Left,
@@ -347,7 +401,7 @@ impl Subject {
             });
         }
         let alive = own.alive?;
-        let suspect = self.suspects.get(&inc).and_then(|s| s.first);
+        let suspect = self.suspects(inc).and_then(|s| s.first);
         Some(match suspect {
             Some(entry) => Claim {
                 inc,
@@ -362,22 +416,18 @@ impl Subject {
         })
     }
 
-    /// Live suspecters of the verdict that could make this subject dead:
-    /// one at the incarnation of its claim without verdicts, while that
-    /// claim is `alive` or `suspect`.
-    fn candidate_count(&self) -> Option<usize> {
-        let base = self.base.as_ref()?;
-        if !base.state.is_live() || !self.verdicts.contains_key(&base.inc) {
+    /// Live suspecters and live long-held suspecters of the verdict that
+    /// could make this subject dead: one at the incarnation of its claim
+    /// without verdicts, while that claim is `alive` or `suspect`.
+    fn candidate_count(&self) -> Option<(usize, usize)> {
+        let base = self.base_claim()?;
+        if !base.state.is_live() || self.verdict(base.inc).is_none() {
             return None;
         }
-        Some(self.suspects.get(&base.inc).map_or(0, |s| s.live))
-    }
-
-    /// Live long-held suspecters of that verdict (see `candidate_count`).
-    fn held_candidate_count(&self) -> Option<usize> {
-        self.candidate_count()?;
-        let base = self.base.as_ref()?;
-        Some(self.suspects.get(&base.inc).map_or(0, |s| s.held_live))
+        Some(
+            self.suspects(base.inc)
+                .map_or((0, 0), |s| (s.live, s.held_live)),
+        )
     }
 }
 
@@ -427,7 +477,9 @@ impl Subject {
 pub struct Derived {
     /// Boxed: a B-tree node has room for 11 entries whatever it holds,
     /// so the slack is a pointer per free slot rather than a subject.
-    subjects: BTreeMap<String, Box<Subject>>,
+    /// Keyed by the member's id, allocated once and shared with the
+    /// roster and the probe order.
+    subjects: BTreeMap<Arc<str>, Box<Subject>>,
     /// The configured `death_quorum` (a floor above the majority).
     quorum_floor: usize,
     /// `|C|`: subjects counted live.
@@ -443,10 +495,13 @@ pub struct Derived {
     dead: BTreeSet<String>,
     /// `V` may have changed since it was last computed.
     recheck: bool,
-    /// The authors bound to each key, sorted (each author's own key is
-    /// its subject's `key`). An author sharing its key with another is
-    /// not counted live: a quorum is one of distinct keys.
-    authors_of_key: BTreeMap<PublicKey, Vec<String>>,
+    /// The first author bound to each key (the subject's shared id). An
+    /// author sharing its key with another is not counted live: a quorum
+    /// is one of distinct keys.
+    authors_of_key: BTreeMap<PublicKey, Arc<str>>,
+    /// The authors of each key more than one author declared, sorted
+    /// (the first of them is also its `authors_of_key` entry).
+    shared_keys: BTreeMap<PublicKey, Vec<Arc<str>>>,
 }
 
 impl Derived {
@@ -471,33 +526,58 @@ impl Derived {
         let Ok(Some(key)) = declared_key(e) else {
             return Vec::new();
         };
-        if self
-            .subjects
-            .get(&e.author)
-            .is_some_and(|s| s.key.is_some())
-        {
+        if self.subjects.get(&*e.author).is_some_and(|s| s.key_seen) {
             return Vec::new();
         }
-        self.subjects.entry(e.author.clone()).or_default().key = Some(key);
-        let authors = self.authors_of_key.entry(key).or_default();
-        if let Err(at) = authors.binary_search(&e.author) {
+        let author = self.intern(&e.author);
+        self.subject_mut(&author).key_seen = true;
+        let first = match self.authors_of_key.entry(key) {
+            btree_map::Entry::Vacant(v) => {
+                v.insert(author);
+                return Vec::new();
+            }
+            btree_map::Entry::Occupied(o) => o.get().clone(),
+        };
+        let authors = self.shared_keys.entry(key).or_insert_with(|| vec![first]);
+        if let Err(at) = authors.binary_search(&author) {
             authors.reserve_exact(1);
-            authors.insert(at, e.author.clone());
+            authors.insert(at, author);
         }
         if authors.len() < 2 {
             return Vec::new();
         }
-        let sharing: Vec<String> = authors.to_vec();
+        let sharing: Vec<Arc<str>> = authors.to_vec();
         for a in &sharing {
-            self.subjects.entry(a.clone()).or_default().key_shared = true;
+            self.subject_mut(a).key_shared = true;
         }
-        sharing
+        sharing.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// The shared copy of `id`, allocated if no subject has it yet.
+    fn intern(&self, id: &str) -> Arc<str> {
+        self.subjects
+            .get_key_value(id)
+            .map_or_else(|| Arc::from(id), |(k, _)| k.clone())
+    }
+
+    /// The subject filed under `id`, created empty if absent.
+    fn subject_mut(&mut self, id: &Arc<str>) -> &mut Subject {
+        self.subjects.entry(id.clone()).or_default()
+    }
+
+    /// The subject `id`, created empty if absent.
+    fn subject_named(&mut self, id: &str) -> &mut Subject {
+        let key = self.intern(id);
+        self.subject_mut(&key)
     }
 
     /// Folds one entry in; returns the subjects it may have changed.
     pub fn apply(&mut self, e: &Entry) -> Result<Vec<String>, String> {
         let mut touched: BTreeSet<String> = self.note_key(e).into_iter().collect();
-        let author_live = self.subjects.get(&e.author).is_some_and(|s| s.counted_live);
+        let author_live = self
+            .subjects
+            .get(&*e.author)
+            .is_some_and(|s| s.counted_live);
         if e.kind == KIND_SUSPECT_HELD {
             self.apply_held(e, author_live, &mut touched)?;
         }
@@ -508,16 +588,20 @@ impl Derived {
                     inc,
                     state,
                 } => {
-                    let s = self.subjects.entry(subject.clone()).or_default();
+                    let s = self.subject_named(&subject);
                     match state {
                         PeerState::Alive => {
                             keep_min(&mut s.own.entry_or_default(inc).alive, e.id);
                         }
                         PeerState::Left => {
-                            keep_min(&mut s.own.entry_or_default(inc).left, e.id);
+                            let own = s.own.entry_or_default(inc);
+                            let mut id = own.left.as_deref().copied();
+                            if keep_min(&mut id, e.id) {
+                                own.left = id.map(Box::new);
+                            }
                         }
                         PeerState::Suspect => {
-                            let sus = s.suspects.entry_or_default(inc);
+                            let sus = s.others_mut().suspects.entry_or_default(inc);
                             let mut id = sus.authors.get(&e.author).copied();
                             let new_author = id.is_none();
                             if keep_min(&mut id, e.id) {
@@ -535,10 +619,10 @@ impl Derived {
                                 .insert((subject.clone(), inc));
                         }
                         PeerState::Dead => {
-                            let mut id = s.verdicts.get(&inc).copied();
+                            let mut id = s.verdict(inc);
                             if keep_min(&mut id, e.id) {
                                 if let Some(id) = id {
-                                    s.verdicts.insert(inc, id);
+                                    s.others_mut().verdicts.insert(inc, id);
                                 }
                             }
                         }
@@ -546,9 +630,16 @@ impl Derived {
                     touched.insert(subject);
                 }
                 Fact::Profile { addr, meta } => {
-                    let s = self.subjects.entry(e.author.clone()).or_default();
-                    if s.profile.as_ref().is_none_or(|p| e.seq > p.0) {
-                        s.profile = Some((e.seq, addr, meta, e.id));
+                    let s = self.subject_named(&e.author);
+                    if s.profile.as_ref().is_none_or(|p| e.seq > p.seq) {
+                        s.profile = Some(LatestProfile {
+                            seq: e.seq,
+                            entry: e.id,
+                            data: Arc::new(Profile {
+                                addr: addr.into_boxed_str(),
+                                meta: meta.into_boxed_slice(),
+                            }),
+                        });
                         touched.insert(e.author.clone());
                     }
                 }
@@ -581,9 +672,8 @@ impl Derived {
             return Ok(());
         }
         let sus = self
-            .subjects
-            .entry(b.subject.clone())
-            .or_default()
+            .subject_named(&b.subject)
+            .others_mut()
             .suspects
             .entry_or_default(b.inc);
         if sus.held.insert(e.author.clone()) && author_live {
@@ -604,10 +694,9 @@ impl Derived {
         let Some(s) = self.subjects.get_mut(id) else {
             return;
         };
-        s.base = s.base_claim();
         let shares_key = s.key_shared;
         let live = s.profile.is_some()
-            && s.base.as_ref().is_none_or(|c| c.state != PeerState::Left)
+            && s.base_claim().is_none_or(|c| c.state != PeerState::Left)
             && !shares_key;
         let flipped = live != s.counted_live;
         s.counted_live = live;
@@ -626,8 +715,8 @@ impl Derived {
             for (subject, inc) in targets {
                 let Some(sus) = self
                     .subjects
-                    .get_mut(&subject)
-                    .and_then(|t| t.suspects.get_mut(&inc))
+                    .get_mut(subject.as_str())
+                    .and_then(|t| t.suspects_mut(inc))
                 else {
                     continue;
                 };
@@ -658,13 +747,17 @@ impl Derived {
         let Some(s) = self.subjects.get_mut(id) else {
             return;
         };
-        let new = s.candidate_count();
-        let new_held = s.held_candidate_count();
-        if new == s.candidate && new_held == s.held_candidate {
+        let new_pair = s.candidate_count();
+        let old_pair = s.candidate();
+        if new_pair == old_pair {
             return;
         }
-        let old = std::mem::replace(&mut s.candidate, new);
-        let old_held = std::mem::replace(&mut s.held_candidate, new_held);
+        // Either is `Some`, so the subject has a verdict and `others`.
+        if let Some(o) = s.others.as_mut() {
+            o.candidate = new_pair;
+        }
+        let (old, old_held) = (old_pair.map(|p| p.0), old_pair.map(|p| p.1));
+        let (new, new_held) = (new_pair.map(|p| p.0), new_pair.map(|p| p.1));
         if let Some(k) = old {
             self.candidates.remove(&(Reverse(k), id.to_string()));
         }
@@ -720,9 +813,9 @@ impl Derived {
     /// The winning claim about a subject.
     pub fn claim(&self, id: &str) -> Option<Claim> {
         let s = self.subjects.get(id)?;
-        let base = s.base.clone()?;
+        let base = s.base_claim()?;
         if self.dead.contains(id) {
-            if let Some(&entry) = s.verdicts.get(&base.inc) {
+            if let Some(entry) = s.verdict(base.inc) {
                 return Some(Claim {
                     inc: base.inc,
                     state: PeerState::Dead,
@@ -755,7 +848,7 @@ impl Derived {
     pub fn held_suspecters(&self, subject: &str, inc: u64) -> usize {
         self.subjects
             .get(subject)
-            .and_then(|s| s.suspects.get(&inc))
+            .and_then(|s| s.suspects(inc))
             .map_or(0, |s| s.held_live)
     }
 
@@ -764,7 +857,7 @@ impl Derived {
     pub fn held_by(&self, subject: &str, inc: u64, author: &str) -> bool {
         self.subjects
             .get(subject)
-            .and_then(|s| s.suspects.get(&inc))
+            .and_then(|s| s.suspects(inc))
             .is_some_and(|s| s.held.contains(author))
     }
 
@@ -791,7 +884,7 @@ impl Derived {
     pub fn live_suspecters(&self, subject: &str, inc: u64) -> usize {
         self.subjects
             .get(subject)
-            .and_then(|s| s.suspects.get(&inc))
+            .and_then(|s| s.suspects(inc))
             .map_or(0, |s| s.live)
     }
 
@@ -799,24 +892,24 @@ impl Derived {
     pub fn suspected_by(&self, subject: &str, inc: u64, author: &str) -> bool {
         self.subjects
             .get(subject)
-            .and_then(|s| s.suspects.get(&inc))
+            .and_then(|s| s.suspects(inc))
             .is_some_and(|s| s.authors.contains_key(author))
     }
 
     /// The ids of the `suspect(subject, inc)` entries of authors counted
     /// live, one per author, sorted.
     pub fn suspect_ids(&self, subject: &str, inc: u64) -> Vec<Hash> {
-        let Some(sus) = self
-            .subjects
-            .get(subject)
-            .and_then(|s| s.suspects.get(&inc))
-        else {
+        let Some(sus) = self.subjects.get(subject).and_then(|s| s.suspects(inc)) else {
             return Vec::new();
         };
         let mut ids: Vec<Hash> = sus
             .authors
             .iter()
-            .filter(|(a, _)| self.subjects.get(*a).is_some_and(|s| s.counted_live))
+            .filter(|(a, _)| {
+                self.subjects
+                    .get(a.as_str())
+                    .is_some_and(|s| s.counted_live)
+            })
             .map(|(_, id)| *id)
             .collect();
         ids.sort_unstable();
@@ -828,24 +921,45 @@ impl Derived {
     pub fn has_verdict(&self, subject: &str, inc: u64) -> bool {
         self.subjects
             .get(subject)
-            .is_some_and(|s| s.verdicts.contains_key(&inc))
+            .is_some_and(|s| s.verdict(inc).is_some())
     }
 
     /// A member, if its own profile is known (a member appears once the
     /// node has one entry the member wrote itself).
     pub fn member(&self, id: &str) -> Option<Member> {
         let s = self.subjects.get(id)?;
-        let (_, addr, meta, _) = s.profile.as_ref()?;
+        let p = &s.profile.as_ref()?.data;
         let (state, inc) = self
             .claim(id)
             .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
         Some(Member {
             id: id.to_string(),
-            address: addr.clone(),
+            address: p.addr.to_string(),
             state,
             incarnation: inc,
-            metadata: meta.clone(),
+            metadata: p.meta.to_vec(),
         })
+    }
+
+    /// A member as the roster keeps it, if its own profile is known: the
+    /// shared id and profile, its state and incarnation (the parts of
+    /// [`Derived::member`], without copying a string).
+    pub(crate) fn record(&self, id: &str) -> Option<(Arc<str>, Arc<Profile>, PeerState, u64)> {
+        let (key, s) = self.subjects.get_key_value(id)?;
+        let p = s.profile.as_ref()?.data.clone();
+        let (state, inc) = self
+            .claim(id)
+            .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
+        Some((key.clone(), p, state, inc))
+    }
+
+    /// A member's address, if its own profile is known.
+    pub(crate) fn address(&self, id: &str) -> Option<&str> {
+        self.subjects
+            .get(id)?
+            .profile
+            .as_ref()
+            .map(|p| &*p.data.addr)
     }
 
     /// The id of the entry behind a member's current appearance.
@@ -853,7 +967,7 @@ impl Derived {
         let s = self.subjects.get(id)?;
         self.claim(id)
             .map(|c| c.entry)
-            .or(s.profile.as_ref().map(|p| p.3))
+            .or(s.profile.as_ref().map(|p| p.entry))
     }
 
     /// Every member, sorted by id.
@@ -870,26 +984,33 @@ impl Derived {
         let live = self.subjects.values().filter(|s| s.counted_live).count();
         assert_eq!(live, self.counted_live, "derived: counted live");
         for (id, s) in &self.subjects {
-            assert_eq!(s.base, s.base_claim(), "derived: claim of {id}");
-            for (inc, sus) in s.suspects.iter() {
+            let suspects = s.others.iter().flat_map(|o| o.suspects.iter());
+            for (inc, sus) in suspects {
                 let n = sus
                     .authors
                     .keys()
-                    .filter(|a| self.subjects.get(*a).is_some_and(|s| s.counted_live))
+                    .filter(|a| {
+                        self.subjects
+                            .get(a.as_str())
+                            .is_some_and(|s| s.counted_live)
+                    })
                     .count();
                 assert_eq!(n, sus.live, "derived: suspecters of {id}@{inc}");
                 let h = sus
                     .held
                     .iter()
-                    .filter(|a| self.subjects.get(*a).is_some_and(|s| s.counted_live))
+                    .filter(|a| {
+                        self.subjects
+                            .get(a.as_str())
+                            .is_some_and(|s| s.counted_live)
+                    })
                     .count();
                 assert_eq!(h, sus.held_live, "derived: held suspecters of {id}@{inc}");
             }
-            assert_eq!(s.candidate, s.candidate_count(), "derived: candidate {id}");
             assert_eq!(
-                s.held_candidate,
-                s.held_candidate_count(),
-                "derived: held candidate {id}"
+                s.candidate(),
+                s.candidate_count(),
+                "derived: candidate {id}"
             );
         }
         assert!(!self.recheck, "derived: verdicts left unsettled");

@@ -14,7 +14,7 @@ use crate::config::*;
 use crate::effect::{Effects, Timer};
 use crate::error::Error;
 use crate::gossip::Gossip;
-use crate::ledger::{Entry, Equivocation, Hash, Insert, Ledger};
+use crate::ledger::{Entry, EntryStore, Equivocation, Hash, Insert, Ledger};
 use crate::membership::*;
 use crate::probe::Prober;
 use crate::reconcile::Reconciler;
@@ -240,8 +240,9 @@ impl Node {
         &self.cfg.node_id
     }
 
-    /// One member of the current view (before join: none).
-    pub fn member(&self, id: &str) -> Option<&Member> {
+    /// One member of the current view (before join: none), built from the
+    /// published record.
+    pub fn member(&self, id: &str) -> Option<Member> {
         self.roster.get(id)
     }
 
@@ -421,13 +422,13 @@ impl Node {
         self.require_joined()?;
         self.heartbeats = self.heartbeats.saturating_add(1);
         if let Some(target) = self.rng.sample(self.roster.live(), 1).pop() {
-            if let Some(m) = self.derived.member(&target) {
+            if let Some(address) = self.derived.address(&target).map(str::to_string) {
                 let target = target.to_string();
                 let seq = self.prober.fresh_seq();
                 let entries = self.gossip.piggyback(&self.ledger, PIGGYBACK_BYTES_BUDGET);
                 let digest = self.digest();
                 self.effects.send(
-                    &m.address,
+                    &address,
                     &Message::Ping {
                         seq,
                         target,
@@ -461,13 +462,13 @@ impl Node {
                 "left is only ever declared by the leaving node itself, not reported about {peer}"
             )));
         }
-        let Some(m) = self.roster.get(peer).cloned() else {
+        let Some((current, incarnation)) = self.roster.state(peer) else {
             return Err(Error::UnknownPeer(peer.to_string()));
         };
-        if matches!(state, PeerState::Suspect | PeerState::Dead) && m.state.is_live() {
-            self.suspect(now_ms, peer, m.incarnation, "report");
+        if matches!(state, PeerState::Suspect | PeerState::Dead) && current.is_live() {
+            self.suspect(now_ms, peer, incarnation, "report");
         }
-        Ok(self.roster.get(peer).map_or(m.state, |m| m.state))
+        Ok(self.roster.state(peer).map_or(current, |m| m.0))
     }
 
     /// The metadata a member (or this node) offers.
@@ -476,8 +477,8 @@ impl Node {
             return Err(Error::NotJoined);
         }
         self.roster
-            .get(peer)
-            .map(|m| m.metadata.clone())
+            .metadata(peer)
+            .map(<[_]>::to_vec)
             .ok_or_else(|| Error::UnknownPeer(peer.to_string()))
     }
 
@@ -536,7 +537,7 @@ impl Node {
                 self.effects.set_timer(Timer::AntiEntropy, ae);
             }
             (Phase::Left, Timer::LeaveRepeat) => {
-                if let Some(e) = self.ledger.head(&self.cfg.node_id).cloned() {
+                if let Some(e) = self.ledger.head_entry(&self.cfg.node_id) {
                     self.announce_leave(&e);
                 }
             }
@@ -556,9 +557,34 @@ impl Node {
         Ok(())
     }
 
-    /// Takes every effect produced so far, in order.
+    /// Takes every effect produced so far, in order. The host performs
+    /// them (the `append`s among them included) before the next call, so
+    /// the ledger reads the entries linked so far back from its store from
+    /// then on; store answers that did not match the chain are logged
+    /// (`entry-unavailable`) at the end.
     pub fn drain_effects(&mut self) -> Vec<Effect<Timer, ()>> {
+        for u in self.ledger.take_unavailable() {
+            self.effects.log(
+                "entry-unavailable",
+                &[
+                    ("author", u.author.into()),
+                    ("seq", u.seq.into()),
+                    ("reason", u.reason.into()),
+                ],
+            );
+        }
+        self.ledger.flush();
         self.effects.drain()
+    }
+
+    /// Reads linked entries back from `store` (in a component, the host's
+    /// `ledger-store.get`) rather than keeping them in memory
+    /// ([`crate::ledger::MemoryEntries`], the default): the node then holds
+    /// per author only its chain's ids, and an entry only until the
+    /// effects of the call that linked it are drained.
+    pub fn with_entry_store(mut self, store: Box<dyn EntryStore>) -> Node {
+        self.ledger.set_store(store);
+        self
     }
 
     /// Asserts the node's invariants; panics naming the first one broken.
@@ -572,16 +598,13 @@ impl Node {
         self.suspicions.check_invariants(id);
         self.gossip.check_invariants();
         assert!(self.incarnation >= 1, "incarnation starts at 1");
-        if let Some(own) = self.ledger.head(id) {
+        if let Some(own) = self.ledger.head_entry(id) {
             assert!(self.lamport >= own.clock, "lamport clock behind own entry");
         }
         match self.phase {
             Phase::Idle => assert_eq!(self.roster.version(), 0, "updates before join"),
             Phase::Joined | Phase::Left => {
-                assert!(
-                    self.roster.get(id).is_some(),
-                    "a joined node is in its own view"
-                );
+                assert!(self.roster.contains(id), "a joined node is in its own view");
                 // The published view is the derived one: every change of
                 // the derived view was published.
                 assert_eq!(

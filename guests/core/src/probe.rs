@@ -1,7 +1,7 @@
 //! Failure detection: the probe round (SWIM with Lifeguard's refinements),
 //! the indirect probes this node relays for others, and local health.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nodeplane_types::PeerState;
@@ -48,10 +48,9 @@ struct Relay {
 #[derive(Debug, Default)]
 pub(crate) struct Prober {
     /// Members still to probe this round; the next one is at the end
-    /// (the roster's shared ids).
+    /// (the roster's shared ids; whether a member is here is its roster
+    /// record's `queued` flag, an O(log n) test without a second set).
     order: Vec<Arc<str>>,
-    /// The ids in `order`, for an O(log n) membership test.
-    in_order: BTreeSet<Arc<str>>,
     next_seq: u32,
     probes: BTreeMap<u32, Probe>,
     relays: BTreeMap<u32, Relay>,
@@ -86,11 +85,11 @@ impl Prober {
     pub(crate) fn order_insert(
         &mut self,
         rng: &mut Rng,
-        id: &Arc<str>,
-        state: PeerState,
+        roster: &mut Roster,
+        (id, state): (&Arc<str>, PeerState),
         self_id: &str,
     ) {
-        if **id == *self_id || !state.is_live() || self.in_order.contains(&**id) {
+        if **id == *self_id || !state.is_live() || roster.queued(id) {
             return;
         }
         // A random place in O(1): append, then swap with a random slot (the
@@ -99,15 +98,14 @@ impl Prober {
         self.order.push(id.clone());
         let last = self.order.len().saturating_sub(1);
         self.order.swap(at, last);
-        self.in_order.insert(id.clone());
-        debug_assert_eq!(self.order.len(), self.in_order.len());
+        roster.set_queued(id, true);
     }
 
     /// The next live peer to probe; a fresh shuffled round once the order
     /// is used up.
-    fn next_target(&mut self, rng: &mut Rng, roster: &Roster, self_id: &str) -> Option<String> {
+    fn next_target(&mut self, rng: &mut Rng, roster: &mut Roster, self_id: &str) -> Option<String> {
         while let Some(id) = self.order.pop() {
-            self.in_order.remove(&id);
+            roster.set_queued(&id, false);
             if roster.is_live(&id) && *id != *self_id {
                 return Some(id.to_string());
             }
@@ -116,7 +114,9 @@ impl Prober {
         let mut fresh = roster.live().to_vec();
         rng.shuffle(&mut fresh);
         let next = fresh.pop();
-        self.in_order = fresh.iter().cloned().collect();
+        for id in &fresh {
+            roster.set_queued(id, true);
+        }
         self.order = fresh;
         next.map(|id| id.to_string())
     }
@@ -129,13 +129,13 @@ impl Prober {
     pub(crate) fn check_invariants(&self, roster: &Roster, self_id: &str) {
         assert_eq!(
             self.order.len(),
-            self.in_order.len(),
+            roster.queued_count(),
             "probe order holds a member twice"
         );
         for id in &self.order {
-            assert!(self.in_order.contains(id), "probe order index misses {id}");
+            assert!(roster.queued(id), "probe order index misses {id}");
             assert!(**id != *self_id, "this node is in its own probe order");
-            assert!(roster.get(id).is_some(), "probe order names unknown {id}");
+            assert!(roster.contains(id), "probe order names unknown {id}");
         }
         assert!(self.health <= HEALTH_MAX, "health over its bound");
         for p in self.probes.values() {
@@ -156,19 +156,19 @@ impl Node {
         }
         let target = self
             .prober
-            .next_target(&mut self.rng, &self.roster, &self.cfg.node_id);
+            .next_target(&mut self.rng, &mut self.roster, &self.cfg.node_id);
         if let Some(t) = target {
             self.start_probe(&t);
         }
         let mut confirms = 0;
         for subject in self.suspicions.take_confirm_queue() {
-            let Some(m) = self.roster.get(&subject).cloned() else {
+            let Some((state, incarnation)) = self.roster.state(&subject) else {
                 continue;
             };
-            if m.state != PeerState::Suspect
+            if state != PeerState::Suspect
                 || self
                     .suspicions
-                    .suspected_by(&subject, m.incarnation, &self.cfg.node_id)
+                    .suspected_by(&subject, incarnation, &self.cfg.node_id)
             {
                 continue;
             }
@@ -196,7 +196,7 @@ impl Node {
 
     /// Pings `target` directly, with fresh entries piggybacked.
     fn start_probe(&mut self, target: &str) {
-        let Some(m) = self.roster.get(target).cloned() else {
+        let Some(address) = self.roster.address(target).map(str::to_string) else {
             return;
         };
         let seq = self.prober.fresh_seq();
@@ -214,9 +214,9 @@ impl Node {
             },
         );
         let digest = self.digest();
-        let entries = self.gossip.piggyback_for(&self.ledger, &m.address, digest);
+        let entries = self.gossip.piggyback_for(&self.ledger, &address, digest);
         self.effects.send(
-            &m.address,
+            &address,
             &Message::Ping {
                 seq,
                 target: target.to_string(),
@@ -238,7 +238,7 @@ impl Node {
             .map(|(s, p)| (*s, p.target.clone()))
             .collect();
         for (seq, target) in pending {
-            let Some(addr) = self.roster.get(&target).map(|m| m.address.clone()) else {
+            let Some(addr) = self.roster.address(&target).map(str::to_string) else {
                 continue;
             };
             let helpers = self.helpers(k, &target, &[]);
@@ -286,7 +286,7 @@ impl Node {
             .map(|(s, p)| (*s, p.target.clone(), p.asked.clone()))
             .collect();
         for (seq, target, asked) in pending {
-            let Some(addr) = self.roster.get(&target).map(|m| m.address.clone()) else {
+            let Some(addr) = self.roster.address(&target).map(str::to_string) else {
                 continue;
             };
             let helpers = self.helpers(k, &target, &asked);
@@ -304,10 +304,12 @@ impl Node {
     fn helpers(&mut self, k: usize, target: &str, asked: &[String]) -> Vec<String> {
         self.roster
             .sample_live(&mut self.rng, k, |m| {
-                m.id != target && m.state == PeerState::Alive && !asked.contains(&m.address)
+                m.id != target
+                    && m.state == PeerState::Alive
+                    && !asked.iter().any(|a| a == m.address)
             })
             .iter()
-            .filter_map(|id| self.roster.get(id).map(|m| m.address.clone()))
+            .filter_map(|id| self.roster.address(id).map(str::to_string))
             .collect()
     }
 
@@ -337,10 +339,10 @@ impl Node {
                 // Nobody answered at all: more likely our own problem.
                 self.prober.worsen_health();
             }
-            let Some(m) = self.roster.get(&p.target).cloned() else {
+            let Some((state, incarnation)) = self.roster.state(&p.target) else {
                 continue;
             };
-            if !m.state.is_live() {
+            if !state.is_live() {
                 continue;
             }
             // Helpers were asked, yet nothing this node sent since the probe
@@ -377,7 +379,7 @@ impl Node {
                 );
                 continue;
             }
-            self.suspect(now_ms, &p.target, m.incarnation, "probe");
+            self.suspect(now_ms, &p.target, incarnation, "probe");
         }
     }
 

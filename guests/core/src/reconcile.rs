@@ -233,11 +233,26 @@ impl Reconciler {
                 continue;
             }
             sent.push((author.clone(), have));
-            for seq in have.saturating_add(1)..=head {
-                let Some(e) = ledger.get(author, seq) else {
+            // Read back in chunks of what one message can carry; a short
+            // answer (the store did not hold the chain's entry, noted by
+            // the ledger) ends this author's stream.
+            let mut next = have.saturating_add(1);
+            let mut chunk = std::collections::VecDeque::new();
+            let mut short = false;
+            while next <= head {
+                if chunk.is_empty() && !short {
+                    let asked = usize::try_from(head.saturating_sub(next).saturating_add(1))
+                        .unwrap_or(usize::MAX)
+                        .min(MAX_ENTRIES_PER_MESSAGE);
+                    chunk = ledger.entries(author, next, asked).into();
+                    short = chunk.len() < asked;
+                }
+                let Some(e) = chunk.pop_front() else {
                     break;
                 };
-                let size = wire::entry_wire_size(e);
+                let seq = next;
+                next = next.saturating_add(1);
+                let size = wire::entry_wire_size(&e);
                 if used.saturating_add(size) > ENTRY_BYTES_BUDGET
                     || cur.len() >= MAX_ENTRIES_PER_MESSAGE
                 {
@@ -261,7 +276,7 @@ impl Reconciler {
                     }
                 }
                 used = used.saturating_add(size);
-                cur.push(WireEntry::from(e));
+                cur.push(WireEntry::from(&e));
             }
         }
         if !cur.is_empty() {
@@ -369,7 +384,7 @@ impl Node {
             }
         }
         let dead = self.rng.sample(self.roster.dead(), 1).pop();
-        if let Some(m) = dead.and_then(|id| self.roster.get(&id).cloned()) {
+        if let Some(m) = dead.and_then(|id| self.roster.get(&id)) {
             let seq = self.prober.fresh_seq();
             let digest = self.digest();
             self.effects.send(

@@ -8,38 +8,55 @@ use std::sync::Arc;
 use nodeplane_types::{Member, MembershipUpdate, PeerState, UpdateCause};
 
 use crate::ledger::Hash;
+use crate::membership::Profile;
 use crate::rng::{Permutation, Rng};
 
-/// A set of member ids with O(log n) insert, remove and lookup and O(1)
-/// access by position (for random sampling). The order of `items` depends
-/// on the history of inserts and removals, which is deterministic. Ids are
-/// the roster's shared ones (one allocation per member).
+/// A set of published member ids with O(1) access by position (for
+/// random sampling); each member's position is in its published record
+/// (`Published::pos`), so insert, remove and lookup are one roster lookup.
+/// The order of `items` depends on the history of inserts and removals,
+/// which is deterministic. Ids are the shared ones (one allocation per
+/// member).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct IdSet {
     items: Vec<Arc<str>>,
-    pos: BTreeMap<Arc<str>, usize>,
 }
 
 impl IdSet {
-    fn insert(&mut self, id: &Arc<str>) {
-        if !self.pos.contains_key(&**id) {
-            self.pos.insert(id.clone(), self.items.len());
+    /// Whether the member `id`, published as `rec`, is in this set: a
+    /// member is in at most one set at a time, and its `pos` is its place
+    /// there.
+    fn holds(&self, rec: &Published, id: &str) -> bool {
+        rec.pos
+            .is_some_and(|i| self.items.get(i).is_some_and(|x| **x == *id))
+    }
+
+    /// Adds `id` (published as `rec`) if absent.
+    fn insert(&mut self, rec: &mut Published, id: &Arc<str>) {
+        if !self.holds(rec, id) {
+            rec.pos = Some(self.items.len());
             self.items.push(id.clone());
         }
     }
 
-    fn remove(&mut self, id: &str) {
-        let Some(i) = self.pos.remove(id) else {
+    /// Removes `id` if present; the member that moved into its place gets
+    /// its new position.
+    fn remove(&mut self, published: &mut BTreeMap<Arc<str>, Published>, id: &str) {
+        let Some(rec) = published.get_mut(id) else {
+            return;
+        };
+        if !self.holds(rec, id) {
+            return;
+        }
+        let Some(i) = rec.pos.take() else {
             return;
         };
         self.items.swap_remove(i);
         if let Some(moved) = self.items.get(i) {
-            self.pos.insert(moved.clone(), i);
+            if let Some(m) = published.get_mut(&**moved) {
+                m.pos = Some(i);
+            }
         }
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        self.pos.contains_key(id)
     }
 
     /// The ids, in their deterministic sampling order.
@@ -47,25 +64,69 @@ impl IdSet {
         &self.items
     }
 
-    fn check(&self) {
-        assert_eq!(self.items.len(), self.pos.len(), "id set: index size");
-        for (id, &i) in &self.pos {
+    fn check(&self, published: &BTreeMap<Arc<str>, Published>) {
+        for (i, id) in self.items.iter().enumerate() {
             assert_eq!(
-                self.items.get(i).map(|a| &**a),
-                Some(&**id),
-                "id set: index of {id}"
+                published.get(id).and_then(|p| p.pos),
+                Some(i),
+                "id set: position of {id}"
             );
         }
     }
+}
+
+/// A published member, as subscribers were last told: the address and
+/// metadata are the derived view's shared profile, not a copy; the
+/// [`Member`] is built when asked for.
+#[derive(Clone, Debug)]
+struct Published {
+    profile: Arc<Profile>,
+    incarnation: u64,
+    state: PeerState,
+    /// Its place in the live or the dead set, while it is in one.
+    pos: Option<usize>,
+    /// Whether it is in the probe order now (kept by `Prober`).
+    queued: bool,
+}
+
+impl Published {
+    /// Whether it says what `new` says.
+    fn same_as(&self, new: &Published) -> bool {
+        self.state == new.state
+            && self.incarnation == new.incarnation
+            && (Arc::ptr_eq(&self.profile, &new.profile) || self.profile == new.profile)
+    }
+
+    /// The member `id` as published.
+    fn to_member(&self, id: &str) -> Member {
+        Member {
+            id: id.to_string(),
+            address: self.profile.addr.to_string(),
+            state: self.state,
+            incarnation: self.incarnation,
+            metadata: self.profile.meta.to_vec(),
+        }
+    }
+}
+
+/// A published member, borrowed (what [`Roster::sample_live`]'s test sees).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MemberRef<'a> {
+    /// The member's id.
+    pub(crate) id: &'a str,
+    /// Its address.
+    pub(crate) address: &'a str,
+    /// Its state.
+    pub(crate) state: PeerState,
 }
 
 /// The published view and the sets derived from it.
 #[derive(Debug)]
 pub(crate) struct Roster {
     self_id: String,
-    /// Keyed by the member's id, allocated once and shared with the live
-    /// and dead sets and the probe order.
-    published: BTreeMap<Arc<str>, Member>,
+    /// Keyed by the member's id, allocated once (by the derived view) and
+    /// shared with the live and dead sets and the probe order.
+    published: BTreeMap<Arc<str>, Published>,
     /// Live (alive or suspect) members of `published` other than self.
     live: IdSet,
     /// Dead members of `published` other than self.
@@ -89,24 +150,41 @@ impl Roster {
         }
     }
 
-    /// One published member.
-    pub(crate) fn get(&self, id: &str) -> Option<&Member> {
-        self.published.get(id)
+    /// One published member (built: prefer [`Roster::state`] and
+    /// [`Roster::address`] where they do).
+    pub(crate) fn get(&self, id: &str) -> Option<Member> {
+        let (k, p) = self.published.get_key_value(id)?;
+        Some(p.to_member(k))
+    }
+
+    /// Whether `id` is published.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.published.contains_key(id)
+    }
+
+    /// A published member's state and incarnation.
+    pub(crate) fn state(&self, id: &str) -> Option<(PeerState, u64)> {
+        self.published.get(id).map(|p| (p.state, p.incarnation))
+    }
+
+    /// A published member's address.
+    pub(crate) fn address(&self, id: &str) -> Option<&str> {
+        self.published.get(id).map(|p| &*p.profile.addr)
+    }
+
+    /// A published member's metadata.
+    pub(crate) fn metadata(&self, id: &str) -> Option<&[(String, String)]> {
+        self.published.get(id).map(|p| &*p.profile.meta)
     }
 
     /// Every published member, sorted by id.
     pub(crate) fn members(&self) -> Vec<Member> {
-        self.published.values().cloned().collect()
+        self.published.iter().map(|(k, p)| p.to_member(k)).collect()
     }
 
     /// The view version: the number of updates published.
     pub(crate) fn version(&self) -> u64 {
         self.version
-    }
-
-    /// The roster's shared copy of a published member's id.
-    pub(crate) fn interned(&self, id: &str) -> Option<Arc<str>> {
-        self.published.get_key_value(id).map(|(k, _)| k.clone())
     }
 
     /// Live members other than self.
@@ -119,6 +197,23 @@ impl Roster {
         self.dead.items()
     }
 
+    /// Whether `id` is in the probe order (see `Prober`).
+    pub(crate) fn queued(&self, id: &str) -> bool {
+        self.published.get(id).is_some_and(|p| p.queued)
+    }
+
+    /// Records whether `id` is in the probe order (see `Prober`).
+    pub(crate) fn set_queued(&mut self, id: &str, queued: bool) {
+        if let Some(p) = self.published.get_mut(id) {
+            p.queued = queued;
+        }
+    }
+
+    /// How many published members are in the probe order.
+    pub(crate) fn queued_count(&self) -> usize {
+        self.published.values().filter(|p| p.queued).count()
+    }
+
     /// Whether `id` is a published, live member.
     pub(crate) fn is_live(&self, id: &str) -> bool {
         self.published.get(id).is_some_and(|m| m.state.is_live())
@@ -129,26 +224,43 @@ impl Roster {
         self.live_count.max(1)
     }
 
-    /// Publishes `new` if it differs from the published member; returns the
-    /// update to deliver (`entry` is the entry behind the change; the
-    /// update names it in lowercase hex).
-    pub(crate) fn publish(&mut self, new: Member, entry: Option<Hash>) -> Option<MembershipUpdate> {
-        let (key, old) = match self.published.get_key_value(new.id.as_str()) {
-            Some((k, m)) => (k.clone(), Some(m)),
-            None => (Arc::from(new.id.as_str()), None),
+    /// Publishes member `id` (the derived view's shared id and profile,
+    /// `state` at `incarnation`) if it differs from the published one;
+    /// returns the update to deliver (`entry` is the entry behind the
+    /// change; the update names it in lowercase hex).
+    pub(crate) fn publish(
+        &mut self,
+        id: &Arc<str>,
+        (profile, state, incarnation): (Arc<Profile>, PeerState, u64),
+        entry: Option<Hash>,
+    ) -> Option<MembershipUpdate> {
+        let mut new = Published {
+            profile,
+            incarnation,
+            state,
+            pos: None,
+            queued: false,
         };
-        if old == Some(&new) {
+        let (key, old) = match self.published.get_key_value(&**id) {
+            Some((k, m)) => (k.clone(), Some(m)),
+            None => (id.clone(), None),
+        };
+        if old.is_some_and(|o| o.same_as(&new)) {
             return None;
         }
         let previous = old.map(|m| m.state);
-        let cause = cause(old, &new);
+        let cause = cause(old.map(|m| (m.state, m.incarnation)), (state, incarnation));
+        if let Some(old) = old {
+            (new.pos, new.queued) = (old.pos, old.queued);
+        }
         self.version = self.version.saturating_add(1);
-        self.track_state(&key, previous, new.state);
-        self.published.insert(key, new.clone());
+        let current = new.to_member(&key);
+        self.published.insert(key.clone(), new);
+        self.track_state(&key, previous, state);
         Some(MembershipUpdate {
-            peer: new.id.clone(),
+            peer: current.id.clone(),
             previous,
-            current: new,
+            current,
             cause,
             entry: entry.map(hex::encode),
             version: self.version,
@@ -162,7 +274,7 @@ impl Roster {
         &self,
         rng: &mut Rng,
         k: usize,
-        keep: impl Fn(&Member) -> bool,
+        keep: impl Fn(&MemberRef<'_>) -> bool,
     ) -> Vec<String> {
         let mut perm = Permutation::new(self.live.items.len());
         let mut out = Vec::new();
@@ -173,7 +285,15 @@ impl Roster {
             let Some(id) = self.live.items.get(i) else {
                 break;
             };
-            if self.published.get(id).is_some_and(&keep) {
+            let Some(p) = self.published.get(id) else {
+                continue;
+            };
+            let m = MemberRef {
+                id,
+                address: &p.profile.addr,
+                state: p.state,
+            };
+            if keep(&m) {
                 out.push(id.to_string());
             }
         }
@@ -181,7 +301,8 @@ impl Roster {
     }
 
     /// Keeps the live and dead sets and the cluster size in step with a
-    /// change of `published`.
+    /// change of `published` (made already). Removals first: a member's
+    /// one `pos` may only name a place in one set at a time.
     fn track_state(&mut self, id: &Arc<str>, old: Option<PeerState>, new: PeerState) {
         let was_live = old.is_some_and(PeerState::is_live);
         if was_live != new.is_live() {
@@ -194,39 +315,39 @@ impl Roster {
         if **id == *self.self_id {
             return;
         }
+        if !new.is_live() {
+            self.live.remove(&mut self.published, id);
+        }
+        if new != PeerState::Dead {
+            self.dead.remove(&mut self.published, id);
+        }
+        let Some(rec) = self.published.get_mut(&**id) else {
+            return;
+        };
         if new.is_live() {
-            self.live.insert(id);
-        } else {
-            self.live.remove(id);
+            self.live.insert(rec, id);
         }
         if new == PeerState::Dead {
-            self.dead.insert(id);
-        } else {
-            self.dead.remove(id);
+            self.dead.insert(rec, id);
         }
     }
 
     /// Asserts that the live and dead sets and the cluster size agree with
     /// the published members. O(n).
     pub(crate) fn check_invariants(&self) {
-        self.live.check();
-        self.dead.check();
+        self.live.check(&self.published);
+        self.dead.check(&self.published);
         let mut live_count = 0usize;
         for (id, m) in &self.published {
-            assert_eq!(
-                m.id.as_str(),
-                &**id,
-                "roster: member filed under another id"
-            );
             live_count = live_count.saturating_add(usize::from(m.state.is_live()));
             let other = **id != *self.self_id;
             assert_eq!(
-                self.live.contains(id),
+                self.live.holds(m, id),
                 other && m.state.is_live(),
                 "roster: live set disagrees about {id}"
             );
             assert_eq!(
-                self.dead.contains(id),
+                self.dead.holds(m, id),
                 other && m.state == PeerState::Dead,
                 "roster: dead set disagrees about {id}"
             );
@@ -243,13 +364,11 @@ impl Roster {
     }
 }
 
-/// Why a member changed from `old` to `new`.
-fn cause(old: Option<&Member>, new: &Member) -> UpdateCause {
-    match (old.map(|m| m.state), new.state) {
+/// Why a member changed from `old` to `new` (state, incarnation).
+fn cause(old: Option<(PeerState, u64)>, new: (PeerState, u64)) -> UpdateCause {
+    match (old.map(|m| m.0), new.0) {
         (None, _) => UpdateCause::Joined,
-        (Some(PeerState::Suspect), PeerState::Suspect)
-            if old.is_some_and(|o| o.incarnation != new.incarnation) =>
-        {
+        (Some(PeerState::Suspect), PeerState::Suspect) if old.is_some_and(|o| o.1 != new.1) => {
             UpdateCause::Suspected
         }
         (Some(p), n) if p == n => UpdateCause::Changed,
@@ -267,27 +386,37 @@ fn cause(old: Option<&Member>, new: &Member) -> UpdateCause {
 mod tests {
     use super::*;
 
-    fn member(id: &str, state: PeerState, incarnation: u64) -> Member {
-        Member {
-            id: id.into(),
-            address: "10.0.0.1:7000".into(),
-            state,
-            incarnation,
-            metadata: Vec::new(),
-        }
+    fn member(
+        id: &str,
+        state: PeerState,
+        incarnation: u64,
+    ) -> (Arc<str>, (Arc<Profile>, PeerState, u64)) {
+        let profile = Profile {
+            addr: "10.0.0.1:7000".into(),
+            meta: Box::default(),
+        };
+        (Arc::from(id), (Arc::new(profile), state, incarnation))
+    }
+
+    fn publish(
+        r: &mut Roster,
+        (id, m): (Arc<str>, (Arc<Profile>, PeerState, u64)),
+        entry: Option<Hash>,
+    ) -> Option<MembershipUpdate> {
+        r.publish(&id, m, entry)
     }
 
     #[test]
     fn sets_follow_the_published_states() {
         let mut r = Roster::new("a");
-        let u = r.publish(member("a", PeerState::Alive, 1), None).unwrap();
+        let u = publish(&mut r, member("a", PeerState::Alive, 1), None).unwrap();
         assert_eq!((u.cause, u.version), (UpdateCause::Joined, 1));
-        r.publish(member("b", PeerState::Alive, 1), None).unwrap();
-        r.publish(member("c", PeerState::Alive, 1), None).unwrap();
-        assert!(r.publish(member("c", PeerState::Alive, 1), None).is_none());
+        publish(&mut r, member("b", PeerState::Alive, 1), None).unwrap();
+        publish(&mut r, member("c", PeerState::Alive, 1), None).unwrap();
+        assert!(publish(&mut r, member("c", PeerState::Alive, 1), None).is_none());
         r.check_invariants();
         assert_eq!((r.cluster_size(), r.live().len()), (3, 2));
-        let u = r.publish(member("b", PeerState::Dead, 1), None).unwrap();
+        let u = publish(&mut r, member("b", PeerState::Dead, 1), None).unwrap();
         assert_eq!(
             (u.cause, u.previous),
             (UpdateCause::ConfirmedDead, Some(PeerState::Alive))
@@ -297,7 +426,7 @@ mod tests {
             (r.cluster_size(), r.live(), r.dead()),
             (2, &[Arc::from("c")][..], &[Arc::from("b")][..])
         );
-        let u = r.publish(member("b", PeerState::Alive, 2), None).unwrap();
+        let u = publish(&mut r, member("b", PeerState::Alive, 2), None).unwrap();
         assert_eq!((u.cause, u.version), (UpdateCause::Recovered, 5));
         r.check_invariants();
     }

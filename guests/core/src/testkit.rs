@@ -463,11 +463,7 @@ impl Sim {
 
     /// Node `i`'s view of a member.
     pub fn member(&self, i: usize, subject: usize) -> Option<Member> {
-        self.nodes[i]
-            .node
-            .as_ref()?
-            .member(&node_id(subject))
-            .cloned()
+        self.nodes[i].node.as_ref()?.member(&node_id(subject))
     }
 
     /// Every running node sees every running node `alive` and no running

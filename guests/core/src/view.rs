@@ -151,18 +151,19 @@ impl Node {
 
     /// Emits an update if the derived member differs from the published one.
     pub(crate) fn publish(&mut self, id: &str) {
-        let Some(new) = self.derived.member(id) else {
+        let Some((id, profile, state, inc)) = self.derived.record(id) else {
             return;
         };
-        let entry = self.derived.entry_of(id);
-        let Some(update) = self.roster.publish(new, entry) else {
+        let entry = self.derived.entry_of(&id);
+        let Some(update) = self.roster.publish(&id, (profile, state, inc), entry) else {
             return;
         };
-        let state = update.current.state;
-        if let Some(id) = self.roster.interned(id) {
-            self.prober
-                .order_insert(&mut self.rng, &id, state, &self.cfg.node_id);
-        }
+        self.prober.order_insert(
+            &mut self.rng,
+            &mut self.roster,
+            (&id, state),
+            &self.cfg.node_id,
+        );
         self.effects.update(update);
     }
 

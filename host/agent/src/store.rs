@@ -17,7 +17,7 @@
 //! [`RedbLedger::reopen`] closes and reopens the database (redb refuses
 //! every write after a failed commit until then) and re-verifies it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use nodeplane_entry::signing::ed25519::NativeVerifier;
 use nodeplane_entry::signing::{binding_key, check_signature, PublicKey};
 use nodeplane_entry::{frontier_digest, Entry, Hash, GENESIS_PREV};
-use nodeplane_runtime::{LedgerStore, StoreError};
+use nodeplane_runtime::{EntryReader, LedgerStore, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
@@ -106,7 +106,10 @@ pub struct Frontier {
 #[derive(Default)]
 struct Index {
     entries: Vec<Entry>,
-    ids: HashSet<Hash>,
+    /// id → append position in `entries`: with `slots`, the lookup by
+    /// (author, seq) that answers `ledger-store.get` (rebuilt on every
+    /// open, like the rest of the index).
+    ids: HashMap<Hash, usize>,
     /// (author, seq) → ids held at that slot.
     slots: HashMap<(String, u64), Vec<Hash>>,
     /// author → head seq.
@@ -123,7 +126,7 @@ impl Index {
     /// new, `Ok(false)` when already held.
     fn check(&self, entry: &Entry) -> Result<bool, String> {
         entry.verify().map_err(|e| e.to_string())?;
-        if self.ids.contains(&entry.id) {
+        if self.ids.contains_key(&entry.id) {
             return Ok(false);
         }
         let held = self
@@ -181,9 +184,15 @@ impl Index {
         }
         let head = self.heads.entry(entry.author.clone()).or_insert(0);
         *head = (*head).max(entry.seq);
-        self.ids.insert(entry.id);
+        self.ids.insert(entry.id, self.entries.len());
         self.entries.push(entry);
         equivocates
+    }
+
+    /// The entry first stored at (author, seq).
+    fn first_at(&self, author: &str, seq: u64) -> Option<&Entry> {
+        let id = self.slots.get(&(author.to_string(), seq))?.first()?;
+        self.entries.get(*self.ids.get(id)?)
     }
 
     fn head_id(&self, author: &str, seq: u64) -> Hash {
@@ -582,6 +591,33 @@ impl LedgerStore for RedbLedger {
     fn len(&self) -> usize {
         self.index().entries.len()
     }
+
+    /// Clones share the database and its index: the reader sees every
+    /// append (and a reopen).
+    fn reader(&self) -> Option<Arc<dyn EntryReader>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+impl EntryReader for RedbLedger {
+    /// From the in-memory index of the store (rebuilt from the file on
+    /// every open): the first stored entry at each seq.
+    fn chain(&self, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+        let index = self.index();
+        let mut out = Vec::new();
+        let mut seq = from_seq;
+        while out.len() < limit {
+            let Some(e) = index.first_at(author, seq) else {
+                break;
+            };
+            out.push(e.clone());
+            let Some(next) = seq.checked_add(1) else {
+                break;
+            };
+            seq = next;
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -687,6 +723,37 @@ mod tests {
         assert_eq!(store.len(), 1);
         store.append(&a[1]).unwrap();
         assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn the_reader_answers_a_chain_by_author_and_seq_first_stored_first() {
+        let dir = TempDir::new("store-get");
+        let mut store = RedbLedger::open(dir.path()).unwrap();
+        let a = chain("a", 3);
+        let b = chain("b", 1);
+        let other = signed(Entry::new("a", 2, a[0].id, 9, "left", vec![]));
+        for e in [&a[0], &b[0], &a[1], &other, &a[2]] {
+            store.append(e).unwrap();
+        }
+        let reader = store.reader().expect("a reader");
+        assert_eq!(reader.chain("a", 1, 10), a);
+        assert_eq!(reader.chain("a", 2, 1), vec![a[1].clone()]);
+        assert_eq!(reader.chain("b", 1, 10), b);
+        assert!(reader.chain("a", 4, 10).is_empty());
+        assert!(reader.chain("a", 0, 10).is_empty());
+        assert!(reader.chain("z", 1, 10).is_empty());
+        assert!(reader.chain("a", u64::MAX, 10).is_empty());
+        // The index is rebuilt on open: the same answers after a reopen.
+        drop(reader);
+        drop(store);
+        let store = RedbLedger::open(dir.path()).unwrap();
+        let reader = store.reader().expect("a reader");
+        assert_eq!(reader.chain("a", 1, 10), a);
+        // A reader taken before an append sees it.
+        let mut store = store;
+        let c = chain("c", 1);
+        store.append(&c[0]).unwrap();
+        assert_eq!(reader.chain("c", 1, 10), c);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::bindings::nodeplane::control::{
     clock, events, ledger_store, lifecycle, network, random, signing, timers, types,
 };
 use crate::convert;
+use crate::services::{EntryReader, MAX_GET_ENTRIES};
 use crate::signing::NodeSigner;
 use nodeplane_types::{Effect, MAX_MESSAGE_BYTES};
 
@@ -29,6 +30,9 @@ pub struct HostState {
     pub start: StartMode,
     /// The node's signing key (`signing` imports).
     pub signer: Arc<NodeSigner>,
+    /// The node's store, read by `ledger-store.get` (none: only entries
+    /// appended earlier in the call are answered).
+    pub reader: Option<Arc<dyn EntryReader>>,
 }
 
 /// How the host starts an instance: what `lifecycle.started-as` answers
@@ -181,6 +185,43 @@ impl ledger_store::Host for HostState {
             Ok(entry) => self.effects.push(Effect::Append(entry)),
             Err(reason) => self.reject("append-rejected", reason),
         }
+    }
+
+    /// The store's entries of `author` from `from_seq`, then those this
+    /// call appended (recorded as effects, stored after the call), the
+    /// first at each seq, stopping at the first gap; at most `limit` and
+    /// [`MAX_GET_ENTRIES`].
+    fn get(&mut self, author: String, from_seq: u64, limit: u32) -> Vec<types::LedgerEntry> {
+        let limit = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .min(MAX_GET_ENTRIES);
+        let mut out: Vec<Entry> = Vec::new();
+        let mut seq = from_seq;
+        while out.len() < limit && seq >= 1 {
+            let stored = match &self.reader {
+                Some(reader) => reader.chain(&author, seq, limit.saturating_sub(out.len())),
+                None => Vec::new(),
+            };
+            if let Some(last) = stored.last() {
+                seq = last.seq.saturating_add(1);
+                out.extend(stored);
+                continue;
+            }
+            // Not stored (yet): appended earlier in this call?
+            let appended = self.effects.iter().find_map(|e| match e {
+                Effect::Append(a) if a.author == author && a.seq == seq => Some(a),
+                _ => None,
+            });
+            let Some(appended) = appended else {
+                break;
+            };
+            out.push(appended.clone());
+            let Some(next) = seq.checked_add(1) else {
+                break;
+            };
+            seq = next;
+        }
+        out.iter().map(convert::entry_to_wit).collect()
     }
 }
 

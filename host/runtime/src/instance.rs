@@ -10,6 +10,7 @@ use crate::bindings::ControlPlane as Bindings;
 use crate::convert;
 use crate::engine::{LoadedComponent, Runtime};
 use crate::host_state::{HostState, StartMode, TrackedLimits};
+use crate::services::EntryReader;
 use crate::signing::{NodeSigner, VerifyMemo, RECORDING_KEY_CONTEXT};
 use nodeplane_entry::signing::ed25519::KeyPair;
 use std::sync::Arc;
@@ -118,6 +119,7 @@ impl Instance {
             ),
             start,
             signer,
+            reader: None,
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -132,6 +134,13 @@ impl Instance {
             crashed: None,
             starve_next_call: false,
         })
+    }
+
+    /// Lets `ledger-store.get` read the node's store through `reader`
+    /// (set before `init`; without one, `get` answers only entries
+    /// appended earlier in the same call).
+    pub fn set_entry_reader(&mut self, reader: Option<Arc<dyn EntryReader>>) {
+        self.store.data_mut().reader = reader;
     }
 
     /// The component this instance runs.

@@ -56,6 +56,6 @@ pub use node::{Node, NodeHandle, SwapReport, REBUILD_TIMER};
 /// call records, the node configuration and the message-size limit.
 pub use nodeplane_types::{Effect, NodeConfig, Tunables, MAX_MESSAGE_BYTES};
 pub use services::{
-    Entries, EntriesIter, EntryPool, EventRecord, LedgerStore, MemoryLedger, Recorded,
-    RecordingServices, Services, StoreError, TimerSetting, VirtualClock,
+    Entries, EntriesIter, EntryPool, EntryReader, EventRecord, LedgerStore, MemoryLedger, Recorded,
+    RecordingServices, Services, StoreError, TimerSetting, VirtualClock, MAX_GET_ENTRIES,
 };

@@ -793,6 +793,7 @@ fn boot<S: Services>(
             ))
         })?;
     let info = instance.info().map_err(ControlError::from)?;
+    instance.set_entry_reader(services.ledger().reader());
     let stored = services
         .ledger()
         .load()

@@ -3,7 +3,7 @@
 //! conformance suite and in-memory tests drive nodes with (the agent brings
 //! its own, with real I/O).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,6 +21,21 @@ pub enum StoreError {
     /// The storage backend failed.
     #[error("ledger storage failed: {0}")]
     Backend(String),
+}
+
+/// Most entries one `ledger-store.get` answers, whatever `limit` the
+/// component asks for (`docs/interface.md`, [host-8]): one message's worth
+/// (a component asks again from where an answer stopped).
+pub const MAX_GET_ENTRIES: usize = 1_024;
+
+/// Reads a store's entries by author and sequence number: what answers
+/// `ledger-store.get`. Shared with the component's host state for the life
+/// of an instance, so it reads the store as it is at each call.
+pub trait EntryReader: Send + Sync {
+    /// The stored entries of `author`'s chain (the first stored at each
+    /// sequence number) from `from_seq`, in sequence order, at most
+    /// `limit`, stopping at the first gap.
+    fn chain(&self, author: &str, from_seq: u64, limit: usize) -> Vec<Entry>;
 }
 
 /// Durable storage of ledger entries (the union of every author's chain).
@@ -44,6 +59,12 @@ pub trait LedgerStore: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A reader of this store's entries by author and sequence number,
+    /// for `ledger-store.get`. Required, so that a new store cannot forget
+    /// it: with `None`, `get` answers only entries appended earlier in the
+    /// same call, and a component that reads entries back (the node
+    /// plane) cannot ship old ones.
+    fn reader(&self) -> Option<Arc<dyn EntryReader>>;
 }
 
 /// Everything a node needs from its host besides the component.
@@ -86,6 +107,22 @@ struct PoolEntries {
     entries: Vec<Arc<Entry>>,
     /// Slot of each entry, by id.
     slots: HashMap<[u8; 32], usize>,
+    /// author -> seq -> the first slot pooled at that (author, seq).
+    chains: HashMap<Arc<str>, BTreeMap<u64, usize>>,
+    /// first slot at an (author, seq) -> the other slots pooled there
+    /// (equivocations: rare).
+    others: HashMap<usize, Vec<usize>>,
+}
+
+impl PoolEntries {
+    /// The slots pooled at (author, seq), first pooled first.
+    fn slots_at(&self, author: &str, seq: u64) -> impl Iterator<Item = usize> + '_ {
+        let first = self.chains.get(author).and_then(|c| c.get(&seq)).copied();
+        let others = first
+            .and_then(|f| self.others.get(&f))
+            .map_or(&[][..], Vec::as_slice);
+        first.into_iter().chain(others.iter().copied())
+    }
 }
 
 impl EntryPool {
@@ -105,10 +142,7 @@ impl EntryPool {
     }
 
     fn lock(&self) -> MutexGuard<'_, PoolEntries> {
-        match self.0.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.0)
     }
 
     /// The slot of `entry`'s id and the shared copy of `entry` (the
@@ -128,19 +162,121 @@ impl EntryPool {
         let shared = Arc::new(entry.clone());
         pool.entries.push(Arc::clone(&shared));
         pool.slots.insert(entry.id, slot);
+        let author = match pool.chains.get_key_value(entry.author.as_str()) {
+            Some((a, _)) => Arc::clone(a),
+            None => Arc::from(entry.author.as_str()),
+        };
+        let first = *pool
+            .chains
+            .entry(author)
+            .or_default()
+            .entry(entry.seq)
+            .or_insert(slot);
+        if first != slot {
+            pool.others.entry(first).or_default().push(slot);
+        }
         (slot, shared)
+    }
+}
+
+/// Which pooled entries one [`MemoryLedger`] holds, shared with its
+/// [`EntryReader`].
+#[derive(Clone, Debug, Default)]
+struct Held {
+    /// Bit `slot` is set when the pool's entry at `slot` is stored.
+    bits: Vec<u64>,
+    /// Slots stored while another entry at their (author, seq) was held
+    /// already: never the first stored there (equivocations: rare).
+    later: BTreeSet<usize>,
+    /// Stored copies that differ from the pooled entry of their slot (one
+    /// id, another signature: rare).
+    own: HashMap<usize, Arc<Entry>>,
+}
+
+impl Held {
+    fn holds(&self, slot: usize) -> bool {
+        self.bits
+            .get(slot / 64)
+            .is_some_and(|word| word & (1u64 << (slot % 64)) != 0)
+    }
+
+    fn mark(&mut self, slot: usize) {
+        let word = slot / 64;
+        if self.bits.len() <= word {
+            self.bits.resize(word.saturating_add(1), 0);
+        }
+        if let Some(w) = self.bits.get_mut(word) {
+            *w |= 1u64 << (slot % 64);
+        }
+    }
+
+    /// The slot first stored at (author, seq), if any.
+    fn first_at(&self, pool: &PoolEntries, author: &str, seq: u64) -> Option<usize> {
+        pool.slots_at(author, seq)
+            .find(|&s| self.holds(s) && !self.later.contains(&s))
+    }
+}
+
+/// A [`MemoryLedger`]'s reader: its pool and what it holds.
+struct MemoryReader {
+    pool: EntryPool,
+    held: Arc<Mutex<Held>>,
+}
+
+impl EntryReader for MemoryReader {
+    fn chain(&self, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+        let pool = self.pool.lock();
+        let held = lock(&self.held);
+        let mut out = Vec::new();
+        let mut seq = from_seq;
+        while out.len() < limit {
+            let Some(slot) = held.first_at(&pool, author, seq) else {
+                break;
+            };
+            let entry = held.own.get(&slot).or_else(|| pool.entries.get(slot));
+            let Some(entry) = entry else {
+                break;
+            };
+            out.push((**entry).clone());
+            let Some(next) = seq.checked_add(1) else {
+                break;
+            };
+            seq = next;
+        }
+        out
+    }
+}
+
+/// Locks a mutex, taking over a poisoned one (the data stays consistent:
+/// every update is a single step).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
 /// An in-memory ledger store. Its entries live in an [`EntryPool`] (its
 /// own, or one shared with the other stores of a world); the store keeps
-/// their order and which ids it holds (one bit per pooled entry).
-#[derive(Clone, Debug, Default)]
+/// their order and which ids it holds (one bit per pooled entry). It
+/// answers `ledger-store.get` through the pool's index by (author, seq).
+#[derive(Debug, Default)]
 pub struct MemoryLedger {
     pool: EntryPool,
     entries: Vec<Arc<Entry>>,
-    /// Bit `slot` is set when the pool's entry at `slot` is stored.
-    held: Vec<u64>,
+    /// What it holds, shared with its [`EntryReader`].
+    held: Arc<Mutex<Held>>,
+}
+
+/// A copy holds what the original holds, from then on apart from it.
+impl Clone for MemoryLedger {
+    fn clone(&self) -> MemoryLedger {
+        MemoryLedger {
+            pool: self.pool.clone(),
+            entries: self.entries.clone(),
+            held: Arc::new(Mutex::new(lock(&self.held).clone())),
+        }
+    }
 }
 
 impl MemoryLedger {
@@ -165,22 +301,6 @@ impl MemoryLedger {
     /// Every entry, in append order.
     pub fn entries(&self) -> Entries<'_> {
         Entries(&self.entries)
-    }
-
-    fn holds(&self, slot: usize) -> bool {
-        self.held
-            .get(slot / 64)
-            .is_some_and(|word| word & (1u64 << (slot % 64)) != 0)
-    }
-
-    fn mark(&mut self, slot: usize) {
-        let word = slot / 64;
-        if self.held.len() <= word {
-            self.held.resize(word.saturating_add(1), 0);
-        }
-        if let Some(w) = self.held.get_mut(word) {
-            *w |= 1u64 << (slot % 64);
-        }
     }
 }
 
@@ -242,8 +362,17 @@ impl LedgerStore for MemoryLedger {
     /// stays.
     fn append(&mut self, entry: &Entry) -> Result<(), StoreError> {
         let (slot, shared) = self.pool.intern(entry);
-        if !self.holds(slot) {
-            self.mark(slot);
+        let pool = self.pool.lock();
+        let mut held = lock(&self.held);
+        if !held.holds(slot) {
+            if held.first_at(&pool, &entry.author, entry.seq).is_some() {
+                held.later.insert(slot);
+            }
+            let pooled = pool.entries.get(slot);
+            if !pooled.is_some_and(|p| Arc::ptr_eq(p, &shared)) {
+                held.own.insert(slot, Arc::clone(&shared));
+            }
+            held.mark(slot);
             self.entries.push(shared);
         }
         Ok(())
@@ -256,6 +385,13 @@ impl LedgerStore for MemoryLedger {
 
     fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    fn reader(&self) -> Option<Arc<dyn EntryReader>> {
+        Some(Arc::new(MemoryReader {
+            pool: self.pool.clone(),
+            held: Arc::clone(&self.held),
+        }))
     }
 }
 
@@ -480,5 +616,61 @@ impl Services for RecordingServices {
         let signer = Arc::new(NodeSigner::with_memo(pair, VerifyMemo::shared()));
         self.signer = Some(signer.clone());
         signer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodeplane_entry::GENESIS_PREV;
+
+    fn entry(author: &str, seq: u64, prev: [u8; 32], clock: u64) -> Entry {
+        Entry::new(author, seq, prev, clock, "alive", b"{}".to_vec())
+    }
+
+    fn chain(author: &str, n: u64) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::new();
+        for seq in 1..=n {
+            let prev = out.last().map_or(GENESIS_PREV, |e| e.id);
+            out.push(entry(author, seq, prev, seq));
+        }
+        out
+    }
+
+    #[test]
+    fn a_memory_ledger_answers_its_own_chain_first_stored_first() {
+        let pool = EntryPool::new();
+        let (mut x, mut y) = (MemoryLedger::in_pool(&pool), MemoryLedger::in_pool(&pool));
+        let a = chain("a", 3);
+        let other = entry("a", 2, a[0].id, 9);
+        // x stores a's chain then the conflicting entry; y the other way.
+        for e in [&a[0], &a[1], &other, &a[2]] {
+            x.append(e).unwrap();
+        }
+        for e in [&a[0], &other] {
+            y.append(e).unwrap();
+        }
+        let (rx, ry) = (x.reader().unwrap(), y.reader().unwrap());
+        assert_eq!(rx.chain("a", 1, 10), a);
+        assert_eq!(rx.chain("a", 2, 1), vec![a[1].clone()]);
+        assert_eq!(ry.chain("a", 1, 10), vec![a[0].clone(), other.clone()]);
+        assert!(rx.chain("a", 4, 10).is_empty());
+        assert!(rx.chain("a", 0, 10).is_empty());
+        assert!(rx.chain("b", 1, 10).is_empty());
+        assert!(rx.chain("a", u64::MAX, 10).is_empty());
+        // The reader follows later appends; a clone is a store of its own.
+        let mut z = x.clone();
+        let b = chain("b", 1);
+        x.append(&b[0]).unwrap();
+        assert_eq!(rx.chain("b", 1, 10), b);
+        assert!(z.reader().unwrap().chain("b", 1, 10).is_empty());
+        z.append(&b[0]).unwrap();
+        assert_eq!(z.reader().unwrap().chain("b", 1, 10), b);
+        // One id, another signature: the store answers its own copy.
+        let mut resigned = a[0].clone();
+        resigned.signature = vec![7; 64];
+        let mut w = MemoryLedger::in_pool(&pool);
+        w.append(&resigned).unwrap();
+        assert_eq!(w.reader().unwrap().chain("a", 1, 10), vec![resigned]);
     }
 }

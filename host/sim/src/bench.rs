@@ -25,8 +25,8 @@ pub const S4_UNEVEN_SPLIT: usize = 40;
 /// S9: nodes of N = 64 that crash at once: a third, and a half.
 pub const S9_CRASHES: [usize; 2] = [21, 32];
 /// Benchmarks `--only` accepts (besides `all`).
-pub const NAMES: [&str; 11] = [
-    "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "speed", "replay",
+pub const NAMES: [&str; 12] = [
+    "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "speed", "replay", "scale",
 ];
 /// S6 shared history sizes.
 pub const S6_HISTORIES: [usize; 2] = [1_000, 100_000];
@@ -34,6 +34,12 @@ pub const S6_HISTORIES: [usize; 2] = [1_000, 100_000];
 pub const S6_DIVERGENCES: [usize; 3] = [1, 100, 10_000];
 /// S6 author counts.
 pub const S6_AUTHORS: [usize; 3] = [2, 64, 1024];
+/// S6 author count of the large cells (issue 14: reconciliation at 10 000
+/// authors), run at the larger history only: with H = 1 000 there would
+/// be fewer entries than authors.
+pub const S6_MANY_AUTHORS: usize = 10_000;
+/// Node counts of the scale figures (`--only scale`), up to `--max-nodes`.
+pub const SCALE_SIZES: [usize; 4] = [1024, 2048, 4096, 10_000];
 /// Simulator speed: node count.
 pub const SPEED_NODES: usize = 1024;
 /// Simulator speed: virtual seconds.
@@ -186,6 +192,18 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
     let built = started.elapsed();
     let after_build = rss_bytes().unwrap_or(0);
     let converged = sim.run_until_converged(Duration::from_secs(SPEED_VIRTUAL_S));
+    let converged_wall = started.elapsed().as_secs_f64();
+    // S1's steady figure: bytes per live node per second over the
+    // window after convergence (when the run leaves room for it).
+    let steady_ms = scenarios::S1_STEADY_S * 1000;
+    let steady =
+        (converged.is_some() && sim.now_ms() + steady_ms <= SPEED_VIRTUAL_S * 1000).then(|| {
+            let (_, b0) = sim.sent_totals();
+            sim.run_for(Duration::from_millis(steady_ms));
+            let (_, b1) = sim.sent_totals();
+            let node_s = sim.live_nodes().len() as f64 * scenarios::S1_STEADY_S as f64;
+            b1.saturating_sub(b0) as f64 / node_s.max(1.0)
+        });
     let remaining = SPEED_VIRTUAL_S * 1000 - sim.now_ms().min(SPEED_VIRTUAL_S * 1000);
     sim.run_for(Duration::from_millis(remaining));
     let wall = started.elapsed().as_secs_f64();
@@ -215,6 +233,8 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
         "stored_entries_per_node": stored_entries / nodes,
         "memory_per_node_after_build_bytes": after_build.saturating_sub(before) / nodes as u64,
         "time_to_converge_s": converged.map(|d| d.as_secs_f64()),
+        "converge_wall_s": converged_wall,
+        "steady_bytes_per_node_s": steady,
         "events": sim.trace().len(),
         // The host's signing service during the run: entries signed,
         // signatures checked (and how many a shared memo answered), and
@@ -243,6 +263,60 @@ fn sim_speed_to(nodes: usize, component: &ComponentChoice, quiet: bool) -> Resul
     );
     Ok(v)
 }
+
+/// Bytes of memory the kernel says are available (`MemAvailable`).
+fn available_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The scale figures: the speed run ([`sim_speed_to`]) at each of
+/// [`SCALE_SIZES`] up to `--max-nodes`, smallest first. A size whose
+/// memory, projected from the previous size's measured peak (memory per
+/// node grows linearly with N, so the world's grows with N²), exceeds what
+/// the machine has available is not started: it is recorded with the
+/// projection instead, so that the document says why it is missing.
+fn scale(opts: &Options, out: &mut serde_json::Map<String, Value>) {
+    let mut last: Option<(usize, u64)> = None;
+    for n in SCALE_SIZES.into_iter().filter(|&n| n <= opts.max_nodes) {
+        let cmd = format!("nodeplane bench --only scale --max-nodes {n}");
+        let base = rss_bytes().unwrap_or(0);
+        if let (Some((m, peak)), Some(available)) = (last, available_memory_bytes()) {
+            let ratio = (n as f64 / m as f64).powi(2);
+            let projected = (peak as f64 * ratio) as u64;
+            if projected > available.saturating_add(base) {
+                let why = format!(
+                    "not run: N = {m} peaked at {:.1} GiB, so N = {n} would need about {:.1} GiB \
+                     (× (N/{m})²), more than the {:.1} GiB available",
+                    peak as f64 / GIB,
+                    projected as f64 / GIB,
+                    available as f64 / GIB
+                );
+                say(opts.markdown, &format!("$ {cmd}\n{why}\n\n"));
+                out.insert(
+                    format!("scale_n{n}"),
+                    json!({"command": cmd, "nodes": n, "skipped": why}),
+                );
+                continue;
+            }
+        }
+        // The peak of this size alone: the high-water mark is the process's,
+        // and every smaller size ran before.
+        let result = sim_speed_to(n, &opts.component, opts.markdown).map(|mut v| {
+            v["command"] = json!(cmd);
+            v
+        });
+        let v = recorded(opts, cmd, result);
+        if let Some(peak) = v.get("peak_rss_bytes").and_then(Value::as_u64) {
+            last = Some((n, peak));
+        }
+        out.insert(format!("scale_n{n}"), v);
+    }
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// How fast a node rebuilds its view from [`REPLAY_ENTRIES`] stored entries.
 pub fn replay_speed(component: &ComponentChoice) -> Result<Value, SimError> {
@@ -419,9 +493,14 @@ pub fn run_with(opts: &Options) -> Result<Value, SimError> {
         }
     }
     if want("s6") {
-        for history in S6_HISTORIES {
+        let many = [(S6_HISTORIES[1], S6_MANY_AUTHORS)];
+        let cells = S6_HISTORIES
+            .into_iter()
+            .flat_map(|h| S6_AUTHORS.into_iter().map(move |a| (h, a)))
+            .chain(many);
+        for (history, authors) in cells {
             for divergent in S6_DIVERGENCES {
-                for authors in S6_AUTHORS {
+                {
                     let cell = Cell {
                         s6: Some(S6Params {
                             history,
@@ -443,6 +522,9 @@ pub fn run_with(opts: &Options) -> Result<Value, SimError> {
         let cmd = format!("nodeplane bench --only speed --max-nodes {n}");
         let v = recorded(opts, cmd, sim_speed_to(n, &opts.component, opts.markdown));
         out.insert("speed".into(), v);
+    }
+    if want("scale") {
+        scale(opts, &mut out);
     }
     if want("replay") {
         let cmd = "nodeplane bench --only replay".to_string();

@@ -17,7 +17,7 @@ pub const SVG_SAMPLE_MS: u64 = 250;
 /// `nodeplane sim`: run a scenario over several seeds and print its figures.
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
-    /// The scenario: S1..S9 (see docs/scenarios.md).
+    /// The scenario: S1..S9, or churn (see docs/scenarios.md).
     #[arg(long)]
     pub scenario: String,
     /// Number of nodes (default: 64; S6 always uses 2).
@@ -58,6 +58,9 @@ pub struct SimArgs {
     /// S9: nodes that crash at once (default: a third).
     #[arg(long)]
     pub crash: Option<usize>,
+    /// churn: membership events E (default 1 000).
+    #[arg(long)]
+    pub events: Option<usize>,
     /// Hostile nodes sending random and crafted messages throughout the
     /// run (the honest nodes must not crash nor declare each other dead).
     #[arg(long, default_value_t = 0)]
@@ -97,6 +100,7 @@ impl SimArgs {
             bandwidth_bps: self.bandwidth.map(mbit_to_bps),
             split: self.split,
             crash: self.crash,
+            events: self.events,
         }
     }
 
@@ -230,6 +234,13 @@ pub struct BenchArgs {
     /// Write the rendered docs/performance.md to this file.
     #[arg(long)]
     pub write: Option<PathBuf>,
+    /// Start from the figures of a previous `--json` run: the benchmarks
+    /// run now replace theirs and the rest are kept, so that one part of
+    /// docs/performance.md can be measured again without the others:
+    /// `nodeplane bench --only scale --max-nodes 2048 --merge docs/performance.json
+    /// --json docs/performance.json --write docs/performance.md`.
+    #[arg(long)]
+    pub merge: Option<PathBuf>,
     /// Run nothing: render docs/performance.md from the figures a previous
     /// `--json` run wrote (for a change of the document's text alone).
     #[arg(long)]
@@ -238,6 +249,47 @@ pub struct BenchArgs {
     /// terminal).
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Reads the JSON a `nodeplane bench --json` run wrote (`flag` names the
+/// option, for the error).
+fn read_bench_json(flag: &str, path: &std::path::Path) -> Result<serde_json::Value, SimError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SimError::Usage(format!("{flag} {}: {e}", path.display())))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        SimError::Usage(format!(
+            "{flag} {}: not the JSON of a bench run: {e}",
+            path.display()
+        ))
+    })?;
+    if !doc.is_object() {
+        return Err(SimError::Usage(format!(
+            "{flag} {}: not the JSON of a bench run (not an object)",
+            path.display()
+        )));
+    }
+    Ok(doc)
+}
+
+/// Puts the figures of `now` (a run of `--only only`) over `earlier`'s,
+/// keeping `earlier`'s settings and noting which benchmarks were merged.
+fn merge_bench(earlier: &mut serde_json::Value, now: serde_json::Value, only: &str) {
+    let (Some(into), serde_json::Value::Object(now)) = (earlier.as_object_mut(), now) else {
+        return;
+    };
+    for (k, v) in now {
+        if k != "settings" {
+            into.insert(k, v);
+        }
+    }
+    if let Some(settings) = into.get_mut("settings").and_then(|s| s.as_object_mut()) {
+        let merged = settings
+            .entry("merged")
+            .or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = merged.as_array_mut() {
+            list.push(serde_json::json!(only));
+        }
+    }
 }
 
 /// `nodeplane bench`.
@@ -254,18 +306,16 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), SimError> {
         component,
         markdown: args.markdown,
     };
-    let doc = match &args.from_json {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SimError::Usage(format!("--from-json {}: {e}", path.display())))?;
-            serde_json::from_str(&text).map_err(|e| {
-                SimError::Usage(format!(
-                    "--from-json {}: not the JSON of a bench run: {e}",
-                    path.display()
-                ))
-            })?
+    let doc = match (&args.from_json, &args.merge) {
+        (Some(path), _) => read_bench_json("--from-json", path)?,
+        (None, Some(path)) => {
+            let mut earlier = read_bench_json("--merge", path)?;
+            let _progress = crate::progress::Progress::start(crate::progress::wanted(args.quiet));
+            let now = bench::run_with(&opts)?;
+            merge_bench(&mut earlier, now, &opts.only);
+            earlier
         }
-        None => {
+        (None, None) => {
             let _progress = crate::progress::Progress::start(crate::progress::wanted(args.quiet));
             bench::run_with(&opts)?
         }

@@ -24,6 +24,7 @@
 pub mod bench;
 pub mod builder;
 pub mod chaos;
+pub mod churn;
 pub mod cli;
 pub mod component;
 pub mod faults;

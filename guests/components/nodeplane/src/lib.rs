@@ -3,7 +3,8 @@
 //! Every export reads the host clock, calls the sans-IO core, and then
 //! performs the core's effects through host imports (send, timers, ledger
 //! append, update delivery, event log). The shell keeps only what the core
-//! does not: the set of subscribed handles.
+//! does not: the set of subscribed handles. The core reads the entries it
+//! linked back through `ledger-store.get` ([`HostStore`]).
 
 mod bindings {
     wit_bindgen::generate!({ path: "../../../wit", world: "control-plane" });
@@ -17,7 +18,8 @@ use bindings::exports::nodeplane::control::{control, driver};
 use bindings::nodeplane::control::{
     clock, events, ledger_store, lifecycle, network, random, signing, timers, types,
 };
-use nodeplane_core::{Effect, Hash, Node, PublicKey, Signer, Timer, Verifier};
+use nodeplane_core::ledger::EntryStore;
+use nodeplane_core::{Effect, Entry, Hash, Node, PublicKey, Signer, Timer, Verifier};
 
 /// The host's `signing` service as the core's [`Signer`]: the private key
 /// stays in the host; this only forwards ids and signatures.
@@ -52,6 +54,22 @@ impl Signer for HostSigner {
 
     fn sign(&mut self, id: &Hash) -> Vec<u8> {
         signing::sign_entry(id)
+    }
+}
+
+/// The host's `ledger-store.get` as the core's [`EntryStore`]: the node
+/// keeps no entry it linked before the current call; it reads them back.
+/// An answer the host encodes wrongly ends the answer there (the core
+/// checks the rest against its chain).
+#[derive(Debug)]
+struct HostStore;
+
+impl EntryStore for HostStore {
+    fn get(&self, author: &str, from_seq: u64, limit: u32) -> Vec<Entry> {
+        ledger_store::get(author, from_seq, limit)
+            .into_iter()
+            .map_while(|e| convert::entry_from_wit(e).ok())
+            .collect()
     }
 }
 
@@ -138,7 +156,8 @@ impl driver::Guest for Component {
                 Node::new(config, stored, seed, now, Box::new(HostSigner::new()))
             }
         }
-        .map_err(convert::error_to_wit)?;
+        .map_err(convert::error_to_wit)?
+        .with_entry_store(Box::new(HostStore));
         let mut shell = Shell {
             node,
             subscribers: BTreeSet::new(),

@@ -1,5 +1,7 @@
 //! The hash-linked ledger: entries, chains, frontier and digests.
 pub mod entry;
+pub mod lookup;
 pub mod store;
 pub use entry::{entry_id, Entry, EntryError, Hash, GENESIS_PREV};
-pub use store::{Equivocation, Insert, Ledger};
+pub use lookup::{EntryStore, MemoryEntries};
+pub use store::{Equivocation, Head, Insert, Ledger, Unavailable};

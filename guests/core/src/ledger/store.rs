@@ -1,12 +1,22 @@
 //! The ledger: the union of every author's hash chain this node has seen,
 //! with the per-author frontier and the bucketed digests reconciliation uses.
+//!
+//! The ledger keeps per author what deciding needs (the id at each
+//! sequence number, the bound key, the bucket key), not the entries
+//! themselves: an entry linked before the current call is read back from
+//! an [`EntryStore`] (in a component, the host's `ledger-store.get`), and
+//! every answer is checked against the ids the ledger holds. Entries linked
+//! during the current call are kept until [`Ledger::flush`] (their `append`
+//! effects have not reached the host yet).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Hash};
+use super::lookup::{EntryStore, MemoryEntries};
 use crate::compact::push_tight;
 use crate::config::MAX_PENDING_ENTRIES;
 use nodeplane_entry::signing::{check_signature, PublicKey, Verifier};
@@ -39,14 +49,38 @@ pub enum Insert {
     Equivocation(Box<Equivocation>),
 }
 
+/// The head of an author's chain: its sequence number and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Sequence number of the head entry.
+    pub seq: u64,
+    /// Id of the head entry.
+    pub id: Hash,
+}
+
+/// An entry the store did not answer as the ledger expected (logged by the
+/// node as `entry-unavailable`, never shipped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable {
+    /// The author asked for.
+    pub author: String,
+    /// The sequence number asked for.
+    pub seq: u64,
+    /// What was wrong with the answer.
+    pub reason: String,
+}
+
 /// One author's chain and what is known of the author.
 #[derive(Clone, Debug)]
 struct Chain {
-    /// The linked entries, seq 1 first (no growth slack: most chains hold
-    /// one or two entries).
-    entries: Vec<Entry>,
+    /// The ids of the linked entries, seq 1 first (no growth slack: most
+    /// chains hold one or two entries).
+    ids: Vec<Hash>,
     /// The author's bucket key (saves a SHA-256 per linked entry).
     key: u64,
+    /// [`fingerprint`] of the head entry: a copy of the head (the common
+    /// duplicate under gossip) is recognised without hashing it again.
+    head_fp: u64,
     /// The signing key the author's linked entry at seq 1 bound it to.
     bound: Option<PublicKey>,
 }
@@ -54,9 +88,16 @@ struct Chain {
 /// The set of verified, linked entries plus buffered and conflicting ones.
 /// Each author's id is held once ([`Arc<str>`]), shared by its chain and
 /// its digest slot.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug)]
 pub struct Ledger {
     chains: BTreeMap<Arc<str>, Chain>,
+    /// Entries linked since the last [`Ledger::flush`], per author in chain
+    /// order (consecutive sequence numbers up to the head).
+    recent: BTreeMap<Arc<str>, Vec<Entry>>,
+    /// Where entries linked before the last flush are read back.
+    store: Box<dyn EntryStore>,
+    /// Store answers that did not match the chain, until taken.
+    unavailable: RefCell<Vec<Unavailable>>,
     /// (author key, author) for bucketed digests, ordered by key.
     keys: BTreeMap<(u64, Arc<str>), u64>,
     root: u64,
@@ -74,6 +115,17 @@ pub struct Ledger {
     /// [`MAX_EQUIVOCATIONS_PER_AUTHOR`] held as evidence.
     equivocations_dropped: u64,
     len: usize,
+}
+
+/// A cheap 64-bit hash of every field of an entry (SipHash, fixed keys):
+/// with an equal id, an equal fingerprint stands for an equal entry. A
+/// crafted collision only makes a forged copy of a held entry count as a
+/// duplicate instead of being rejected: dropped either way.
+fn fingerprint(entry: &Entry) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    entry.hash(&mut h);
+    h.finish()
 }
 
 /// The first 8 bytes of a SHA-256 digest as a big-endian number.
@@ -115,10 +167,67 @@ fn path_range(path: &[u8]) -> (u64, u64) {
     (lo, lo | u64::MAX.checked_shr(bits).unwrap_or(0))
 }
 
+impl Default for Ledger {
+    fn default() -> Ledger {
+        Ledger::with_store(Box::<MemoryEntries>::default())
+    }
+}
+
 impl Ledger {
-    /// An empty ledger.
+    /// An empty ledger keeping its entries in memory ([`MemoryEntries`]).
     pub fn new() -> Ledger {
         Ledger::default()
+    }
+
+    /// An empty ledger reading entries linked before the last
+    /// [`Ledger::flush`] from `store`.
+    pub fn with_store(store: Box<dyn EntryStore>) -> Ledger {
+        Ledger {
+            chains: BTreeMap::new(),
+            recent: BTreeMap::new(),
+            store,
+            unavailable: RefCell::new(Vec::new()),
+            keys: BTreeMap::new(),
+            root: 0,
+            pending: BTreeMap::new(),
+            arrivals: BTreeMap::new(),
+            next_arrival: 0,
+            pending_expired: 0,
+            equivocations: Vec::new(),
+            equivocations_dropped: 0,
+            len: 0,
+        }
+    }
+
+    /// Replaces the store entries are read back from. Entries linked since
+    /// the last [`Ledger::flush`] stay held until the next one.
+    pub fn set_store(&mut self, store: Box<dyn EntryStore>) {
+        self.store = store;
+    }
+
+    /// The entries linked since the last flush have been handed to the
+    /// host (their `append` effects were drained): hands them to the
+    /// store ([`EntryStore::linked`]) and stops holding them.
+    pub fn flush(&mut self) {
+        if self.recent.is_empty() {
+            return;
+        }
+        let recent = std::mem::take(&mut self.recent);
+        self.store.linked(recent.into_values().flatten().collect());
+    }
+
+    /// Store answers that did not match the chain since the last call.
+    pub fn take_unavailable(&mut self) -> Vec<Unavailable> {
+        std::mem::take(self.unavailable.get_mut())
+    }
+
+    /// Notes a store answer that did not match the chain.
+    fn unavailable(&self, author: &str, seq: u64, reason: String) {
+        self.unavailable.borrow_mut().push(Unavailable {
+            author: author.to_string(),
+            seq,
+            reason,
+        });
     }
 
     /// Number of linked entries.
@@ -160,20 +269,37 @@ impl Ledger {
 
     /// Head sequence number of an author's chain (0 when unknown).
     pub fn head_seq(&self, author: &str) -> u64 {
-        self.chains
-            .get(author)
-            .map_or(0, |c| c.entries.len() as u64)
+        self.chains.get(author).map_or(0, |c| c.ids.len() as u64)
     }
 
-    /// The head entry of an author's chain.
-    pub fn head(&self, author: &str) -> Option<&Entry> {
-        self.chains.get(author).and_then(|c| c.entries.last())
+    /// The head (sequence number and id) of an author's chain.
+    pub fn head(&self, author: &str) -> Option<Head> {
+        let chain = self.chains.get(author)?;
+        chain.ids.last().map(|id| Head {
+            seq: chain.ids.len() as u64,
+            id: *id,
+        })
     }
 
-    /// The entry at (author, seq).
-    pub fn get(&self, author: &str, seq: u64) -> Option<&Entry> {
-        let chain = &self.chains.get(author)?.entries;
-        chain.get(usize::try_from(seq).ok()?.checked_sub(1)?)
+    /// The id of the linked entry at (author, seq).
+    pub fn id_at(&self, author: &str, seq: u64) -> Option<&Hash> {
+        let ids = &self.chains.get(author)?.ids;
+        ids.get(usize::try_from(seq).ok()?.checked_sub(1)?)
+    }
+
+    /// Whether `entry` is the linked entry at its (author, seq) (same id).
+    pub fn links(&self, entry: &Entry) -> bool {
+        self.id_at(&entry.author, entry.seq) == Some(&entry.id)
+    }
+
+    /// The head entry of an author's chain (read back from the store).
+    pub fn head_entry(&self, author: &str) -> Option<Entry> {
+        self.get(author, self.head_seq(author))
+    }
+
+    /// The entry at (author, seq) (read back from the store).
+    pub fn get(&self, author: &str, seq: u64) -> Option<Entry> {
+        self.entries(author, seq, 1).pop()
     }
 
     /// The ledger's shared copy of a known author's id.
@@ -181,31 +307,84 @@ impl Ledger {
         self.chains.get_key_value(author).map(|(a, _)| a.clone())
     }
 
-    /// Up to `limit` entries of `author` starting at sequence `from`.
+    /// Up to `limit` linked entries of `author` starting at sequence `from`:
+    /// those linked since the last flush from memory, older ones from the
+    /// store. Each answer of the store must be the chain's entry (author,
+    /// sequence number and id); at the first that is not, or is missing,
+    /// the result stops there and the problem is noted
+    /// ([`Ledger::take_unavailable`]).
     pub fn entries(&self, author: &str, from: u64, limit: usize) -> Vec<Entry> {
         let Some(chain) = self.chains.get(author) else {
             return Vec::new();
         };
-        let start = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
-        chain
-            .entries
-            .iter()
-            .skip(start)
-            .take(limit)
-            .cloned()
-            .collect()
+        let head = chain.ids.len() as u64;
+        let from = from.max(1);
+        if from > head || limit == 0 {
+            return Vec::new();
+        }
+        // from <= head: no overflow; the count fits usize (ids is a Vec).
+        let want = usize::try_from(head.saturating_sub(from).saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(limit);
+        let recent = self.recent.get(author).map_or(&[][..], Vec::as_slice);
+        let recent_from = recent.first().map_or(head.saturating_add(1), |e| e.seq);
+        let mut out: Vec<Entry> = Vec::new();
+        let mut seq = from;
+        while out.len() < want && seq < recent_from {
+            let ask = u64::try_from(want.saturating_sub(out.len()))
+                .unwrap_or(u64::MAX)
+                .min(recent_from.saturating_sub(seq));
+            let ask = u32::try_from(ask).unwrap_or(u32::MAX);
+            let got = self.store.get(author, seq, ask);
+            if got.is_empty() {
+                self.unavailable(author, seq, "not in the store".into());
+                return out;
+            }
+            for e in got.into_iter().take(ask as usize) {
+                let expected = chain
+                    .ids
+                    .get(usize::try_from(seq).unwrap_or(usize::MAX).saturating_sub(1));
+                if e.author != author || e.seq != seq || expected != Some(&e.id) {
+                    let reason = format!(
+                        "the store answered {}#{} id {}",
+                        e.author,
+                        e.seq,
+                        e.id_hex()
+                    );
+                    self.unavailable(author, seq, reason);
+                    return out;
+                }
+                out.push(e);
+                seq = seq.saturating_add(1);
+            }
+        }
+        if out.len() < want {
+            let skip = usize::try_from(seq.saturating_sub(recent_from)).unwrap_or(usize::MAX);
+            let more = want.saturating_sub(out.len());
+            out.extend(recent.iter().skip(skip).take(more).cloned());
+        }
+        out
     }
 
-    /// Every linked entry, author by author in chain order.
-    pub fn all_entries(&self) -> impl Iterator<Item = &Entry> {
-        self.chains.values().flat_map(|c| c.entries.iter())
+    /// Every linked entry, author by author in chain order (read back from
+    /// the store).
+    pub fn all_entries(&self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.len);
+        for (author, chain) in &self.chains {
+            out.extend(self.entries(author, 1, chain.ids.len()));
+        }
+        out
     }
 
     /// Per-author frontier: (author, head seq, head id), sorted by author.
     pub fn frontier(&self) -> Vec<(String, u64, Hash)> {
         self.chains
             .iter()
-            .filter_map(|(a, c)| c.entries.last().map(|e| (a.to_string(), e.seq, e.id)))
+            .filter_map(|(a, c)| {
+                c.ids
+                    .last()
+                    .map(|id| (a.to_string(), c.ids.len() as u64, *id))
+            })
             .collect()
     }
 
@@ -216,7 +395,7 @@ impl Ledger {
         nodeplane_entry::frontier_digest(
             self.chains
                 .iter()
-                .filter_map(|(a, c)| c.entries.last().map(|e| (&**a, e.seq, &e.id))),
+                .filter_map(|(a, c)| c.ids.last().map(|id| (&**a, c.ids.len() as u64, id))),
         )
     }
 
@@ -311,22 +490,34 @@ impl Ledger {
     /// key it declares itself (another key taking an id is evidence, not
     /// a takeover); any other conflict must be signed by the bound key.
     pub fn insert(&mut self, entry: Entry, verifier: &mut dyn Verifier) -> Result<Insert, String> {
-        // A copy of a held entry (the common case under gossip) is a
-        // duplicate without hashing it again: it equals a verified entry.
-        if self.get(&entry.author, entry.seq) == Some(&entry) {
+        // A copy of a held entry (the common case under gossip): the id
+        // at its slot is the chain's. A copy of the head with the head's
+        // fingerprint is a duplicate without hashing it again; any other
+        // is a duplicate if it verifies (then it is the held entry, up to
+        // its signature, which the id does not cover: a duplicate too),
+        // else rejected for what is wrong with it.
+        let held_here = self.links(&entry);
+        if held_here
+            && self.chains.get(entry.author.as_str()).is_some_and(|c| {
+                c.ids.len() as u64 == entry.seq && c.head_fp == fingerprint(&entry)
+            })
+        {
             return Ok(Insert::Duplicate);
         }
         entry.verify().map_err(|e| e.to_string())?;
+        if held_here {
+            return Ok(Insert::Duplicate);
+        }
         let head = self.head_seq(&entry.author);
         if entry.seq <= head {
             // 1 <= seq <= head (verified above): the slot is held.
-            let Some(existing) = self.get(&entry.author, entry.seq) else {
+            let Some(&existing) = self.id_at(&entry.author, entry.seq) else {
                 return Err(format!(
                     "entry {}#{}: not held at or below head {head}",
                     entry.author, entry.seq
                 ));
             };
-            if existing.id == entry.id {
+            if existing == entry.id {
                 return Ok(Insert::Duplicate);
             }
             if self
@@ -340,7 +531,7 @@ impl Ledger {
             let ev = Equivocation {
                 author: entry.author.clone(),
                 seq: entry.seq,
-                kept: existing.id,
+                kept: existing,
                 conflicting: entry,
             };
             let mut held_for_author = 0usize;
@@ -389,8 +580,10 @@ impl Ledger {
             return Ok(Insert::Buffered);
         }
         let held = self
-            .head(&entry.author)
-            .map_or(&[][..], |h| std::slice::from_ref(&h.id));
+            .chains
+            .get(entry.author.as_str())
+            .and_then(|c| c.ids.last())
+            .map_or(&[][..], std::slice::from_ref);
         nodeplane_entry::check_link(&entry, held, head).map_err(|e| e.to_string())?;
         self.check_signed(&entry, verifier)?;
         let author = entry.author.clone();
@@ -430,8 +623,9 @@ impl Ledger {
             None => {
                 let a: Arc<str> = Arc::from(entry.author.as_str());
                 let chain = Chain {
-                    entries: Vec::new(),
+                    ids: Vec::new(),
                     key: author_key(&a),
+                    head_fp: 0,
                     bound: None,
                 };
                 self.chains.insert(a.clone(), chain);
@@ -448,10 +642,12 @@ impl Ledger {
             }
         }
         let leaf = leaf_hash(&entry.author, entry.seq);
-        let slot = self.keys.entry((chain.key, author)).or_insert(0);
+        let slot = self.keys.entry((chain.key, author.clone())).or_insert(0);
         self.root ^= *slot ^ leaf;
         *slot = leaf;
-        push_tight(&mut chain.entries, entry);
+        push_tight(&mut chain.ids, entry.id);
+        chain.head_fp = fingerprint(&entry);
+        self.recent.entry(author).or_default().push(entry);
         self.len = self.len.saturating_add(1);
     }
 }
@@ -633,6 +829,67 @@ mod tests {
             Ok(Insert::Linked(vec![c[0].clone()]))
         );
         assert_eq!(l.head_seq("a"), 1);
+    }
+
+    /// A store answering from a fixed list (what a host might answer).
+    #[derive(Debug)]
+    struct Answers(Vec<Entry>);
+
+    impl EntryStore for Answers {
+        fn get(&self, author: &str, from_seq: u64, limit: u32) -> Vec<Entry> {
+            self.0
+                .iter()
+                .filter(|e| e.author == author && e.seq >= from_seq)
+                .take(limit as usize)
+                .cloned()
+                .collect()
+        }
+    }
+
+    #[test]
+    fn entries_are_read_back_from_the_store_after_a_flush_and_checked() {
+        let c = chain("a", 3);
+        let mut l = Ledger::with_store(Box::new(Answers(Vec::new())));
+        for e in &c {
+            ins(&mut l, e.clone()).unwrap();
+        }
+        // Before the flush, from memory.
+        assert_eq!(l.entries("a", 1, 10), c);
+        l.flush();
+        // After: the store holds nothing, so nothing is shipped, and why
+        // is noted.
+        assert_eq!(l.get("a", 2), None);
+        assert_eq!(
+            l.head("a"),
+            Some(Head {
+                seq: 3,
+                id: c[2].id
+            })
+        );
+        let noted = l.take_unavailable();
+        assert_eq!(noted.len(), 1);
+        assert_eq!((noted[0].author.as_str(), noted[0].seq), ("a", 2));
+        // A store answering another entry at a slot: not shipped.
+        let mut wrong = c.clone();
+        wrong[1] = keys("a").sign(Entry::new("a", 2, c[0].id, 77, "alive", b"{}".to_vec()));
+        l.set_store(Box::new(Answers(wrong)));
+        assert_eq!(l.entries("a", 1, 10), vec![c[0].clone()]);
+        assert_eq!(l.take_unavailable().len(), 1);
+        // The right answers, read in one piece or from the middle.
+        l.set_store(Box::new(Answers(c.clone())));
+        assert_eq!(l.entries("a", 1, 10), c);
+        assert_eq!(l.entries("a", 2, 1), vec![c[1].clone()]);
+        assert_eq!(l.head_entry("a"), Some(c[2].clone()));
+        assert!(l.entries("a", 4, 10).is_empty());
+        assert!(l.entries("a", 0, usize::MAX).len() == 3);
+        assert!(l.take_unavailable().is_empty());
+        // A duplicate is still recognised without the entry held, and a
+        // linked entry after the flush is read from memory until the next.
+        assert_eq!(ins(&mut l, c[1].clone()), Ok(Insert::Duplicate));
+        let next = keys("a").sign(Entry::new("a", 4, c[2].id, 4, "alive", b"{}".to_vec()));
+        ins(&mut l, next.clone()).unwrap();
+        assert_eq!(l.entries("a", 3, 10), vec![c[2].clone(), next]);
+        assert_eq!(l.all_entries().len(), 4);
     }
 
     #[test]
