@@ -273,34 +273,55 @@ fn available_memory_bytes() -> Option<u64> {
 }
 
 /// The scale figures: the speed run ([`sim_speed_to`]) at each of
-/// [`SCALE_SIZES`] up to `--max-nodes`, smallest first. A size whose
-/// memory, projected from the previous size's measured peak (memory per
-/// node grows linearly with N, so the world's grows with N²), exceeds what
-/// the machine has available is not started: it is recorded with the
-/// projection instead, so that the document says why it is missing.
+/// [`SCALE_SIZES`] up to `--max-nodes`, smallest first. A size above
+/// `--max-nodes`, or whose memory, projected from the previous size's
+/// measured peak (memory per node grows linearly with N, so the world's
+/// grows with N²), exceeds what the machine has available, is not
+/// started: it is recorded with the projection instead, so that the
+/// document says why it is missing and what it would take.
 fn scale(opts: &Options, out: &mut serde_json::Map<String, Value>) {
-    let mut last: Option<(usize, u64)> = None;
-    for n in SCALE_SIZES.into_iter().filter(|&n| n <= opts.max_nodes) {
+    let mut last: Option<(usize, u64, f64)> = None;
+    for n in SCALE_SIZES {
         let cmd = format!("nodeplane bench --only scale --max-nodes {n}");
         let base = rss_bytes().unwrap_or(0);
-        if let (Some((m, peak)), Some(available)) = (last, available_memory_bytes()) {
+        // Memory per node grows with N, so the world's with N²; so does
+        // the work of the start (every node ingests every join).
+        let projection = last.map(|(m, peak, wall)| {
             let ratio = (n as f64 / m as f64).powi(2);
-            let projected = (peak as f64 * ratio) as u64;
-            if projected > available.saturating_add(base) {
-                let why = format!(
-                    "not run: N = {m} peaked at {:.1} GiB, so N = {n} would need about {:.1} GiB \
-                     (× (N/{m})²), more than the {:.1} GiB available",
-                    peak as f64 / GIB,
-                    projected as f64 / GIB,
-                    available as f64 / GIB
-                );
-                say(opts.markdown, &format!("$ {cmd}\n{why}\n\n"));
-                out.insert(
-                    format!("scale_n{n}"),
-                    json!({"command": cmd, "nodes": n, "skipped": why}),
-                );
-                continue;
+            (m, peak as f64 * ratio, wall * ratio)
+        });
+        let describe = |(m, bytes, wall): (usize, f64, f64)| {
+            format!(
+                "projected from N = {m} (× (N/{m})²): about {:.1} GiB peak and {:.0} min wall",
+                bytes / GIB,
+                wall / 60.0
+            )
+        };
+        let skip = if n > opts.max_nodes {
+            Some(format!(
+                "not run (above --max-nodes {}){}",
+                opts.max_nodes,
+                projection.map_or(String::new(), |p| format!("; {}", describe(p)))
+            ))
+        } else {
+            match (projection, available_memory_bytes()) {
+                (Some(p), Some(available)) if p.1 > available.saturating_add(base) as f64 => {
+                    Some(format!(
+                        "not run: {}, more than the {:.1} GiB available",
+                        describe(p),
+                        available as f64 / GIB
+                    ))
+                }
+                _ => None,
             }
+        };
+        if let Some(why) = skip {
+            say(opts.markdown, &format!("$ {cmd}\n{why}\n\n"));
+            out.insert(
+                format!("scale_n{n}"),
+                json!({"command": cmd, "nodes": n, "skipped": why}),
+            );
+            continue;
         }
         // The peak of this size alone: the high-water mark is the process's,
         // and every smaller size ran before.
@@ -309,8 +330,10 @@ fn scale(opts: &Options, out: &mut serde_json::Map<String, Value>) {
             v
         });
         let v = recorded(opts, cmd, result);
-        if let Some(peak) = v.get("peak_rss_bytes").and_then(Value::as_u64) {
-            last = Some((n, peak));
+        let peak = v.get("peak_rss_bytes").and_then(Value::as_u64);
+        let wall = v.get("wall_s").and_then(Value::as_f64);
+        if let (Some(peak), Some(wall)) = (peak, wall) {
+            last = Some((n, peak, wall));
         }
         out.insert(format!("scale_n{n}"), v);
     }
