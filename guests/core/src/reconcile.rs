@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::config::{
     validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, MAX_ENTRIES_PER_MESSAGE, MAX_HEADS,
-    MAX_SYNC_DEPTH, MAX_SYNC_ITEMS, STREAM_STALL_MS, SYNC_BURST_MESSAGES, SYNC_ITEMS_PER_MESSAGE,
-    SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
+    MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS, STREAM_STALL_MS, SYNC_BURST_MESSAGES,
+    SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
 };
 use crate::effect::Effects;
 use crate::ledger::Ledger;
@@ -166,12 +166,7 @@ impl Reconciler {
                 self.incoming.insert(a.clone(), now_ms);
             }
             for chunk in want.chunks(MAX_HEADS) {
-                fx.send(
-                    from,
-                    &Message::Want {
-                        heads: chunk.to_vec(),
-                    },
-                );
+                send_want(fx, from, chunk);
             }
         }
         if !push.is_empty() {
@@ -302,9 +297,60 @@ impl Reconciler {
             } else {
                 Vec::new()
             };
-            fx.send(to, &Message::Entries { entries, rest });
+            send_entries_fitting(fx, to, entries, rest);
         }
     }
+}
+
+/// Sends `want` for `heads`, split in halves until each message fits
+/// [`MAX_MESSAGE_BYTES`] (ids up to 64 bytes make [`MAX_HEADS`] heads
+/// larger than one message; the host drops a larger one).
+fn send_want(fx: &mut Effects, to: &str, heads: &[(String, u64)]) {
+    let msg = Message::Want {
+        heads: heads.to_vec(),
+    };
+    if heads.len() <= 1 || wire::encode(&msg).len() <= MAX_MESSAGE_BYTES {
+        fx.send(to, &msg);
+        return;
+    }
+    let (a, b) = heads.split_at(heads.len() / 2);
+    send_want(fx, to, a);
+    send_want(fx, to, b);
+}
+
+/// Sends `entries` with as much of `rest` as fits [`MAX_MESSAGE_BYTES`]:
+/// a full batch ([`ENTRY_BYTES_BUDGET`]) leaves room for only part of a
+/// long `rest` (with 2 048 authors it outgrew the message, which the host
+/// drops). `rest` is a hint, each pair the receiver's next `want`; what is
+/// left out is found again by the next digest comparison.
+fn send_entries_fitting(
+    fx: &mut Effects,
+    to: &str,
+    entries: Vec<WireEntry>,
+    mut rest: Vec<(String, u64)>,
+) {
+    let fits = |entries: &Vec<WireEntry>, rest: &[(String, u64)]| {
+        let msg = Message::Entries {
+            entries: entries.clone(),
+            rest: rest.to_vec(),
+        };
+        wire::encode(&msg).len() <= MAX_MESSAGE_BYTES
+    };
+    if !rest.is_empty() && !fits(&entries, &rest) {
+        // The longest prefix of `rest` that fits (0 always does: the
+        // entries alone are within ENTRY_BYTES_BUDGET).
+        let (mut lo, mut hi) = (0usize, rest.len());
+        while lo < hi {
+            let mid = lo.saturating_add(hi.saturating_sub(lo).div_ceil(2));
+            if rest.get(..mid).is_some_and(|r| fits(&entries, r)) {
+                lo = mid;
+            } else {
+                hi = mid.saturating_sub(1);
+            }
+        }
+        rest.truncate(lo);
+    }
+    fx.send(to, &Message::Entries { entries, rest });
 }
 
 impl Node {
@@ -397,5 +443,93 @@ impl Node {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nodeplane_types::Effect;
+
+    fn sent(fx: &mut Effects) -> Vec<Message> {
+        fx.drain()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Send { payload, .. } => {
+                    assert!(
+                        payload.len() <= MAX_MESSAGE_BYTES,
+                        "a message of {} bytes",
+                        payload.len()
+                    );
+                    Some(wire::decode(&payload).expect("decodes"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn entry(i: usize, body: usize) -> WireEntry {
+        WireEntry {
+            author: format!("author-{i}"),
+            seq: 1,
+            prev: [0; 32],
+            clock: 1,
+            kind: "join".into(),
+            body: vec![b'x'; body],
+            id: [1; 32],
+            signature: wire::WireSignature([2; 32], [3; 32]),
+        }
+    }
+
+    #[test]
+    fn a_full_batch_carries_only_the_part_of_rest_that_fits() {
+        // Entries filling the budget, and a rest of 2 048 authors (about
+        // 30 KB): together over the limit, which the host would drop.
+        let entries: Vec<WireEntry> = (0..200).map(|i| entry(i, 150)).collect();
+        let rest: Vec<(String, u64)> = (0..2048)
+            .map(|i| (format!("an-author-with-a-longer-id-{i}"), 1_000_000))
+            .collect();
+        let mut fx = Effects::default();
+        send_entries_fitting(&mut fx, "10.0.0.1:7946", entries.clone(), rest.clone());
+        let msgs = sent(&mut fx);
+        let [Message::Entries {
+            entries: got,
+            rest: kept,
+        }] = msgs.as_slice()
+        else {
+            panic!("one entries message: {msgs:?}");
+        };
+        assert_eq!(got, &entries);
+        assert!(
+            !kept.is_empty() && kept.len() < rest.len(),
+            "{}",
+            kept.len()
+        );
+        assert_eq!(kept.as_slice(), &rest[..kept.len()]);
+        // A rest that fits goes whole.
+        let short: Vec<(String, u64)> = rest.iter().take(10).cloned().collect();
+        send_entries_fitting(&mut fx, "10.0.0.1:7946", entries, short.clone());
+        let msgs = sent(&mut fx);
+        assert!(matches!(msgs.as_slice(), [Message::Entries { rest, .. }] if *rest == short));
+    }
+
+    #[test]
+    fn a_want_of_long_ids_is_split_until_each_message_fits() {
+        let long = "x".repeat(60);
+        let heads: Vec<(String, u64)> = (0..MAX_HEADS)
+            .map(|i| (format!("{long}{i:04}"), u64::MAX))
+            .collect();
+        let mut fx = Effects::default();
+        send_want(&mut fx, "10.0.0.1:7946", &heads);
+        let msgs = sent(&mut fx);
+        assert!(msgs.len() > 1);
+        let asked: Vec<(String, u64)> = msgs
+            .into_iter()
+            .flat_map(|m| match m {
+                Message::Want { heads } => heads,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(asked, heads);
     }
 }
