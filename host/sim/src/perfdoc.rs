@@ -789,6 +789,27 @@ pub fn render(doc: &Value) -> String {
             .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
             .unwrap_or_else(|| "?".into())
     };
+    let merged: Vec<String> = settings
+        .and_then(|x| x.get("merged"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|m| format!("`{m}`"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let merged = if merged.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Parts re-measured afterwards with `nodeplane bench --only PART --merge`\n\
+(each figure's command is shown with it): {}. The figures are kept in\n\
+`docs/performance.json`; `nodeplane bench --from-json docs/performance.json\n\
+--write docs/performance.md` renders this document from them.\n\n",
+            merged.join(", ")
+        )
+    };
     let mut out = String::new();
     out.push_str(&format!(
         "# Performance\n\n\
@@ -806,6 +827,7 @@ payload bytes. The network is the agent's: messages of at most 1 400 bytes\n\
 are datagrams with one loss draw each, larger ones streams (handshake,\n\
 segments, retransmission timeouts; docs/scenarios.md). Wall-clock figures\n\
 depend on the machine and its load.\n\n\
+{merged}\
 ## Comparison with the figures to beat\n\n\
 | scenario | foca | memberlist | nodeplane target | nodeplane (ours) | verdict |\n\
 | --- | --- | --- | --- | --- | --- |\n",
@@ -813,6 +835,7 @@ depend on the machine and its load.\n\n\
         max = s("max_nodes"),
         component = s("component"),
         bw = DEFAULT_BANDWIDTH_BPS / 1_000_000,
+        merged = merged,
     ));
     for r in comparison(doc) {
         out.push_str(&format!(
