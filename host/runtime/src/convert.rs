@@ -112,6 +112,22 @@ pub fn entry_to_wit(e: &nodeplane_entry::Entry) -> wit::LedgerEntry {
     }
 }
 
+/// [`entry_to_wit`] of an entry the caller owns: its strings and bytes
+/// move instead of being copied (`ledger-store.get` answers copies of
+/// stored entries).
+pub fn entry_into_wit(e: nodeplane_entry::Entry) -> wit::LedgerEntry {
+    wit::LedgerEntry {
+        author: e.author,
+        seq: e.seq,
+        prev: e.prev.to_vec(),
+        clock: e.clock,
+        kind: e.kind,
+        body: e.body,
+        id: e.id.to_vec(),
+        signature: e.signature,
+    }
+}
+
 /// Converts and verifies an entry handed over by a guest.
 pub fn entry_from_wit(e: wit::LedgerEntry) -> Result<nodeplane_entry::Entry, String> {
     use nodeplane_entry::hash_from_slice;

@@ -221,7 +221,7 @@ impl ledger_store::Host for HostState {
             };
             seq = next;
         }
-        out.iter().map(convert::entry_to_wit).collect()
+        out.into_iter().map(convert::entry_into_wit).collect()
     }
 }
 

@@ -160,6 +160,28 @@ impl VerifyMemo {
     }
 }
 
+/// A [`Verifier`](nodeplane_entry::signing::Verifier) answering through a
+/// [`VerifyMemo`]: a check of stored entries (the simulator's end-of-run
+/// invariant) then costs no Ed25519 verification for a signature a node
+/// already verified, and gives the same answers as
+/// [`ed25519::NativeVerifier`] (the memo only remembers triples that
+/// verified natively). Not counted in [`stats`]' `verified`.
+#[derive(Clone, Debug)]
+pub struct MemoVerifier(pub Arc<VerifyMemo>);
+
+impl MemoVerifier {
+    /// A verifier over the process-wide memo ([`VerifyMemo::shared`]).
+    pub fn shared() -> MemoVerifier {
+        MemoVerifier(VerifyMemo::shared())
+    }
+}
+
+impl nodeplane_entry::signing::Verifier for MemoVerifier {
+    fn verify(&mut self, key: &PublicKey, id: &Hash, signature: &[u8]) -> bool {
+        self.0.verify(key, id, signature)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

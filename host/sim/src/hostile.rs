@@ -1038,7 +1038,7 @@ impl Sim {
                 hex::encode(payload.get(..32).unwrap_or(&payload))
             )
         };
-        self.nodes[to].calling = Some(what());
+        self.nodes[to].calling = Some(crate::node::Calling::Other(what()));
         let crashes = self.nodes[to].crashes;
         match self.call(to, |node| node.deliver_message(&source, &payload)) {
             // A malformed message earns `bad-message`: provoked on purpose.

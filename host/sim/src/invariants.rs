@@ -14,19 +14,70 @@
 //! within [`CONVERGENCE_BOUND_MS`], and the live nodes' ledgers must reach
 //! one frontier digest within [`LEDGER_BOUND_MS`] after that.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use nodeplane_entry::signing::{check_signature, PublicKey, SignatureError, Verifier};
+use nodeplane_entry::{verify_chains, Entry};
 use nodeplane_interface::PeerState;
 
 use crate::world::{Expect, Sim};
 use crate::SimError;
-use nodeplane_entry::signing::verify_signatures;
-use nodeplane_entry::verify_chains;
 
 /// Healthy-network time within which views must converge.
 pub const CONVERGENCE_BOUND_MS: u64 = 30_000;
 /// Time after convergence within which ledgers must reach one frontier.
 pub const LEDGER_BOUND_MS: u64 = 30_000;
+
+/// The keys [`check_signature`] returned, by (entry, key it was checked
+/// against): the stores of a world share their entries (one `Arc` each in
+/// the [`EntryPool`](nodeplane_runtime::EntryPool)), so the N stores' N
+/// joins are checked (JSON of the body, signature) once each, not N
+/// times. Keyed by the entry's address: valid while no store changes,
+/// which is the whole of [`Sim::check`]'s loop over the stores.
+type CheckedSignatures = HashMap<(usize, Option<PublicKey>), PublicKey>;
+
+/// [`nodeplane_entry::signing::verify_signatures`] over one store, with
+/// each (entry, bound key) check answered from `checked` when an earlier
+/// store made it: the same rule step by step (the first `seq` 1 of an
+/// author binds its key, every other entry is checked against it), so
+/// the same answer and the same first problem. `check_signature` is a
+/// pure function of the entry and the key, and `verifier` of its triple.
+fn verify_store_signatures<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+    verifier: &mut dyn Verifier,
+    checked: &mut CheckedSignatures,
+) -> Result<(), SignatureError> {
+    let mut bound: BTreeMap<&str, PublicKey> = BTreeMap::new();
+    for e in entries {
+        let key = if e.seq <= 1 {
+            None
+        } else {
+            Some(
+                *bound
+                    .get(e.author.as_str())
+                    .ok_or_else(|| SignatureError::NoBinding {
+                        author: e.author.clone(),
+                        seq: e.seq,
+                        problem: "no entry at seq 1 precedes it".into(),
+                    })?,
+            )
+        };
+        let at = (std::ptr::from_ref(e) as usize, key);
+        let key_of_entry = match checked.get(&at) {
+            Some(k) => *k,
+            None => {
+                let k = check_signature(e, key.as_ref(), verifier)?;
+                checked.insert(at, k);
+                k
+            }
+        };
+        if e.seq <= 1 {
+            bound.entry(e.author.as_str()).or_insert(key_of_entry);
+        }
+    }
+    Ok(())
+}
 
 impl Sim {
     /// Checks the invariants `expect` names; with [`Expect::Converge`] the
@@ -39,15 +90,18 @@ impl Sim {
         }
         let mut problems: Vec<String> = self.violations().to_vec();
         let before = problems.len();
+        let mut verifier = nodeplane_runtime::signing::MemoVerifier::shared();
+        let mut checked = CheckedSignatures::default();
         for i in 0..self.len() {
             // Who may write: every stored entry signed by its author's
             // bound key (the receivers checked it; this checks them).
-            if let Err(e) = self.node(i).with_ledger(|l| {
-                verify_signatures(
-                    l.entries(),
-                    &mut nodeplane_entry::signing::ed25519::NativeVerifier,
-                )
-            }) {
+            // Through the process-wide memo the nodes' own checks filled:
+            // it remembers only triples that verified natively, so the
+            // answers are Ed25519's, without N stores x N entries of it.
+            if let Err(e) = self
+                .node(i)
+                .with_ledger(|l| verify_store_signatures(l.entries(), &mut verifier, &mut checked))
+            {
                 problems.push(format!("n{i}: ledger signatures do not verify: {e}"));
             }
             // The chains: each slot's first stored entry (a later one at the
@@ -193,6 +247,115 @@ mod tests {
             "{err}"
         );
         assert_eq!(sim.call_error_count(), 1);
+    }
+
+    /// The check with shared per-entry answers gives
+    /// `verify_signatures`' answer for every store, first problem
+    /// included, whichever store comes first: stores sharing their entries
+    /// (one copy each, as a world's pool holds them), one missing an
+    /// author's join, one with a replayed signature, one binding another
+    /// key for an author.
+    #[test]
+    fn shared_checks_answer_as_verify_signatures() {
+        use nodeplane_entry::signing::ed25519::{KeyPair, NativeVerifier};
+        use nodeplane_entry::signing::verify_signatures;
+        use nodeplane_entry::Entry;
+
+        use super::{verify_store_signatures, CheckedSignatures};
+        use crate::ledger::{ChainWriter, NOTE_KIND};
+
+        let mut w = ChainWriter::new();
+        let all: Vec<Entry> = (0..12)
+            .map(|k| w.next(&format!("author-{}", k % 3), NOTE_KIND, b"{}".to_vec()))
+            .collect();
+        let mut forged = w.next("author-0", NOTE_KIND, b"{}".to_vec());
+        forged.signature = all[0].signature.clone();
+        // author-2's join signed and declared by another key.
+        let other = KeyPair::derived(b"another", "author-2");
+        let body = format!(
+            "{{\"signing_key\":\"{}\"}}",
+            hex::encode(other.public_key())
+        );
+        let rebound = other.sign(Entry::new(
+            "author-2",
+            1,
+            nodeplane_entry::GENESIS_PREV,
+            1,
+            "join",
+            body.into_bytes(),
+        ));
+        let whole: Vec<&Entry> = all.iter().collect();
+        let no_join: Vec<&Entry> = all.iter().skip(2).collect();
+        let replayed: Vec<&Entry> = all.iter().chain([&forged]).collect();
+        let mut other_key: Vec<&Entry> = vec![&rebound];
+        other_key.extend(all.iter().filter(|e| e.author != "author-2" || e.seq > 1));
+        let stores = [whole, no_join, replayed, other_key];
+        let expected: Vec<_> = stores
+            .iter()
+            .map(|s| verify_signatures(s.iter().copied(), &mut NativeVerifier))
+            .collect();
+        assert!(expected[0].is_ok());
+        assert!(expected[1..].iter().all(Result::is_err), "{expected:?}");
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+            let mut checked = CheckedSignatures::default();
+            for i in order {
+                let got = verify_store_signatures(
+                    stores[i].iter().copied(),
+                    &mut NativeVerifier,
+                    &mut checked,
+                );
+                assert_eq!(got, expected[i], "store {i} in order {order:?}");
+            }
+        }
+    }
+
+    /// A stored entry whose signature is not its author's fails the check,
+    /// for that reason, even though the check answers through the memo the
+    /// nodes filled: here n2's store gets n0's next entry carrying n0's
+    /// genuine (memoised) signature of its previous entry.
+    #[test]
+    fn a_forged_stored_signature_fails_the_check() {
+        use nodeplane_runtime::LedgerStore;
+        let mut sim = Sim::builder().nodes(3).seed(12).build().expect("builds");
+        sim.run_until_converged(Duration::from_secs(30));
+        sim.check(Expect::Safety).expect("an honest run holds");
+        let head = sim
+            .node(2)
+            .with_ledger(|l| l.entries().iter().rev().find(|e| e.author == "n0").cloned())
+            .expect("n2 stores n0's entries");
+        let mut forged = nodeplane_entry::Entry::new(
+            "n0",
+            head.seq + 1,
+            head.id,
+            head.clock + 1,
+            "alive",
+            b"{}".to_vec(),
+        );
+        forged.signature = head.signature.clone();
+        let handle = sim.node(2).handle().expect("running").clone();
+        handle
+            .lock()
+            .services_mut()
+            .ledger
+            .append(&forged)
+            .expect("stores");
+        let err = sim
+            .check(Expect::Safety)
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("seed 12"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "n2: ledger signatures do not verify: entry n0#{}: signature does not verify",
+                forged.seq
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("chain does not verify"), "{err}");
+        assert!(
+            !err.contains("n0: ledger") && !err.contains("n1: ledger"),
+            "{err}"
+        );
     }
 
     /// A component crash fails the check, naming node, call and reason.

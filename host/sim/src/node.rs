@@ -115,7 +115,34 @@ pub struct SimNode {
     pub(crate) crashes_seen: u64,
     /// The call being made into the node, for the violation a crash or an
     /// error raises (`None`: a call made through its handle).
-    pub(crate) calling: Option<String>,
+    pub(crate) calling: Option<Calling>,
+}
+
+/// The call being made into a node, formatted only when a violation names
+/// it (the common calls, a delivery and a timer, allocate nothing).
+#[derive(Clone, Debug)]
+pub(crate) enum Calling {
+    /// `deliver-message` of `len` bytes from node `from`.
+    Deliver {
+        /// The sender.
+        from: usize,
+        /// Payload size.
+        len: usize,
+    },
+    /// `fire-timer` of timer `timer`.
+    Timer(u64),
+    /// Anything else, described.
+    Other(String),
+}
+
+impl std::fmt::Display for Calling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Calling::Deliver { from, len } => write!(f, "deliver-message from n{from} ({len} B)"),
+            Calling::Timer(timer) => write!(f, "fire-timer #{timer}"),
+            Calling::Other(what) => f.write_str(what),
+        }
+    }
 }
 
 impl SimNode {

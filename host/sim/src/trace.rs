@@ -99,6 +99,16 @@ impl fmt::Display for TraceRecord {
     }
 }
 
+/// Feeds formatted text into a SHA-256.
+struct HashWrite<'a>(&'a mut Sha256);
+
+impl fmt::Write for HashWrite<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The running trace of a simulation.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
@@ -117,7 +127,9 @@ impl Trace {
     pub fn record(&mut self, at: u64, event: TraceEvent, bytes: &[u8]) {
         self.events += 1;
         self.hasher.update(at.to_be_bytes());
-        self.hasher.update(format!("{event:?}").as_bytes());
+        // The event's Debug text, streamed into the hash (the same bytes
+        // as hashing `format!("{event:?}")`, without allocating it).
+        let _ = fmt::write(&mut HashWrite(&mut self.hasher), format_args!("{event:?}"));
         self.hasher.update((bytes.len() as u64).to_be_bytes());
         self.hasher.update(bytes);
         if self.recent.len() == TRACE_EXCERPT_EVENTS {

@@ -50,7 +50,7 @@ use crate::builder::SimBuilder;
 use crate::component::{self, ComponentChoice};
 use crate::hostile::Hostile;
 use crate::network::{NetConfig, NetStats, Network};
-use crate::node::{node_address, NodeSpec, SimNode};
+use crate::node::{node_address, Calling, NodeSpec, SimNode};
 use crate::queue::{EventKind, EventQueue};
 use crate::rng::SimRng;
 use crate::trace::{Trace, TraceEvent};
@@ -557,12 +557,15 @@ impl Sim {
                 );
                 self.nodes[to].depth = self.nodes[to].depth.max(depth);
                 let source = self.nodes[from].address.clone();
-                let what = || format!("deliver-message from n{from} ({} B)", payload.len());
-                self.nodes[to].calling = Some(what());
+                let what = Calling::Deliver {
+                    from,
+                    len: payload.len(),
+                };
+                self.nodes[to].calling = Some(what.clone());
                 let crashes = self.nodes[to].crashes;
                 if let Some(Err(e)) = self.call(to, |node| node.deliver_message(&source, &payload))
                 {
-                    self.call_error(to, crashes, &what(), &e);
+                    self.call_error(to, crashes, &what.to_string(), &e);
                 }
             }
             EventKind::HostileTick {
@@ -593,11 +596,10 @@ impl Sim {
                 }
                 self.trace
                     .record(self.now, TraceEvent::Timer { node, timer }, &[]);
-                let what = format!("fire-timer #{timer}");
-                self.nodes[node].calling = Some(what.clone());
+                self.nodes[node].calling = Some(Calling::Timer(timer));
                 let crashes = self.nodes[node].crashes;
                 if let Some(Err(e)) = self.call(node, |n| n.fire_timer(timer)) {
-                    self.call_error(node, crashes, &what, &e);
+                    self.call_error(node, crashes, &Calling::Timer(timer).to_string(), &e);
                 }
             }
         }
@@ -651,10 +653,10 @@ impl Sim {
         let new = now - slot.crashes_seen;
         slot.crashes_seen = now;
         slot.crashes += new;
-        let call = slot
-            .calling
-            .clone()
-            .unwrap_or_else(|| "a call made through its handle".into());
+        let call = slot.calling.as_ref().map_or_else(
+            || "a call made through its handle".into(),
+            Calling::to_string,
+        );
         let reason = reason.unwrap_or_else(|| "no reason logged".into());
         self.violation(format!(
             "n{i}: component crashed ({new}x) in {call}: {reason}"
