@@ -38,25 +38,53 @@ fn insert_tight<T>(v: &mut Vec<T>, at: usize, value: T) {
 /// iteration). Keyed by incarnation, these maps are as large as the
 /// incarnations entries name, which any author chooses: a vector alone
 /// would make each insert O(n), so beyond [`SMALL_MAX`] elements it is a
-/// `BTreeMap`.
+/// `BTreeMap`. Its only element, the common case (a subject's one own
+/// incarnation), is held inline, without an allocation.
 #[derive(Clone, Debug)]
-pub(crate) struct VecMap<K, V>(SmallMap<K, V>);
+pub(crate) struct VecMap<K, V>(Repr<K, V>);
+
+/// What a [`VecMap`] holds.
+#[derive(Clone, Debug)]
+enum Repr<K, V> {
+    /// Exactly one element.
+    One((K, V)),
+    /// None, or more than one.
+    Map(SmallMap<K, V>),
+}
 
 impl<K, V> Default for VecMap<K, V> {
     fn default() -> Self {
-        VecMap(SmallMap::default())
+        VecMap(Repr::Map(SmallMap::default()))
     }
 }
 
 impl<K: Ord, V> VecMap<K, V> {
     /// The value under `key`.
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        self.0.get(key)
+        match &self.0 {
+            Repr::One((k, v)) => (k == key).then_some(v),
+            Repr::Map(m) => m.get(key),
+        }
+    }
+
+    /// Makes room for a key other than the inline one: an inline element
+    /// moves into a vector (an empty map stays as it is).
+    fn spill(&mut self, key: &K) {
+        if matches!(&self.0, Repr::One((k, _)) if k != key) {
+            let old = std::mem::replace(&mut self.0, Repr::Map(SmallMap::default()));
+            if let (Repr::One(pair), Repr::Map(SmallMap::Small(v))) = (old, &mut self.0) {
+                push_tight(v, pair);
+            }
+        }
     }
 
     /// The value under `key`, mutably.
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        match &mut self.0 {
+        let map = match &mut self.0 {
+            Repr::One((k, v)) => return (k == key).then_some(v),
+            Repr::Map(m) => m,
+        };
+        match map {
             SmallMap::Small(v) => {
                 let i = v.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
                 v.get_mut(i).map(|(_, x)| x)
@@ -67,12 +95,25 @@ impl<K: Ord, V> VecMap<K, V> {
 
     /// The value under `key`, inserted with `make` if absent.
     pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        if let SmallMap::Small(v) = &mut self.0 {
+        if matches!(&self.0, Repr::Map(SmallMap::Small(v)) if v.is_empty()) {
+            self.0 = Repr::One((key, make()));
+            return match &mut self.0 {
+                Repr::One((_, v)) => v,
+                // Just set to `One`.
+                Repr::Map(_) => unreachable!("vecmap: an inline element just set"),
+            };
+        }
+        self.spill(&key);
+        let map = match &mut self.0 {
+            Repr::One((_, v)) => return v,
+            Repr::Map(m) => m,
+        };
+        if let SmallMap::Small(v) = map {
             if v.len() >= SMALL_MAX && v.binary_search_by(|(k, _)| k.cmp(&key)).is_err() {
-                self.0 = SmallMap::Large(std::mem::take(v).into_iter().collect());
+                *map = SmallMap::Large(std::mem::take(v).into_iter().collect());
             }
         }
-        match &mut self.0 {
+        match map {
             SmallMap::Small(v) => {
                 let i = match v.binary_search_by(|(k, _)| k.cmp(&key)) {
                     Ok(i) => i,
@@ -94,20 +135,34 @@ impl<K: Ord, V> VecMap<K, V> {
 
     /// Sets the value under `key`.
     pub(crate) fn insert(&mut self, key: K, value: V) {
-        self.0.insert(key, value);
+        if matches!(&self.0, Repr::Map(SmallMap::Small(v)) if v.is_empty()) {
+            self.0 = Repr::One((key, value));
+            return;
+        }
+        self.spill(&key);
+        match &mut self.0 {
+            Repr::One((_, v)) => *v = value,
+            Repr::Map(m) => {
+                m.insert(key, value);
+            }
+        }
     }
 
     /// The entry with the greatest key.
     pub(crate) fn last_key_value(&self) -> Option<(&K, &V)> {
         match &self.0 {
-            SmallMap::Small(v) => v.last().map(|(k, x)| (k, x)),
-            SmallMap::Large(m) => m.last_key_value(),
+            Repr::One((k, x)) => Some((k, x)),
+            Repr::Map(SmallMap::Small(v)) => v.last().map(|(k, x)| (k, x)),
+            Repr::Map(SmallMap::Large(m)) => m.last_key_value(),
         }
     }
 
     /// The entries in key order.
     pub(crate) fn iter(&self) -> Iter<'_, K, V> {
-        self.0.iter()
+        match &self.0 {
+            Repr::One(pair) => Iter::Small(std::slice::from_ref(pair).iter()),
+            Repr::Map(m) => m.iter(),
+        }
     }
 }
 
@@ -319,7 +374,7 @@ mod tests {
                 *x += 1;
             }
         }
-        assert!(matches!(m.0, SmallMap::Large(_)));
+        assert!(matches!(m.0, Repr::Map(SmallMap::Large(_))));
         assert!(m
             .iter()
             .map(|(k, v)| (*k, *v))

@@ -53,7 +53,9 @@ struct Broadcast {
 pub(crate) struct Gossip {
     queue: Vec<Broadcast>,
     /// Last frontier digest heard from each address (ping or ack).
-    peer_digest: BTreeMap<String, Digest8>,
+    /// (`Box<str>`: no capacity word; a known sender's address is not
+    /// copied again.)
+    peer_digest: BTreeMap<Box<str>, Digest8>,
     /// Consecutive received digests equal to ours since our last change.
     agreeing: u32,
 }
@@ -147,7 +149,12 @@ impl Gossip {
         } else {
             self.agreeing = 0;
         }
-        self.peer_digest.insert(from.to_string(), digest);
+        match self.peer_digest.get_mut(from) {
+            Some(slot) => *slot = digest,
+            None => {
+                self.peer_digest.insert(Box::from(from), digest);
+            }
+        }
     }
 
     /// Our ledger changed: no peer is known to agree any more.

@@ -502,6 +502,10 @@ pub struct Derived {
     /// The authors of each key more than one author declared, sorted
     /// (the first of them is also its `authors_of_key` entry).
     shared_keys: BTreeMap<PublicKey, Vec<Arc<str>>>,
+    /// During [`Derived::apply_sharing`], the ledger's copy of the entry's
+    /// author id: a subject first filed under that id shares it instead of
+    /// allocating its own.
+    lent: Option<Arc<str>>,
 }
 
 impl Derived {
@@ -523,12 +527,14 @@ impl Derived {
     /// is the author's bound key); authors found sharing a key stop being
     /// counted live. Returns the authors whose standing changed.
     fn note_key(&mut self, e: &Entry) -> Vec<String> {
-        let Ok(Some(key)) = declared_key(e) else {
-            return Vec::new();
-        };
+        // An author whose key was seen already is done: its body need not
+        // be parsed again (both ways out change nothing).
         if self.subjects.get(&*e.author).is_some_and(|s| s.key_seen) {
             return Vec::new();
         }
+        let Ok(Some(key)) = declared_key(e) else {
+            return Vec::new();
+        };
         let author = self.intern(&e.author);
         self.subject_mut(&author).key_seen = true;
         let first = match self.authors_of_key.entry(key) {
@@ -555,9 +561,13 @@ impl Derived {
 
     /// The shared copy of `id`, allocated if no subject has it yet.
     fn intern(&self, id: &str) -> Arc<str> {
-        self.subjects
-            .get_key_value(id)
-            .map_or_else(|| Arc::from(id), |(k, _)| k.clone())
+        if let Some((k, _)) = self.subjects.get_key_value(id) {
+            return k.clone();
+        }
+        match &self.lent {
+            Some(lent) if **lent == *id => lent.clone(),
+            _ => Arc::from(id),
+        }
     }
 
     /// The subject filed under `id`, created empty if absent.
@@ -569,6 +579,20 @@ impl Derived {
     fn subject_named(&mut self, id: &str) -> &mut Subject {
         let key = self.intern(id);
         self.subject_mut(&key)
+    }
+
+    /// [`Derived::apply`], a subject first filed under the entry's author
+    /// sharing `author` (the ledger's copy of that id) rather than
+    /// allocating another: one id allocation per member in the node.
+    pub(crate) fn apply_sharing(
+        &mut self,
+        e: &Entry,
+        author: Option<Arc<str>>,
+    ) -> Result<Vec<String>, String> {
+        self.lent = author;
+        let out = self.apply(e);
+        self.lent = None;
+        out
     }
 
     /// Folds one entry in; returns the subjects it may have changed.

@@ -38,7 +38,8 @@ impl Node {
     /// Folds an entry into the derived view and suspicion bookkeeping.
     /// Returns the subjects touched.
     pub(crate) fn fold(&mut self, now_ms: u64, e: &Entry) -> Vec<String> {
-        let touched = match self.derived.apply(e) {
+        let author = self.ledger.shared_author(&e.author);
+        let touched = match self.derived.apply_sharing(e, author) {
             Ok(t) => t,
             Err(why) => {
                 self.effects.log(
@@ -245,6 +246,27 @@ impl Node {
             .collect();
         if !gaps.is_empty() {
             self.effects.send(from, &Message::Want { heads: gaps });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::testkit::{node_id, Sim};
+
+    #[test]
+    fn each_member_id_is_allocated_once_for_ledger_and_derived_view() {
+        let mut sim = Sim::new(4, 7);
+        sim.start_all();
+        sim.run_for(5_000);
+        let node = sim.nodes[0].node.as_ref().expect("running");
+        for i in 0..4 {
+            let id = node_id(i);
+            let in_ledger = node.ledger.shared_author(&id).expect("a chain");
+            let (in_view, ..) = node.derived.record(&id).expect("a member");
+            assert!(Arc::ptr_eq(&in_ledger, &in_view), "{id} held twice");
         }
     }
 }

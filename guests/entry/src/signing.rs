@@ -119,9 +119,9 @@ pub fn declared_key(entry: &Entry) -> Result<Option<PublicKey>, String> {
     if entry.kind != BINDING_KIND {
         return Ok(None);
     }
-    let body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&entry.body)
+    let KeyField(value) = serde_json::from_slice(&entry.body)
         .map_err(|e| format!("join body is not a JSON object: {e}"))?;
-    let Some(value) = body.get(KEY_FIELD) else {
+    let Some(value) = value else {
         return Ok(None);
     };
     let text = value
@@ -130,8 +130,53 @@ pub fn declared_key(entry: &Entry) -> Result<Option<PublicKey>, String> {
     parse_key(text).map(Some)
 }
 
+/// The [`KEY_FIELD`] value of a JSON object, read exactly as
+/// `serde_json::Map<String, Value>` reads the object (the same calls on
+/// the deserializer, so the same values accepted and the same errors; a
+/// repeated field's last value, as the map keeps) without building the
+/// map: every join is read this way by every receiver.
+struct KeyField(Option<serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for KeyField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(KeyFieldVisitor)
+    }
+}
+
+/// The visitor of [`KeyField`]: `serde_json::Map`'s, keeping one field.
+struct KeyFieldVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KeyFieldVisitor {
+    type Value = KeyField;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a map")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<KeyField, E> {
+        Ok(KeyField(None))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyField, A::Error> {
+        let mut found = None;
+        while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+            if key == KEY_FIELD {
+                found = Some(value);
+            }
+        }
+        Ok(KeyField(found))
+    }
+}
+
 /// Parses a public key written as 64 hex digits.
 pub fn parse_key(text: &str) -> Result<PublicKey, String> {
+    // The common case, decoded in place: exactly 64 hex digits give the
+    // same 32 bytes `hex::decode` gives; anything else takes the path
+    // below for its error.
+    let mut key = [0u8; PUBLIC_KEY_LEN];
+    if hex::decode_to_slice(text, &mut key).is_ok() {
+        return Ok(key);
+    }
     let bytes = hex::decode(text).map_err(|e| format!("{KEY_FIELD} is not hex: {e}"))?;
     PublicKey::try_from(bytes.as_slice()).map_err(|_| {
         format!(
@@ -415,5 +460,82 @@ mod tests {
         let mut other = Entry::new("a", 1, GENESIS_PREV, 2, "join", first.body.clone());
         other.signature = first.signature.clone();
         assert!(check_signature(&other, None, &mut NativeVerifier).is_err());
+    }
+}
+
+#[cfg(test)]
+mod key_field_tests {
+    use super::*;
+    use crate::GENESIS_PREV;
+
+    /// `declared_key` as it was, through a whole `serde_json::Map`.
+    fn through_map(entry: &Entry) -> Result<Option<PublicKey>, String> {
+        let body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&entry.body)
+            .map_err(|e| format!("join body is not a JSON object: {e}"))?;
+        let Some(value) = body.get(KEY_FIELD) else {
+            return Ok(None);
+        };
+        let text = value
+            .as_str()
+            .ok_or_else(|| format!("{KEY_FIELD} is not a string"))?;
+        let bytes = hex::decode(text).map_err(|e| format!("{KEY_FIELD} is not hex: {e}"))?;
+        PublicKey::try_from(bytes.as_slice())
+            .map_err(|_| {
+                format!(
+                    "{KEY_FIELD} must be {PUBLIC_KEY_LEN} bytes, got {}",
+                    bytes.len()
+                )
+            })
+            .map(Some)
+    }
+
+    #[test]
+    fn declared_key_reads_every_body_as_the_whole_map_did() {
+        let key = "ab".repeat(32);
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        let nested = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        let bodies = [
+            format!("{{\"signing_key\":\"{key}\"}}"),
+            format!("{{\"inc\":1,\"meta\":{{\"x\":[1,2,{{}}]}},\"signing_key\":\"{key}\"}}"),
+            format!("{{\"signing_key\":\"{key}\",\"signing_key\":\"00\"}}"),
+            format!("{{\"signing_key\":\"00\",\"signing_key\":\"{key}\"}}"),
+            format!("{{\"signing_key\":\"{}\"}}", key.to_uppercase()),
+            format!("{{\"signing_key\":\"{key}\"}} x"),
+            format!("{{\"signing_key\":\"{key}\",}}"),
+            format!("{{\"signing_\\u006bey\":\"{key}\"}}"),
+            format!("{{\"signing_key\":\"{}\"}}", "ab".repeat(33)),
+            format!("{{\"signing_key\":\"{}g\"}}", "a".repeat(63)),
+            format!("{{\"signing_key\":\"{}\"}}", "a".repeat(63)),
+            "{\"signing_key\":1}".into(),
+            "{\"signing_key\":null}".into(),
+            "{\"inc\":1e400,\"signing_key\":\"00\"}".into(),
+            "{\"inc\":-0,\"x\":18446744073709551616}".into(),
+            "{}".into(),
+            "null".into(),
+            "[]".into(),
+            "\"x\"".into(),
+            "1".into(),
+            "".into(),
+            "{\"a\"".into(),
+            "{\"a\":\"\\ud800\"}".into(),
+            "{1:2}".into(),
+            deep,
+            nested,
+        ];
+        for body in bodies {
+            let e = Entry::new(
+                "a",
+                1,
+                GENESIS_PREV,
+                1,
+                BINDING_KIND,
+                body.clone().into_bytes(),
+            );
+            assert_eq!(declared_key(&e), through_map(&e), "body {body:?}");
+        }
+        let mut bytes = format!("{{\"signing_key\":\"{key}\",\"x\":\"").into_bytes();
+        bytes.extend_from_slice(&[0xff, b'"', b'}']);
+        let e = Entry::new("a", 1, GENESIS_PREV, 1, BINDING_KIND, bytes);
+        assert_eq!(declared_key(&e), through_map(&e));
     }
 }

@@ -70,12 +70,54 @@ pub struct Unavailable {
     pub reason: String,
 }
 
+/// The ids of a chain's linked entries, seq 1 first: the first inline
+/// (most chains hold one), the others in a vector without growth slack.
+#[derive(Clone, Debug, Default)]
+struct Ids {
+    /// The id at seq 1 (`None` only while the chain is empty).
+    first: Option<Hash>,
+    /// The ids from seq 2 on (empty while `first` is `None`).
+    rest: Vec<Hash>,
+}
+
+impl Ids {
+    /// Number of ids.
+    fn len(&self) -> usize {
+        if self.first.is_some() {
+            self.rest.len().saturating_add(1)
+        } else {
+            0
+        }
+    }
+
+    /// The last id.
+    fn last(&self) -> Option<&Hash> {
+        self.rest.last().or(self.first.as_ref())
+    }
+
+    /// The id at index `i` (seq `i + 1`).
+    fn get(&self, i: usize) -> Option<&Hash> {
+        match i.checked_sub(1) {
+            None => self.first.as_ref(),
+            Some(j) => self.rest.get(j),
+        }
+    }
+
+    /// Appends an id.
+    fn push(&mut self, id: Hash) {
+        if self.first.is_none() {
+            self.first = Some(id);
+        } else {
+            push_tight(&mut self.rest, id);
+        }
+    }
+}
+
 /// One author's chain and what is known of the author.
 #[derive(Clone, Debug)]
 struct Chain {
-    /// The ids of the linked entries, seq 1 first (no growth slack: most
-    /// chains hold one or two entries).
-    ids: Vec<Hash>,
+    /// The ids of the linked entries, seq 1 first.
+    ids: Ids,
     /// The author's bucket key (saves a SHA-256 per linked entry).
     key: u64,
     /// [`fingerprint`] of the head entry: a copy of the head (the common
@@ -90,7 +132,9 @@ struct Chain {
 /// its digest slot.
 #[derive(Debug)]
 pub struct Ledger {
-    chains: BTreeMap<Arc<str>, Chain>,
+    /// Boxed: a B-tree node has room for 11 entries whatever it holds,
+    /// so its slack is a pointer per free slot rather than a chain.
+    chains: BTreeMap<Arc<str>, Box<Chain>>,
     /// Entries linked since the last [`Ledger::flush`], per author in chain
     /// order (consecutive sequence numbers up to the head).
     recent: BTreeMap<Arc<str>, Vec<Entry>>,
@@ -464,8 +508,13 @@ impl Ledger {
 
     /// Checks an entry's signature against its author's bound key (`seq` 1
     /// against the key it declares itself); see
-    /// [`nodeplane_entry::signing`].
-    fn check_signed(&self, entry: &Entry, verifier: &mut dyn Verifier) -> Result<(), String> {
+    /// [`nodeplane_entry::signing`]. Returns the key it was checked under
+    /// (for `seq` 1, the key it binds its author to).
+    fn check_signed(
+        &self,
+        entry: &Entry,
+        verifier: &mut dyn Verifier,
+    ) -> Result<PublicKey, String> {
         let bound = if entry.seq <= 1 {
             None
         } else {
@@ -477,9 +526,7 @@ impl Ledger {
                 entry.author, entry.seq
             ));
         }
-        check_signature(entry, bound, verifier)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        check_signature(entry, bound, verifier).map_err(|e| e.to_string())
     }
 
     /// Verifies an entry alone, against its chain and against its author's
@@ -585,23 +632,25 @@ impl Ledger {
             .and_then(|c| c.ids.last())
             .map_or(&[][..], std::slice::from_ref);
         nodeplane_entry::check_link(&entry, held, head).map_err(|e| e.to_string())?;
-        self.check_signed(&entry, verifier)?;
+        let key = self.check_signed(&entry, verifier)?;
         let author = entry.author.clone();
-        self.link(entry.clone());
+        self.link(entry.clone(), key);
         let mut linked = vec![entry];
         // Unblock buffered successors.
         while let Some(next) = self.head_seq(&author).checked_add(1) {
             let Some(e) = self.unbuffer(&(author.clone(), next)) else {
                 break;
             };
-            if self.head(&author).map(|h| h.id) != Some(e.prev)
-                || self.check_signed(&e, verifier).is_err()
-            {
-                // A buffered entry that does not link, or is not signed by
-                // its author, is dropped; sync will fetch the right one.
+            if self.head(&author).map(|h| h.id) != Some(e.prev) {
+                // A buffered entry that does not link is dropped; sync will
+                // fetch the right one.
                 break;
             }
-            self.link(e.clone());
+            let Ok(key) = self.check_signed(&e, verifier) else {
+                // Nor one not signed by its author.
+                break;
+            };
+            self.link(e.clone(), key);
             linked.push(e);
         }
         // Drop buffered entries the chain has overtaken.
@@ -617,17 +666,22 @@ impl Ledger {
         Ok(Insert::Linked(linked))
     }
 
-    fn link(&mut self, entry: Entry) {
+    /// Appends a checked entry to its chain; `key` is the key its
+    /// signature was checked under, which a `seq` 1 binds its author to
+    /// (the key [`nodeplane_entry::signing::binding_key`] reads from it:
+    /// `check_signature` returned exactly that, so the body is not parsed
+    /// a second time).
+    fn link(&mut self, entry: Entry, key: PublicKey) {
         let author: Arc<str> = match self.chains.get_key_value(entry.author.as_str()) {
             Some((a, _)) => a.clone(),
             None => {
                 let a: Arc<str> = Arc::from(entry.author.as_str());
-                let chain = Chain {
-                    ids: Vec::new(),
+                let chain = Box::new(Chain {
+                    ids: Ids::default(),
                     key: author_key(&a),
                     head_fp: 0,
                     bound: None,
-                };
+                });
                 self.chains.insert(a.clone(), chain);
                 a
             }
@@ -637,15 +691,13 @@ impl Ledger {
         };
         if entry.seq == 1 {
             // Checked before linking: a linked first entry declares a key.
-            if let Ok(key) = nodeplane_entry::signing::binding_key(&entry) {
-                chain.bound = Some(key);
-            }
+            chain.bound = Some(key);
         }
         let leaf = leaf_hash(&entry.author, entry.seq);
         let slot = self.keys.entry((chain.key, author.clone())).or_insert(0);
         self.root ^= *slot ^ leaf;
         *slot = leaf;
-        push_tight(&mut chain.ids, entry.id);
+        chain.ids.push(entry.id);
         chain.head_fp = fingerprint(&entry);
         self.recent.entry(author).or_default().push(entry);
         self.len = self.len.saturating_add(1);
