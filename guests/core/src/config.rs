@@ -81,6 +81,30 @@ pub const SYNC_BURST_MESSAGES: usize = 4;
 /// again on every digest mismatch) and reordered burst messages do not ship
 /// entries twice. A lost stream is picked up by the first round after it.
 pub const STREAM_STALL_MS: u64 = 1_000;
+/// Bytes of entries per second a node ships in answer to reconciliation
+/// (`sync` pushes and `want`s), across all peers: a token bucket refilled
+/// at this rate. A node that every other node reconciles with at once (the
+/// seed of a mass start) would otherwise queue far more than its uplink
+/// carries, and its streams would time out instead of arriving: at
+/// N = 4 096 the seed's backlog grew without end and the cluster did not
+/// converge (design §6, "Reconciliation's bandwidth budget"). 4 MB/s is a
+/// third of a 100 Mbit/s uplink. Requests beyond it are not answered with
+/// entries; the requester reconciles again a second later, with the seed
+/// or with the members that got entries meanwhile, so the start spreads
+/// over everyone's uplink instead of the seed's alone.
+pub const RECONCILE_BYTES_PER_S: u64 = 4_000_000;
+/// The bucket's depth: what a node that has been idle may ship at once
+/// before the rate applies (half a second's worth).
+pub const RECONCILE_BURST_BYTES: u64 = RECONCILE_BYTES_PER_S / 2;
+/// Most authors one `sync` answer pushes entries of: what one burst can
+/// carry ([`SYNC_BURST_MESSAGES`] × [`MAX_ENTRIES_PER_MESSAGE`]) plus the
+/// [`MAX_HEADS`] its `rest` can name. A peer that lacks more (a new node
+/// asking a member of a large cluster) gets the others in its next rounds;
+/// without the cap the answer listed every author the node holds, a
+/// transient allocation growing with N (about 430 KB at N = 512).
+pub const SYNC_PUSH_AUTHORS: usize = SYNC_BURST_MESSAGES * MAX_ENTRIES_PER_MESSAGE + MAX_HEADS;
+/// Shortest gap between two `reconcile-throttled` log lines.
+pub const THROTTLE_LOG_GAP_MS: u64 = 1_000;
 /// Entries received ahead of their chain kept while the gap is fetched.
 /// When full, the oldest buffered entry expires to make room: a sender of
 /// entries whose gaps never fill cannot pin the buffer, and an honest entry

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::config::{
     validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, MAX_ENTRIES_PER_MESSAGE, MAX_HEADS,
-    MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS, STREAM_STALL_MS, SYNC_BURST_MESSAGES,
-    SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
+    MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS, RECONCILE_BURST_BYTES,
+    RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_BURST_MESSAGES, SYNC_ITEMS_PER_MESSAGE,
+    SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS, SYNC_PUSH_AUTHORS, THROTTLE_LOG_GAP_MS,
 };
 use crate::effect::Effects;
 use crate::ledger::Ledger;
@@ -27,6 +28,74 @@ pub(crate) struct Reconciler {
     /// Streams going out: (peer address, author) -> (time of the last
     /// entries sent, highest seq sent).
     outgoing: BTreeMap<(String, String), (u64, u64)>,
+    /// What may still be shipped in answer to reconciliation.
+    budget: PushBudget,
+}
+
+/// The token bucket of [`RECONCILE_BYTES_PER_S`]: bytes of entries this
+/// node may still ship to reconciling peers, refilled with time.
+#[derive(Debug)]
+struct PushBudget {
+    /// Bytes available now (at most [`RECONCILE_BURST_BYTES`]).
+    tokens: u64,
+    /// When `tokens` was last refilled (ms).
+    refilled_ms: u64,
+    /// Requests refused since the last `reconcile-throttled` log line.
+    refused: u64,
+    /// When that line was last written, if ever.
+    logged_ms: Option<u64>,
+}
+
+impl Default for PushBudget {
+    fn default() -> PushBudget {
+        PushBudget {
+            tokens: RECONCILE_BURST_BYTES,
+            refilled_ms: 0,
+            refused: 0,
+            logged_ms: None,
+        }
+    }
+}
+
+impl PushBudget {
+    /// The bytes available at `now_ms`, after refilling.
+    fn available(&mut self, now_ms: u64) -> u64 {
+        let elapsed = now_ms.saturating_sub(self.refilled_ms);
+        let earned = elapsed.saturating_mul(RECONCILE_BYTES_PER_S) / 1_000;
+        self.tokens = self
+            .tokens
+            .saturating_add(earned)
+            .min(RECONCILE_BURST_BYTES);
+        self.refilled_ms = self.refilled_ms.max(now_ms);
+        self.tokens
+    }
+
+    /// Takes `bytes` shipped (the last message may overdraw: it empties the
+    /// bucket).
+    fn spend(&mut self, bytes: u64) {
+        self.tokens = self.tokens.saturating_sub(bytes);
+    }
+
+    /// Counts a refused request; logs the count at most once per
+    /// [`THROTTLE_LOG_GAP_MS`].
+    fn refuse(&mut self, fx: &mut Effects, now_ms: u64, peer: &str) {
+        self.refused = self.refused.saturating_add(1);
+        let due = self
+            .logged_ms
+            .is_none_or(|t| now_ms >= t.saturating_add(THROTTLE_LOG_GAP_MS));
+        if due {
+            fx.log(
+                "reconcile-throttled",
+                &[
+                    ("refused", self.refused.into()),
+                    ("last_peer", peer.into()),
+                    ("bytes_per_s", RECONCILE_BYTES_PER_S.into()),
+                ],
+            );
+            self.refused = 0;
+            self.logged_ms = Some(now_ms);
+        }
+    }
 }
 
 /// The sync item describing the ledger under `path`: the child digests, or
@@ -118,6 +187,11 @@ impl Reconciler {
         let mut replies = Vec::new();
         let mut push: Vec<(String, u64)> = Vec::new();
         let mut want: Vec<(String, u64)> = Vec::new();
+        // Out of budget: no entries for this peer now, so the heads it
+        // lacks are not even looked up (a seed answering thousands of
+        // joiners would otherwise walk its whole ledger for each).
+        let can_push = self.budget.available(now_ms) > 0;
+        let mut refused = false;
         for item in items {
             match item {
                 SyncItem::Node { path, digests } => {
@@ -134,11 +208,21 @@ impl Reconciler {
                 }
                 SyncItem::Leaf { path, heads } => {
                     let theirs: BTreeMap<String, u64> = heads.into_iter().collect();
-                    for (author, seq) in ledger.heads_under(&path) {
-                        let t = theirs.get(&author).copied().unwrap_or(0);
-                        if seq > t {
-                            push.push((author, t));
+                    if can_push {
+                        // What one burst and its `rest` can name, at most:
+                        // a peer lacking more finds the others in its next
+                        // round, and the answer's memory stays bounded.
+                        for (author, seq) in ledger.heads_iter_under(&path) {
+                            if push.len() >= SYNC_PUSH_AUTHORS {
+                                break;
+                            }
+                            let t = theirs.get(author).copied().unwrap_or(0);
+                            if seq > t {
+                                push.push((author.to_string(), t));
+                            }
                         }
+                    } else {
+                        refused = true;
                     }
                     for (author, t) in theirs {
                         // A stream of this author already under way brings
@@ -172,6 +256,9 @@ impl Reconciler {
         if !push.is_empty() {
             self.send_entries(ledger, fx, now_ms, from, push);
         }
+        if refused {
+            self.budget.refuse(fx, now_ms, from);
+        }
     }
 
     /// Notes that entries of `author` arrived (or were asked for) now.
@@ -197,9 +284,11 @@ impl Reconciler {
     }
 
     /// Sends every entry after each (author, seq), in at most
-    /// [`SYNC_BURST_MESSAGES`] messages. What does not fit is named in the
+    /// [`SYNC_BURST_MESSAGES`] messages and within the reconciliation
+    /// budget ([`RECONCILE_BYTES_PER_S`]). What does not fit is named in the
     /// last message's `rest`, which the receiver turns into its next want:
-    /// one stream per request, nothing sent twice.
+    /// one stream per request, nothing sent twice. With the budget spent,
+    /// nothing is sent: the peer asks again on its next round.
     pub(crate) fn send_entries(
         &mut self,
         ledger: &Ledger,
@@ -208,6 +297,14 @@ impl Reconciler {
         to: &str,
         heads: Vec<(String, u64)>,
     ) {
+        let allowance = self.budget.available(now);
+        if allowance == 0 {
+            self.budget.refuse(fx, now, to);
+            return;
+        }
+        // Entry bytes shipped by this call (at least one entry is, so the
+        // last one may overdraw the allowance).
+        let mut total: u64 = 0;
         let mut batches: Vec<Vec<WireEntry>> = Vec::new();
         let mut cur = Vec::new();
         let mut used: usize = 0;
@@ -248,12 +345,14 @@ impl Reconciler {
                 let seq = next;
                 next = next.saturating_add(1);
                 let size = wire::entry_wire_size(&e);
-                if used.saturating_add(size) > ENTRY_BYTES_BUDGET
+                let over_budget = total > 0 && total.saturating_add(size as u64) > allowance;
+                if over_budget
+                    || used.saturating_add(size) > ENTRY_BYTES_BUDGET
                     || cur.len() >= MAX_ENTRIES_PER_MESSAGE
                 {
                     batches.push(std::mem::take(&mut cur));
                     used = 0;
-                    if batches.len() >= SYNC_BURST_MESSAGES {
+                    if over_budget || batches.len() >= SYNC_BURST_MESSAGES {
                         // seq > have >= 0: the cut point is seq - 1.
                         let cut_at = seq.saturating_sub(1);
                         if let Some(last) = sent.last_mut() {
@@ -271,12 +370,14 @@ impl Reconciler {
                     }
                 }
                 used = used.saturating_add(size);
+                total = total.saturating_add(size as u64);
                 cur.push(WireEntry::from(&e));
             }
         }
         if !cur.is_empty() {
             batches.push(cur);
         }
+        self.budget.spend(total);
         // Record how far each stream got: every author begun reached its
         // head, except a last one cut off by the burst limit (its entry in
         // `sent` was set to the cut point above).
@@ -449,6 +550,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::Entry;
     use nodeplane_types::Effect;
 
     fn sent(fx: &mut Effects) -> Vec<Message> {
@@ -511,6 +613,102 @@ mod tests {
         send_entries_fitting(&mut fx, "10.0.0.1:7946", entries, short.clone());
         let msgs = sent(&mut fx);
         assert!(matches!(msgs.as_slice(), [Message::Entries { rest, .. }] if *rest == short));
+    }
+
+    /// A ledger of `authors` first joins (about 300 bytes each).
+    fn ledger_of(authors: usize) -> Ledger {
+        use crate::ledger::GENESIS_PREV;
+        use nodeplane_entry::signing::ed25519::{key_field, KeyPair, NativeVerifier};
+        let mut ledger = Ledger::new();
+        for i in 0..authors {
+            let name = format!("author-{i:05}");
+            let k = KeyPair::derived(b"reconcile-tests", &name);
+            let body = format!(
+                "{{{},\"pad\":\"{}\"}}",
+                key_field(&k.public_key()),
+                "x".repeat(100)
+            );
+            let e = k.sign(Entry::new(
+                &name,
+                1,
+                GENESIS_PREV,
+                1,
+                "join",
+                body.into_bytes(),
+            ));
+            ledger
+                .insert(e, &mut NativeVerifier)
+                .expect("a first join links");
+        }
+        ledger
+    }
+
+    /// Entry bytes in the messages sent, and the `reconcile-throttled`
+    /// lines logged.
+    fn shipped(fx: &mut Effects) -> (u64, usize) {
+        let mut bytes = 0;
+        let mut logged = 0;
+        for e in fx.drain() {
+            match e {
+                Effect::Send { payload, .. } => {
+                    if let Ok(Message::Entries { entries, .. }) = wire::decode(&payload) {
+                        bytes += entries
+                            .iter()
+                            .map(|w| wire::entry_wire_size(&Entry::from(w.clone())) as u64)
+                            .sum::<u64>();
+                    }
+                }
+                Effect::Log { kind, .. } if kind == "reconcile-throttled" => logged += 1,
+                _ => {}
+            }
+        }
+        (bytes, logged)
+    }
+
+    #[test]
+    fn what_a_node_ships_to_reconciling_peers_stays_within_its_budget() {
+        // A seed holding 3 000 joins (about 0.9 MB) that 40 fresh nodes ask
+        // for everything at the same instant: 36 MB wanted.
+        let ledger = ledger_of(3_000);
+        let everything: Vec<(String, u64)> = ledger
+            .heads_under(&[])
+            .into_iter()
+            .map(|(a, _)| (a, 0))
+            .collect();
+        let largest = 400u64;
+        let mut r = Reconciler::default();
+        let mut fx = Effects::default();
+        let ask_all = |r: &mut Reconciler, fx: &mut Effects, now: u64, round: usize| {
+            for p in 0..40 {
+                let peer = format!("10.0.{round}.{p}:7946");
+                r.send_entries(&ledger, fx, now, &peer, everything.clone());
+            }
+        };
+        ask_all(&mut r, &mut fx, 1_000, 0);
+        let (bytes, logged) = shipped(&mut fx);
+        assert!(
+            bytes <= RECONCILE_BURST_BYTES + largest,
+            "{bytes} bytes shipped at once"
+        );
+        assert!(
+            bytes + largest >= RECONCILE_BURST_BYTES,
+            "{bytes}: the budget is used"
+        );
+        assert_eq!(logged, 1, "the refusals are logged, once");
+        // Within the next second: the rate's worth, not more; the refusals
+        // of the same second are counted, not logged again.
+        ask_all(&mut r, &mut fx, 1_250, 1);
+        let (bytes, logged) = shipped(&mut fx);
+        assert!(bytes <= RECONCILE_BYTES_PER_S / 4 + largest, "{bytes}");
+        assert!(bytes > 0);
+        assert_eq!(logged, 0);
+        // An idle second later, a full bucket again, and a new log line.
+        ask_all(&mut r, &mut fx, 3_000, 2);
+        let (bytes, logged) = shipped(&mut fx);
+        assert!(
+            bytes <= RECONCILE_BURST_BYTES + largest && bytes + largest >= RECONCILE_BURST_BYTES
+        );
+        assert_eq!(logged, 1);
     }
 
     #[test]

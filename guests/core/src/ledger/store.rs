@@ -493,12 +493,22 @@ impl Ledger {
 
     /// (author, head seq) of every author in a bucket.
     pub fn heads_under(&self, path: &[u8]) -> Vec<(String, u64)> {
+        self.heads_iter_under(path)
+            .map(|(a, seq)| (a.to_string(), seq))
+            .collect()
+    }
+
+    /// [`Ledger::heads_under`] without collecting: a reader that stops
+    /// early (a bounded answer) allocates nothing for the rest.
+    pub fn heads_iter_under<'a>(
+        &'a self,
+        path: &[u8],
+    ) -> impl Iterator<Item = (&'a str, u64)> + 'a {
         let (lo, hi) = path_range(path);
         self.keys
             .range((lo, Arc::from(""))..)
-            .take_while(|((k, _), _)| *k <= hi)
-            .map(|((_, a), _)| (a.to_string(), self.head_seq(a)))
-            .collect()
+            .take_while(move |((k, _), _)| *k <= hi)
+            .map(|((_, a), _)| (&**a, self.head_seq(a)))
     }
 
     /// The signing key an author's first linked entry bound it to.
