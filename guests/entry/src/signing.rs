@@ -250,6 +250,17 @@ pub fn verify_signatures<'a>(
     entries: impl IntoIterator<Item = &'a Entry>,
     verifier: &mut dyn Verifier,
 ) -> Result<(), SignatureError> {
+    verify_signatures_with(entries, |e, bound| check_signature(e, bound, verifier))
+}
+
+/// [`verify_signatures`]' rule with the per-entry check supplied by the
+/// caller: `check(entry, bound key)` must answer as [`check_signature`]
+/// does (a caller sharing entries between stores may remember its
+/// answers). The binding rule itself stays here, written once.
+pub fn verify_signatures_with<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+    mut check: impl FnMut(&'a Entry, Option<&PublicKey>) -> Result<PublicKey, SignatureError>,
+) -> Result<(), SignatureError> {
     let mut bound: std::collections::BTreeMap<&str, PublicKey> = std::collections::BTreeMap::new();
     for e in entries {
         let key = if e.seq <= 1 {
@@ -265,7 +276,7 @@ pub fn verify_signatures<'a>(
                     })?,
             )
         };
-        let checked = check_signature(e, key, verifier)?;
+        let checked = check(e, key)?;
         if e.seq <= 1 {
             bound.entry(e.author.as_str()).or_insert(checked);
         }

@@ -14,10 +14,12 @@
 //! within [`CONVERGENCE_BOUND_MS`], and the live nodes' ledgers must reach
 //! one frontier digest within [`LEDGER_BOUND_MS`] after that.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use nodeplane_entry::signing::{check_signature, PublicKey, SignatureError, Verifier};
+use nodeplane_entry::signing::{
+    check_signature, verify_signatures_with, PublicKey, SignatureError, Verifier,
+};
 use nodeplane_entry::{verify_chains, Entry};
 use nodeplane_interface::PeerState;
 
@@ -39,44 +41,23 @@ type CheckedSignatures = HashMap<(usize, Option<PublicKey>), PublicKey>;
 
 /// [`nodeplane_entry::signing::verify_signatures`] over one store, with
 /// each (entry, bound key) check answered from `checked` when an earlier
-/// store made it: the same rule step by step (the first `seq` 1 of an
-/// author binds its key, every other entry is checked against it), so
-/// the same answer and the same first problem. `check_signature` is a
-/// pure function of the entry and the key, and `verifier` of its triple.
+/// store made it: the same rule (`verify_signatures_with`), so the same
+/// answer and the same first problem. `check_signature` is a pure
+/// function of the entry and the key, and `verifier` of its triple.
 fn verify_store_signatures<'a>(
     entries: impl IntoIterator<Item = &'a Entry>,
     verifier: &mut dyn Verifier,
     checked: &mut CheckedSignatures,
 ) -> Result<(), SignatureError> {
-    let mut bound: BTreeMap<&str, PublicKey> = BTreeMap::new();
-    for e in entries {
-        let key = if e.seq <= 1 {
-            None
-        } else {
-            Some(
-                *bound
-                    .get(e.author.as_str())
-                    .ok_or_else(|| SignatureError::NoBinding {
-                        author: e.author.clone(),
-                        seq: e.seq,
-                        problem: "no entry at seq 1 precedes it".into(),
-                    })?,
-            )
-        };
-        let at = (std::ptr::from_ref(e) as usize, key);
-        let key_of_entry = match checked.get(&at) {
-            Some(k) => *k,
-            None => {
-                let k = check_signature(e, key.as_ref(), verifier)?;
-                checked.insert(at, k);
-                k
-            }
-        };
-        if e.seq <= 1 {
-            bound.entry(e.author.as_str()).or_insert(key_of_entry);
+    verify_signatures_with(entries, |e, key| {
+        let at = (std::ptr::from_ref(e) as usize, key.copied());
+        if let Some(k) = checked.get(&at) {
+            return Ok(*k);
         }
-    }
-    Ok(())
+        let k = check_signature(e, key, verifier)?;
+        checked.insert(at, k);
+        Ok(k)
+    })
 }
 
 impl Sim {
