@@ -2,7 +2,7 @@
 //! caught, and component crashes turned into a failure with their reason.
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nodeplane_runtime::{Instance, LoadedComponent, Runtime};
 
@@ -20,6 +20,7 @@ pub(crate) fn probe(
     let (done, outcome) = mpsc::channel();
     let runtime = runtime.clone();
     let component = component.clone();
+    let started = Instant::now();
     let spawned = std::thread::Builder::new()
         .name("conformance probe".into())
         .spawn(move || {
@@ -33,11 +34,11 @@ pub(crate) fn probe(
                     .err()
                     .map(|e| format!("driver.info failed: {e}")),
             };
-            let _ = done.send(failure);
+            let _ = done.send((failure, Instant::now()));
         });
     let failure = match spawned {
         Err(e) => Some(format!("could not start the probe's thread: {e}")),
-        Ok(_) => match outcome.recv_timeout(timeout) {
+        Ok(_) => match receive_within(&outcome, started, timeout) {
             Ok(failure) => failure,
             Err(mpsc::RecvTimeoutError::Timeout) => Some(format!(
                 "instantiating it and calling driver.info took over {} s",
@@ -71,6 +72,7 @@ pub(crate) fn run_check(
     let runtime = runtime.clone();
     let component = component.clone();
     let body = check.run;
+    let started = Instant::now();
     let spawned = std::thread::Builder::new()
         .name(format!("conformance {}", check.name))
         .spawn(move || {
@@ -91,11 +93,11 @@ pub(crate) fn run_check(
                 Some(crashed(&crashes, failure))
             };
             // The receiver is gone only if the harness gave up on this check.
-            let _ = done.send(failure);
+            let _ = done.send((failure, Instant::now()));
         });
     let failure = match spawned {
         Err(e) => Some(format!("could not start the check's thread: {e}")),
-        Ok(_) => match outcome.recv_timeout(timeout) {
+        Ok(_) => match receive_within(&outcome, started, timeout) {
             Ok(failure) => failure,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 Some(format!("timed out after {} s", timeout.as_secs_f64()))
@@ -108,6 +110,25 @@ pub(crate) fn run_check(
     CheckResult {
         name: check.name,
         failure: failure.map(|why| root_cause(&one_line(&why))),
+    }
+}
+
+/// The worker's result if it finished within `timeout` of `started`, by the
+/// worker's own clock; a result that arrives late counts as a timeout.
+///
+/// `recv_timeout` alone is not enough: a harness thread that a loaded
+/// machine wakes late finds the message already queued and would take it,
+/// so a check that outlived its limit would pass or fail on its own
+/// merits depending on scheduling.
+fn receive_within<T>(
+    outcome: &mpsc::Receiver<(T, Instant)>,
+    started: Instant,
+    timeout: Duration,
+) -> Result<T, mpsc::RecvTimeoutError> {
+    let (result, finished) = outcome.recv_timeout(timeout)?;
+    match finished.saturating_duration_since(started) > timeout {
+        true => Err(mpsc::RecvTimeoutError::Timeout),
+        false => Ok(result),
     }
 }
 
@@ -161,7 +182,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{mpsc, one_line, receive_within, Duration, Instant};
 
     #[test]
     fn backtraces_fold_into_one_line_keeping_the_message() {
@@ -171,5 +192,22 @@ mod tests {
             "error while executing at wasm backtrace: unknown import: `x` has not been defined"
         );
         assert_eq!(one_line("a\nb: c"), "a b: c");
+    }
+
+    #[test]
+    fn a_result_that_finished_after_the_limit_is_a_timeout_even_if_already_queued() {
+        let started = Instant::now();
+        let limit = Duration::from_millis(1);
+        let (done, outcome) = mpsc::channel();
+        // Already queued when the harness looks, as when a loaded machine
+        // wakes the harness late; the worker's clock says it ran 50 ms.
+        done.send(("finished", started + Duration::from_millis(50)))
+            .expect("queued");
+        assert_eq!(
+            receive_within(&outcome, started, limit),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        done.send(("finished", started)).expect("queued");
+        assert_eq!(receive_within(&outcome, started, limit), Ok("finished"));
     }
 }
