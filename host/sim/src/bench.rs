@@ -319,7 +319,12 @@ fn scale(opts: &Options, out: &mut serde_json::Map<String, Value>) {
             say(opts.markdown, &format!("$ {cmd}\n{why}\n\n"));
             out.insert(
                 format!("scale_n{n}"),
-                json!({"command": cmd, "nodes": n, "skipped": why}),
+                json!({
+                    "command": cmd,
+                    "nodes": n,
+                    "skipped": why,
+                    "projected_from": projection.map(|(m, _, _)| m),
+                }),
             );
             continue;
         }

@@ -273,12 +273,18 @@ fn read_bench_json(flag: &str, path: &std::path::Path) -> Result<serde_json::Val
 
 /// Puts the figures of `now` (a run of `--only only`) over `earlier`'s,
 /// keeping `earlier`'s settings and noting which benchmarks were merged.
+///
+/// A record `now` only projects (a scale size above `--max-nodes`, marked
+/// `skipped`) does not replace one `earlier` measured, nor a projection
+/// from a larger measured size: re-measuring the small sizes must not
+/// throw away a 30-minute N = 4 096 run or the projection made from it.
 fn merge_bench(earlier: &mut serde_json::Value, now: serde_json::Value, only: &str) {
     let (Some(into), serde_json::Value::Object(now)) = (earlier.as_object_mut(), now) else {
         return;
     };
     for (k, v) in now {
-        if k != "settings" {
+        let keep_earlier = into.get(&k).is_some_and(|old| better_than(old, &v));
+        if k != "settings" && !keep_earlier {
             into.insert(k, v);
         }
     }
@@ -289,6 +295,23 @@ fn merge_bench(earlier: &mut serde_json::Value, now: serde_json::Value, only: &s
         if let Some(list) = merged.as_array_mut() {
             list.push(serde_json::json!(only));
         }
+    }
+}
+
+/// Whether the bench record `old` says more than `new`: `new` only
+/// projects, and `old` was measured or projected from a larger size.
+fn better_than(old: &serde_json::Value, new: &serde_json::Value) -> bool {
+    let projected_from = |v: &serde_json::Value| {
+        v.get("skipped").map(|_| {
+            v.get("projected_from")
+                .and_then(|m| m.as_u64())
+                .unwrap_or(0)
+        })
+    };
+    match (projected_from(old), projected_from(new)) {
+        (None, Some(_)) => true,
+        (Some(old_base), Some(new_base)) => old_base > new_base,
+        _ => false,
     }
 }
 
@@ -336,4 +359,39 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), SimError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_bench;
+    use serde_json::json;
+
+    #[test]
+    fn merging_keeps_a_measured_size_that_the_new_run_only_projects() {
+        let mut earlier = json!({
+            "settings": {"max_nodes": 4096},
+            "scale_n1024": {"converged_s": 7.75},
+            "scale_n4096": {"converged_s": 21.8},
+            "scale_n10000": {"skipped": "projected from N = 4096", "projected_from": 4096},
+        });
+        let now = json!({
+            "settings": {"max_nodes": 1024},
+            "scale_n1024": {"converged_s": 7.5},
+            "scale_n2048": {"skipped": "not run", "projected_from": 1024},
+            "scale_n4096": {"skipped": "not run", "projected_from": 1024},
+            "scale_n10000": {"skipped": "not run", "projected_from": 1024},
+        });
+        merge_bench(&mut earlier, now, "scale");
+        assert_eq!(earlier["scale_n1024"], json!({"converged_s": 7.5}));
+        assert_eq!(earlier["scale_n4096"], json!({"converged_s": 21.8}));
+        assert_eq!(earlier["scale_n10000"]["projected_from"], json!(4096));
+        // Nothing to keep: the projection goes in.
+        assert_eq!(earlier["scale_n2048"]["projected_from"], json!(1024));
+        // A projection from a larger measured size replaces an older one.
+        let later = json!({"scale_n10000": {"skipped": "not run", "projected_from": 8192}});
+        merge_bench(&mut earlier, later, "scale");
+        assert_eq!(earlier["scale_n10000"]["projected_from"], json!(8192));
+        assert_eq!(earlier["settings"]["max_nodes"], json!(4096));
+        assert_eq!(earlier["settings"]["merged"], json!(["scale", "scale"]));
+    }
 }
