@@ -3,8 +3,11 @@
 //! naming timers by [`Timer`] and delivering each update once for all
 //! subscribers) it fills during a call.
 
+use std::sync::Arc;
+
 use nodeplane_types::{Effect, MembershipUpdate};
 
+use crate::ledger::Entry;
 use crate::wire::{self, Message};
 
 /// A timer the node sets and the host fires back through
@@ -63,13 +66,41 @@ impl Timer {
 }
 
 /// The effects produced since the host last drained them, in order.
+///
+/// The `append` of an entry the ledger linked during this call is queued
+/// as a placeholder (an `Effect::Append` of an empty entry, no heap) named
+/// by (author, seq) in `linked`: the ledger holds that entry until the
+/// drain anyway (its `recent` entries), so the queue does not hold a second
+/// copy; the drain moves it out of the ledger into its place
+/// ([`crate::ledger::Ledger::take_linked`]).
 #[derive(Debug, Default)]
-pub(crate) struct Effects(Vec<Effect<Timer, ()>>);
+pub(crate) struct Effects {
+    /// The effects, in order.
+    queue: Vec<Effect<Timer, ()>>,
+    /// (index in `queue`, author, seq) of each placeholder `append`.
+    linked: Vec<(usize, Arc<str>, u64)>,
+}
 
 impl Effects {
     /// Queues one effect.
     pub(crate) fn push(&mut self, effect: Effect<Timer, ()>) {
-        self.0.push(effect);
+        self.queue.push(effect);
+    }
+
+    /// Queues the `append` of the entry the ledger linked at (author,
+    /// seq) during this call; the drain fills it in from the ledger.
+    pub(crate) fn append_linked(&mut self, author: Arc<str>, seq: u64) {
+        self.linked.push((self.queue.len(), author, seq));
+        self.queue.push(Effect::Append(Entry {
+            author: String::new(),
+            seq,
+            prev: [0; 32],
+            clock: 0,
+            kind: String::new(),
+            body: Vec::new(),
+            id: [0; 32],
+            signature: Vec::new(),
+        }));
     }
 
     /// Queues an update for every subscriber.
@@ -110,9 +141,38 @@ impl Effects {
         });
     }
 
-    /// Takes every queued effect.
+    /// Takes every queued effect, in order; each placeholder `append`
+    /// gets its entry from `linked` (one whose entry `linked` does not
+    /// have is left out: each is queued right after its entry linked, and
+    /// the ledger holds that entry until this drain).
+    pub(crate) fn drain_with(
+        &mut self,
+        mut linked: impl FnMut(&str, u64) -> Option<Entry>,
+    ) -> Vec<Effect<Timer, ()>> {
+        let mut missing: Vec<usize> = Vec::new();
+        for (i, author, seq) in std::mem::take(&mut self.linked) {
+            match (linked(&author, seq), self.queue.get_mut(i)) {
+                (Some(e), Some(slot)) => *slot = Effect::Append(e),
+                _ => missing.push(i),
+            }
+        }
+        let mut queue = std::mem::take(&mut self.queue);
+        if !missing.is_empty() {
+            let mut i = 0usize;
+            queue.retain(|_| {
+                let keep = !missing.contains(&i);
+                i = i.saturating_add(1);
+                keep
+            });
+        }
+        queue
+    }
+
+    /// Takes every queued effect that needs no ledger (tests of parts
+    /// that link nothing).
+    #[cfg(test)]
     pub(crate) fn drain(&mut self) -> Vec<Effect<Timer, ()>> {
-        std::mem::take(&mut self.0)
+        self.drain_with(|_, _| None)
     }
 }
 

@@ -320,8 +320,11 @@ pub(crate) struct Profile {
 struct LatestProfile {
     /// The author sequence number of the entry that carried it.
     seq: u64,
-    /// That entry's id.
-    entry: Hash,
+    /// That entry's id, only while the subject has no claim of its own
+    /// ([`Derived::entry_of`] reads it then only; a claim, once there, never
+    /// goes away): for nearly every member the profile's entry is its
+    /// `join`, whose id its claim holds already (32 bytes a member).
+    entry: Option<Box<Hash>>,
     /// Address and metadata.
     data: Arc<Profile>,
 }
@@ -605,6 +608,9 @@ impl Derived {
         if e.kind == KIND_SUSPECT_HELD {
             self.apply_held(e, author_live, &mut touched)?;
         }
+        // Whether a profile's entry id was kept (its author had no claim):
+        // dropped below if this entry gave it one.
+        let mut profile_entry_kept = false;
         for fact in facts(e)? {
             match fact {
                 Fact::Claim {
@@ -656,15 +662,26 @@ impl Derived {
                 Fact::Profile { addr, meta } => {
                     let s = self.subject_named(&e.author);
                     if s.profile.as_ref().is_none_or(|p| e.seq > p.seq) {
+                        let entry = s.own.last_key_value().is_none().then(|| Box::new(e.id));
+                        profile_entry_kept |= entry.is_some();
                         s.profile = Some(LatestProfile {
                             seq: e.seq,
-                            entry: e.id,
+                            entry,
                             data: Arc::new(Profile {
                                 addr: addr.into_boxed_str(),
                                 meta: meta.into_boxed_slice(),
                             }),
                         });
                         touched.insert(e.author.clone());
+                    }
+                }
+            }
+        }
+        if profile_entry_kept {
+            if let Some(s) = self.subjects.get_mut(&*e.author) {
+                if s.own.last_key_value().is_some() {
+                    if let Some(p) = s.profile.as_mut() {
+                        p.entry = None;
                     }
                 }
             }
@@ -991,7 +1008,7 @@ impl Derived {
         let s = self.subjects.get(id)?;
         self.claim(id)
             .map(|c| c.entry)
-            .or(s.profile.as_ref().map(|p| p.entry))
+            .or(s.profile.as_ref().and_then(|p| p.entry.as_deref().copied()))
     }
 
     /// Every member, sorted by id.

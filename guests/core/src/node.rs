@@ -486,9 +486,30 @@ impl Node {
     /// error and changes nothing.
     pub fn handle_message(&mut self, now_ms: u64, from: &str, payload: &[u8]) -> Result<(), Error> {
         let msg = wire::decode(payload)?;
+        self.dispatch(now_ms, from, msg);
+        Ok(())
+    }
+
+    /// [`Node::handle_message`] taking the payload: it is dropped once
+    /// decoded, so a large message and what answering it allocates are not
+    /// held at the same time (a component's high-water mark).
+    pub fn handle_message_owned(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), Error> {
+        let msg = wire::decode(&payload)?;
+        drop(payload);
+        self.dispatch(now_ms, from, msg);
+        Ok(())
+    }
+
+    /// Handles a decoded message.
+    fn dispatch(&mut self, now_ms: u64, from: &str, msg: Message) {
         self.now_ms = self.now_ms.max(now_ms);
         if self.phase != Phase::Joined {
-            return Ok(());
+            return;
         }
         match msg {
             Message::Ping {
@@ -514,7 +535,6 @@ impl Node {
             Message::Want { heads } => self.on_want(from, heads),
             Message::Entries { entries, rest } => self.on_entries(now_ms, from, entries, rest),
         }
-        Ok(())
     }
 
     /// Handles a timer set through [`Effect::SetTimer`].
@@ -573,8 +593,14 @@ impl Node {
                 ],
             );
         }
-        self.ledger.flush();
-        self.effects.drain()
+        // Each `append` takes its entry out of the ledger (no copy held
+        // twice until the host has it).
+        let mut linked = self.ledger.take_linked();
+        let effects = self
+            .effects
+            .drain_with(|author, seq| linked.take(author, seq));
+        self.ledger.finish_flush(linked);
+        effects
     }
 
     /// Reads linked entries back from `store` (in a component, the host's

@@ -3,6 +3,7 @@
 //! the contact points and the low-rate anti-entropy round.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::{
     validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, MAX_ENTRIES_PER_MESSAGE, MAX_HEADS,
@@ -25,9 +26,10 @@ pub(crate) struct Reconciler {
     /// Authors whose entries are streaming in: author -> time of the last
     /// want sent or entries received for it (see [`STREAM_STALL_MS`]).
     incoming: BTreeMap<String, u64>,
-    /// Streams going out: (peer address, author) -> (time of the last
-    /// entries sent, highest seq sent).
-    outgoing: BTreeMap<(String, String), (u64, u64)>,
+    /// Streams going out: peer address -> author -> (time of the last
+    /// entries sent, highest seq sent). Looked up by `&str` (no key
+    /// allocated per author asked); the author is the ledger's shared id.
+    outgoing: BTreeMap<String, BTreeMap<Arc<str>, (u64, u64)>>,
     /// What may still be shipped in answer to reconciliation.
     budget: PushBudget,
 }
@@ -185,7 +187,8 @@ impl Reconciler {
         items: Vec<SyncItem>,
     ) {
         let mut replies = Vec::new();
-        let mut push: Vec<(String, u64)> = Vec::new();
+        // The ledger's shared ids: no allocation per author pushed.
+        let mut push: Vec<(Arc<str>, u64)> = Vec::new();
         let mut want: Vec<(String, u64)> = Vec::new();
         // Out of budget: no entries for this peer now, so the heads it
         // lacks are not even looked up (a seed answering thousands of
@@ -216,9 +219,9 @@ impl Reconciler {
                             if push.len() >= SYNC_PUSH_AUTHORS {
                                 break;
                             }
-                            let t = theirs.get(author).copied().unwrap_or(0);
+                            let t = theirs.get(&**author).copied().unwrap_or(0);
                             if seq > t {
-                                push.push((author.to_string(), t));
+                                push.push((author.clone(), t));
                             }
                         }
                     } else {
@@ -254,7 +257,7 @@ impl Reconciler {
             }
         }
         if !push.is_empty() {
-            self.send_entries(ledger, fx, now_ms, from, push);
+            self.send_entries(ledger, fx, now_ms, from, &push);
         }
         if refused {
             self.budget.refuse(fx, now_ms, from);
@@ -279,8 +282,10 @@ impl Reconciler {
     pub(crate) fn prune_streams(&mut self, now_ms: u64) {
         self.incoming
             .retain(|_, t| now_ms < t.saturating_add(STREAM_STALL_MS));
-        self.outgoing
-            .retain(|_, (t, _)| now_ms < t.saturating_add(STREAM_STALL_MS));
+        self.outgoing.retain(|_, streams| {
+            streams.retain(|_, (t, _)| now_ms < t.saturating_add(STREAM_STALL_MS));
+            !streams.is_empty()
+        });
     }
 
     /// Sends every entry after each (author, seq), in at most
@@ -295,7 +300,7 @@ impl Reconciler {
         fx: &mut Effects,
         now: u64,
         to: &str,
-        heads: Vec<(String, u64)>,
+        heads: &[(impl AsRef<str>, u64)],
     ) {
         let allowance = self.budget.available(now);
         if allowance == 0 {
@@ -305,17 +310,23 @@ impl Reconciler {
         // Entry bytes shipped by this call (at least one entry is, so the
         // last one may overdraw the allowance).
         let mut total: u64 = 0;
-        let mut batches: Vec<Vec<WireEntry>> = Vec::new();
+        // Each full batch but the last is sent as soon as it is full (the
+        // messages and their order are as if all were sent at the end;
+        // nothing else is queued meanwhile), so that one batch of entries
+        // is held decoded at a time, not the whole burst.
+        let mut batches: usize = 0;
         let mut cur = Vec::new();
         let mut used: usize = 0;
         let mut rest: Vec<(String, u64)> = Vec::new();
-        let mut sent: Vec<(String, u64)> = Vec::new();
+        // (index in `heads`, seq the peer holds) of each author begun.
+        let mut sent: Vec<(usize, u64)> = Vec::new();
+        let streams = self.outgoing.get(to);
         'outer: for (i, (author, have)) in heads.iter().enumerate() {
+            let author = author.as_ref();
             let head = ledger.head_seq(author);
             // What a stream still in flight to this peer already carried is
             // not sent again (see STREAM_STALL_MS).
-            let key = (to.to_string(), author.clone());
-            let have = match self.outgoing.get(&key) {
+            let have = match streams.and_then(|s| s.get(author)) {
                 Some(&(t, upto)) if now < t.saturating_add(STREAM_STALL_MS) => (*have).max(upto),
                 _ => *have,
             };
@@ -324,7 +335,7 @@ impl Reconciler {
             if have >= head {
                 continue;
             }
-            sent.push((author.clone(), have));
+            sent.push((i, have));
             // Read back in chunks of what one message can carry; a short
             // answer (the store did not hold the chain's entry, noted by
             // the ledger) ends this author's stream.
@@ -350,32 +361,32 @@ impl Reconciler {
                     || used.saturating_add(size) > ENTRY_BYTES_BUDGET
                     || cur.len() >= MAX_ENTRIES_PER_MESSAGE
                 {
-                    batches.push(std::mem::take(&mut cur));
+                    let batch = std::mem::take(&mut cur);
+                    batches = batches.saturating_add(1);
                     used = 0;
-                    if over_budget || batches.len() >= SYNC_BURST_MESSAGES {
+                    if over_budget || batches >= SYNC_BURST_MESSAGES {
                         // seq > have >= 0: the cut point is seq - 1.
                         let cut_at = seq.saturating_sub(1);
                         if let Some(last) = sent.last_mut() {
                             last.1 = cut_at;
                         }
-                        rest.push((author.clone(), cut_at));
+                        rest.push((author.to_string(), cut_at));
                         rest.extend(
                             heads
                                 .iter()
                                 .skip(i.saturating_add(1))
                                 .take(MAX_HEADS.saturating_sub(1))
-                                .cloned(),
+                                .map(|(a, seq)| (a.as_ref().to_string(), *seq)),
                         );
+                        cur = batch;
                         break 'outer;
                     }
+                    send_entries_fitting(fx, to, batch, Vec::new());
                 }
                 used = used.saturating_add(size);
                 total = total.saturating_add(size as u64);
-                cur.push(WireEntry::from(&e));
+                cur.push(WireEntry::from(e));
             }
-        }
-        if !cur.is_empty() {
-            batches.push(cur);
         }
         self.budget.spend(total);
         // Record how far each stream got: every author begun reached its
@@ -383,22 +394,33 @@ impl Reconciler {
         // `sent` was set to the cut point above).
         let cut = !rest.is_empty();
         let count = sent.len();
-        for (k, (author, start)) in sent.into_iter().enumerate() {
-            let upto = if cut && k.saturating_add(1) == count {
-                start
-            } else {
-                ledger.head_seq(&author)
-            };
-            self.outgoing.insert((to.to_string(), author), (now, upto));
+        if count > 0 {
+            let streams = self.outgoing.entry(to.to_string()).or_default();
+            for (k, (i, start)) in sent.into_iter().enumerate() {
+                let Some((author, _)) = heads.get(i) else {
+                    continue;
+                };
+                let author = author.as_ref();
+                let upto = if cut && k.saturating_add(1) == count {
+                    start
+                } else {
+                    ledger.head_seq(author)
+                };
+                match streams.get_mut(author) {
+                    Some(slot) => *slot = (now, upto),
+                    None => {
+                        // Begun: the author's chain is held (head > have).
+                        let id = ledger
+                            .shared_author(author)
+                            .unwrap_or_else(|| Arc::from(author));
+                        streams.insert(id, (now, upto));
+                    }
+                }
+            }
         }
-        let n = batches.len();
-        for (i, entries) in batches.into_iter().enumerate() {
-            let rest = if i.saturating_add(1) == n {
-                std::mem::take(&mut rest)
-            } else {
-                Vec::new()
-            };
-            send_entries_fitting(fx, to, entries, rest);
+        // The last batch: the one cut off (with `rest`), or what remained.
+        if cut || !cur.is_empty() {
+            send_entries_fitting(fx, to, cur, rest);
         }
     }
 }
@@ -430,28 +452,66 @@ fn send_entries_fitting(
     entries: Vec<WireEntry>,
     mut rest: Vec<(String, u64)>,
 ) {
-    let fits = |entries: &Vec<WireEntry>, rest: &[(String, u64)]| {
-        let msg = Message::Entries {
-            entries: entries.clone(),
-            rest: rest.to_vec(),
-        };
-        wire::encode(&msg).len() <= MAX_MESSAGE_BYTES
+    // The encoded size of the message with the first k pairs of `rest`,
+    // computed rather than encoded (no copy of the entries or of `rest`
+    // per try): the entries' part, then the length of `rest` and each pair.
+    let base = entries
+        .iter()
+        .fold(ENTRIES_MESSAGE_OVERHEAD, |acc, e| {
+            acc.saturating_add(wire_entry_size(e))
+        })
+        .saturating_add(varint_len(entries.len() as u64));
+    let size = |k: usize, items: usize| {
+        base.saturating_add(varint_len(k as u64))
+            .saturating_add(items)
     };
-    if !rest.is_empty() && !fits(&entries, &rest) {
-        // The longest prefix of `rest` that fits (0 always does: the
-        // entries alone are within ENTRY_BYTES_BUDGET).
-        let (mut lo, mut hi) = (0usize, rest.len());
-        while lo < hi {
-            let mid = lo.saturating_add(hi.saturating_sub(lo).div_ceil(2));
-            if rest.get(..mid).is_some_and(|r| fits(&entries, r)) {
-                lo = mid;
-            } else {
-                hi = mid.saturating_sub(1);
-            }
+    let mut items: usize = 0;
+    let mut fit = 0usize;
+    for (k, (a, seq)) in rest.iter().enumerate() {
+        let item = varint_len(a.len() as u64)
+            .saturating_add(a.len())
+            .saturating_add(varint_len(*seq));
+        items = items.saturating_add(item);
+        if size(k.saturating_add(1), items) > MAX_MESSAGE_BYTES {
+            break;
         }
-        rest.truncate(lo);
+        fit = k.saturating_add(1);
     }
+    // The longest prefix of `rest` that fits (0 always does: the entries
+    // alone are within ENTRY_BYTES_BUDGET).
+    rest.truncate(fit);
     fx.send(to, &Message::Entries { entries, rest });
+}
+
+/// The encoded bytes of an `entries` message besides its entries and its
+/// `rest`: the version byte and the variant index (8, one varint byte).
+const ENTRIES_MESSAGE_OVERHEAD: usize = 2;
+
+/// Bytes of `n` as a postcard varint (7 bits a byte).
+fn varint_len(n: u64) -> usize {
+    let bits = 64usize.saturating_sub(n.leading_zeros() as usize).max(1);
+    bits.div_ceil(7)
+}
+
+/// Bytes of `e` postcard-encoded (the layout [`WireEntry`] derives:
+/// strings and byte vectors with a varint length, integers as varints,
+/// arrays raw).
+fn wire_entry_size(e: &WireEntry) -> usize {
+    [
+        varint_len(e.author.len() as u64),
+        e.author.len(),
+        varint_len(e.seq),
+        32,
+        varint_len(e.clock),
+        varint_len(e.kind.len() as u64),
+        e.kind.len(),
+        varint_len(e.body.len() as u64),
+        e.body.len(),
+        32,
+        64,
+    ]
+    .iter()
+    .fold(0usize, |acc, n| acc.saturating_add(*n))
 }
 
 impl Node {
@@ -481,7 +541,7 @@ impl Node {
     /// Handles a `want` from `from`: streams the entries asked for.
     pub(crate) fn on_want(&mut self, from: &str, heads: Vec<(String, u64)>) {
         self.reconcile
-            .send_entries(&self.ledger, &mut self.effects, self.now_ms, from, heads);
+            .send_entries(&self.ledger, &mut self.effects, self.now_ms, from, &heads);
     }
 
     /// Handles `entries` from `from`: takes them in without re-gossip
@@ -584,6 +644,45 @@ mod tests {
     }
 
     #[test]
+    fn the_computed_size_of_an_entries_message_is_its_encoded_size() {
+        for (n, body, rest_n, id_len, seq) in [
+            (0usize, 0usize, 0usize, 1usize, 0u64),
+            (1, 0, 1, 1, 1),
+            (3, 127, 127, 60, 127),
+            (200, 150, 200, 20, 128),
+            (5, 20_000, 2_048, 64, u64::MAX),
+        ] {
+            let entries: Vec<WireEntry> = (0..n)
+                .map(|i| {
+                    let mut e = entry(i, body);
+                    e.seq = seq;
+                    e.clock = seq / 3;
+                    e
+                })
+                .collect();
+            let rest: Vec<(String, u64)> = (0..rest_n)
+                .map(|i| {
+                    (
+                        format!("{i}{}", "x".repeat(id_len)),
+                        seq.wrapping_add(i as u64),
+                    )
+                })
+                .collect();
+            let computed = entries
+                .iter()
+                .fold(ENTRIES_MESSAGE_OVERHEAD, |acc, e| acc + wire_entry_size(e))
+                + varint_len(n as u64)
+                + varint_len(rest_n as u64)
+                + rest
+                    .iter()
+                    .map(|(a, s)| varint_len(a.len() as u64) + a.len() + varint_len(*s))
+                    .sum::<usize>();
+            let encoded = wire::encode(&Message::Entries { entries, rest }).len();
+            assert_eq!(computed, encoded, "{n} entries of {body}, rest {rest_n}");
+        }
+    }
+
+    #[test]
     fn a_full_batch_carries_only_the_part_of_rest_that_fits() {
         // Entries filling the budget, and a rest of 2 048 authors (about
         // 30 KB): together over the limit, which the host would drop.
@@ -681,7 +780,7 @@ mod tests {
         let ask_all = |r: &mut Reconciler, fx: &mut Effects, now: u64, round: usize| {
             for p in 0..40 {
                 let peer = format!("10.0.{round}.{p}:7946");
-                r.send_entries(&ledger, fx, now, &peer, everything.clone());
+                r.send_entries(&ledger, fx, now, &peer, &everything);
             }
         };
         ask_all(&mut r, &mut fx, 1_000, 0);

@@ -88,7 +88,12 @@ impl Node {
         self.gossip.ledger_changed();
         for e in linked {
             self.lamport = self.lamport.max(e.clock);
-            self.effects.push(Effect::Append(e.clone()));
+            // Linked just now: the ledger holds it until the drain, which
+            // moves it into this `append`.
+            match self.ledger.shared_author(&e.author) {
+                Some(author) => self.effects.append_linked(author, e.seq),
+                None => self.effects.push(Effect::Append(e.clone())),
+            }
             touched.extend(self.fold(now_ms, &e));
             if regossip {
                 self.enqueue_broadcast(e);

@@ -78,6 +78,22 @@ impl From<&Entry> for WireEntry {
     }
 }
 
+impl From<Entry> for WireEntry {
+    /// As from `&Entry`, moving the strings and the body.
+    fn from(e: Entry) -> Self {
+        WireEntry {
+            signature: WireSignature::from_bytes(&e.signature),
+            author: e.author,
+            seq: e.seq,
+            prev: e.prev,
+            clock: e.clock,
+            kind: e.kind,
+            body: e.body,
+            id: e.id,
+        }
+    }
+}
+
 impl From<WireEntry> for Entry {
     fn from(w: WireEntry) -> Self {
         Entry {

@@ -13,6 +13,11 @@ use crate::host_state::HostState;
 /// Interfaces a component may import: the project's own host services.
 const OWN_INTERFACES: &str = "nodeplane:control/";
 
+/// Set (to anything), the engine writes a perf map of the compiled guest
+/// code, `/tmp/perf-PID.map`, so that `perf report` names the guests'
+/// functions instead of showing `[JIT]` addresses.
+pub const PERF_MAP_VAR: &str = "NODEPLANE_PERF_MAP";
+
 /// Resource limits applied to every instance.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -126,6 +131,11 @@ impl Runtime {
         config.consume_fuel(true);
         config.wasm_component_model(true);
         config.cache(disk_cache());
+        if std::env::var_os(PERF_MAP_VAR).is_some() {
+            // Names the guests' compiled functions for `perf report`
+            // (`/tmp/perf-PID.map`); changes nothing a guest can observe.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         Ok(Runtime {
             engine,

@@ -55,7 +55,8 @@ impl Sim {
             self.now,
             TraceEvent::Update {
                 observer,
-                subject: update.peer.clone(),
+                // Moved: the update is not read after this.
+                subject: update.peer,
                 state: state.as_str(),
                 incarnation,
             },

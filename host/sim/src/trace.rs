@@ -99,22 +99,16 @@ impl fmt::Display for TraceRecord {
     }
 }
 
-/// Feeds formatted text into a SHA-256.
-struct HashWrite<'a>(&'a mut Sha256);
-
-impl fmt::Write for HashWrite<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.update(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// The running trace of a simulation.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     hasher: Sha256,
     events: u64,
     recent: VecDeque<TraceRecord>,
+    /// The event's Debug text, formatted here (reused, so without an
+    /// allocation per event) and hashed in one piece: a derived `Debug`
+    /// writes many short pieces, and SHA-256 takes one long one faster.
+    text: String,
 }
 
 impl Trace {
@@ -127,9 +121,11 @@ impl Trace {
     pub fn record(&mut self, at: u64, event: TraceEvent, bytes: &[u8]) {
         self.events += 1;
         self.hasher.update(at.to_be_bytes());
-        // The event's Debug text, streamed into the hash (the same bytes
-        // as hashing `format!("{event:?}")`, without allocating it).
-        let _ = fmt::write(&mut HashWrite(&mut self.hasher), format_args!("{event:?}"));
+        // The event's Debug text: the same bytes as hashing
+        // `format!("{event:?}")`.
+        self.text.clear();
+        let _ = fmt::write(&mut self.text, format_args!("{event:?}"));
+        self.hasher.update(self.text.as_bytes());
         self.hasher.update((bytes.len() as u64).to_be_bytes());
         self.hasher.update(bytes);
         if self.recent.len() == TRACE_EXCERPT_EVENTS {

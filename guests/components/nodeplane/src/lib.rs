@@ -168,7 +168,8 @@ impl driver::Guest for Component {
     }
 
     fn deliver_message(source: types::Address, payload: Vec<u8>) -> Result<(), types::Error> {
-        with_node(|node, now| node.handle_message(now, &source, &payload))
+        // The payload is dropped once decoded (the core's high-water mark).
+        with_node(move |node, now| node.handle_message_owned(now, &source, payload))
     }
 
     fn fire_timer(timer: u64) {

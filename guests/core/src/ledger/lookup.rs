@@ -19,9 +19,18 @@ pub trait EntryStore: std::fmt::Debug {
     /// The entries linked since the previous call, in chain order per
     /// author, whose `append` effects have now been handed to the host
     /// ([`crate::Node::drain_effects`]). A store that is the host's keeps
-    /// nothing here (the default): the host has them.
+    /// nothing here (the default): the host has them. Called by a node's
+    /// drain only for a store that [`EntryStore::keeps_linked`].
     fn linked(&mut self, entries: Vec<Entry>) {
         drop(entries);
+    }
+
+    /// Whether this store keeps what [`EntryStore::linked`] hands it
+    /// (false, the default, for the host's store). A node's drain moves
+    /// each entry linked during the call into its `append` effect; only
+    /// for a store that keeps them does it hand the store a copy.
+    fn keeps_linked(&self) -> bool {
+        false
     }
 }
 
@@ -48,6 +57,10 @@ impl EntryStore for MemoryEntries {
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .cloned()
             .collect()
+    }
+
+    fn keeps_linked(&self) -> bool {
+        true
     }
 
     /// Keeps each entry that extends its author's chain (the first at each

@@ -10,7 +10,7 @@
 //! effects have not reached the host yet).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -161,6 +161,44 @@ pub struct Ledger {
     len: usize,
 }
 
+/// The entries a ledger linked since its last flush, taken out of it by
+/// [`Ledger::take_linked`]: each goes, moved, into its `append` effect.
+#[derive(Debug)]
+pub(crate) struct LinkedEntries {
+    /// Per author, in chain order.
+    by_author: BTreeMap<Arc<str>, VecDeque<Entry>>,
+    /// Whether the store keeps linked entries (it then gets a copy of each
+    /// one taken).
+    keep: bool,
+    /// What the store gets, in chain order per author.
+    kept: Vec<Entry>,
+}
+
+impl LinkedEntries {
+    /// The entry linked at (author, seq), moved out; `None` if it is not
+    /// held. Asked in chain order per author: an entry of `author` before
+    /// `seq` that was not asked for (linked while the node started) is
+    /// passed over.
+    pub(crate) fn take(&mut self, author: &str, seq: u64) -> Option<Entry> {
+        let q = self.by_author.get_mut(author)?;
+        while q.front().is_some_and(|e| e.seq < seq) {
+            if let Some(e) = q.pop_front() {
+                if self.keep {
+                    self.kept.push(e);
+                }
+            }
+        }
+        if q.front().is_none_or(|e| e.seq != seq) {
+            return None;
+        }
+        let e = q.pop_front()?;
+        if self.keep {
+            self.kept.push(e.clone());
+        }
+        Some(e)
+    }
+}
+
 /// A cheap 64-bit hash of every field of an entry (SipHash, fixed keys):
 /// with an equal id, an equal fingerprint stands for an equal entry. A
 /// crafted collision only makes a forged copy of a held entry count as a
@@ -258,6 +296,41 @@ impl Ledger {
         }
         let recent = std::mem::take(&mut self.recent);
         self.store.linked(recent.into_values().flatten().collect());
+    }
+
+    /// Takes the entries linked since the last flush out of the ledger,
+    /// for their `append` effects ([`LinkedEntries::take`]); hand what is
+    /// left back with [`Ledger::finish_flush`]. Between the two, the
+    /// ledger reads those entries from its store, like after a flush.
+    pub(crate) fn take_linked(&mut self) -> LinkedEntries {
+        LinkedEntries {
+            by_author: std::mem::take(&mut self.recent)
+                .into_iter()
+                .map(|(a, v)| (a, VecDeque::from(v)))
+                .collect(),
+            keep: self.store.keeps_linked(),
+            kept: Vec::new(),
+        }
+    }
+
+    /// Ends a flush begun with [`Ledger::take_linked`]: a store that keeps
+    /// linked entries gets every one of them (taken or not), in chain
+    /// order per author; the others are dropped.
+    pub(crate) fn finish_flush(&mut self, linked: LinkedEntries) {
+        let LinkedEntries {
+            by_author,
+            keep,
+            mut kept,
+        } = linked;
+        if !keep {
+            return;
+        }
+        for q in by_author.into_values() {
+            kept.extend(q);
+        }
+        if !kept.is_empty() {
+            self.store.linked(kept);
+        }
     }
 
     /// Store answers that did not match the chain since the last call.
@@ -499,16 +572,18 @@ impl Ledger {
     }
 
     /// [`Ledger::heads_under`] without collecting: a reader that stops
-    /// early (a bounded answer) allocates nothing for the rest.
+    /// early (a bounded answer) allocates nothing for the rest, and one
+    /// that keeps an author keeps the ledger's shared id (a pointer, no
+    /// allocation).
     pub fn heads_iter_under<'a>(
         &'a self,
         path: &[u8],
-    ) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+    ) -> impl Iterator<Item = (&'a Arc<str>, u64)> + 'a {
         let (lo, hi) = path_range(path);
         self.keys
             .range((lo, Arc::from(""))..)
             .take_while(move |((k, _), _)| *k <= hi)
-            .map(|((_, a), _)| (&**a, self.head_seq(a)))
+            .map(|((_, a), _)| (a, self.head_seq(a)))
     }
 
     /// The signing key an author's first linked entry bound it to.
@@ -758,6 +833,70 @@ mod tests {
 
     fn ins(l: &mut Ledger, e: Entry) -> Result<Insert, String> {
         l.insert(e, &mut NativeVerifier)
+    }
+
+    /// A store like the host's: answers nothing, keeps nothing.
+    #[derive(Debug)]
+    struct HostLike;
+
+    impl EntryStore for HostLike {
+        fn get(&self, _: &str, _: u64, _: u32) -> Vec<Entry> {
+            Vec::new()
+        }
+    }
+
+    /// Links `entries`, queueing each one's `append` (and a log line after
+    /// the first), then drains: the effects and the ledger after it.
+    fn link_and_drain(
+        mut l: Ledger,
+        entries: &[Entry],
+    ) -> (
+        Vec<nodeplane_types::Effect<crate::effect::Timer, ()>>,
+        Ledger,
+    ) {
+        let mut fx = crate::effect::Effects::default();
+        for (i, e) in entries.iter().enumerate() {
+            let Ok(Insert::Linked(linked)) = ins(&mut l, e.clone()) else {
+                panic!("{}#{} links", e.author, e.seq);
+            };
+            for e in linked {
+                let author = l.shared_author(&e.author).expect("held");
+                fx.append_linked(author, e.seq);
+            }
+            if i == 0 {
+                fx.log("between", &[]);
+            }
+        }
+        let mut taken = l.take_linked();
+        let out = fx.drain_with(|a, seq| taken.take(a, seq));
+        l.finish_flush(taken);
+        (out, l)
+    }
+
+    #[test]
+    fn a_drain_moves_each_linked_entry_into_its_append_in_order() {
+        use nodeplane_types::Effect;
+        let mut entries = chain("b", 2);
+        entries.insert(1, first_join("a", "a", 1, ""));
+        // A store like the host's: the entries move into the effects.
+        let (out, l) = link_and_drain(Ledger::with_store(Box::new(HostLike)), &entries);
+        let appended: Vec<&Entry> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Append(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(appended, entries.iter().collect::<Vec<_>>());
+        assert!(matches!(&out[1], Effect::Log { kind, .. } if kind == "between"));
+        assert_eq!(out.len(), 4);
+        assert!(l.recent.is_empty());
+        // The in-memory store gets them too, and answers them afterwards.
+        let (out, l) = link_and_drain(Ledger::new(), &entries);
+        assert_eq!(out.len(), 4);
+        for e in &entries {
+            assert_eq!(l.get(&e.author, e.seq).as_ref(), Some(e));
+        }
     }
 
     #[test]
