@@ -214,6 +214,33 @@ pub fn is_valid_address(addr: &str) -> bool {
     addr.parse::<core::net::SocketAddr>().is_ok()
 }
 
+/// Records per checkpoint chunk (docs/design.md §13.3): a chunk is the
+/// unit a joining node fetches and verifies against the Merkle root on its
+/// own; 256 typical records (172 bytes each) are about 44 KB, inside
+/// `MAX_MESSAGE_BYTES`.
+pub const CHECKPOINT_CHUNK_RECORDS: usize = 256;
+
+/// Pending incarnations a checkpoint record keeps (docs/design.md §13.2,
+/// rule 2): of the open claims at incarnations the subject has not
+/// announced, only those at this many lowest incarnations survive a
+/// checkpoint; claims far above are a hostile writer's.
+pub const CHECKPOINT_PENDING_INCS: usize = 4;
+
+/// Checkpoints a departed member's record outlives its departure
+/// (docs/design.md §13.2, rule 3): a record `left` or `dead` since
+/// checkpoint `d` is removed, with the claims it authored, at the first
+/// checkpoint `n` with `n − d ≥ CHECKPOINT_EXPIRY`.
+pub const CHECKPOINT_EXPIRY: u64 = 16;
+
+/// Smallest tail that triggers a checkpoint proposal (docs/design.md
+/// §13.4, `K`): linked entries after the previous cut, `checkpoint` and
+/// `checkpoint-vote` entries not counted.
+pub const CHECKPOINT_MIN_TAIL: u64 = 1_024;
+
+/// Tail entries per voter in the trigger (docs/design.md §13.4): `K =
+/// max(CHECKPOINT_MIN_TAIL, CHECKPOINT_TAIL_PER_MEMBER × |C(n − 1)|)`.
+pub const CHECKPOINT_TAIL_PER_MEMBER: u64 = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

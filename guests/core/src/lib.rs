@@ -62,7 +62,10 @@
 //! - [`effect`]: [`Timer`] and the effect queue;
 //! - [`membership`]: entry bodies and the view as a function of the
 //!   entries; [`ledger`]: entries, chains, digests; [`wire`]: the codec;
-//!   [`config`]: every bound with its reason; [`rng`]: the seeded generator.
+//!   [`config`]: every bound with its reason; [`rng`]: the seeded generator;
+//! - [`checkpoint`]: checkpoint records, their encoding and id, and the
+//!   derivation a checkpoint loads into (docs/design.md §13; not called by
+//!   the node yet).
 //!
 //! # Invariants
 //!
@@ -86,6 +89,7 @@
     )
 )]
 
+pub mod checkpoint;
 mod compact;
 pub mod config;
 pub mod effect;

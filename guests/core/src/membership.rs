@@ -27,6 +27,8 @@ use crate::config::{is_valid_address, validate_node_id};
 use crate::ledger::{Entry, Hash};
 use nodeplane_entry::signing::{declared_key, PublicKey};
 
+mod checkpoint;
+
 /// Entry kind: a node joins (or rejoins after a restart).
 pub const KIND_JOIN: &str = "join";
 /// Entry kind: a node asserts it is alive (refutation or recovery).

@@ -1,0 +1,203 @@
+//! From a [`Derived`] to checkpoint records and back (docs/design.md
+//! §13.1 and 13.6): the part of checkpoints that needs `Derived`'s private
+//! fields. The records and their encoding are `crate::checkpoint`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::{keep_min, Derived, LatestProfile, Own, PeerState, Profile, Subject};
+use crate::checkpoint::{ChainHead, OpenInc, Record, RecordProfile, StateError};
+use nodeplane_entry::signing::PublicKey;
+use nodeplane_entry::MAX_AUTHOR_LEN;
+
+/// Whether an entry could ever be authored under `id` (the entry format's
+/// author bounds): claims about any other subject can never take effect.
+fn can_author(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_AUTHOR_LEN
+}
+
+impl Derived {
+    /// The `L` members of the death rule, sorted: counted live (`C`: a
+    /// profile, not `left`, a key of their own) and not in the dead set
+    /// `V`. The voters of the next checkpoint when `self` is loaded from a
+    /// checkpoint state (13.4).
+    pub(crate) fn live_members(&self) -> Vec<String> {
+        self.subjects
+            .iter()
+            .filter(|(id, s)| s.counted_live && !self.dead.contains(&***id))
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
+    /// The records of checkpoint 1 (13.1): one per author of `heads` and
+    /// per subject this derivation holds, sorted by author. `self` must be
+    /// the derivation of exactly the entries up to `heads`; members `left`
+    /// or `dead` get `departed_since = n`.
+    pub(crate) fn checkpoint_records(
+        &self,
+        heads: &BTreeMap<&str, ChainHead>,
+        n: u32,
+    ) -> Result<Vec<Record>, StateError> {
+        let names: BTreeSet<&str> = heads
+            .keys()
+            .copied()
+            .chain(self.subjects.keys().map(|k| &**k))
+            .filter(|id| can_author(id))
+            .collect();
+        let names: Vec<&str> = names.into_iter().collect();
+        if u32::try_from(names.len()).is_err() {
+            return Err(StateError::TooManyRecords(names.len()));
+        }
+        let index_of = |author: &str| -> Result<u32, StateError> {
+            names
+                .binary_search(&author)
+                .ok()
+                .filter(|_| heads.contains_key(author))
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| StateError::AuthorNotInCut(author.to_string()))
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for &name in &names {
+            let s = self.subjects.get(name);
+            let own = s.and_then(|s| s.own.last_key_value());
+            let top_inc = own.map_or(0, |(&inc, _)| inc);
+            let profile = s.and_then(|s| s.profile.as_ref()).map(|p| RecordProfile {
+                seq: p.seq,
+                // Only without an own claim, whatever the arrival order
+                // left in the derivation (`entry_of` reads it only then).
+                id: p.entry.as_deref().copied().filter(|_| own.is_none()),
+                addr: p.data.addr.to_string(),
+                meta: p.data.meta.to_vec(),
+            });
+            let departed = self
+                .claim(name)
+                .is_some_and(|c| matches!(c.state, PeerState::Left | PeerState::Dead));
+            let mut open: BTreeMap<u64, OpenInc> = BTreeMap::new();
+            let blank = |inc: u64| OpenInc {
+                inc,
+                suspecters: Vec::new(),
+                held: Vec::new(),
+                verdict: None,
+            };
+            if let Some(o) = s.and_then(|s| s.others.as_ref()) {
+                for (&inc, sus) in o.suspects.iter().filter(|(&i, _)| i >= top_inc) {
+                    let slot = open.entry(inc).or_insert_with(|| blank(inc));
+                    for (a, id) in sus.authors.iter() {
+                        slot.suspecters.push((index_of(a)?, *id));
+                    }
+                    for a in sus.held.iter() {
+                        slot.held.push(index_of(a)?);
+                    }
+                    slot.suspecters.sort_unstable_by_key(|(i, _)| *i);
+                    slot.held.sort_unstable();
+                }
+                for (&inc, id) in o.verdicts.iter().filter(|(&i, _)| i >= top_inc) {
+                    open.entry(inc).or_insert_with(|| blank(inc)).verdict = Some(*id);
+                }
+            }
+            out.push(Record {
+                author: name.to_string(),
+                head: heads.get(name).cloned(),
+                top_inc,
+                own_alive: own.and_then(|(_, o)| o.alive),
+                own_leave: own.and_then(|(_, o)| o.left.as_deref().copied()),
+                profile,
+                departed_since: departed.then_some(n),
+                open: open
+                    .into_values()
+                    .filter(|o| {
+                        !o.suspecters.is_empty() || !o.held.is_empty() || o.verdict.is_some()
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The derivation `records` stand for (13.6, `G`'s start), with the
+    /// quorum floor `floor`: subjects, own claims at `top_inc`, profiles,
+    /// open claims and keys loaded, then `counted_live`, `key_shared`, the
+    /// suspecters' live counts, `by_author`, the candidates and the dead
+    /// set recomputed exactly as [`Derived::apply`] keeps them. Indices
+    /// that name no record are skipped (a decoded state has none).
+    pub(crate) fn from_checkpoint(records: &[Record], floor: u32) -> Derived {
+        let mut d = Derived::with_quorum_floor(floor);
+        let names: Vec<Arc<str>> = records
+            .iter()
+            .map(|r| Arc::from(r.author.as_str()))
+            .collect();
+        let name = |i: u32| usize::try_from(i).ok().and_then(|i| names.get(i));
+        let mut keys: BTreeMap<PublicKey, Vec<Arc<str>>> = BTreeMap::new();
+        for (r, id) in records.iter().zip(&names) {
+            let mut s = Subject::default();
+            if r.has_own() {
+                s.own.insert(
+                    r.top_inc,
+                    Own {
+                        alive: r.own_alive,
+                        left: r.own_leave.map(Box::new),
+                    },
+                );
+            }
+            s.profile = r.profile.as_ref().map(|p| LatestProfile {
+                seq: p.seq,
+                entry: p.id.map(Box::new),
+                data: Arc::new(Profile {
+                    addr: p.addr.clone().into_boxed_str(),
+                    meta: p.meta.clone().into_boxed_slice(),
+                }),
+            });
+            for o in &r.open {
+                if !o.suspecters.is_empty() || !o.held.is_empty() {
+                    let sus = s.others_mut().suspects.entry_or_default(o.inc);
+                    for &(i, entry) in &o.suspecters {
+                        let Some(a) = name(i) else { continue };
+                        sus.authors.insert(a.to_string(), entry);
+                        keep_min(&mut sus.first, entry);
+                        d.by_author
+                            .entry(a.to_string())
+                            .or_default()
+                            .insert((r.author.clone(), o.inc));
+                    }
+                    for &i in &o.held {
+                        let Some(a) = name(i) else { continue };
+                        sus.held.insert(a.to_string());
+                        d.by_author
+                            .entry(a.to_string())
+                            .or_default()
+                            .insert((r.author.clone(), o.inc));
+                    }
+                }
+                if let Some(v) = o.verdict {
+                    s.others_mut().verdicts.insert(o.inc, v);
+                }
+            }
+            if let Some(h) = &r.head {
+                s.key_seen = true;
+                keys.entry(h.key).or_default().push(id.clone());
+            }
+            d.subjects.insert(id.clone(), Box::new(s));
+        }
+        // Records are sorted by author, so each key's authors are too.
+        for (key, authors) in keys {
+            if let Some(first) = authors.first() {
+                d.authors_of_key.insert(key, first.clone());
+            }
+            if authors.len() >= 2 {
+                for a in &authors {
+                    if let Some(s) = d.subjects.get_mut(a) {
+                        s.key_shared = true;
+                    }
+                }
+                d.shared_keys.insert(key, authors);
+            }
+        }
+        // Everyone starts not counted live; `refresh` counts each subject
+        // in (and its suspicions of others), then places the candidates.
+        for id in &names {
+            d.refresh(id);
+        }
+        d.settle(&mut BTreeSet::new());
+        d
+    }
+}
