@@ -214,11 +214,16 @@ pub fn is_valid_address(addr: &str) -> bool {
     addr.parse::<core::net::SocketAddr>().is_ok()
 }
 
-/// Records per checkpoint chunk (docs/design.md §13.3): a chunk is the
-/// unit a joining node fetches and verifies against the Merkle root on its
-/// own; 256 typical records (172 bytes each) are about 44 KB, inside
-/// `MAX_MESSAGE_BYTES`.
-pub const CHECKPOINT_CHUNK_RECORDS: usize = 256;
+/// Largest encoding of one checkpoint chunk, its 8- or 16-byte prefix
+/// included (docs/design.md §13.3): a chunk is the unit a joining node
+/// fetches and verifies against the Merkle root on its own, and must fit
+/// one `checkpoint-chunk {id, index, bytes, path}` message. Postcard
+/// framing of that message is at most 1 + 1 (version, tag) + 32 (id) + 5
+/// (index varint) + 3 (length varint) + 1 + 32 × 32 (a path of at most 32
+/// hashes, u32 chunks) = 1 067 bytes, so 56 000 + 1 067 < 60 000
+/// (`MAX_MESSAGE_BYTES`), with about 2 900 bytes to spare for fields a
+/// later wire version adds. About 325 typical records (172 bytes) a chunk.
+pub const CHECKPOINT_CHUNK_BYTES: usize = 56_000;
 
 /// Pending incarnations a checkpoint record keeps (docs/design.md §13.2,
 /// rule 2): of the open claims at incarnations the subject has not

@@ -500,6 +500,13 @@ pub struct Derived {
     dead: BTreeSet<String>,
     /// `V` may have changed since it was last computed.
     recheck: bool,
+    /// The sticky verdicts (docs/design.md §13.8): subjects loaded `dead`
+    /// from a checkpoint, with the incarnation they were dead at. Each is
+    /// in `V` whatever the counts while its claim without verdicts is
+    /// still `alive` or `suspect` at that incarnation (and the verdict is
+    /// held). Empty, and so without effect, for a derivation not loaded
+    /// from a checkpoint.
+    sticky: BTreeMap<String, u64>,
     /// The first author bound to each key (the subject's shared id). An
     /// author sharing its key with another is not counted live: a quorum
     /// is one of distinct keys.
@@ -783,6 +790,9 @@ impl Derived {
             }
         }
         self.place(id);
+        if self.sticky.contains_key(id) {
+            self.recheck = true;
+        }
     }
 
     /// Keeps a subject's entry in `candidates` in step with its state.
@@ -822,7 +832,7 @@ impl Derived {
         if !std::mem::take(&mut self.recheck) {
             return;
         }
-        let mut v: BTreeSet<String> = BTreeSet::new();
+        let mut v: BTreeSet<String> = self.sticky_dead();
         let mut by_quorum = self.candidates.iter().peekable();
         let mut by_time = self.held_candidates.iter().peekable();
         loop {

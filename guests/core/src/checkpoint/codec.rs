@@ -10,6 +10,17 @@
 //! id, u32 count and indices of long-held suspecters, u8 verdict flag and
 //! the verdict id.
 //!
+//! Chunks are bounded in bytes, not records ([`CHECKPOINT_CHUNK_BYTES`],
+//! its prefix included). A chunk of whole records is u32 index of its
+//! first record, u32 record count (≥ 1), the records: consecutive records
+//! packed greedily, a new chunk started only when the next record does not
+//! fit. A record whose encoding alone does not fit a chunk is cut into
+//! *parts*, each a chunk of its own: u32 record index, u32 0 (no whole
+//! records), u32 part number, u32 part count (≥ 2), then the bytes; every
+//! part but the last is full. A chunk of whole records decodes on its own;
+//! the parts of one record decode once all of them are held (each still
+//! verifies against the root on its own).
+//!
 //! The decoder takes its input as hostile: every read is bounds-checked, a
 //! count is checked against the bytes left before anything is allocated
 //! for it, and only the one canonical encoding of a state is accepted
@@ -21,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use super::merkle::{chunk_leaf, merkle_root};
 use super::{ChainHead, OpenInc, Record, RecordProfile, State, HEADER_TAG};
-use crate::config::CHECKPOINT_CHUNK_RECORDS;
+use crate::config::CHECKPOINT_CHUNK_BYTES;
 use crate::ledger::Hash;
 use nodeplane_entry::MAX_AUTHOR_LEN;
 
@@ -38,8 +49,12 @@ const F_PROFILE: u8 = 4;
 const F_PROFILE_ID: u8 = 8;
 /// Flag: `departed_since` follows.
 const F_DEPARTED: u8 = 16;
+/// Flag: dead at the cut, at `top_inc` (the sticky verdict, 13.8). Set
+/// only with an own alive, no own leave, `departed_since`, and a verdict
+/// at `top_inc`.
+const F_DEAD: u8 = 32;
 /// Every flag this version knows.
-const F_ALL: u8 = F_ALIVE | F_LEAVE | F_PROFILE | F_PROFILE_ID | F_DEPARTED;
+const F_ALL: u8 = F_ALIVE | F_LEAVE | F_PROFILE | F_PROFILE_ID | F_DEPARTED | F_DEAD;
 
 /// Bytes of the header: tag, n, round, previous id, cut digest, quorum
 /// floor, record count, chunk count, root.
@@ -52,6 +67,15 @@ const OPEN_INC_MIN: usize = 8 + 4 + 4 + 1;
 const SUSPECTER_LEN: usize = 4 + 32;
 /// Smallest encoding of one metadata pair: two empty strings.
 const META_PAIR_MIN: usize = 4;
+/// Smallest encoding of one record (length, a 1-byte author, seq,
+/// `top_inc`, flags, open count).
+const RECORD_MIN: usize = 1 + 1 + 8 + 8 + 1 + 2;
+/// The prefix of a chunk of whole records: first index, record count.
+pub const CHUNK_PREFIX: usize = 4 + 4;
+/// The prefix of a part: record index, 0, part number, part count.
+pub const PART_PREFIX: usize = 4 + 4 + 4 + 4;
+/// The bytes of a record every part but the last carries.
+pub const PART_BODY: usize = CHECKPOINT_CHUNK_BYTES - PART_PREFIX;
 
 /// Why a state could not be encoded: a field longer than its length
 /// prefix allows (a state built from verified entries never has one).
@@ -82,6 +106,18 @@ pub enum DecodeError {
     /// The header does not start with the checkpoint tag.
     #[error("not a checkpoint header (tag)")]
     BadTag,
+    /// A chunk is longer than `CHECKPOINT_CHUNK_BYTES`.
+    #[error("chunk of {0} bytes is over the chunk bound")]
+    ChunkTooLarge(usize),
+    /// A part of a record is malformed (part count below 2, part number
+    /// out of range, a part other than the last not full, parts out of
+    /// order or missing).
+    #[error("record {0}: {1}")]
+    BadPart(u64, &'static str),
+    /// The chunks hold the right records but not cut where the encoder
+    /// cuts them (not greedy, or a record split that fits whole).
+    #[error("the chunk boundaries are not the canonical ones")]
+    Chunking,
     /// A count announces more items than the bytes left could hold.
     #[error("{what}: count {count} is larger than the input")]
     CountTooLarge {
@@ -143,7 +179,7 @@ pub struct Header {
     pub quorum_floor: u32,
     /// Number of records.
     pub records: u32,
-    /// Number of chunks: records / `CHECKPOINT_CHUNK_RECORDS`, rounded up.
+    /// Number of chunks (0 exactly when there are no records).
     pub chunks: u32,
     /// The Merkle root over the chunks.
     pub root: Hash,
@@ -188,30 +224,13 @@ impl Header {
             root: r.hash("root")?,
         };
         r.finish()?;
-        if chunks_for(h.records) != h.chunks {
+        if (h.records == 0) != (h.chunks == 0) {
             return Err(DecodeError::Counts(
                 "chunk count does not fit the record count",
             ));
         }
         Ok(h)
     }
-}
-
-/// Chunks needed for `records` records.
-fn chunks_for(records: u32) -> u32 {
-    let per = u32::try_from(CHECKPOINT_CHUNK_RECORDS)
-        .unwrap_or(u32::MAX)
-        .max(1);
-    records.div_ceil(per)
-}
-
-/// Records in chunk `index` of a state of `records` records.
-fn records_in_chunk(records: u32, index: u32) -> u32 {
-    let per = u32::try_from(CHECKPOINT_CHUNK_RECORDS)
-        .unwrap_or(u32::MAX)
-        .max(1);
-    let before = index.saturating_mul(per);
-    records.saturating_sub(before).min(per)
 }
 
 /// An encoded checkpoint: the header and the chunks' bytes.
@@ -268,15 +287,9 @@ impl State {
     ) -> Result<Encoded, EncodeError> {
         let count = u32::try_from(self.records.len())
             .map_err(|_| EncodeError::TooManyRecords(self.records.len()))?;
-        let per = CHECKPOINT_CHUNK_RECORDS.max(1);
-        let mut chunks = Vec::new();
-        for group in self.records.chunks(per) {
-            let mut bytes = Vec::new();
-            for rec in group {
-                encode_record(rec, &mut bytes)?;
-            }
-            chunks.push(bytes);
-        }
+        let chunks = chunk_records(&self.records)?;
+        let chunk_count =
+            u32::try_from(chunks.len()).map_err(|_| EncodeError::TooManyRecords(chunks.len()))?;
         let leaves: Vec<Hash> = chunks
             .iter()
             .zip(0u32..)
@@ -289,11 +302,81 @@ impl State {
             cut,
             quorum_floor,
             records: count,
-            chunks: chunks_for(count),
+            chunks: chunk_count,
             root: merkle_root(&leaves),
         };
         Ok(Encoded { header, chunks })
     }
+}
+
+/// A chunk of whole records being filled: its bytes and record count.
+struct Filling {
+    /// Index of its first record.
+    first: u32,
+    /// Records in it.
+    count: u32,
+    /// The records' bytes.
+    bytes: Vec<u8>,
+}
+
+impl Filling {
+    /// The chunk's encoding: prefix, then the records.
+    fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CHUNK_PREFIX.saturating_add(self.bytes.len()));
+        out.extend_from_slice(&self.first.to_be_bytes());
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+}
+
+/// Cuts the records into chunks: greedily packed whole records, and a
+/// record too large for a chunk alone in parts.
+fn chunk_records(records: &[Record]) -> Result<Vec<Vec<u8>>, EncodeError> {
+    let mut chunks = Vec::new();
+    let mut filling: Option<Filling> = None;
+    for (rec, at) in records.iter().zip(0u32..) {
+        let mut bytes = Vec::new();
+        encode_record(rec, &mut bytes)?;
+        if CHUNK_PREFIX.saturating_add(bytes.len()) > CHECKPOINT_CHUNK_BYTES {
+            if let Some(f) = filling.take() {
+                chunks.push(f.finish());
+            }
+            let parts = bytes.len().div_ceil(PART_BODY);
+            let parts_u32: u32 = len_as(parts, rec, "parts")?;
+            for (piece, p) in bytes.chunks(PART_BODY).zip(0u32..) {
+                let mut out = Vec::with_capacity(PART_PREFIX.saturating_add(piece.len()));
+                out.extend_from_slice(&at.to_be_bytes());
+                out.extend_from_slice(&0u32.to_be_bytes());
+                out.extend_from_slice(&p.to_be_bytes());
+                out.extend_from_slice(&parts_u32.to_be_bytes());
+                out.extend_from_slice(piece);
+                chunks.push(out);
+            }
+            continue;
+        }
+        if filling.as_ref().is_some_and(|f| {
+            CHUNK_PREFIX
+                .saturating_add(f.bytes.len())
+                .saturating_add(bytes.len())
+                > CHECKPOINT_CHUNK_BYTES
+        }) {
+            if let Some(f) = filling.take() {
+                chunks.push(f.finish());
+            }
+        }
+        let f = filling.get_or_insert_with(|| Filling {
+            first: at,
+            count: 0,
+            bytes: Vec::new(),
+        });
+        f.count = f.count.saturating_add(1);
+        f.bytes.extend_from_slice(&bytes);
+    }
+    if let Some(f) = filling.take() {
+        chunks.push(f.finish());
+    }
+    Ok(chunks)
 }
 
 /// A length as the `T` of its prefix, or `TooLong`.
@@ -337,6 +420,9 @@ pub(super) fn encode_record(rec: &Record, out: &mut Vec<u8>) -> Result<(), Encod
     }
     if rec.departed_since.is_some() {
         flags |= F_DEPARTED;
+    }
+    if rec.dead {
+        flags |= F_DEAD;
     }
     out.push(flags);
     if let Some(id) = &rec.own_alive {
@@ -534,6 +620,12 @@ fn decode_record(r: &mut Reader<'_>, at: u64, count: u32) -> Result<Record, Deco
     if (has(F_ALIVE) || has(F_LEAVE) || has(F_PROFILE)) && head.is_none() {
         return Err(DecodeError::NonCanonical(at, "own entries without a chain"));
     }
+    if has(F_DEAD) && !(has(F_ALIVE) && !has(F_LEAVE) && has(F_DEPARTED)) {
+        return Err(DecodeError::NonCanonical(
+            at,
+            "dead without an own alive, or with a leave, or not departed",
+        ));
+    }
     if !(has(F_ALIVE) || has(F_LEAVE)) && top_inc != 0 {
         return Err(DecodeError::NonCanonical(at, "top_inc without own claims"));
     }
@@ -638,6 +730,17 @@ fn decode_record(r: &mut Reader<'_>, at: u64, count: u32) -> Result<Record, Deco
             verdict,
         });
     }
+    let dead = has(F_DEAD);
+    if dead
+        && !open
+            .first()
+            .is_some_and(|o| o.inc == top_inc && o.verdict.is_some())
+    {
+        return Err(DecodeError::NonCanonical(
+            at,
+            "dead without a verdict at top_inc",
+        ));
+    }
     Ok(Record {
         author,
         head,
@@ -646,28 +749,119 @@ fn decode_record(r: &mut Reader<'_>, at: u64, count: u32) -> Result<Record, Deco
         own_leave,
         profile,
         departed_since,
+        dead,
         open,
     })
 }
 
-/// Decodes chunk `index` of a state of `records` records on its own (a
-/// chunk fetched from a peer, after [`super::verify_chunk`]): exactly the
-/// records the chunk must hold, sorted and unique within it, indices
-/// below `records`. Order across chunks is checked by [`decode`].
-pub fn decode_chunk(bytes: &[u8], index: u32, records: u32) -> Result<Vec<Record>, DecodeError> {
-    let per = u32::try_from(CHECKPOINT_CHUNK_RECORDS).unwrap_or(u32::MAX);
-    let first = u64::from(index).saturating_mul(u64::from(per));
-    let n = records_in_chunk(records, index);
-    if n == 0 {
-        return Err(DecodeError::Counts("chunk index beyond the records"));
+/// One chunk, decoded on its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Chunk {
+    /// Whole records, the first of them record number `first`.
+    Records {
+        /// Index of the first record.
+        first: u32,
+        /// The records, sorted and unique.
+        records: Vec<Record>,
+    },
+    /// Part `part` of `parts` of the encoding of record number `record`.
+    Part {
+        /// The record's index.
+        record: u32,
+        /// This part's number.
+        part: u32,
+        /// How many parts the record has.
+        parts: u32,
+        /// The part's bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+impl Chunk {
+    /// The chunk's encoding: decoding a chunk and encoding it again gives
+    /// the same bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            Chunk::Records { first, records } => {
+                let mut bytes = Vec::new();
+                for rec in records {
+                    encode_record(rec, &mut bytes)?;
+                }
+                let count = u32::try_from(records.len())
+                    .map_err(|_| EncodeError::TooManyRecords(records.len()))?;
+                Ok(Filling {
+                    first: *first,
+                    count,
+                    bytes,
+                }
+                .finish())
+            }
+            Chunk::Part {
+                record,
+                part,
+                parts,
+                bytes,
+            } => {
+                let mut out = Vec::with_capacity(PART_PREFIX.saturating_add(bytes.len()));
+                for v in [*record, 0, *part, *parts] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                out.extend_from_slice(bytes);
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Decodes one chunk of a state of `records` records on its own (a chunk
+/// fetched from a peer, after [`super::verify_chunk`]): its prefix, and
+/// either whole records, sorted and unique within it, indices below
+/// `records`, or one part of a record. Order across chunks, and that the
+/// chunks are cut where the encoder cuts them, are checked by [`decode`].
+pub fn decode_chunk(bytes: &[u8], records: u32) -> Result<Chunk, DecodeError> {
+    if bytes.len() > CHECKPOINT_CHUNK_BYTES {
+        return Err(DecodeError::ChunkTooLarge(bytes.len()));
     }
     let mut r = Reader::new(bytes);
-    // Every record is at least 19 bytes (length, author, seq, top_inc,
-    // flags, open count).
-    let n = r.check_count(u64::from(n), 1 + 1 + 8 + 8 + 1 + 2, "chunk records")?;
+    let first = r.u32("chunk's first record")?;
+    let count = r.u32("chunk's record count")?;
+    if first >= records {
+        return Err(DecodeError::Counts(
+            "chunk's first record beyond the records",
+        ));
+    }
+    let at0 = u64::from(first);
+    if count == 0 {
+        let part = r.u32("part number")?;
+        let parts = r.u32("part count")?;
+        if parts < 2 || part >= parts {
+            return Err(DecodeError::BadPart(
+                at0,
+                "part number or count out of range",
+            ));
+        }
+        let rest = r.take(r.rest.len(), "part bytes")?;
+        let full = part.saturating_add(1) < parts;
+        if rest.is_empty() || (full && rest.len() != PART_BODY) {
+            return Err(DecodeError::BadPart(
+                at0,
+                "a part other than the last not full",
+            ));
+        }
+        return Ok(Chunk::Part {
+            record: first,
+            part,
+            parts,
+            bytes: rest.to_vec(),
+        });
+    }
+    if u64::from(first).saturating_add(u64::from(count)) > u64::from(records) {
+        return Err(DecodeError::Counts("chunk's records beyond the records"));
+    }
+    let n = r.check_count(u64::from(count), RECORD_MIN, "chunk records")?;
     let mut out: Vec<Record> = Vec::with_capacity(n);
     for k in 0..n {
-        let at = first.saturating_add(k as u64);
+        let at = at0.saturating_add(k as u64);
         let rec = decode_record(&mut r, at, records)?;
         if out
             .last()
@@ -678,12 +872,29 @@ pub fn decode_chunk(bytes: &[u8], index: u32, records: u32) -> Result<Vec<Record
         out.push(rec);
     }
     r.finish()?;
-    Ok(out)
+    Ok(Chunk::Records {
+        first,
+        records: out,
+    })
 }
 
-/// Decodes a whole checkpoint: the header, then every chunk, checked
+/// Appends `rec` (number `at`) to `records`, checking the order.
+fn push_sorted(records: &mut Vec<Record>, rec: Record, at: u64) -> Result<(), DecodeError> {
+    if records
+        .last()
+        .is_some_and(|p| p.author.as_bytes() >= rec.author.as_bytes())
+    {
+        return Err(DecodeError::Unsorted(at));
+    }
+    records.push(rec);
+    Ok(())
+}
+
+/// Decodes a whole checkpoint: the header, then every chunk, each
+/// starting where the previous ended, parts reassembled in order, checked
 /// against the root, the records sorted and unique across chunks, every
-/// suspecter a record with a chain, and for `n = 1` the cut digest.
+/// suspecter a record with a chain, the chunks cut exactly where the
+/// encoder cuts them, and for `n = 1` the cut digest.
 pub fn decode(header: &[u8], chunks: &[&[u8]]) -> Result<(Header, State), DecodeError> {
     let h = Header::decode(header)?;
     if u32::try_from(chunks.len()).ok() != Some(h.chunks) {
@@ -691,15 +902,64 @@ pub fn decode(header: &[u8], chunks: &[&[u8]]) -> Result<(Header, State), Decode
     }
     let mut leaves = Vec::with_capacity(chunks.len());
     let mut records: Vec<Record> = Vec::new();
+    // The parts of a record read so far: its index, the next part number,
+    // the part count, the bytes.
+    let mut pending: Option<(u32, u32, u32, Vec<u8>)> = None;
     for (bytes, i) in chunks.iter().zip(0u32..) {
         leaves.push(chunk_leaf(i, bytes));
-        let recs = decode_chunk(bytes, i, h.records)?;
-        if let (Some(p), Some(f)) = (records.last(), recs.first()) {
-            if p.author.as_bytes() >= f.author.as_bytes() {
-                return Err(DecodeError::Unsorted(records.len() as u64));
+        let next = records.len() as u64;
+        match decode_chunk(bytes, h.records)? {
+            Chunk::Records {
+                first,
+                records: recs,
+            } => {
+                if pending.is_some() {
+                    return Err(DecodeError::BadPart(next, "parts missing"));
+                }
+                if u64::from(first) != next {
+                    return Err(DecodeError::Counts(
+                        "chunk does not start where the previous ended",
+                    ));
+                }
+                for (rec, k) in recs.into_iter().zip(0u64..) {
+                    push_sorted(&mut records, rec, next.saturating_add(k))?;
+                }
+            }
+            Chunk::Part {
+                record,
+                part,
+                parts,
+                bytes,
+            } => {
+                if u64::from(record) != next {
+                    return Err(DecodeError::Counts(
+                        "chunk does not start where the previous ended",
+                    ));
+                }
+                let mut buf = match pending.take() {
+                    None if part == 0 => Vec::new(),
+                    Some((r, p, n, buf)) if r == record && p == part && n == parts => buf,
+                    _ => return Err(DecodeError::BadPart(next, "parts out of order")),
+                };
+                buf.extend_from_slice(&bytes);
+                if part.saturating_add(1) < parts {
+                    pending = Some((record, part.saturating_add(1), parts, buf));
+                } else {
+                    let mut r = Reader::new(&buf);
+                    let rec = decode_record(&mut r, next, h.records)?;
+                    r.finish()?;
+                    push_sorted(&mut records, rec, next)?;
+                }
             }
         }
-        records.extend(recs);
+    }
+    if pending.is_some() {
+        return Err(DecodeError::BadPart(records.len() as u64, "parts missing"));
+    }
+    if records.len() as u64 != u64::from(h.records) {
+        return Err(DecodeError::Counts(
+            "the chunks hold fewer records than the header",
+        ));
     }
     if merkle_root(&leaves) != h.root {
         return Err(DecodeError::RootMismatch);
@@ -720,6 +980,12 @@ pub fn decode(header: &[u8], chunks: &[&[u8]]) -> Result<(Header, State), Decode
                 }
             }
         }
+    }
+    // The chunk boundaries are canonical exactly when the encoder cuts
+    // the records the same way.
+    let canonical = chunk_records(&records).map_err(|_| DecodeError::Chunking)?;
+    if canonical.len() != chunks.len() || canonical.iter().zip(chunks).any(|(a, b)| a != b) {
+        return Err(DecodeError::Chunking);
     }
     let state = State { records };
     if h.n == 1 && state.cut_digest() != h.cut {

@@ -35,7 +35,10 @@ pub use agree::{
     proposal_of, proposer, ranking, tail_len, tally, trigger, voters, BodyError, Outcome, Proposal,
     Tally, Vote, KIND_CHECKPOINT, KIND_CHECKPOINT_VOTE, MAX_AGREEMENT_BODY,
 };
-pub use codec::{decode, decode_chunk, DecodeError, EncodeError, Encoded, Header, HEADER_LEN};
+pub use codec::{
+    decode, decode_chunk, Chunk, DecodeError, EncodeError, Encoded, Header, CHUNK_PREFIX,
+    HEADER_LEN, PART_BODY, PART_PREFIX,
+};
 pub use merkle::{chunk_leaf, chunk_proof, merkle_root, verify_chunk};
 pub use next::{prune, Successor};
 
@@ -106,6 +109,11 @@ pub struct Record {
     pub profile: Option<RecordProfile>,
     /// The checkpoint number since which it is `left` or `dead`.
     pub departed_since: Option<u32>,
+    /// Dead (in `V`) at the cut, at `top_inc`: the sticky verdict (13.8).
+    /// Loading puts it into `V` whatever the counts for as long as its
+    /// claim without verdicts is still live at `top_inc`; its own `alive`
+    /// at a higher incarnation ends it.
+    pub dead: bool,
     /// Others' claims about it at incarnations `≥ top_inc`, by
     /// incarnation, ascending.
     pub open: Vec<OpenInc>,

@@ -211,11 +211,30 @@ fn cases(default: u32) -> u32 {
 }
 
 fn derive(entries: &[Entry], floor: u32) -> Derived {
+    derive_sticky(entries, floor, &BTreeMap::new())
+}
+
+/// The derivation of `entries` with the sticky verdicts `sticky` (subject
+/// → the incarnation it was dead at in a checkpoint, 13.8): the model of
+/// a view loaded from a checkpoint whose dead members are those.
+fn derive_sticky(entries: &[Entry], floor: u32, sticky: &BTreeMap<String, u64>) -> Derived {
     let mut d = Derived::with_quorum_floor(floor);
+    for (id, &inc) in sticky {
+        d.make_sticky(id, inc);
+    }
     for e in entries {
         let _ = d.apply(e);
     }
     d
+}
+
+/// The sticky verdicts a state's records carry: dead at `top_inc`.
+fn sticky_of(s: &State) -> BTreeMap<String, u64> {
+    s.records
+        .iter()
+        .filter(|r| r.dead)
+        .map(|r| (r.author.clone(), r.top_inc))
+        .collect()
 }
 
 /// A deterministic permutation from a seed (xorshift Fisher-Yates).
@@ -357,7 +376,9 @@ proptest! {
         for e in shuffled(&tail, seed.rotate_left(17)) {
             let _ = loaded.apply(&e);
         }
-        let full = derive(&chains.entries, floor);
+        // The deaths at the cut are sticky (13.8): the model is every
+        // entry with those verdicts sticky.
+        let full = derive_sticky(&chains.entries, floor, &sticky_of(&state));
         assert_equivalent(&full, &loaded, &incs);
     }
 
@@ -407,9 +428,13 @@ fn sample_state() -> State {
             meta: vec![("overlay-ip".into(), "10.1.0.100".into())],
         }),
         departed_since: None,
+        dead: false,
         open: vec![],
     };
     let mut a = rec("a");
+    // Dead at the cut: the sticky verdict at `top_inc` 2.
+    a.departed_since = Some(1);
+    a.dead = true;
     a.open = vec![
         OpenInc {
             inc: 2,
@@ -439,6 +464,7 @@ fn sample_state() -> State {
         own_leave: None,
         profile: None,
         departed_since: None,
+        dead: false,
         open: vec![OpenInc {
             inc: 5,
             suspecters: vec![(0, h(13))],
@@ -459,8 +485,26 @@ fn record_bytes(r: &Record) -> Vec<u8> {
 }
 
 /// A chunk of these records, encoded as they are (sorted or not).
+/// A chunk of whole records starting at record 0.
 fn chunk_of(records: &[Record]) -> Vec<u8> {
-    records.iter().flat_map(record_bytes).collect()
+    let bytes: Vec<u8> = records.iter().flat_map(record_bytes).collect();
+    framed(&bytes, records.len() as u32)
+}
+
+/// Raw record bytes behind a chunk prefix: first record 0, `count`.
+fn framed(bytes: &[u8], count: u32) -> Vec<u8> {
+    let mut out = 0u32.to_be_bytes().to_vec();
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// The records of a chunk of whole records (a part is an error here).
+fn recs(bytes: &[u8], records: u32) -> Result<Vec<Record>, DecodeError> {
+    match decode_chunk(bytes, records)? {
+        Chunk::Records { records, .. } => Ok(records),
+        Chunk::Part { .. } => Err(DecodeError::Chunking),
+    }
 }
 
 #[test]
@@ -521,15 +565,12 @@ fn the_decoder_rejects_truncation_and_trailing_bytes() {
     let state = sample_state();
     let chunk = chunk_of(&state.records);
     for len in 0..chunk.len() {
-        let got = decode_chunk(chunk.get(..len).expect("prefix"), 0, 4);
+        let got = recs(chunk.get(..len).expect("prefix"), 4);
         assert!(got.is_err(), "prefix of {len} bytes decoded");
     }
     let mut long = chunk.clone();
     long.push(0);
-    assert_eq!(
-        decode_chunk(&long, 0, 4),
-        Err(DecodeError::TrailingBytes(1))
-    );
+    assert_eq!(recs(&long, 4), Err(DecodeError::TrailingBytes(1)));
     let header = state
         .encode(1, 0, [0; 32], 0)
         .expect("encode")
@@ -555,25 +596,35 @@ fn the_decoder_rejects_unsorted_and_duplicate_records() {
     let s = sample_state();
     let r = &s.records;
     let swapped = chunk_of(&[r[0].clone(), r[2].clone(), r[1].clone(), r[3].clone()]);
-    assert_eq!(decode_chunk(&swapped, 0, 4), Err(DecodeError::Unsorted(2)));
+    assert_eq!(recs(&swapped, 4), Err(DecodeError::Unsorted(2)));
     let twice = chunk_of(&[r[0].clone(), r[1].clone(), r[1].clone(), r[3].clone()]);
-    assert_eq!(decode_chunk(&twice, 0, 4), Err(DecodeError::Unsorted(2)));
-    // Across chunks too: 257 records, the first of chunk 1 not after the
-    // last of chunk 0.
-    let mut many: Vec<Record> = (0..257)
+    assert_eq!(recs(&twice, 4), Err(DecodeError::Unsorted(2)));
+    // Across chunks too: 700 records, the first of chunk 1 not after the
+    // last of chunk 0 (same author length, so the boundary stays).
+    let mut many: Vec<Record> = (0..700)
         .map(|i| {
             let mut x = r[2].clone();
             x.author = format!("n{i:04}");
             x
         })
         .collect();
-    many[256].author = "n0000".into();
+    let enc = State {
+        records: many.clone(),
+    }
+    .encode(2, 0, [0; 32], 0)
+    .expect("encode");
+    let Ok(Chunk::Records { first, .. }) = decode_chunk(&enc.chunks[1], 700) else {
+        panic!("chunk 1 holds records");
+    };
+    let f = first as usize;
+    assert!(f > 1);
+    many[f].author = many[f - 1].author.clone();
     let state = State { records: many };
     let enc = state.encode(2, 0, [0; 32], 0).expect("encode");
     let chunks: Vec<&[u8]> = enc.chunks.iter().map(Vec::as_slice).collect();
     assert_eq!(
         decode(&enc.header.encode(), &chunks),
-        Err(DecodeError::Unsorted(256))
+        Err(DecodeError::Unsorted(f as u64))
     );
 }
 
@@ -584,7 +635,7 @@ fn the_decoder_rejects_suspecter_indices_out_of_range() {
         // 0 is the record itself: a subject cannot suspect itself.
         let mut r = s.records.clone();
         r[0].open[0].suspecters[0].0 = bad;
-        let got = decode_chunk(&chunk_of(&r), 0, 4);
+        let got = recs(&chunk_of(&r), 4);
         assert_eq!(
             got,
             Err(DecodeError::IndexOutOfRange {
@@ -597,7 +648,7 @@ fn the_decoder_rejects_suspecter_indices_out_of_range() {
     let mut r = s.records.clone();
     r[0].open[0].held[0] = 9;
     assert!(matches!(
-        decode_chunk(&chunk_of(&r), 0, 4),
+        recs(&chunk_of(&r), 4),
         Err(DecodeError::IndexOutOfRange { index: 9, .. })
     ));
     // In range, but the suspecter wrote nothing (no chain): only the
@@ -630,7 +681,7 @@ fn the_decoder_rejects_counts_larger_than_the_input() {
     bytes.extend_from_slice(&u32::MAX.to_be_bytes());
     bytes.extend_from_slice(&[0; 13]);
     assert_eq!(
-        decode_chunk(&bytes, 0, 1),
+        recs(&framed(&bytes, 1), 1),
         Err(DecodeError::CountTooLarge {
             what: "suspecters",
             count: u64::from(u32::MAX)
@@ -642,32 +693,51 @@ fn the_decoder_rejects_counts_larger_than_the_input() {
     bytes.extend_from_slice(&u16::MAX.to_be_bytes());
     bytes.extend_from_slice(&[0; 40]);
     assert!(matches!(
-        decode_chunk(&bytes, 0, 1),
+        recs(&framed(&bytes, 1), 1),
         Err(DecodeError::CountTooLarge {
             what: "open incarnations",
             ..
         })
     ));
-    // A header announcing more records than there are chunks for.
+    // A header announcing chunks but no records.
     let state = sample_state();
     let mut h = state.encode(1, 0, [0; 32], 0).expect("encode").header;
-    h.records = u32::MAX;
+    h.records = 0;
     assert!(matches!(
         Header::decode(&h.encode()),
         Err(DecodeError::Counts(_))
     ));
-    h.chunks = u32::MAX.div_ceil(256);
+    h.records = 4;
+    h.chunks = u32::MAX;
     let enc = state.encode(1, 0, [0; 32], 0).expect("encode");
     let chunks: Vec<&[u8]> = enc.chunks.iter().map(Vec::as_slice).collect();
     assert!(matches!(
         decode(&h.encode(), &chunks),
         Err(DecodeError::Counts(_))
     ));
-    // A chunk asked to hold 256 records holding 4.
+    // A chunk claiming 300 records and holding 4: beyond a state of 4
+    // records, or more than its bytes in a state of 300.
+    let body: Vec<u8> = state.records.iter().flat_map(record_bytes).collect();
     assert!(matches!(
-        decode_chunk(&chunk_of(&state.records), 0, 300),
+        recs(&framed(&body, 300), 4),
+        Err(DecodeError::Counts(_))
+    ));
+    assert!(matches!(
+        recs(&framed(&body, 300), 300),
         Err(DecodeError::CountTooLarge { .. } | DecodeError::Truncated(_))
     ));
+    // A chunk starting beyond the records, and one over the byte bound.
+    assert!(matches!(
+        recs(&chunk_of(&state.records), 0),
+        Err(DecodeError::Counts(_))
+    ));
+    let huge = vec![0u8; crate::config::CHECKPOINT_CHUNK_BYTES + 1];
+    assert_eq!(
+        recs(&huge, 4),
+        Err(DecodeError::ChunkTooLarge(
+            crate::config::CHECKPOINT_CHUNK_BYTES + 1
+        ))
+    );
 }
 
 #[test]
@@ -682,18 +752,21 @@ fn the_decoder_rejects_non_canonical_records() {
             Box::new(|r| r.open[0].suspecters.swap(0, 1)),
         ),
         ("author too long", Box::new(|r| r.author = "a".repeat(65))),
+        ("dead, no verdict", Box::new(|r| r.open[0].verdict = None)),
+        ("dead, not departed", Box::new(|r| r.departed_since = None)),
+        ("dead, left", Box::new(|r| r.own_leave = Some([4; 32]))),
     ];
     for (what, change) in cases {
         let mut r = s.records.clone();
         change(&mut r[0]);
-        assert!(decode_chunk(&chunk_of(&r), 0, 4).is_err(), "{what}");
+        assert!(recs(&chunk_of(&r), 4).is_err(), "{what}");
     }
     // An unknown flag bit.
     let mut bytes = record_bytes(&s.records[2]);
     let flags_at = 1 + 1 + 8 + 64 + 8;
     bytes[flags_at] |= 0x80;
     assert_eq!(
-        decode_chunk(&bytes, 0, 1),
+        recs(&framed(&bytes, 1), 1),
         Err(DecodeError::UnknownFlags(0, bytes[flags_at]))
     );
 }
@@ -751,23 +824,33 @@ fn a_chunk_verifies_against_the_root_with_its_path_only() {
         }
         assert!(chunk_proof(&leaves, width).is_none());
     }
-    // A real checkpoint of 600 records: three chunks.
+    // A real checkpoint of 1 000 records: chunks packed up to the byte
+    // bound, each starting where the previous ended.
     let mut state = sample_state();
-    state.records = (0..600)
+    state.records = (0..1000)
         .map(|i| {
             let mut x = state.records[2].clone();
             x.author = format!("n{i:04}");
             x
         })
         .collect();
+    let per_record = record_bytes(&state.records[0]).len();
+    let fit = (crate::config::CHECKPOINT_CHUNK_BYTES - CHUNK_PREFIX) / per_record;
     let enc = state.encode(1, 0, [0; 32], 0).expect("encode");
-    assert_eq!(enc.header.chunks, 3);
+    let w = enc.header.chunks;
+    assert_eq!(w as usize, 1000usize.div_ceil(fit));
+    assert!(w >= 3, "{w} chunks");
     let leaves = enc.leaves();
+    let mut next = 0;
     for (i, c) in enc.chunks.iter().enumerate() {
         let path = chunk_proof(&leaves, i).expect("proof");
-        assert!(verify_chunk(&enc.header.root, 3, i as u32, c, &path));
-        let recs = decode_chunk(c, i as u32, 600).expect("chunk");
-        assert_eq!(recs.len(), if i < 2 { 256 } else { 88 });
+        assert!(verify_chunk(&enc.header.root, w, i as u32, c, &path));
+        let Ok(Chunk::Records { first, records }) = decode_chunk(c, 1000) else {
+            panic!("chunk {i}");
+        };
+        assert_eq!(first, next);
+        assert_eq!(records.len(), fit.min(1000 - next as usize));
+        next += records.len() as u32;
     }
     let chunks: Vec<&[u8]> = enc.chunks.iter().map(Vec::as_slice).collect();
     assert_eq!(
@@ -786,6 +869,7 @@ fn any_change_of_a_record_changes_the_id() {
         Box::new(|s| s.records[0].open[0].held.clear()),
         Box::new(|s| s.records[0].open[1].inc -= 1),
         Box::new(|s| s.records[1].departed_since = Some(2)),
+        Box::new(|s| s.records[0].dead = false),
         Box::new(|s| s.records[1].own_leave = None),
         Box::new(|s| s.records[2].profile.as_mut().expect("p").addr.push('1')),
         Box::new(|s| s.records[2].profile.as_mut().expect("p").meta.clear()),
@@ -832,6 +916,7 @@ fn the_record_of_the_specs_example_is_172_bytes() {
             meta: vec![("overlay-ip".into(), "10.1.0.100".into())],
         }),
         departed_since: None,
+        dead: false,
         open: vec![],
     };
     assert_eq!(record_bytes(&r).len(), 172);
@@ -879,7 +964,10 @@ fn measured_size_per_member_at_a_thousand_members() {
     );
     assert_eq!(enc.header.chunks, 4);
     assert!((165_000..=175_000).contains(&bytes), "{bytes}");
-    assert!(enc.chunks.iter().all(|c| c.len() < 48_000));
+    assert!(enc
+        .chunks
+        .iter()
+        .all(|c| c.len() <= crate::config::CHECKPOINT_CHUNK_BYTES));
     assert_equivalent(&d, &state.load(0), &[1].into());
 }
 
@@ -918,7 +1006,10 @@ fn a_cut_that_is_not_the_ledgers_is_refused() {
 fn a_quorum_at_the_cut_stays_a_death_after_loading() {
     // Five members, three suspect `e` and one declares it dead: `e` is
     // dead at the cut; after loading, one suspecter leaves in the tail and
-    // the quorum (3 of 4 live, needs 3) is lost: `e` is suspect again.
+    // the quorum (3 of 4 live, needs 3) is lost, but the verdict is sticky
+    // (13.8): `e` stays dead, until its own alive at a higher
+    // incarnation. Without the sticky verdict (the derivation of every
+    // entry) it is suspect again.
     let mut c = Chains::default();
     for a in ["a", "b", "c", "d", "e"] {
         c.apply(&Op::Join(a.into(), 1, 0));
@@ -933,6 +1024,8 @@ fn a_quorum_at_the_cut_stays_a_death_after_loading() {
     let state = State::first(&ledger, &ledger.frontier(), &d).expect("state");
     let e = state.records.iter().find(|r| r.author == "e").expect("e");
     assert_eq!(e.departed_since, Some(1));
+    assert!(e.dead);
+    assert_eq!(state.records.iter().filter(|r| r.dead).count(), 1, "only e");
     let mut loaded = state.load(0);
     assert_eq!(loaded.claim("e"), d.claim("e"));
     let before = c.entries.len();
@@ -942,9 +1035,28 @@ fn a_quorum_at_the_cut_stays_a_death_after_loading() {
     }
     assert_eq!(
         loaded.claim("e").map(|c| c.state),
+        Some(crate::PeerState::Dead)
+    );
+    assert_eq!(loaded.live_count(), 3);
+    assert_eq!(
+        derive(&c.entries, 0).claim("e").map(|c| c.state),
         Some(crate::PeerState::Suspect)
     );
-    assert_equivalent(&derive(&c.entries, 0), &loaded, &[1].into());
+    let sticky: BTreeMap<String, u64> = [("e".to_string(), 1)].into();
+    assert_equivalent(&derive_sticky(&c.entries, 0, &sticky), &loaded, &[1].into());
+    loaded.check_invariants();
+    // Its own alive at 2 ends it.
+    let before = c.entries.len();
+    c.apply(&Op::Alive("e".into(), 2, 0));
+    for t in &c.entries[before..] {
+        loaded.apply(t).expect("apply");
+    }
+    assert_eq!(
+        loaded.claim("e").map(|c| (c.state, c.inc)),
+        Some((crate::PeerState::Alive, 2))
+    );
+    assert_eq!(loaded.live_count(), 4);
+    assert_equivalent(&derive(&c.entries, 0), &loaded, &[1, 2].into());
 }
 
 proptest! {
@@ -961,8 +1073,8 @@ proptest! {
         how in 0u8..3,
         count in 1u32..6,
     ) {
-        if let Ok(recs) = decode_chunk(&noise, 0, count) {
-            prop_assert_eq!(chunk_of(&recs), noise.clone());
+        if let Ok(c) = decode_chunk(&noise, count) {
+            prop_assert_eq!(c.encode().expect("encode"), noise.clone());
         }
         let _ = Header::decode(&noise);
         let mut chunk = chunk_of(&sample_state().records);
@@ -972,11 +1084,149 @@ proptest! {
             1 => chunk.truncate(i),
             _ => chunk.insert(i, byte),
         }
-        if let Ok(recs) = decode_chunk(&chunk, 0, 4) {
-            prop_assert_eq!(chunk_of(&recs), chunk);
+        if let Ok(c) = decode_chunk(&chunk, 4) {
+            prop_assert_eq!(c.encode().expect("encode"), chunk);
         }
     }
 }
 
 mod agree;
 mod next;
+
+/// 5 000 members and one subject all of them suspect: the subject's
+/// record (about 180 KB) is cut into parts, and every chunk, with the
+/// `checkpoint-chunk` message's framing (at most 1 067 bytes, config.rs),
+/// fits `MAX_MESSAGE_BYTES`.
+fn suspected_by_5000() -> State {
+    let base = sample_state().records[2].clone();
+    let mut records: Vec<Record> = (0..5000)
+        .map(|i| {
+            let mut x = base.clone();
+            x.author = format!("m{i:04}");
+            x
+        })
+        .collect();
+    let mut subject = base;
+    subject.author = "s".into();
+    subject.open = vec![OpenInc {
+        inc: subject.top_inc,
+        suspecters: (0..5000u32)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                (i, id)
+            })
+            .collect(),
+        held: (0..5000).step_by(7).collect(),
+        verdict: Some([5; 32]),
+    }];
+    records.push(subject);
+    State { records }
+}
+
+#[test]
+fn a_subject_suspected_by_5000_members_encodes_into_chunks_that_fit() {
+    let state = suspected_by_5000();
+    let big = record_bytes(&state.records[5000]).len();
+    assert!(big > 180_000, "{big}");
+    let enc = state.encode(1, 0, [0; 32], 0).expect("encode");
+    let w = enc.header.chunks;
+    let leaves = enc.leaves();
+    let mut parts = Vec::new();
+    for (i, c) in enc.chunks.iter().enumerate() {
+        assert!(c.len() <= crate::config::CHECKPOINT_CHUNK_BYTES, "{i}");
+        assert!(c.len() + 1_067 <= crate::config::MAX_MESSAGE_BYTES);
+        let path = chunk_proof(&leaves, i).expect("proof");
+        assert!(verify_chunk(&enc.header.root, w, i as u32, c, &path));
+        match decode_chunk(c, 5001).expect("chunk alone") {
+            Chunk::Records { records, .. } => assert!(!records.is_empty()),
+            Chunk::Part {
+                record,
+                part,
+                parts: n,
+                bytes,
+            } => {
+                assert_eq!(record, 5000);
+                assert_eq!(part as usize, parts.len());
+                assert_eq!(n as usize, big.div_ceil(PART_BODY));
+                parts.push(bytes);
+            }
+        }
+    }
+    assert_eq!(parts.len(), big.div_ceil(PART_BODY));
+    assert!(parts.len() >= 4);
+    assert_eq!(parts.concat(), record_bytes(&state.records[5000]));
+    let chunks: Vec<&[u8]> = enc.chunks.iter().map(Vec::as_slice).collect();
+    let (_, back) = decode(&enc.header.encode(), &chunks).expect("decode");
+    assert_eq!(back, state);
+    // Parts out of order, one missing, or a part not full are refused.
+    let mut swapped = chunks.clone();
+    let n = swapped.len();
+    swapped.swap(n - 2, n - 3);
+    let mut h = enc.header.clone();
+    let leaves: Vec<Hash> = swapped
+        .iter()
+        .zip(0u32..)
+        .map(|(c, i)| chunk_leaf(i, c))
+        .collect();
+    h.root = merkle_root(&leaves);
+    assert!(matches!(
+        decode(&h.encode(), &swapped),
+        Err(DecodeError::BadPart(..))
+    ));
+    let mut missing = chunks.clone();
+    missing.remove(n - 2);
+    h.chunks -= 1;
+    assert!(decode(&h.encode(), &missing).is_err());
+    let short = &enc.chunks[n - 4][..PART_PREFIX + 10];
+    assert!(matches!(
+        decode_chunk(short, 5001),
+        Err(DecodeError::BadPart(5000, _))
+    ));
+}
+
+#[test]
+fn only_the_canonical_chunk_boundaries_are_accepted() {
+    // Four small records cut into two chunks instead of one: every chunk
+    // decodes and the root matches, but the boundaries are not greedy.
+    let state = sample_state();
+    let r = &state.records;
+    let body = |rs: &[Record]| -> Vec<u8> { rs.iter().flat_map(record_bytes).collect() };
+    let c0 = framed(&body(&r[..2]), 2);
+    let mut c1 = 2u32.to_be_bytes().to_vec();
+    c1.extend_from_slice(&2u32.to_be_bytes());
+    c1.extend_from_slice(&body(&r[2..]));
+    let chunks = [c0.as_slice(), c1.as_slice()];
+    let mut h = state.encode(1, 0, [0; 32], 0).expect("encode").header;
+    h.chunks = 2;
+    h.root = merkle_root(&[chunk_leaf(0, &c0), chunk_leaf(1, &c1)]);
+    assert_eq!(decode(&h.encode(), &chunks), Err(DecodeError::Chunking));
+    // A small record split into parts is refused likewise.
+    let bytes = record_bytes(&r[3]);
+    let part = |p: u32, piece: &[u8]| {
+        let mut out = Vec::new();
+        for v in [3u32, 0, p, 2] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(piece);
+        out
+    };
+    // Not full: refused by the chunk alone.
+    let p0 = part(0, &bytes[..10]);
+    assert!(matches!(
+        decode_chunk(&p0, 4),
+        Err(DecodeError::BadPart(3, _))
+    ));
+    let p1 = part(1, &bytes[10..]);
+    assert!(decode_chunk(&p1, 4).is_ok());
+    // A chunk that does not start where the previous ended.
+    let h1 = {
+        let mut h = h.clone();
+        h.root = merkle_root(&[chunk_leaf(0, &c0), chunk_leaf(1, &c0)]);
+        h
+    };
+    assert!(matches!(
+        decode(&h1.encode(), &[c0.as_slice(), c0.as_slice()]),
+        Err(DecodeError::Counts(_))
+    ));
+}

@@ -17,6 +17,34 @@ fn can_author(id: &str) -> bool {
 }
 
 impl Derived {
+    /// The sticky verdicts that hold now (§13.8): each subject loaded
+    /// `dead` at incarnation `i` whose claim without verdicts is still
+    /// `alive` or `suspect` at `i`, with the verdict at `i` held. `V`
+    /// starts from them; the death rule adds the rest.
+    pub(super) fn sticky_dead(&self) -> BTreeSet<String> {
+        self.sticky
+            .iter()
+            .filter(|(id, &inc)| {
+                self.subjects.get(id.as_str()).is_some_and(|s| {
+                    s.base_claim()
+                        .is_some_and(|c| c.inc == inc && c.state.is_live())
+                        && s.verdict(inc).is_some()
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Makes `id`'s verdict at `inc` sticky, as loading a record flagged
+    /// `dead` does (13.8), and recomputes `V`: the tests' model of a view
+    /// loaded from a checkpoint.
+    #[cfg(test)]
+    pub(crate) fn make_sticky(&mut self, id: &str, inc: u64) {
+        self.sticky.insert(id.to_string(), inc);
+        self.recheck = true;
+        self.settle(&mut BTreeSet::new());
+    }
+
     /// The `L` members of the death rule, sorted: counted live (`C`: a
     /// profile, not `left`, a key of their own) and not in the dead set
     /// `V`. The voters of the next checkpoint when `self` is loaded from a
@@ -103,6 +131,7 @@ impl Derived {
                 own_leave: own.and_then(|(_, o)| o.left.as_deref().copied()),
                 profile,
                 departed_since: departed.then_some(n),
+                dead: self.dead.contains(name),
                 open: open
                     .into_values()
                     .filter(|o| {
@@ -171,6 +200,9 @@ impl Derived {
                 if let Some(v) = o.verdict {
                     s.others_mut().verdicts.insert(o.inc, v);
                 }
+            }
+            if r.dead {
+                d.sticky.insert(r.author.clone(), r.top_inc);
             }
             if let Some(h) = &r.head {
                 s.key_seen = true;

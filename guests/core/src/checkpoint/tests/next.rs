@@ -11,15 +11,23 @@ fn heads_of(ledger: &Ledger, cut: &BTreeMap<String, u64>) -> Vec<(String, u64, H
         .collect()
 }
 
-/// `State::first` over exactly the entries of `cut`.
-fn first_at(chains: &Chains, ledger: &Ledger, cut: &BTreeMap<String, u64>, floor: u32) -> State {
+/// `State::first` over exactly the entries of `cut`, with the sticky
+/// verdicts `sticky` (13.8).
+fn first_at(
+    chains: &Chains,
+    ledger: &Ledger,
+    cut: &BTreeMap<String, u64>,
+    floor: u32,
+    sticky: &BTreeMap<String, u64>,
+) -> State {
     let covered: Vec<Entry> = chains
         .entries
         .iter()
         .filter(|e| cut.get(&e.author).is_some_and(|&k| e.seq <= k))
         .cloned()
         .collect();
-    State::first(ledger, &heads_of(ledger, cut), &derive(&covered, floor)).expect("first")
+    let d = derive_sticky(&covered, floor, sticky);
+    State::first(ledger, &heads_of(ledger, cut), &d).expect("first")
 }
 
 /// The most pending incarnations of any record (what rule 2 bounds).
@@ -61,7 +69,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
 
     /// Without anything to prune, F over state(n − 1) and the entries
-    /// between the cuts gives `State::first` over the whole cut, for any
+    /// between the cuts gives `State::first` over the whole cut (with the
+    /// deaths of the previous checkpoint sticky, 13.8), for any
     /// sequence of cuts and any order of those entries; `departed_since`
     /// is the first checkpoint of the member's current departure.
     #[test]
@@ -93,7 +102,7 @@ proptest! {
                     .collect()
             })
             .collect();
-        let mut state = first_at(&chains, &ledger, &cuts[0], floor);
+        let mut state = first_at(&chains, &ledger, &cuts[0], floor, &BTreeMap::new());
         let departed = |s: &State| -> BTreeSet<String> {
             s.records
                 .iter()
@@ -108,7 +117,7 @@ proptest! {
             departed(&state).into_iter().map(|a| (a, 1)).collect();
         for (k, cut) in cuts.iter().enumerate().skip(1) {
             let n = k as u64 + 1;
-            let expect = first_at(&chains, &ledger, cut, floor);
+            let expect = first_at(&chains, &ledger, cut, floor, &sticky_of(&state));
             if pending_max(&expect) > CHECKPOINT_PENDING_INCS {
                 break;
             }
@@ -465,7 +474,11 @@ fn live_in(d: &Derived, ids: &BTreeSet<String>) -> Vec<String> {
 /// of every entry except those an expired member wrote and those about
 /// it. Its `confirm-dead` entries stay, as a record keeps a verdict's id
 /// and not its author (13.2); they count no vote.
-fn expiry_model(entries: &[Entry], expired: &BTreeSet<String>) -> Derived {
+fn expiry_model(
+    entries: &[Entry],
+    expired: &BTreeSet<String>,
+    sticky: &BTreeMap<String, u64>,
+) -> Derived {
     let subject = |e: &Entry| -> Option<String> {
         let v: serde_json::Value = serde_json::from_slice(&e.body).ok()?;
         v.get("subject")?.as_str().map(str::to_string)
@@ -476,7 +489,7 @@ fn expiry_model(entries: &[Entry], expired: &BTreeSet<String>) -> Derived {
         .filter(|e| subject(e).is_none_or(|s| !expired.contains(&s)))
         .cloned()
         .collect();
-    derive(&kept, 0)
+    derive_sticky(&kept, 0, sticky)
 }
 
 proptest! {
@@ -509,6 +522,8 @@ proptest! {
         // Per id, the checkpoint its current departure began at (unpruned).
         let mut began: BTreeMap<String, u64> = BTreeMap::new();
         let mut max_records = 0;
+        // The model's sticky verdicts: its dead members at the last cut.
+        let mut sticky: BTreeMap<String, u64> = BTreeMap::new();
         for events in &plan {
             for e in events {
                 let view = run.state.load(0);
@@ -562,7 +577,18 @@ proptest! {
             let succ = run.checkpoint();
             let n = succ.n;
             // Every entry up to the cut, less what expired before it.
-            let model = expiry_model(&run.chains.entries, &expired_before);
+            let model = expiry_model(&run.chains.entries, &expired_before, &sticky);
+            sticky = ids
+                .iter()
+                .filter_map(|id| {
+                    let c = model.claim(id)?;
+                    (c.state == PeerState::Dead).then(|| (id.clone(), c.inc))
+                })
+                .collect();
+            // The records flag exactly those, less the ones expiring now.
+            let mut flagged = sticky.clone();
+            flagged.retain(|id, _| !succ.expired.contains(id));
+            prop_assert_eq!(&flagged, &sticky_of(&run.state), "n {}", n);
             let mut not_departed = 0usize;
             let mut recent = 0usize;
             for id in &ids {
@@ -595,4 +621,83 @@ proptest! {
         }
         prop_assert!(max_records > 0);
     }
+}
+
+fn confirm_dead(chains: &mut Chains, a: &str, s: &str, inc: u64, suspecters: usize) {
+    let b = json!({ "subject": s, "inc": inc, "evidence": [], "suspecters": suspecters });
+    chains.push(a, "confirm-dead", b.to_string().into_bytes());
+}
+
+/// The case of 13.8: `x`'s death rests on exactly the quorum, one of its
+/// suspecters (`y`) died earlier and so expires first. Without the sticky
+/// verdict `x` would turn `suspect` when `y` expires and never expire;
+/// with it `x` stays dead and expires 16 checkpoints after its death.
+#[test]
+fn a_death_outlives_the_expiry_of_a_suspecter_and_expires_on_time() {
+    let mut c = Chains::default();
+    for a in ["a", "b", "c", "d", "x", "y"] {
+        c.profile(a, "join", 1, 0);
+    }
+    // `y` suspects `x`, then dies (4 of 6, needs 4).
+    suspect(&mut c, "y", "x", 1);
+    for a in ["a", "b", "c", "d"] {
+        suspect(&mut c, a, "y", 1);
+    }
+    confirm_dead(&mut c, "a", "y", 1, 4);
+    // Checkpoint 1 holds `y` dead.
+    let mut run = Run::new(c);
+    assert_eq!(
+        run.record("y").map(|r| (r.dead, r.departed_since)),
+        Some((true, Some(1)))
+    );
+    assert!(run.checkpoint().expired.is_empty());
+    // `x` dies on exactly the quorum: y (dead, still in C), a and b are 3
+    // of L = 5, which needs 3.
+    suspect(&mut run.chains, "a", "x", 1);
+    suspect(&mut run.chains, "b", "x", 1);
+    confirm_dead(&mut run.chains, "a", "x", 1, 3);
+    run.checkpoint();
+    assert_eq!(
+        run.record("x").map(|r| (r.dead, r.departed_since)),
+        Some((true, Some(3)))
+    );
+    let view = run.state.load(0);
+    assert_eq!(view.live_suspecters("x", 1), 3);
+    assert_eq!(view.quorum_needed(), 3);
+    for n in 4..=16u64 {
+        run.chains.profile("a", "metadata", 1, n as u8);
+        assert!(run.checkpoint().expired.is_empty(), "{n}");
+    }
+    // 17 − 1 = 16: `y` expires with its suspicion of `x`.
+    run.chains.profile("a", "metadata", 1, 17);
+    let s17 = run.checkpoint();
+    assert_eq!(s17.expired, vec!["y".to_string()]);
+    let view = run.state.load(0);
+    view.check_invariants();
+    assert_eq!(view.live_suspecters("x", 1), 2);
+    // L is a, b, c and d: 3 needed, and only a and b suspect `x` now.
+    assert_eq!(view.live_count(), 4);
+    assert_eq!(view.quorum_needed(), 3);
+    assert_eq!(view.claim("x").map(|c| c.state), Some(PeerState::Dead));
+    assert_eq!(
+        run.record("x").map(|r| (r.dead, r.departed_since)),
+        Some((true, Some(3)))
+    );
+    // Without the sticky verdict it would be suspect: the model with
+    // `y`'s entries taken out and no verdict sticky.
+    let unsticky = expiry_model(&run.chains.entries, &run.expired, &BTreeMap::new());
+    assert_eq!(
+        unsticky.claim("x").map(|c| c.state),
+        Some(PeerState::Suspect)
+    );
+    // 18: `x` is still there; 19 − 3 = 16: it expires on time.
+    assert!(run.checkpoint().expired.is_empty());
+    assert_eq!(
+        run.state.load(0).claim("x").map(|c| c.state),
+        Some(PeerState::Dead)
+    );
+    let s19 = run.checkpoint();
+    assert_eq!(s19.expired, vec!["x".to_string()]);
+    assert!(run.record("x").is_none());
+    round_trip(&s19);
 }
