@@ -208,31 +208,9 @@ impl State {
         cut: &[(String, u64, Hash)],
         derived: &Derived,
     ) -> Result<State, StateError> {
-        let mut heads: BTreeMap<&str, ChainHead> = BTreeMap::new();
-        let mut last: Option<&str> = None;
-        for (author, seq, id) in cut {
-            if last.is_some_and(|l| l >= author.as_str()) {
-                return Err(StateError::CutUnsorted(author.clone()));
-            }
-            last = Some(author);
-            if ledger.id_at(author, *seq) != Some(id) {
-                return Err(StateError::HeadNotHeld {
-                    author: author.clone(),
-                    seq: *seq,
-                });
-            }
-            let key = ledger
-                .bound_key(author)
-                .ok_or_else(|| StateError::NoBoundKey(author.clone()))?;
-            heads.insert(
-                author,
-                ChainHead {
-                    seq: *seq,
-                    id: *id,
-                    key: *key,
-                },
-            );
-        }
+        let owned = cut_heads(ledger, cut)?;
+        let heads: BTreeMap<&str, ChainHead> =
+            owned.iter().map(|(a, h)| (a.as_str(), h.clone())).collect();
         let records = derived.checkpoint_records(&heads, 1)?;
         Ok(State { records })
     }
@@ -256,4 +234,40 @@ impl State {
     pub fn load(&self, quorum_floor: u32) -> Derived {
         Derived::from_checkpoint(&self.records, quorum_floor)
     }
+}
+
+/// The heads of `cut` (per author `(author, head seq, head id)`, sorted by
+/// author, as [`Ledger::frontier`] gives) with their bound keys, checked
+/// against `ledger`: sorted and unique, each head an entry the ledger
+/// holds with that id, each author bound to a key.
+pub(crate) fn cut_heads(
+    ledger: &Ledger,
+    cut: &[(String, u64, Hash)],
+) -> Result<BTreeMap<String, ChainHead>, StateError> {
+    let mut heads = BTreeMap::new();
+    let mut last: Option<&str> = None;
+    for (author, seq, id) in cut {
+        if last.is_some_and(|l| l >= author.as_str()) {
+            return Err(StateError::CutUnsorted(author.clone()));
+        }
+        last = Some(author);
+        if ledger.id_at(author, *seq) != Some(id) {
+            return Err(StateError::HeadNotHeld {
+                author: author.clone(),
+                seq: *seq,
+            });
+        }
+        let key = ledger
+            .bound_key(author)
+            .ok_or_else(|| StateError::NoBoundKey(author.clone()))?;
+        heads.insert(
+            author.clone(),
+            ChainHead {
+                seq: *seq,
+                id: *id,
+                key: *key,
+            },
+        );
+    }
+    Ok(heads)
 }

@@ -80,31 +80,7 @@ impl State {
         ledger: &Ledger,
         cut: &[(String, u64, Hash)],
     ) -> Result<Successor, StateError> {
-        let mut heads: BTreeMap<String, ChainHead> = BTreeMap::new();
-        let mut last: Option<&str> = None;
-        for (author, seq, id) in cut {
-            if last.is_some_and(|l| l >= author.as_str()) {
-                return Err(StateError::CutUnsorted(author.clone()));
-            }
-            last = Some(author);
-            if ledger.id_at(author, *seq) != Some(id) {
-                return Err(StateError::HeadNotHeld {
-                    author: author.clone(),
-                    seq: *seq,
-                });
-            }
-            let key = ledger
-                .bound_key(author)
-                .ok_or_else(|| StateError::NoBoundKey(author.clone()))?;
-            heads.insert(
-                author.clone(),
-                ChainHead {
-                    seq: *seq,
-                    id: *id,
-                    key: *key,
-                },
-            );
-        }
+        let heads = super::cut_heads(ledger, cut)?;
         let prev = self.previous_heads();
         let mut delta = Vec::new();
         for (author, head) in &heads {
