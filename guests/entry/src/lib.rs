@@ -130,6 +130,178 @@ pub fn entry_id(author: &str, seq: u64, prev: &Hash, clock: u64, kind: &str, bod
     Sha256::digest(canonical_encoding(author, seq, prev, clock, kind, body)).into()
 }
 
+/// Why bytes are not a canonical encoding ([`decode_canonical`]) or a
+/// signed entry ([`decode_signed`]). The bytes are treated as hostile:
+/// every length is checked against the bytes left before anything is
+/// allocated, and nothing may follow the last field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes do not start with [`ENCODING_TAG`].
+    #[error(
+        "does not start with the tag {:?}",
+        String::from_utf8_lossy(ENCODING_TAG)
+    )]
+    Tag,
+    /// A field (or its length prefix) needs more bytes than are left.
+    #[error("{field}: needs {needed} bytes, {left} left")]
+    Truncated {
+        /// The field being read.
+        field: &'static str,
+        /// Bytes the field needs (its declared length, or its width).
+        needed: u64,
+        /// Bytes left in the input.
+        left: usize,
+    },
+    /// A text field is not UTF-8.
+    #[error("{field} is not UTF-8")]
+    NotUtf8 {
+        /// The field.
+        field: &'static str,
+    },
+    /// Bytes follow the last field.
+    #[error("{count} trailing bytes after the {after}")]
+    Trailing {
+        /// How many.
+        count: usize,
+        /// The last field read.
+        after: &'static str,
+    },
+}
+
+/// A cursor over hostile bytes: every read is checked against what is
+/// left, and fails naming the field.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], DecodeError> {
+        let Some((head, rest)) = self.rest.split_at_checked(n) else {
+            return Err(DecodeError::Truncated {
+                field,
+                needed: n as u64,
+                left: self.rest.len(),
+            });
+        };
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], DecodeError> {
+        let bytes = self.take(field, N)?;
+        // `take` returned exactly N bytes.
+        bytes.try_into().map_err(|_| DecodeError::Truncated {
+            field,
+            needed: N as u64,
+            left: bytes.len(),
+        })
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
+    /// A u32-BE length, then that many bytes (checked before any copy).
+    fn prefixed(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let len = u32::from_be_bytes(self.array(field)?);
+        let needed = usize::try_from(len).map_err(|_| DecodeError::Truncated {
+            field,
+            needed: u64::from(len),
+            left: self.rest.len(),
+        })?;
+        self.take(field, needed)
+    }
+
+    fn text(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        let bytes = self.prefixed(field)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| DecodeError::NotUtf8 { field })
+    }
+
+    fn end(&self, after: &'static str) -> Result<(), DecodeError> {
+        match self.rest.len() {
+            0 => Ok(()),
+            count => Err(DecodeError::Trailing { count, after }),
+        }
+    }
+}
+
+/// Decodes one [`canonical_encoding`] from the front of `bytes`: the entry
+/// (its id the SHA-256 of the bytes read, its signature empty) and the
+/// rest of the input.
+fn decode_canonical_prefix(bytes: &[u8]) -> Result<(Entry, &[u8]), DecodeError> {
+    let mut cursor = Cursor { rest: bytes };
+    let tag = cursor
+        .take("tag", ENCODING_TAG.len())
+        .map_err(|_| DecodeError::Tag)?;
+    if tag != ENCODING_TAG {
+        return Err(DecodeError::Tag);
+    }
+    let author = cursor.text("author")?;
+    let seq = cursor.u64("seq")?;
+    let prev = cursor.array("prev")?;
+    let clock = cursor.u64("clock")?;
+    let kind = cursor.text("kind")?;
+    let body = cursor.prefixed("body")?.to_vec();
+    let read = bytes.len().saturating_sub(cursor.rest.len());
+    let canonical = bytes.get(..read).unwrap_or(bytes);
+    let entry = Entry {
+        author,
+        seq,
+        prev,
+        clock,
+        kind,
+        body,
+        id: Sha256::digest(canonical).into(),
+        signature: Vec::new(),
+    };
+    Ok((entry, cursor.rest))
+}
+
+/// The inverse of [`canonical_encoding`]: the entry whose canonical
+/// encoding is exactly `bytes`, its id computed as the SHA-256 of those
+/// bytes (so it matches by construction), its signature empty. Refuses a
+/// wrong tag, a length running past the end, non-UTF-8 text and trailing
+/// bytes; field bounds are [`Entry::verify`]'s to check.
+pub fn decode_canonical(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let (entry, rest) = decode_canonical_prefix(bytes)?;
+    Cursor { rest }.end("body")?;
+    Ok(entry)
+}
+
+/// A signed entry as bytes: its [`canonical_encoding`], then the
+/// signature with a u32-BE length prefix (like every variable-length
+/// field of the encoding; an unsigned entry has length 0). The id is not
+/// included: [`decode_signed`] recomputes it. The agent's store keeps each
+/// entry as a format byte followed by these bytes.
+pub fn encode_signed(entry: &Entry) -> Vec<u8> {
+    let mut out = canonical_encoding(
+        &entry.author,
+        entry.seq,
+        &entry.prev,
+        entry.clock,
+        &entry.kind,
+        &entry.body,
+    );
+    out.reserve(entry.signature.len().saturating_add(4));
+    out.extend_from_slice(&(entry.signature.len() as u32).to_be_bytes());
+    out.extend_from_slice(&entry.signature);
+    out
+}
+
+/// The inverse of [`encode_signed`], for hostile bytes: as
+/// [`decode_canonical`], then a length-prefixed signature that must end
+/// the input exactly. The signature's length is [`Entry::verify`]'s to
+/// check (0 or [`signing::SIGNATURE_LEN`]).
+pub fn decode_signed(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    let (mut entry, rest) = decode_canonical_prefix(bytes)?;
+    let mut cursor = Cursor { rest };
+    entry.signature = cursor.prefixed("signature")?.to_vec();
+    cursor.end("signature")?;
+    Ok(entry)
+}
+
 impl Entry {
     /// Builds an entry and computes its id; the signature is left empty
     /// (the author's signer sets it).
@@ -260,6 +432,168 @@ mod tests {
         let mut changed = base.clone();
         changed.body.push(b' ');
         assert!(changed.verify().is_err());
+    }
+
+    /// Entries covering the edges of every field.
+    fn samples() -> Vec<Entry> {
+        let mut signed = Entry::new("node-1", 2, [7; 32], u64::MAX, "alive", vec![1, 2, 3]);
+        signed.signature = vec![0xab; signing::SIGNATURE_LEN];
+        vec![
+            Entry::new("a", 1, GENESIS_PREV, 0, "join", Vec::new()),
+            Entry::new("node-1", 1, GENESIS_PREV, 7, "join", br#"{"x":1}"#.to_vec()),
+            signed,
+            Entry::new(
+                &"é".repeat(MAX_AUTHOR_LEN / 2),
+                u64::MAX,
+                [0xff; 32],
+                1,
+                &"k".repeat(MAX_KIND_LEN),
+                vec![0; MAX_BODY_LEN],
+            ),
+        ]
+    }
+
+    #[test]
+    fn canonical_and_signed_encodings_round_trip() {
+        for e in samples() {
+            let canonical =
+                canonical_encoding(&e.author, e.seq, &e.prev, e.clock, &e.kind, &e.body);
+            let unsigned = Entry {
+                signature: Vec::new(),
+                ..e.clone()
+            };
+            assert_eq!(decode_canonical(&canonical), Ok(unsigned));
+            let bytes = encode_signed(&e);
+            assert_eq!(bytes.len(), canonical.len() + 4 + e.signature.len());
+            assert!(bytes.starts_with(&canonical));
+            let back = decode_signed(&bytes).unwrap();
+            assert_eq!(back, e);
+            assert!(back.verify().is_ok());
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        for e in samples() {
+            let bytes = encode_signed(&e);
+            for cut in 0..bytes.len() {
+                let err = decode_signed(&bytes[..cut]).expect_err("truncated");
+                assert!(
+                    matches!(err, DecodeError::Tag | DecodeError::Truncated { .. }),
+                    "cut {cut}: {err}"
+                );
+            }
+            let canonical = &bytes[..bytes.len() - 4 - e.signature.len()];
+            for cut in 0..canonical.len() {
+                assert!(decode_canonical(&canonical[..cut]).is_err(), "cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn lengths_past_the_end_wrong_tags_bad_text_and_trailing_bytes_are_refused() {
+        let e = &samples()[2];
+        let bytes = encode_signed(e);
+        let at_author = ENCODING_TAG.len();
+        let at_kind = at_author + 4 + e.author.len() + 8 + 32 + 8;
+        let at_body = at_kind + 4 + e.kind.len();
+        let at_signature = at_body + 4 + e.body.len();
+        for (at, field) in [
+            (at_author, "author"),
+            (at_kind, "kind"),
+            (at_body, "body"),
+            (at_signature, "signature"),
+        ] {
+            for len in [u32::MAX, 1 << 31, bytes.len() as u32] {
+                let mut bad = bytes.clone();
+                bad[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                match decode_signed(&bad) {
+                    Err(DecodeError::Truncated {
+                        field: f, needed, ..
+                    }) => {
+                        assert_eq!((f, needed), (field, u64::from(len)));
+                    }
+                    other => panic!("{field} length {len}: {other:?}"),
+                }
+            }
+        }
+        let mut bad = bytes.clone();
+        bad[0] ^= 1;
+        assert_eq!(decode_signed(&bad), Err(DecodeError::Tag));
+        let mut bad = bytes.clone();
+        bad[at_author + 4] = 0xff;
+        assert_eq!(
+            decode_signed(&bad),
+            Err(DecodeError::NotUtf8 { field: "author" })
+        );
+        let mut bad = bytes.clone();
+        bad.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            decode_signed(&bad),
+            Err(DecodeError::Trailing {
+                count: 2,
+                after: "signature"
+            })
+        );
+        let canonical = &bytes[..at_signature];
+        let mut bad = canonical.to_vec();
+        bad.push(0);
+        assert_eq!(
+            decode_canonical(&bad),
+            Err(DecodeError::Trailing {
+                count: 1,
+                after: "body"
+            })
+        );
+    }
+
+    /// Random bytes and mutations of valid encodings: never a panic, and
+    /// whatever decodes re-encodes to exactly the input (one encoding per
+    /// entry).
+    #[test]
+    fn random_and_mutated_bytes_never_panic_and_decode_canonically() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid: Vec<Vec<u8>> = samples().iter().map(encode_signed).collect();
+        let mut decoded = 0;
+        for round in 0..20_000 {
+            let mut bytes = if round % 4 == 0 {
+                let len = (next() % 160) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            } else {
+                valid[(next() % valid.len() as u64) as usize].clone()
+            };
+            for _ in 0..=(next() % 3) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = (next() % bytes.len() as u64) as usize;
+                match next() % 4 {
+                    0 => bytes[at] ^= 1 << (next() % 8),
+                    1 => bytes[at] = next() as u8,
+                    2 => {
+                        bytes.remove(at);
+                    }
+                    _ => bytes.insert(at, next() as u8),
+                }
+            }
+            if let Ok(e) = decode_signed(&bytes) {
+                decoded += 1;
+                assert_eq!(encode_signed(&e), bytes);
+            }
+            if let Ok(e) = decode_canonical(&bytes) {
+                assert_eq!(
+                    canonical_encoding(&e.author, e.seq, &e.prev, e.clock, &e.kind, &e.body),
+                    bytes
+                );
+            }
+        }
+        assert!(decoded > 0, "some mutations (of fixed-width fields) decode");
     }
 
     /// Golden vector: a change here is a change of the ledger format, and

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::client::ApiClient;
 use crate::config::FileConfig;
-use crate::store::RedbLedger;
+use crate::store::{RedbLedger, STORE_FORMAT};
 
 /// Writes to stdout; a closed pipe (`nodeplane members | head`) ends the
 /// output quietly instead of panicking.
@@ -284,6 +284,23 @@ pub fn run_ledger(args: LedgerArgs) -> Result<()> {
                 report.entries,
                 report.authors,
                 report.frontier.digest
+            );
+            let per_entry = report
+                .row_bytes
+                .checked_div(report.entries as u64)
+                .map(|b| format!(", {b} bytes per entry"))
+                .unwrap_or_default();
+            outln!(
+                "store: format {}{}; {} bytes on disk, {} bytes of entry rows{}",
+                report.format,
+                if report.format < STORE_FORMAT {
+                    format!(" (the next open migrates it to format {STORE_FORMAT})")
+                } else {
+                    String::new()
+                },
+                report.file_bytes,
+                report.row_bytes,
+                per_entry
             );
             for e in &report.equivocations {
                 outln!(
