@@ -308,6 +308,72 @@ impl<K: Ord> SmallSet<K> {
     }
 }
 
+/// Elements per chunk of a [`Slots`].
+const SLOTS_CHUNK: usize = 64;
+
+/// A vector of per-author records indexed by handle, stored in chunks of
+/// [`SLOTS_CHUNK`] elements allocated at their full size: growing never
+/// moves (reallocates) the records already held, so a node's heap keeps
+/// no freed copies of a large vector behind (a `Vec` grown to N records
+/// leaves freed blocks of earlier sizes that smaller allocations only
+/// partly reuse), and the slack is at most one chunk.
+#[derive(Clone, Debug)]
+pub(crate) struct Slots<T> {
+    /// Full chunks, then the last one (never empty, at capacity
+    /// [`SLOTS_CHUNK`]).
+    chunks: Vec<Vec<T>>,
+    /// Number of elements.
+    len: usize,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Slots {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slots<T> {
+    /// The element at `i`.
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        self.chunks
+            .get(i / SLOTS_CHUNK)
+            .and_then(|c| c.get(i % SLOTS_CHUNK))
+    }
+
+    /// The element at `i`, mutably.
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks
+            .get_mut(i / SLOTS_CHUNK)
+            .and_then(|c| c.get_mut(i % SLOTS_CHUNK))
+    }
+
+    /// Appends an element (at index `len()`).
+    pub(crate) fn push(&mut self, value: T) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < SLOTS_CHUNK => c.push(value),
+            _ => {
+                let mut c = Vec::with_capacity(SLOTS_CHUNK);
+                c.push(value);
+                push_tight(&mut self.chunks, c);
+            }
+        }
+        self.len = self.len.saturating_add(1);
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The elements in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.chunks.iter().flatten()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,6 +89,7 @@
     )
 )]
 
+mod authors;
 pub mod checkpoint;
 mod compact;
 pub mod config;

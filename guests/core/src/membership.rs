@@ -22,7 +22,8 @@ use std::sync::Arc;
 use nodeplane_types::{Member, PeerState};
 use serde::{Deserialize, Serialize};
 
-use crate::compact::{SmallMap, SmallSet, VecMap};
+use crate::authors::{AuthorId, Authors};
+use crate::compact::{Slots, SmallMap, SmallSet, VecMap};
 use crate::config::{is_valid_address, validate_node_id};
 use crate::ledger::{Entry, Hash};
 use nodeplane_entry::signing::{declared_key, PublicKey};
@@ -294,14 +295,14 @@ struct Own {
 #[derive(Clone, Debug, Default)]
 struct Suspects {
     /// Author -> smallest id of its `suspect` entries here.
-    authors: SmallMap<String, Hash>,
+    authors: SmallMap<AuthorId, Hash>,
     /// Smallest id among all of them (the one a claim cites).
     first: Option<Hash>,
     /// How many of `authors` are counted live (see [`Derived`]).
     live: usize,
     /// Authors of `suspect-held` entries here with a held time of at
     /// least [`SUSPICION_LAPSE_MS`].
-    held: SmallSet<String>,
+    held: SmallSet<AuthorId>,
     /// How many of `held` are counted live.
     held_live: usize,
 }
@@ -362,6 +363,9 @@ struct Subject {
     /// Whether the subject's `join` entries declared a signing key (the
     /// key itself is `authors_of_key`'s key).
     key_seen: bool,
+    /// Whether the subject is filed: a handle is also issued to an author
+    /// of suspicions alone, whose slot holds no subject (`false`).
+    filed: bool,
 }
 
 impl Subject {
@@ -480,22 +484,24 @@ impl Subject {
 /// changed.
 #[derive(Clone, Debug, Default)]
 pub struct Derived {
-    /// Boxed: a B-tree node has room for 11 entries whatever it holds,
-    /// so the slack is a pointer per free slot rather than a subject.
-    /// Keyed by the member's id, allocated once and shared with the
-    /// roster and the probe order.
-    subjects: BTreeMap<Arc<str>, Box<Subject>>,
+    /// The subjects and the authors of suspicions: a handle indexes
+    /// `subjects`. Each id is allocated once and shared with the ledger
+    /// (see [`Derived::apply_sharing`]), the roster and the probe order.
+    authors: Authors,
+    /// Each interned author's subject record, at its handle's index (one
+    /// slot per handle; `filed` tells whether it holds a subject).
+    subjects: Slots<Subject>,
     /// The configured `death_quorum` (a floor above the majority).
     quorum_floor: usize,
     /// `|C|`: subjects counted live.
     counted_live: usize,
     /// (subject, inc) of every `suspect` entry, by author.
-    by_author: BTreeMap<String, SmallSet<(String, u64)>>,
+    by_author: BTreeMap<AuthorId, SmallSet<(AuthorId, u64)>>,
     /// Subjects with a verdict at their current incarnation, by live
     /// suspecters (most first), then id.
-    candidates: BTreeSet<(Reverse<usize>, String)>,
+    candidates: BTreeSet<(Reverse<usize>, Arc<str>)>,
     /// The same subjects by live long-held suspecters (most first), then id.
-    held_candidates: BTreeSet<(Reverse<usize>, String)>,
+    held_candidates: BTreeSet<(Reverse<usize>, Arc<str>)>,
     /// `V`: the subjects the death rule holds for.
     dead: BTreeSet<String>,
     /// `V` may have changed since it was last computed.
@@ -510,7 +516,7 @@ pub struct Derived {
     /// The first author bound to each key (the subject's shared id). An
     /// author sharing its key with another is not counted live: a quorum
     /// is one of distinct keys.
-    authors_of_key: BTreeMap<PublicKey, Arc<str>>,
+    authors_of_key: BTreeMap<PublicKey, AuthorId>,
     /// The authors of each key more than one author declared, sorted
     /// (the first of them is also its `authors_of_key` entry).
     shared_keys: BTreeMap<PublicKey, Vec<Arc<str>>>,
@@ -541,20 +547,30 @@ impl Derived {
     fn note_key(&mut self, e: &Entry) -> Vec<String> {
         // An author whose key was seen already is done: its body need not
         // be parsed again (both ways out change nothing).
-        if self.subjects.get(&*e.author).is_some_and(|s| s.key_seen) {
+        if self.subject(&e.author).is_some_and(|s| s.key_seen) {
             return Vec::new();
         }
         let Ok(Some(key)) = declared_key(e) else {
             return Vec::new();
         };
-        let author = self.intern(&e.author);
-        self.subject_mut(&author).key_seen = true;
+        let Some(a) = self.handle(&e.author) else {
+            return Vec::new();
+        };
+        if let Some(s) = self.file(a) {
+            s.key_seen = true;
+        }
         let first = match self.authors_of_key.entry(key) {
             btree_map::Entry::Vacant(v) => {
-                v.insert(author);
+                v.insert(a);
                 return Vec::new();
             }
-            btree_map::Entry::Occupied(o) => o.get().clone(),
+            btree_map::Entry::Occupied(o) => *o.get(),
+        };
+        let (Some(first), Some(author)) = (
+            self.authors.name(first).cloned(),
+            self.authors.name(a).cloned(),
+        ) else {
+            return Vec::new();
         };
         let authors = self.shared_keys.entry(key).or_insert_with(|| vec![first]);
         if let Err(at) = authors.binary_search(&author) {
@@ -565,32 +581,61 @@ impl Derived {
             return Vec::new();
         }
         let sharing: Vec<Arc<str>> = authors.to_vec();
-        for a in &sharing {
-            self.subject_mut(a).key_shared = true;
+        for name in &sharing {
+            if let Some(s) = self.authors.find(name).and_then(|h| self.file(h)) {
+                s.key_shared = true;
+            }
         }
         sharing.iter().map(|a| a.to_string()).collect()
     }
 
-    /// The shared copy of `id`, allocated if no subject has it yet.
-    fn intern(&self, id: &str) -> Arc<str> {
-        if let Some((k, _)) = self.subjects.get_key_value(id) {
-            return k.clone();
+    /// The handle of `id`, interned if new (sharing the lent copy of the
+    /// entry's author, else allocating the id), with an empty slot in
+    /// `subjects`. `None` only past 2^32 authors.
+    fn handle(&mut self, id: &str) -> Option<AuthorId> {
+        if let Some(a) = self.authors.find(id) {
+            return Some(a);
         }
-        match &self.lent {
-            Some(lent) if **lent == *id => lent.clone(),
-            _ => Arc::from(id),
+        let a = match &self.lent {
+            Some(lent) if **lent == *id => self.authors.intern_shared(lent)?,
+            _ => self.authors.intern(id)?,
+        };
+        while self.subjects.len() <= a.index() {
+            self.subjects.push(Subject::default());
         }
+        Some(a)
     }
 
-    /// The subject filed under `id`, created empty if absent.
-    fn subject_mut(&mut self, id: &Arc<str>) -> &mut Subject {
-        self.subjects.entry(id.clone()).or_default()
+    /// The subject filed under `id`.
+    fn subject(&self, id: &str) -> Option<&Subject> {
+        self.subject_at(self.authors.find(id)?)
+    }
+
+    /// The subject filed under a handle.
+    fn subject_at(&self, a: AuthorId) -> Option<&Subject> {
+        self.subjects.get(a.index()).filter(|s| s.filed)
+    }
+
+    /// The subject under a handle, filed (empty) if it was not.
+    fn file(&mut self, a: AuthorId) -> Option<&mut Subject> {
+        let s = self.subjects.get_mut(a.index())?;
+        s.filed = true;
+        Some(s)
     }
 
     /// The subject `id`, created empty if absent.
-    fn subject_named(&mut self, id: &str) -> &mut Subject {
-        let key = self.intern(id);
-        self.subject_mut(&key)
+    fn subject_named(&mut self, id: &str) -> Option<&mut Subject> {
+        let a = self.handle(id)?;
+        self.file(a)
+    }
+
+    /// Every filed subject's handle and id, sorted by id.
+    fn sorted_subjects(&self) -> impl Iterator<Item = (AuthorId, &Arc<str>)> + '_ {
+        self.authors
+            .sorted()
+            .into_iter()
+            .filter(|&a| self.subject_at(a).is_some())
+            .filter_map(|a| Some((a, self.authors.name(a)?)))
     }
 
     /// [`Derived::apply`], a subject first filed under the entry's author
@@ -610,10 +655,7 @@ impl Derived {
     /// Folds one entry in; returns the subjects it may have changed.
     pub fn apply(&mut self, e: &Entry) -> Result<Vec<String>, String> {
         let mut touched: BTreeSet<String> = self.note_key(e).into_iter().collect();
-        let author_live = self
-            .subjects
-            .get(&*e.author)
-            .is_some_and(|s| s.counted_live);
+        let author_live = self.subject(&e.author).is_some_and(|s| s.counted_live);
         if e.kind == KIND_SUSPECT_HELD {
             self.apply_held(e, author_live, &mut touched)?;
         }
@@ -627,7 +669,18 @@ impl Derived {
                     inc,
                     state,
                 } => {
-                    let s = self.subject_named(&subject);
+                    // A suspicion keeps its author for good, by handle.
+                    let by = if state == PeerState::Suspect {
+                        self.handle(&e.author)
+                    } else {
+                        None
+                    };
+                    let Some(sh) = self.handle(&subject) else {
+                        continue;
+                    };
+                    let Some(s) = self.file(sh) else {
+                        continue;
+                    };
                     match state {
                         PeerState::Alive => {
                             keep_min(&mut s.own.entry_or_default(inc).alive, e.id);
@@ -640,22 +693,22 @@ impl Derived {
                             }
                         }
                         PeerState::Suspect => {
+                            let Some(by) = by else {
+                                continue;
+                            };
                             let sus = s.others_mut().suspects.entry_or_default(inc);
-                            let mut id = sus.authors.get(&e.author).copied();
+                            let mut id = sus.authors.get(&by).copied();
                             let new_author = id.is_none();
                             if keep_min(&mut id, e.id) {
                                 if let Some(id) = id {
-                                    sus.authors.insert(e.author.clone(), id);
+                                    sus.authors.insert(by, id);
                                 }
                             }
                             keep_min(&mut sus.first, e.id);
                             if new_author && author_live {
                                 sus.live = sus.live.saturating_add(1);
                             }
-                            self.by_author
-                                .entry(e.author.clone())
-                                .or_default()
-                                .insert((subject.clone(), inc));
+                            self.by_author.entry(by).or_default().insert((sh, inc));
                         }
                         PeerState::Dead => {
                             let mut id = s.verdict(inc);
@@ -669,7 +722,9 @@ impl Derived {
                     touched.insert(subject);
                 }
                 Fact::Profile { addr, meta } => {
-                    let s = self.subject_named(&e.author);
+                    let Some(s) = self.subject_named(&e.author) else {
+                        continue;
+                    };
                     if s.profile.as_ref().is_none_or(|p| e.seq > p.seq) {
                         let entry = s.own.last_key_value().is_none().then(|| Box::new(e.id));
                         profile_entry_kept |= entry.is_some();
@@ -687,7 +742,11 @@ impl Derived {
             }
         }
         if profile_entry_kept {
-            if let Some(s) = self.subjects.get_mut(&*e.author) {
+            if let Some(s) = self
+                .authors
+                .find(&e.author)
+                .and_then(|a| self.subjects.get_mut(a.index()))
+            {
                 if s.own.last_key_value().is_some() {
                     if let Some(p) = s.profile.as_mut() {
                         p.entry = None;
@@ -721,18 +780,17 @@ impl Derived {
         if b.held_ms < SUSPICION_LAPSE_MS {
             return Ok(());
         }
-        let sus = self
-            .subject_named(&b.subject)
-            .others_mut()
-            .suspects
-            .entry_or_default(b.inc);
-        if sus.held.insert(e.author.clone()) && author_live {
+        let (Some(by), Some(sh)) = (self.handle(&e.author), self.handle(&b.subject)) else {
+            return Ok(());
+        };
+        let Some(s) = self.file(sh) else {
+            return Ok(());
+        };
+        let sus = s.others_mut().suspects.entry_or_default(b.inc);
+        if sus.held.insert(by) && author_live {
             sus.held_live = sus.held_live.saturating_add(1);
         }
-        self.by_author
-            .entry(e.author.clone())
-            .or_default()
-            .insert((b.subject.clone(), b.inc));
+        self.by_author.entry(by).or_default().insert((sh, b.inc));
         touched.insert(b.subject);
         Ok(())
     }
@@ -741,7 +799,14 @@ impl Derived {
     /// counted live (and with it its suspicions of others), and its place
     /// among the candidates.
     fn refresh(&mut self, id: &str) {
-        let Some(s) = self.subjects.get_mut(id) else {
+        if let Some(a) = self.authors.find(id) {
+            self.refresh_at(a);
+        }
+    }
+
+    /// [`Derived::refresh`] of a handle.
+    fn refresh_at(&mut self, a: AuthorId) {
+        let Some(s) = self.subjects.get_mut(a.index()).filter(|s| s.filed) else {
             return;
         };
         let shares_key = s.key_shared;
@@ -757,47 +822,56 @@ impl Derived {
                 self.counted_live.saturating_sub(1)
             };
             self.recheck = true;
-            let targets: Vec<(String, u64)> = self
+            let targets: Vec<(AuthorId, u64)> = self
                 .by_author
-                .get(id)
-                .map(|t| t.iter().cloned().collect())
+                .get(&a)
+                .map(|t| t.iter().copied().collect())
                 .unwrap_or_default();
             for (subject, inc) in targets {
                 let Some(sus) = self
                     .subjects
-                    .get_mut(subject.as_str())
+                    .get_mut(subject.index())
+                    .filter(|t| t.filed)
                     .and_then(|t| t.suspects_mut(inc))
                 else {
                     continue;
                 };
                 // `by_author` holds (subject, inc) for a `suspect` or a
                 // `suspect-held` entry: count the author where it is one.
-                if sus.authors.contains_key(id) {
+                if sus.authors.contains_key(&a) {
                     sus.live = if live {
                         sus.live.saturating_add(1)
                     } else {
                         sus.live.saturating_sub(1)
                     };
                 }
-                if sus.held.contains(id) {
+                if sus.held.contains(&a) {
                     sus.held_live = if live {
                         sus.held_live.saturating_add(1)
                     } else {
                         sus.held_live.saturating_sub(1)
                     };
                 }
-                self.place(&subject);
+                self.place(subject);
             }
         }
-        self.place(id);
-        if self.sticky.contains_key(id) {
+        self.place(a);
+        if !self.sticky.is_empty()
+            && self
+                .authors
+                .name(a)
+                .is_some_and(|id| self.sticky.contains_key(&**id))
+        {
             self.recheck = true;
         }
     }
 
     /// Keeps a subject's entry in `candidates` in step with its state.
-    fn place(&mut self, id: &str) {
-        let Some(s) = self.subjects.get_mut(id) else {
+    fn place(&mut self, a: AuthorId) {
+        let Some(id) = self.authors.name(a) else {
+            return;
+        };
+        let Some(s) = self.subjects.get_mut(a.index()).filter(|s| s.filed) else {
             return;
         };
         let new_pair = s.candidate_count();
@@ -812,16 +886,16 @@ impl Derived {
         let (old, old_held) = (old_pair.map(|p| p.0), old_pair.map(|p| p.1));
         let (new, new_held) = (new_pair.map(|p| p.0), new_pair.map(|p| p.1));
         if let Some(k) = old {
-            self.candidates.remove(&(Reverse(k), id.to_string()));
+            self.candidates.remove(&(Reverse(k), id.clone()));
         }
         if let Some(k) = new {
-            self.candidates.insert((Reverse(k), id.to_string()));
+            self.candidates.insert((Reverse(k), id.clone()));
         }
         if let Some(h) = old_held {
-            self.held_candidates.remove(&(Reverse(h), id.to_string()));
+            self.held_candidates.remove(&(Reverse(h), id.clone()));
         }
         if let Some(h) = new_held {
-            self.held_candidates.insert((Reverse(h), id.to_string()));
+            self.held_candidates.insert((Reverse(h), id.clone()));
         }
         self.recheck = true;
     }
@@ -836,22 +910,22 @@ impl Derived {
         let mut by_quorum = self.candidates.iter().peekable();
         let mut by_time = self.held_candidates.iter().peekable();
         loop {
-            while by_quorum.peek().is_some_and(|(_, id)| v.contains(id)) {
+            while by_quorum.peek().is_some_and(|(_, id)| v.contains(&**id)) {
                 by_quorum.next();
             }
-            while by_time.peek().is_some_and(|(_, id)| v.contains(id)) {
+            while by_time.peek().is_some_and(|(_, id)| v.contains(&**id)) {
                 by_time.next();
             }
             let live = self.counted_live.saturating_sub(v.len());
             if let Some((Reverse(k), id)) = by_quorum.peek() {
                 if *k >= death_quorum(live, self.quorum_floor) {
-                    v.insert(id.clone());
+                    v.insert(id.to_string());
                     continue;
                 }
             }
             if let Some((Reverse(h), id)) = by_time.peek() {
                 if *h >= lapse_quorum(live, self.quorum_floor) {
-                    v.insert(id.clone());
+                    v.insert(id.to_string());
                     continue;
                 }
             }
@@ -865,7 +939,7 @@ impl Derived {
 
     /// The winning claim about a subject.
     pub fn claim(&self, id: &str) -> Option<Claim> {
-        let s = self.subjects.get(id)?;
+        let s = self.subject(id)?;
         let base = s.base_claim()?;
         if self.dead.contains(id) {
             if let Some(entry) = s.verdict(base.inc) {
@@ -899,8 +973,7 @@ impl Derived {
     /// Distinct authors counted live whose `suspect-held(subject, inc)`
     /// reached [`SUSPICION_LAPSE_MS`].
     pub fn held_suspecters(&self, subject: &str, inc: u64) -> usize {
-        self.subjects
-            .get(subject)
+        self.subject(subject)
             .and_then(|s| s.suspects(inc))
             .map_or(0, |s| s.held_live)
     }
@@ -908,24 +981,26 @@ impl Derived {
     /// Whether `author` wrote a `suspect-held(subject, inc)` that reached
     /// [`SUSPICION_LAPSE_MS`].
     pub fn held_by(&self, subject: &str, inc: u64, author: &str) -> bool {
-        self.subjects
-            .get(subject)
+        self.subject(subject)
             .and_then(|s| s.suspects(inc))
-            .is_some_and(|s| s.held.contains(author))
+            .is_some_and(|s| {
+                self.authors
+                    .find(author)
+                    .is_some_and(|a| s.held.contains(&a))
+            })
     }
 
     /// Whether `id` announced incarnation `inc` itself (a `join` or
     /// `alive` entry of its own).
     pub fn announced(&self, id: &str, inc: u64) -> bool {
-        self.subjects
-            .get(id)
+        self.subject(id)
             .and_then(|s| s.own.get(&inc))
             .is_some_and(|o| o.alive.is_some())
     }
 
     /// The highest incarnation `id` announced itself, if any.
     pub fn own_incarnation(&self, id: &str) -> Option<u64> {
-        let s = self.subjects.get(id)?;
+        let s = self.subject(id)?;
         s.own
             .iter()
             .rev()
@@ -935,34 +1010,32 @@ impl Derived {
 
     /// Distinct authors counted live that suspect (subject, inc).
     pub fn live_suspecters(&self, subject: &str, inc: u64) -> usize {
-        self.subjects
-            .get(subject)
+        self.subject(subject)
             .and_then(|s| s.suspects(inc))
             .map_or(0, |s| s.live)
     }
 
     /// Whether `author` wrote a `suspect(subject, inc)`.
     pub fn suspected_by(&self, subject: &str, inc: u64, author: &str) -> bool {
-        self.subjects
-            .get(subject)
+        self.subject(subject)
             .and_then(|s| s.suspects(inc))
-            .is_some_and(|s| s.authors.contains_key(author))
+            .is_some_and(|s| {
+                self.authors
+                    .find(author)
+                    .is_some_and(|a| s.authors.contains_key(&a))
+            })
     }
 
     /// The ids of the `suspect(subject, inc)` entries of authors counted
     /// live, one per author, sorted.
     pub fn suspect_ids(&self, subject: &str, inc: u64) -> Vec<Hash> {
-        let Some(sus) = self.subjects.get(subject).and_then(|s| s.suspects(inc)) else {
+        let Some(sus) = self.subject(subject).and_then(|s| s.suspects(inc)) else {
             return Vec::new();
         };
         let mut ids: Vec<Hash> = sus
             .authors
             .iter()
-            .filter(|(a, _)| {
-                self.subjects
-                    .get(a.as_str())
-                    .is_some_and(|s| s.counted_live)
-            })
+            .filter(|(a, _)| self.subject_at(**a).is_some_and(|s| s.counted_live))
             .map(|(_, id)| *id)
             .collect();
         ids.sort_unstable();
@@ -972,15 +1045,14 @@ impl Derived {
     /// Whether any `confirm-dead(subject, inc)` is held (effective or
     /// still waiting for its evidence).
     pub fn has_verdict(&self, subject: &str, inc: u64) -> bool {
-        self.subjects
-            .get(subject)
+        self.subject(subject)
             .is_some_and(|s| s.verdict(inc).is_some())
     }
 
     /// A member, if its own profile is known (a member appears once the
     /// node has one entry the member wrote itself).
     pub fn member(&self, id: &str) -> Option<Member> {
-        let s = self.subjects.get(id)?;
+        let s = self.subject(id)?;
         let p = &s.profile.as_ref()?.data;
         let (state, inc) = self
             .claim(id)
@@ -998,7 +1070,8 @@ impl Derived {
     /// shared id and profile, its state and incarnation (the parts of
     /// [`Derived::member`], without copying a string).
     pub(crate) fn record(&self, id: &str) -> Option<(Arc<str>, Arc<Profile>, PeerState, u64)> {
-        let (key, s) = self.subjects.get_key_value(id)?;
+        let a = self.authors.find(id)?;
+        let (key, s) = (self.authors.name(a)?, self.subject_at(a)?);
         let p = s.profile.as_ref()?.data.clone();
         let (state, inc) = self
             .claim(id)
@@ -1008,16 +1081,12 @@ impl Derived {
 
     /// A member's address, if its own profile is known.
     pub(crate) fn address(&self, id: &str) -> Option<&str> {
-        self.subjects
-            .get(id)?
-            .profile
-            .as_ref()
-            .map(|p| &*p.data.addr)
+        self.subject(id)?.profile.as_ref().map(|p| &*p.data.addr)
     }
 
     /// The id of the entry behind a member's current appearance.
     pub fn entry_of(&self, id: &str) -> Option<Hash> {
-        let s = self.subjects.get(id)?;
+        let s = self.subject(id)?;
         self.claim(id)
             .map(|c| c.entry)
             .or(s.profile.as_ref().and_then(|p| p.entry.as_deref().copied()))
@@ -1025,38 +1094,32 @@ impl Derived {
 
     /// Every member, sorted by id.
     pub fn members(&self) -> Vec<Member> {
-        self.subjects
-            .keys()
-            .filter_map(|id| self.member(id))
+        self.sorted_subjects()
+            .filter_map(|(_, id)| self.member(id))
             .collect()
     }
 
     /// Asserts that the cached counts agree with a recount. O(entries):
     /// for tests.
     pub fn check_invariants(&self) {
-        let live = self.subjects.values().filter(|s| s.counted_live).count();
+        let live = self.subjects.iter().filter(|s| s.counted_live).count();
         assert_eq!(live, self.counted_live, "derived: counted live");
-        for (id, s) in &self.subjects {
+        for (a, id) in self.authors.iter() {
+            let Some(s) = self.subject_at(a) else {
+                continue;
+            };
             let suspects = s.others.iter().flat_map(|o| o.suspects.iter());
             for (inc, sus) in suspects {
                 let n = sus
                     .authors
                     .keys()
-                    .filter(|a| {
-                        self.subjects
-                            .get(a.as_str())
-                            .is_some_and(|s| s.counted_live)
-                    })
+                    .filter(|a| self.subject_at(**a).is_some_and(|s| s.counted_live))
                     .count();
                 assert_eq!(n, sus.live, "derived: suspecters of {id}@{inc}");
                 let h = sus
                     .held
                     .iter()
-                    .filter(|a| {
-                        self.subjects
-                            .get(a.as_str())
-                            .is_some_and(|s| s.counted_live)
-                    })
+                    .filter(|a| self.subject_at(**a).is_some_and(|s| s.counted_live))
                     .count();
                 assert_eq!(h, sus.held_live, "derived: held suspecters of {id}@{inc}");
             }

@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Hash};
 use super::lookup::{EntryStore, MemoryEntries};
-use crate::compact::push_tight;
+use crate::authors::{AuthorId, Authors};
+use crate::compact::{push_tight, Slots};
 use crate::config::MAX_PENDING_ENTRIES;
 use nodeplane_entry::signing::{check_signature, PublicKey, Verifier};
 use nodeplane_types::MAX_EQUIVOCATIONS_PER_AUTHOR;
@@ -118,32 +119,41 @@ impl Ids {
 struct Chain {
     /// The ids of the linked entries, seq 1 first.
     ids: Ids,
-    /// The author's bucket key (saves a SHA-256 per linked entry).
-    key: u64,
     /// [`fingerprint`] of the head entry: a copy of the head (the common
     /// duplicate under gossip) is recognised without hashing it again.
     head_fp: u64,
+    /// The author's digest contribution ([`leaf_hash`] of its head).
+    leaf: u64,
     /// The signing key the author's linked entry at seq 1 bound it to.
     bound: Option<PublicKey>,
 }
 
 /// The set of verified, linked entries plus buffered and conflicting ones.
-/// Each author's id is held once ([`Arc<str>`]), shared by its chain and
-/// its digest slot.
+/// Each linked author's id is held once ([`Arc<str>`], interned in
+/// `authors` when its first entry links), and its chain and digest slot
+/// are named by its handle.
 #[derive(Debug)]
 pub struct Ledger {
-    /// Boxed: a B-tree node has room for 11 entries whatever it holds,
-    /// so its slack is a pointer per free slot rather than a chain.
-    chains: BTreeMap<Arc<str>, Box<Chain>>,
+    /// The authors of linked chains; a handle indexes `chains`.
+    authors: Authors,
+    /// Each linked author's chain, at its handle's index (an author is
+    /// interned exactly when its chain is created, so the two stay in
+    /// step).
+    chains: Slots<Chain>,
     /// Entries linked since the last [`Ledger::flush`], per author in chain
     /// order (consecutive sequence numbers up to the head).
-    recent: BTreeMap<Arc<str>, Vec<Entry>>,
+    recent: BTreeMap<AuthorId, Vec<Entry>>,
     /// Where entries linked before the last flush are read back.
     store: Box<dyn EntryStore>,
     /// Store answers that did not match the chain, until taken.
     unavailable: RefCell<Vec<Unavailable>>,
-    /// (author key, author) for bucketed digests, ordered by key.
-    keys: BTreeMap<(u64, Arc<str>), u64>,
+    /// Bucketed digests: each author key with the author (of the byte-wise
+    /// smallest id, should several share the key) it belongs to; the
+    /// digest contribution is the author's [`Chain::leaf`].
+    keys: BTreeMap<u64, AuthorId>,
+    /// The other authors of a key several share (a 64-bit collision,
+    /// crafted or not), sorted by id: the order is (key, author id).
+    keys_more: BTreeMap<u64, Vec<AuthorId>>,
     root: u64,
     pending: BTreeMap<(String, u64), (u64, Entry)>,
     /// Buffered slots by arrival number, oldest first: a full buffer lets
@@ -265,11 +275,13 @@ impl Ledger {
     /// [`Ledger::flush`] from `store`.
     pub fn with_store(store: Box<dyn EntryStore>) -> Ledger {
         Ledger {
-            chains: BTreeMap::new(),
+            authors: Authors::default(),
+            chains: Slots::default(),
             recent: BTreeMap::new(),
             store,
             unavailable: RefCell::new(Vec::new()),
             keys: BTreeMap::new(),
+            keys_more: BTreeMap::new(),
             root: 0,
             pending: BTreeMap::new(),
             arrivals: BTreeMap::new(),
@@ -294,8 +306,18 @@ impl Ledger {
         if self.recent.is_empty() {
             return;
         }
-        let recent = std::mem::take(&mut self.recent);
+        let recent = self.recent_by_name();
         self.store.linked(recent.into_values().flatten().collect());
+    }
+
+    /// Takes the entries linked since the last flush, by author id.
+    fn recent_by_name(&mut self) -> BTreeMap<Arc<str>, Vec<Entry>> {
+        let recent = std::mem::take(&mut self.recent);
+        let authors = &self.authors;
+        recent
+            .into_iter()
+            .filter_map(|(a, v)| Some((authors.name(a)?.clone(), v)))
+            .collect()
     }
 
     /// Takes the entries linked since the last flush out of the ledger,
@@ -304,7 +326,8 @@ impl Ledger {
     /// ledger reads those entries from its store, like after a flush.
     pub(crate) fn take_linked(&mut self) -> LinkedEntries {
         LinkedEntries {
-            by_author: std::mem::take(&mut self.recent)
+            by_author: self
+                .recent_by_name()
                 .into_iter()
                 .map(|(a, v)| (a, VecDeque::from(v)))
                 .collect(),
@@ -384,14 +407,24 @@ impl Ledger {
         self.equivocations_dropped
     }
 
+    /// A linked author's chain.
+    fn chain(&self, author: &str) -> Option<&Chain> {
+        self.chains.get(self.authors.find(author)?.index())
+    }
+
+    /// The chain of a handle.
+    fn chain_at(&self, a: AuthorId) -> Option<&Chain> {
+        self.chains.get(a.index())
+    }
+
     /// Head sequence number of an author's chain (0 when unknown).
     pub fn head_seq(&self, author: &str) -> u64 {
-        self.chains.get(author).map_or(0, |c| c.ids.len() as u64)
+        self.chain(author).map_or(0, |c| c.ids.len() as u64)
     }
 
     /// The head (sequence number and id) of an author's chain.
     pub fn head(&self, author: &str) -> Option<Head> {
-        let chain = self.chains.get(author)?;
+        let chain = self.chain(author)?;
         chain.ids.last().map(|id| Head {
             seq: chain.ids.len() as u64,
             id: *id,
@@ -400,7 +433,7 @@ impl Ledger {
 
     /// The id of the linked entry at (author, seq).
     pub fn id_at(&self, author: &str, seq: u64) -> Option<&Hash> {
-        let ids = &self.chains.get(author)?.ids;
+        let ids = &self.chain(author)?.ids;
         ids.get(usize::try_from(seq).ok()?.checked_sub(1)?)
     }
 
@@ -421,7 +454,7 @@ impl Ledger {
 
     /// The ledger's shared copy of a known author's id.
     pub(crate) fn shared_author(&self, author: &str) -> Option<Arc<str>> {
-        self.chains.get_key_value(author).map(|(a, _)| a.clone())
+        self.authors.name(self.authors.find(author)?).cloned()
     }
 
     /// Up to `limit` linked entries of `author` starting at sequence `from`:
@@ -431,7 +464,10 @@ impl Ledger {
     /// the result stops there and the problem is noted
     /// ([`Ledger::take_unavailable`]).
     pub fn entries(&self, author: &str, from: u64, limit: usize) -> Vec<Entry> {
-        let Some(chain) = self.chains.get(author) else {
+        let Some(a) = self.authors.find(author) else {
+            return Vec::new();
+        };
+        let Some(chain) = self.chain_at(a) else {
             return Vec::new();
         };
         let head = chain.ids.len() as u64;
@@ -443,7 +479,7 @@ impl Ledger {
         let want = usize::try_from(head.saturating_sub(from).saturating_add(1))
             .unwrap_or(usize::MAX)
             .min(limit);
-        let recent = self.recent.get(author).map_or(&[][..], Vec::as_slice);
+        let recent = self.recent.get(&a).map_or(&[][..], Vec::as_slice);
         let recent_from = recent.first().map_or(head.saturating_add(1), |e| e.seq);
         let mut out: Vec<Entry> = Vec::new();
         let mut seq = from;
@@ -487,16 +523,24 @@ impl Ledger {
     /// the store).
     pub fn all_entries(&self) -> Vec<Entry> {
         let mut out = Vec::with_capacity(self.len);
-        for (author, chain) in &self.chains {
+        for (author, chain) in self.sorted_chains() {
             out.extend(self.entries(author, 1, chain.ids.len()));
         }
         out
     }
 
+    /// Every chain with its author's id, sorted by author (sorted when
+    /// asked: the readers are rare, and handles go in arrival order).
+    fn sorted_chains(&self) -> impl Iterator<Item = (&Arc<str>, &Chain)> + '_ {
+        self.authors
+            .sorted()
+            .into_iter()
+            .filter_map(|a| Some((self.authors.name(a)?, self.chain_at(a)?)))
+    }
+
     /// Per-author frontier: (author, head seq, head id), sorted by author.
     pub fn frontier(&self) -> Vec<(String, u64, Hash)> {
-        self.chains
-            .iter()
+        self.sorted_chains()
             .filter_map(|(a, c)| {
                 c.ids
                     .last()
@@ -510,10 +554,24 @@ impl Ledger {
     /// [`nodeplane_entry::frontier_digest`]).
     pub fn frontier_digest(&self) -> Hash {
         nodeplane_entry::frontier_digest(
-            self.chains
-                .iter()
+            self.sorted_chains()
                 .filter_map(|(a, c)| c.ids.last().map(|id| (&**a, c.ids.len() as u64, id))),
         )
+    }
+
+    /// (bucket key, author, digest contribution) of every author whose
+    /// key is in `lo..=hi`, in (key, author id) order.
+    fn keyed(&self, lo: u64, hi: u64) -> impl Iterator<Item = (u64, AuthorId, u64)> + '_ {
+        self.keys.range(lo..=hi).flat_map(move |(&k, &a)| {
+            let more = if self.keys_more.is_empty() {
+                None
+            } else {
+                self.keys_more.get(&k)
+            };
+            std::iter::once(a)
+                .chain(more.into_iter().flatten().copied())
+                .map(move |a| (k, a, self.chain_at(a).map_or(0, |c| c.leaf)))
+        })
     }
 
     /// The short frontier digest carried in every ping and ack: the XOR of
@@ -525,10 +583,7 @@ impl Ledger {
     /// Number of authors in a bucket.
     pub fn authors_under(&self, path: &[u8]) -> usize {
         let (lo, hi) = path_range(path);
-        self.keys
-            .range((lo, Arc::from(""))..)
-            .take_while(|((k, _), _)| *k <= hi)
-            .count()
+        self.keyed(lo, hi).count()
     }
 
     /// Digests of the 16 children of a bucket and its author count.
@@ -537,11 +592,7 @@ impl Ledger {
         let (lo, hi) = path_range(path);
         let shift = 64u32.saturating_sub((path.len() as u32).saturating_add(1).saturating_mul(4));
         let mut count: usize = 0;
-        for ((k, _), leaf) in self
-            .keys
-            .range((lo, Arc::from(""))..)
-            .take_while(|((k, _), _)| *k <= hi)
-        {
+        for (k, _, leaf) in self.keyed(lo, hi) {
             let nib = if path.len() >= 16 {
                 0
             } else {
@@ -558,10 +609,7 @@ impl Ledger {
     /// The digest of one bucket.
     pub fn bucket_digest(&self, path: &[u8]) -> u64 {
         let (lo, hi) = path_range(path);
-        self.keys
-            .range((lo, Arc::from(""))..)
-            .take_while(|((k, _), _)| *k <= hi)
-            .fold(0, |acc, (_, leaf)| acc ^ leaf)
+        self.keyed(lo, hi).fold(0, |acc, (_, _, leaf)| acc ^ leaf)
     }
 
     /// (author, head seq) of every author in a bucket.
@@ -580,15 +628,17 @@ impl Ledger {
         path: &[u8],
     ) -> impl Iterator<Item = (&'a Arc<str>, u64)> + 'a {
         let (lo, hi) = path_range(path);
-        self.keys
-            .range((lo, Arc::from(""))..)
-            .take_while(move |((k, _), _)| *k <= hi)
-            .map(|((_, a), _)| (a, self.head_seq(a)))
+        self.keyed(lo, hi).filter_map(|(_, a, _)| {
+            Some((
+                self.authors.name(a)?,
+                self.chain_at(a).map_or(0, |c| c.ids.len() as u64),
+            ))
+        })
     }
 
     /// The signing key an author's first linked entry bound it to.
     pub fn bound_key(&self, author: &str) -> Option<&PublicKey> {
-        self.chains.get(author).and_then(|c| c.bound.as_ref())
+        self.chain(author).and_then(|c| c.bound.as_ref())
     }
 
     /// Checks an entry's signature against its author's bound key (`seq` 1
@@ -630,7 +680,7 @@ impl Ledger {
         // else rejected for what is wrong with it.
         let held_here = self.links(&entry);
         if held_here
-            && self.chains.get(entry.author.as_str()).is_some_and(|c| {
+            && self.chain(&entry.author).is_some_and(|c| {
                 c.ids.len() as u64 == entry.seq && c.head_fp == fingerprint(&entry)
             })
         {
@@ -712,8 +762,7 @@ impl Ledger {
             return Ok(Insert::Buffered);
         }
         let held = self
-            .chains
-            .get(entry.author.as_str())
+            .chain(&entry.author)
             .and_then(|c| c.ids.last())
             .map_or(&[][..], std::slice::from_ref);
         nodeplane_entry::check_link(&entry, held, head).map_err(|e| e.to_string())?;
@@ -722,7 +771,11 @@ impl Ledger {
         self.link(entry.clone(), key);
         let mut linked = vec![entry];
         // Unblock buffered successors.
-        while let Some(next) = self.head_seq(&author).checked_add(1) {
+        while let Some(next) = self
+            .head_seq(&author)
+            .checked_add(1)
+            .filter(|_| !self.pending.is_empty())
+        {
             let Some(e) = self.unbuffer(&(author.clone(), next)) else {
                 break;
             };
@@ -739,6 +792,9 @@ impl Ledger {
             linked.push(e);
         }
         // Drop buffered entries the chain has overtaken.
+        if self.pending.is_empty() {
+            return Ok(Insert::Linked(linked));
+        }
         let head = self.head_seq(&author);
         let stale: Vec<_> = self
             .pending
@@ -757,21 +813,23 @@ impl Ledger {
     /// `check_signature` returned exactly that, so the body is not parsed
     /// a second time).
     fn link(&mut self, entry: Entry, key: PublicKey) {
-        let author: Arc<str> = match self.chains.get_key_value(entry.author.as_str()) {
-            Some((a, _)) => a.clone(),
+        let a = match self.authors.find(&entry.author) {
+            Some(a) => a,
             None => {
-                let a: Arc<str> = Arc::from(entry.author.as_str());
-                let chain = Box::new(Chain {
+                let Some(a) = self.authors.intern(&entry.author) else {
+                    return;
+                };
+                self.chains.push(Chain {
                     ids: Ids::default(),
-                    key: author_key(&a),
                     head_fp: 0,
+                    leaf: 0,
                     bound: None,
                 });
-                self.chains.insert(a.clone(), chain);
+                self.file_key(a, &entry.author);
                 a
             }
         };
-        let Some(chain) = self.chains.get_mut(&*author) else {
+        let Some(chain) = self.chains.get_mut(a.index()) else {
             return;
         };
         if entry.seq == 1 {
@@ -779,13 +837,42 @@ impl Ledger {
             chain.bound = Some(key);
         }
         let leaf = leaf_hash(&entry.author, entry.seq);
-        let slot = self.keys.entry((chain.key, author.clone())).or_insert(0);
-        self.root ^= *slot ^ leaf;
-        *slot = leaf;
+        self.root ^= chain.leaf ^ leaf;
+        chain.leaf = leaf;
         chain.ids.push(entry.id);
         chain.head_fp = fingerprint(&entry);
-        self.recent.entry(author).or_default().push(entry);
+        self.recent.entry(a).or_default().push(entry);
         self.len = self.len.saturating_add(1);
+    }
+
+    /// Files a new author under its bucket key, in (key, author id) order.
+    fn file_key(&mut self, a: AuthorId, author: &str) {
+        let key = author_key(author);
+        let first = match self.keys.entry(key) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(a);
+                return;
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let first = *o.get();
+                if self.authors.name(first).is_some_and(|f| **f > *author) {
+                    // The newcomer sorts first: the old first moves on.
+                    o.insert(a);
+                    first
+                } else {
+                    a
+                }
+            }
+        };
+        let authors = &self.authors;
+        let Some(name) = authors.name(first) else {
+            return;
+        };
+        let more = self.keys_more.entry(key).or_default();
+        let at = more
+            .binary_search_by(|&m| authors.name(m).map(|n| &**n).cmp(&Some(&**name)))
+            .unwrap_or_else(|at| at);
+        more.insert(at, first);
     }
 }
 

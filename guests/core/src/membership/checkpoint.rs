@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::{keep_min, Derived, LatestProfile, Own, PeerState, Profile, Subject};
+use crate::authors::AuthorId;
 use crate::checkpoint::{ChainHead, OpenInc, Record, RecordProfile, StateError};
 use nodeplane_entry::signing::PublicKey;
 use nodeplane_entry::MAX_AUTHOR_LEN;
@@ -25,7 +26,7 @@ impl Derived {
         self.sticky
             .iter()
             .filter(|(id, &inc)| {
-                self.subjects.get(id.as_str()).is_some_and(|s| {
+                self.subject(id).is_some_and(|s| {
                     s.base_claim()
                         .is_some_and(|c| c.inc == inc && c.state.is_live())
                         && s.verdict(inc).is_some()
@@ -50,10 +51,11 @@ impl Derived {
     /// `V`. The voters of the next checkpoint when `self` is loaded from a
     /// checkpoint state (13.4).
     pub(crate) fn live_members(&self) -> Vec<String> {
-        self.subjects
-            .iter()
-            .filter(|(id, s)| s.counted_live && !self.dead.contains(&***id))
-            .map(|(id, _)| id.to_string())
+        self.sorted_subjects()
+            .filter(|&(a, id)| {
+                self.subject_at(a).is_some_and(|s| s.counted_live) && !self.dead.contains(&**id)
+            })
+            .map(|(_, id)| id.to_string())
             .collect()
     }
 
@@ -69,7 +71,12 @@ impl Derived {
         let names: BTreeSet<&str> = heads
             .keys()
             .copied()
-            .chain(self.subjects.keys().map(|k| &**k))
+            .chain(
+                self.authors
+                    .iter()
+                    .filter(|&(a, _)| self.subject_at(a).is_some())
+                    .map(|(_, k)| &**k),
+            )
             .filter(|id| can_author(id))
             .collect();
         let names: Vec<&str> = names.into_iter().collect();
@@ -86,7 +93,7 @@ impl Derived {
         };
         let mut out = Vec::with_capacity(names.len());
         for &name in &names {
-            let s = self.subjects.get(name);
+            let s = self.subject(name);
             let own = s.and_then(|s| s.own.last_key_value());
             let top_inc = own.map_or(0, |(&inc, _)| inc);
             let profile = s.and_then(|s| s.profile.as_ref()).map(|p| RecordProfile {
@@ -110,11 +117,12 @@ impl Derived {
             if let Some(o) = s.and_then(|s| s.others.as_ref()) {
                 for (&inc, sus) in o.suspects.iter().filter(|(&i, _)| i >= top_inc) {
                     let slot = open.entry(inc).or_insert_with(|| blank(inc));
+                    let name_of = |a: &AuthorId| self.authors.name(*a).map_or("", |n| &**n);
                     for (a, id) in sus.authors.iter() {
-                        slot.suspecters.push((index_of(a)?, *id));
+                        slot.suspecters.push((index_of(name_of(a))?, *id));
                     }
                     for a in sus.held.iter() {
-                        slot.held.push(index_of(a)?);
+                        slot.held.push(index_of(name_of(a))?);
                     }
                     slot.suspecters.sort_unstable_by_key(|(i, _)| *i);
                     slot.held.sort_unstable();
@@ -151,14 +159,20 @@ impl Derived {
     /// that name no record are skipped (a decoded state has none).
     pub(crate) fn from_checkpoint(records: &[Record], floor: u32) -> Derived {
         let mut d = Derived::with_quorum_floor(floor);
-        let names: Vec<Arc<str>> = records
-            .iter()
-            .map(|r| Arc::from(r.author.as_str()))
-            .collect();
-        let name = |i: u32| usize::try_from(i).ok().and_then(|i| names.get(i));
+        // A handle per record, in record (author) order.
+        let handles: Vec<Option<AuthorId>> = records.iter().map(|r| d.handle(&r.author)).collect();
+        let handle = |i: u32| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| handles.get(i).copied().flatten())
+        };
         let mut keys: BTreeMap<PublicKey, Vec<Arc<str>>> = BTreeMap::new();
-        for (r, id) in records.iter().zip(&names) {
-            let mut s = Subject::default();
+        for (r, &h) in records.iter().zip(&handles) {
+            let Some(h) = h else { continue };
+            let mut s = Subject {
+                filed: true,
+                ..Subject::default()
+            };
             if r.has_own() {
                 s.own.insert(
                     r.top_inc,
@@ -180,21 +194,15 @@ impl Derived {
                 if !o.suspecters.is_empty() || !o.held.is_empty() {
                     let sus = s.others_mut().suspects.entry_or_default(o.inc);
                     for &(i, entry) in &o.suspecters {
-                        let Some(a) = name(i) else { continue };
-                        sus.authors.insert(a.to_string(), entry);
+                        let Some(a) = handle(i) else { continue };
+                        sus.authors.insert(a, entry);
                         keep_min(&mut sus.first, entry);
-                        d.by_author
-                            .entry(a.to_string())
-                            .or_default()
-                            .insert((r.author.clone(), o.inc));
+                        d.by_author.entry(a).or_default().insert((h, o.inc));
                     }
                     for &i in &o.held {
-                        let Some(a) = name(i) else { continue };
-                        sus.held.insert(a.to_string());
-                        d.by_author
-                            .entry(a.to_string())
-                            .or_default()
-                            .insert((r.author.clone(), o.inc));
+                        let Some(a) = handle(i) else { continue };
+                        sus.held.insert(a);
+                        d.by_author.entry(a).or_default().insert((h, o.inc));
                     }
                 }
                 if let Some(v) = o.verdict {
@@ -204,20 +212,24 @@ impl Derived {
             if r.dead {
                 d.sticky.insert(r.author.clone(), r.top_inc);
             }
-            if let Some(h) = &r.head {
+            if let Some(head) = &r.head {
                 s.key_seen = true;
-                keys.entry(h.key).or_default().push(id.clone());
+                if let Some(id) = d.authors.name(h) {
+                    keys.entry(head.key).or_default().push(id.clone());
+                }
             }
-            d.subjects.insert(id.clone(), Box::new(s));
+            if let Some(slot) = d.subjects.get_mut(h.index()) {
+                *slot = s;
+            }
         }
         // Records are sorted by author, so each key's authors are too.
         for (key, authors) in keys {
-            if let Some(first) = authors.first() {
-                d.authors_of_key.insert(key, first.clone());
+            if let Some(first) = authors.first().and_then(|a| d.authors.find(a)) {
+                d.authors_of_key.insert(key, first);
             }
             if authors.len() >= 2 {
                 for a in &authors {
-                    if let Some(s) = d.subjects.get_mut(a) {
+                    if let Some(s) = d.authors.find(a).and_then(|h| d.file(h)) {
                         s.key_shared = true;
                     }
                 }
@@ -226,8 +238,8 @@ impl Derived {
         }
         // Everyone starts not counted live; `refresh` counts each subject
         // in (and its suspicions of others), then places the candidates.
-        for id in &names {
-            d.refresh(id);
+        for h in handles.iter().flatten() {
+            d.refresh_at(*h);
         }
         d.settle(&mut BTreeSet::new());
         d
