@@ -113,10 +113,18 @@ impl Effects {
 
     /// Queues an encoded message for `to`.
     pub(crate) fn send(&mut self, to: &str, msg: &Message) {
+        self.send_counted(to, msg);
+    }
+
+    /// Queues sending `msg` to `to`; returns its encoded size in bytes.
+    pub(crate) fn send_counted(&mut self, to: &str, msg: &Message) -> usize {
+        let payload = wire::encode(msg);
+        let bytes = payload.len();
         self.push(Effect::Send {
             to: to.to_string(),
-            payload: wire::encode(msg),
+            payload,
         });
+        bytes
     }
 
     /// Queues (re)setting a timer.

@@ -34,8 +34,9 @@ pub(crate) struct Reconciler {
     budget: PushBudget,
 }
 
-/// The token bucket of [`RECONCILE_BYTES_PER_S`]: bytes of entries this
-/// node may still ship to reconciling peers, refilled with time.
+/// The token bucket of [`RECONCILE_BYTES_PER_S`]: bytes this node may
+/// still ship in answer to reconciliation (entries, and the bucket digests
+/// and heads of a `sync` descent), refilled with time.
 #[derive(Debug)]
 struct PushBudget {
     /// Bytes available now (at most [`RECONCILE_BURST_BYTES`]).
@@ -190,13 +191,17 @@ impl Reconciler {
         // The ledger's shared ids: no allocation per author pushed.
         let mut push: Vec<(Arc<str>, u64)> = Vec::new();
         let mut want: Vec<(String, u64)> = Vec::new();
-        // Out of budget: no entries for this peer now, so the heads it
-        // lacks are not even looked up (a seed answering thousands of
-        // joiners would otherwise walk its whole ledger for each).
-        let can_push = self.budget.available(now_ms) > 0;
+        // Out of budget: neither a descent nor entries for this peer now,
+        // so the heads it lacks are not even looked up (a seed answering
+        // thousands of joiners would otherwise walk its whole ledger for
+        // each, and hand its uplink every joiner's descent). What this
+        // node lacks itself is still asked for: a `want` is small and
+        // spends the peer's budget, not this node's.
+        let can_answer = self.budget.available(now_ms) > 0;
         let mut refused = false;
         for item in items {
             match item {
+                SyncItem::Node { .. } if !can_answer => refused = true,
                 SyncItem::Node { path, digests } => {
                     let (mine, _) = ledger.child_digests(&path);
                     // Both hold SYNC_FANOUT digests (the decoder checks
@@ -211,7 +216,7 @@ impl Reconciler {
                 }
                 SyncItem::Leaf { path, heads } => {
                     let theirs: BTreeMap<String, u64> = heads.into_iter().collect();
-                    if can_push {
+                    if can_answer {
                         // What one burst and its `rest` can name, at most:
                         // a peer lacking more finds the others in its next
                         // round, and the answer's memory stays bounded.
@@ -240,14 +245,19 @@ impl Reconciler {
                 }
             }
         }
+        // The descent's answer comes out of the same budget as entries
+        // (design §6): at a mass start it is what grows with N × joiners.
+        let mut descent: u64 = 0;
         for chunk in replies.chunks(SYNC_ITEMS_PER_MESSAGE.min(MAX_SYNC_ITEMS)) {
-            fx.send(
+            let bytes = fx.send_counted(
                 from,
                 &Message::Sync {
                     items: chunk.to_vec(),
                 },
             );
+            descent = descent.saturating_add(bytes as u64);
         }
+        self.budget.spend(descent);
         if !want.is_empty() {
             for (a, _) in &want {
                 self.incoming.insert(a.clone(), now_ms);
@@ -318,6 +328,8 @@ impl Reconciler {
         let mut cur = Vec::new();
         let mut used: usize = 0;
         let mut rest: Vec<(String, u64)> = Vec::new();
+        // Bytes of the messages sent by this call.
+        let mut shipped: usize = 0;
         // (index in `heads`, seq the peer holds) of each author begun.
         let mut sent: Vec<(usize, u64)> = Vec::new();
         let streams = self.outgoing.get(to);
@@ -371,24 +383,33 @@ impl Reconciler {
                             last.1 = cut_at;
                         }
                         rest.push((author.to_string(), cut_at));
-                        rest.extend(
-                            heads
-                                .iter()
-                                .skip(i.saturating_add(1))
-                                .take(MAX_HEADS.saturating_sub(1))
-                                .map(|(a, seq)| (a.as_ref().to_string(), *seq)),
-                        );
+                        // Cut by the burst limit, the peer is owed the
+                        // other authors it asked for. Cut by the budget,
+                        // only this author's stream goes on: naming the
+                        // others would spend on `rest` what the budget
+                        // refuses for entries (up to a message of names per
+                        // request), and the peer's next digest comparison,
+                        // with any member, finds them again.
+                        if !over_budget {
+                            rest.extend(
+                                heads
+                                    .iter()
+                                    .skip(i.saturating_add(1))
+                                    .take(MAX_HEADS.saturating_sub(1))
+                                    .map(|(a, seq)| (a.as_ref().to_string(), *seq)),
+                            );
+                        }
                         cur = batch;
                         break 'outer;
                     }
-                    send_entries_fitting(fx, to, batch, Vec::new());
+                    shipped =
+                        shipped.saturating_add(send_entries_fitting(fx, to, batch, Vec::new()));
                 }
                 used = used.saturating_add(size);
                 total = total.saturating_add(size as u64);
                 cur.push(WireEntry::from(e));
             }
         }
-        self.budget.spend(total);
         // Record how far each stream got: every author begun reached its
         // head, except a last one cut off by the burst limit (its entry in
         // `sent` was set to the cut point above).
@@ -420,8 +441,11 @@ impl Reconciler {
         }
         // The last batch: the one cut off (with `rest`), or what remained.
         if cut || !cur.is_empty() {
-            send_entries_fitting(fx, to, cur, rest);
+            shipped = shipped.saturating_add(send_entries_fitting(fx, to, cur, rest));
         }
+        // The budget pays for what goes on the wire: the entries, `rest`
+        // and the messages' framing.
+        self.budget.spend(shipped as u64);
     }
 }
 
@@ -445,13 +469,14 @@ fn send_want(fx: &mut Effects, to: &str, heads: &[(String, u64)]) {
 /// a full batch ([`ENTRY_BYTES_BUDGET`]) leaves room for only part of a
 /// long `rest` (with 2 048 authors it outgrew the message, which the host
 /// drops). `rest` is a hint, each pair the receiver's next `want`; what is
-/// left out is found again by the next digest comparison.
+/// left out is found again by the next digest comparison. Returns the
+/// bytes of the message sent.
 fn send_entries_fitting(
     fx: &mut Effects,
     to: &str,
     entries: Vec<WireEntry>,
     mut rest: Vec<(String, u64)>,
-) {
+) -> usize {
     // The encoded size of the message with the first k pairs of `rest`,
     // computed rather than encoded (no copy of the entries or of `rest`
     // per try): the entries' part, then the length of `rest` and each pair.
@@ -480,7 +505,7 @@ fn send_entries_fitting(
     // The longest prefix of `rest` that fits (0 always does: the entries
     // alone are within ENTRY_BYTES_BUDGET).
     rest.truncate(fit);
-    fx.send(to, &Message::Entries { entries, rest });
+    fx.send_counted(to, &Message::Entries { entries, rest })
 }
 
 /// The encoded bytes of an `entries` message besides its entries and its
@@ -742,7 +767,7 @@ mod tests {
         ledger
     }
 
-    /// Entry bytes in the messages sent, and the `reconcile-throttled`
+    /// Bytes of the `entries` messages sent, and the `reconcile-throttled`
     /// lines logged.
     fn shipped(fx: &mut Effects) -> (u64, usize) {
         let mut bytes = 0;
@@ -750,11 +775,8 @@ mod tests {
         for e in fx.drain() {
             match e {
                 Effect::Send { payload, .. } => {
-                    if let Ok(Message::Entries { entries, .. }) = wire::decode(&payload) {
-                        bytes += entries
-                            .iter()
-                            .map(|w| wire::entry_wire_size(&Entry::from(w.clone())) as u64)
-                            .sum::<u64>();
+                    if let Ok(Message::Entries { .. }) = wire::decode(&payload) {
+                        bytes += payload.len() as u64;
                     }
                 }
                 Effect::Log { kind, .. } if kind == "reconcile-throttled" => logged += 1,
@@ -808,6 +830,61 @@ mod tests {
             bytes <= RECONCILE_BURST_BYTES + largest && bytes + largest >= RECONCILE_BURST_BYTES
         );
         assert_eq!(logged, 1);
+    }
+
+    #[test]
+    fn descents_come_out_of_the_budget_and_stop_when_it_is_spent() {
+        // A seed holding 3 000 joins, and 2 000 nodes holding 100 of them
+        // each asking it to reconcile at the same instant: every root
+        // bucket differs, so each answer is a level of the descent.
+        let ledger = ledger_of(3_000);
+        let root = sync_item(&ledger_of(100), Vec::new());
+        assert!(matches!(root, SyncItem::Node { .. }));
+        let mut r = Reconciler::default();
+        let mut fx = Effects::default();
+        // (descent bytes sent, peers answered, `reconcile-throttled` lines).
+        let ask = |r: &mut Reconciler, fx: &mut Effects, now: u64, round: usize| {
+            for p in 0..2_000 {
+                let peer = format!("10.{round}.{}.{}:7946", p / 250, p % 250);
+                r.on_sync(&ledger, fx, now, &peer, vec![root.clone()]);
+            }
+            let mut bytes = 0u64;
+            let mut largest = 0u64;
+            let mut answered = std::collections::BTreeSet::new();
+            let mut logged = 0;
+            for e in fx.drain() {
+                match e {
+                    Effect::Send { to, payload } => {
+                        assert!(matches!(wire::decode(&payload), Ok(Message::Sync { .. })));
+                        bytes += payload.len() as u64;
+                        largest = largest.max(payload.len() as u64);
+                        answered.insert(to);
+                    }
+                    Effect::Log { kind, .. } if kind == "reconcile-throttled" => logged += 1,
+                    _ => {}
+                }
+            }
+            (bytes, largest, answered.len(), logged)
+        };
+        let (bytes, largest, answered, logged) = ask(&mut r, &mut fx, 1_000, 0);
+        assert!(
+            bytes <= RECONCILE_BURST_BYTES + largest,
+            "{bytes} bytes of descent at once"
+        );
+        assert!(
+            bytes + largest >= RECONCILE_BURST_BYTES,
+            "{bytes}: the budget is used"
+        );
+        assert!(
+            answered > 0 && answered < 2_000,
+            "{answered} of 2 000 answered"
+        );
+        assert_eq!(logged, 1, "the refusals are logged, once");
+        // A quarter of a second later: a quarter of the rate, not more.
+        let (bytes, largest, answered, logged) = ask(&mut r, &mut fx, 1_250, 1);
+        assert!(bytes <= RECONCILE_BYTES_PER_S / 4 + largest, "{bytes}");
+        assert!(answered > 0);
+        assert_eq!(logged, 0);
     }
 
     #[test]
