@@ -214,6 +214,74 @@ pub fn is_valid_address(addr: &str) -> bool {
     addr.parse::<core::net::SocketAddr>().is_ok()
 }
 
+/// An address in the canonical IPv4 form `a.b.c.d:port` (decimal, no
+/// leading zeros, octets up to 255, port up to 65 535) as one number:
+/// the four octets and the port, big-endian. Exactly one string has each
+/// number, so keying by it is keying by the string. `None` for any other
+/// string.
+pub(crate) fn packed_v4(addr: &str) -> Option<u64> {
+    let (ip, port) = addr.split_once(':')?;
+    let mut octets = [0u8; 4];
+    let mut parts = ip.split('.');
+    for o in &mut octets {
+        *o = u8::try_from(canonical_decimal(parts.next()?, 255)?).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    let [p0, p1] = u16::try_from(canonical_decimal(port, 65_535)?)
+        .ok()?
+        .to_be_bytes();
+    let [a, b, c, d] = octets;
+    Some(u64::from_be_bytes([0, 0, a, b, c, d, p0, p1]))
+}
+
+/// A decimal number written canonically (1 to 5 digits, no leading zero
+/// unless it is `0`) that is at most `max`.
+fn canonical_decimal(s: &str, max: u32) -> Option<u32> {
+    let bytes = s.as_bytes();
+    if bytes.is_empty() || bytes.len() > 5 || (bytes.len() > 1 && bytes.first() == Some(&b'0')) {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in bytes {
+        let digit = c.checked_sub(b'0').filter(|d| *d <= 9)?;
+        v = v.checked_mul(10)?.checked_add(u32::from(digit))?;
+    }
+    (v <= max).then_some(v)
+}
+
+/// The address [`packed_v4`] packed into `k`, written back (by hand, not
+/// through `format!`: every probe and update writes one).
+pub(crate) fn unpack_v4(k: u64) -> String {
+    let [_, _, a, b, c, d, p0, p1] = k.to_be_bytes();
+    let mut out = String::with_capacity(21);
+    for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_decimal(&mut out, u16::from(octet));
+    }
+    out.push(':');
+    push_decimal(&mut out, u16::from_be_bytes([p0, p1]));
+    out
+}
+
+/// Appends `v` in decimal, without leading zeros.
+fn push_decimal(out: &mut String, v: u16) {
+    let mut started = false;
+    for div in [10_000u16, 1_000, 100, 10, 1] {
+        let digit = v
+            .checked_div(div)
+            .and_then(|q| q.checked_rem(10))
+            .unwrap_or(0);
+        if digit != 0 || started || div == 1 {
+            out.push(char::from_digit(u32::from(digit), 10).unwrap_or('0'));
+            started = true;
+        }
+    }
+}
+
 /// Largest encoding of one checkpoint chunk, its 8- or 16-byte prefix
 /// included (docs/design.md §13.3): a chunk is the unit a joining node
 /// fetches and verifies against the Merkle root on its own, and must fit

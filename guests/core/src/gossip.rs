@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{
-    BROADCAST_MAX_AGE_MS, GOSSIP_FANOUT, LEAVE_FANOUT, MAX_BROADCAST_QUEUE,
+    packed_v4, BROADCAST_MAX_AGE_MS, GOSSIP_FANOUT, LEAVE_FANOUT, MAX_BROADCAST_QUEUE,
     MAX_ENTRIES_PER_MESSAGE, PIGGYBACK_BYTES_BUDGET,
 };
 use crate::ledger::{Entry, Ledger};
+use crate::membership::Address;
 use crate::node::Node;
 use crate::wire::{self, Digest8, Message, WireEntry};
 
@@ -53,11 +54,49 @@ struct Broadcast {
 pub(crate) struct Gossip {
     queue: Vec<Broadcast>,
     /// Last frontier digest heard from each address (ping or ack).
-    /// (`Box<str>`: no capacity word; a known sender's address is not
-    /// copied again.)
-    peer_digest: BTreeMap<Box<str>, Digest8>,
+    peer_digest: PeerDigests,
     /// Consecutive received digests equal to ours since our last change.
     agreeing: u32,
+}
+
+/// The last frontier digest heard from each address: a map by address
+/// string, kept in two parts. An address in the canonical `a.b.c.d:port`
+/// form (every member's, in practice) is keyed by its packed number
+/// ([`packed_v4`], one-to-one with those strings), without a string
+/// allocation; any other address by its string. Each address has one
+/// place, so this is exactly a map by address (and as unbounded as one:
+/// an entry per address a digest came from).
+#[derive(Debug, Default)]
+struct PeerDigests {
+    /// Canonical IPv4 addresses, packed.
+    v4: BTreeMap<u64, Digest8>,
+    /// Every other address. (`Box<str>`: no capacity word.)
+    other: BTreeMap<Box<str>, Digest8>,
+}
+
+impl PeerDigests {
+    /// The last digest heard from `addr`.
+    fn get(&self, addr: &str) -> Option<&Digest8> {
+        match packed_v4(addr) {
+            Some(k) => self.v4.get(&k),
+            None => self.other.get(addr),
+        }
+    }
+
+    /// Records the digest heard from `addr`.
+    fn set(&mut self, addr: &str, digest: Digest8) {
+        match packed_v4(addr) {
+            Some(k) => {
+                self.v4.insert(k, digest);
+            }
+            None => match self.other.get_mut(addr) {
+                Some(slot) => *slot = digest,
+                None => {
+                    self.other.insert(Box::from(addr), digest);
+                }
+            },
+        }
+    }
 }
 
 /// Transmissions of each entry: multiplier x log10(N+1), at least one.
@@ -149,12 +188,7 @@ impl Gossip {
         } else {
             self.agreeing = 0;
         }
-        match self.peer_digest.get_mut(from) {
-            Some(slot) => *slot = digest,
-            None => {
-                self.peer_digest.insert(Box::from(from), digest);
-            }
-        }
+        self.peer_digest.set(from, digest);
     }
 
     /// Our ledger changed: no peer is known to agree any more.
@@ -166,6 +200,15 @@ impl Gossip {
     /// every entry we hold and gossip to it would be wasted.
     pub(crate) fn in_sync_with(&self, addr: &str, ours: Digest8) -> bool {
         self.peer_digest.get(addr) == Some(&ours)
+    }
+
+    /// [`Gossip::in_sync_with`] a member's address as a profile keeps it.
+    pub(crate) fn in_sync_with_member(&self, addr: &Address, ours: Digest8) -> bool {
+        let heard = match addr {
+            Address::V4(k) => self.peer_digest.v4.get(k),
+            Address::Other(s) => self.peer_digest.other.get(&**s),
+        };
+        heard == Some(&ours)
     }
 
     /// Asserts the queue's bounds.
@@ -207,9 +250,11 @@ impl Node {
         }
         let ours = self.digest();
         let gossip = &self.gossip;
-        let targets = self.roster.sample_live(&mut self.rng, GOSSIP_FANOUT, |m| {
-            !gossip.in_sync_with(m.address, ours)
-        });
+        let targets =
+            self.roster
+                .sample_live(self.derived.authors(), &mut self.rng, GOSSIP_FANOUT, |m| {
+                    !gossip.in_sync_with_member(m.address, ours)
+                });
         if targets.is_empty() {
             // Every live peer reported our digest: nothing left to spread.
             self.gossip.queue.clear();
@@ -228,8 +273,11 @@ impl Node {
 
     /// Sends this node's `leave` entry to a few live members.
     pub(crate) fn announce_leave(&mut self, e: &Entry) {
-        for id in self.rng.sample(self.roster.live(), LEAVE_FANOUT) {
-            if let Some(m) = self.derived.member(&id) {
+        for a in self.rng.sample(self.roster.live(), LEAVE_FANOUT) {
+            let Some(id) = self.derived.authors().name(a) else {
+                continue;
+            };
+            if let Some(m) = self.derived.member(id) {
                 self.effects.send(
                     &m.address,
                     &Message::Gossip {
@@ -238,5 +286,51 @@ impl Node {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::unpack_v4;
+
+    #[test]
+    fn only_canonical_ipv4_addresses_are_packed_and_each_address_has_one_place() {
+        assert_eq!(packed_v4("10.0.0.1:7946"), Some(0x0a00_0001_1f0a));
+        assert_eq!(packed_v4("0.0.0.0:0"), Some(0));
+        assert_eq!(packed_v4("255.255.255.255:65535"), Some(0xffff_ffff_ffff));
+        for a in [
+            "10.0.0.1:7946",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "1.20.3.40:500",
+        ] {
+            assert_eq!(packed_v4(a).map(unpack_v4).as_deref(), Some(a));
+        }
+        for other in [
+            "010.0.0.1:7946",
+            "10.0.0.1:07946",
+            "10.0.0.256:1",
+            "10.0.0.1:65536",
+            "10.0.0:1",
+            "10.0.0.1.2:1",
+            "10.0.0.1",
+            "10.0.0.1:",
+            ":1",
+            "[::1]:7946",
+            "10.0.0.+1:1",
+            "10.0.0.1:1:2",
+            "a.b.c.d:1",
+        ] {
+            assert_eq!(packed_v4(other), None, "{other}");
+        }
+        let mut d = PeerDigests::default();
+        d.set("10.0.0.1:7946", [1; 8]);
+        d.set("010.0.0.1:7946", [2; 8]);
+        d.set("10.0.0.1:7946", [3; 8]);
+        assert_eq!(d.get("10.0.0.1:7946"), Some(&[3; 8]));
+        assert_eq!(d.get("010.0.0.1:7946"), Some(&[2; 8]));
+        assert_eq!(d.get("10.0.0.2:7946"), None);
+        assert_eq!((d.v4.len(), d.other.len()), (1, 1));
     }
 }

@@ -19,13 +19,14 @@ use std::cmp::Reverse;
 use std::collections::{btree_map, BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use nodeplane_types::{Member, PeerState};
 use serde::{Deserialize, Serialize};
 
 use crate::authors::{AuthorId, Authors};
 use crate::compact::{Slots, SmallMap, SmallSet, VecMap};
-use crate::config::{is_valid_address, validate_node_id};
-use crate::ledger::{Entry, Hash};
+use crate::config::{is_valid_address, packed_v4, unpack_v4, validate_node_id};
+use crate::ledger::{Entry, Hash, Ledger};
 use nodeplane_entry::signing::{declared_key, PublicKey};
 
 mod checkpoint;
@@ -307,13 +308,53 @@ struct Suspects {
     held_live: usize,
 }
 
+/// A member's control-channel address as its profile entry wrote it:
+/// one in the canonical IPv4 form `a.b.c.d:port` (every member's, in
+/// practice) packed into a number ([`packed_v4`]: no allocation, and
+/// written back exactly), any other as its string. Each string has one
+/// form, so two addresses are equal exactly when their strings are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Address {
+    /// A canonical IPv4 address, packed.
+    V4(u64),
+    /// Any other address.
+    Other(Box<str>),
+}
+
+impl Address {
+    /// The address `s`.
+    pub(crate) fn new(s: String) -> Address {
+        match packed_v4(&s) {
+            Some(k) => Address::V4(k),
+            None => Address::Other(s.into_boxed_str()),
+        }
+    }
+
+    /// Whether this is the address `s`.
+    pub(crate) fn is(&self, s: &str) -> bool {
+        match self {
+            Address::V4(k) => packed_v4(s) == Some(*k),
+            Address::Other(o) => **o == *s,
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::V4(k) => f.write_str(&unpack_v4(*k)),
+            Address::Other(s) => f.write_str(s),
+        }
+    }
+}
+
 /// A member's own address and metadata, as its latest profile entry
 /// (`join`, `alive`, `metadata`) gives them: one allocation per profile,
 /// shared by the derived view and the roster's published member.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Profile {
     /// The control-channel address.
-    pub(crate) addr: Box<str>,
+    pub(crate) addr: Address,
     /// The metadata.
     pub(crate) meta: Box<[(String, String)]>,
 }
@@ -344,6 +385,32 @@ struct Others {
     /// current verdict, while it is a candidate (it then has a verdict,
     /// so this record exists).
     candidate: Option<(usize, usize)>,
+}
+
+/// Each signing key with the first author bound to it.
+#[derive(Clone, Debug)]
+enum KeyIndex {
+    /// A standalone derivation keeps the keys itself.
+    Own(BTreeMap<PublicKey, AuthorId>),
+    /// A node's derivation ([`Derived::for_node`]): the first authors,
+    /// found by the hash of their key ([`key_hash`]); the key itself is
+    /// read back from the ledger (the author's bound key), so it is
+    /// stored once per node.
+    Ledger(HashTable<AuthorId>),
+}
+
+impl Default for KeyIndex {
+    fn default() -> KeyIndex {
+        KeyIndex::Own(BTreeMap::new())
+    }
+}
+
+/// The hash of a signing key in [`KeyIndex::Ledger`]: foldhash with a
+/// fixed seed (deterministic; a ground collision costs probe time, not
+/// correctness: a hit is confirmed on the whole key).
+fn key_hash(key: &PublicKey) -> u64 {
+    use std::hash::BuildHasher as _;
+    foldhash::fast::FixedState::with_seed(0x6b65_7973_6f66_6e70).hash_one(key)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -516,7 +583,7 @@ pub struct Derived {
     /// The first author bound to each key (the subject's shared id). An
     /// author sharing its key with another is not counted live: a quorum
     /// is one of distinct keys.
-    authors_of_key: BTreeMap<PublicKey, AuthorId>,
+    authors_of_key: KeyIndex,
     /// The authors of each key more than one author declared, sorted
     /// (the first of them is also its `authors_of_key` entry).
     shared_keys: BTreeMap<PublicKey, Vec<Arc<str>>>,
@@ -527,6 +594,18 @@ pub struct Derived {
 }
 
 impl Derived {
+    /// An empty derivation of a node's ledger (see
+    /// [`Derived::apply_sharing`]): each signing key is read back from the
+    /// ledger (the author's bound key), not stored again here. Every
+    /// entry must come through [`Derived::apply_sharing`] with the ledger
+    /// that linked it.
+    pub(crate) fn for_node(floor: u32) -> Derived {
+        Derived {
+            authors_of_key: KeyIndex::Ledger(HashTable::new()),
+            ..Derived::with_quorum_floor(floor)
+        }
+    }
+
     /// An empty derivation, with no quorum floor above the majority.
     pub fn new() -> Derived {
         Derived::default()
@@ -544,7 +623,7 @@ impl Derived {
     /// Records the signing key a `join` declares (the ledger checked it
     /// is the author's bound key); authors found sharing a key stop being
     /// counted live. Returns the authors whose standing changed.
-    fn note_key(&mut self, e: &Entry) -> Vec<String> {
+    fn note_key(&mut self, e: &Entry, ledger: Option<&Ledger>) -> Vec<String> {
         // An author whose key was seen already is done: its body need not
         // be parsed again (both ways out change nothing).
         if self.subject(&e.author).is_some_and(|s| s.key_seen) {
@@ -559,12 +638,33 @@ impl Derived {
         if let Some(s) = self.file(a) {
             s.key_seen = true;
         }
-        let first = match self.authors_of_key.entry(key) {
-            btree_map::Entry::Vacant(v) => {
-                v.insert(a);
-                return Vec::new();
+        let first = match &mut self.authors_of_key {
+            KeyIndex::Own(keys) => match keys.entry(key) {
+                btree_map::Entry::Vacant(v) => {
+                    v.insert(a);
+                    return Vec::new();
+                }
+                btree_map::Entry::Occupied(o) => *o.get(),
+            },
+            KeyIndex::Ledger(index) => {
+                // A node's derivation gets every entry with its ledger
+                // (`for_node`); without it, nothing can be confirmed.
+                let Some(ledger) = ledger else {
+                    return Vec::new();
+                };
+                let authors = &self.authors;
+                // The key an author is bound to, read from the one place
+                // it is kept. A hit is confirmed on the whole key.
+                let key_of = |h: AuthorId| authors.name(h).and_then(|n| ledger.bound_key(n));
+                let hash = key_hash(&key);
+                match index.find(hash, |&h| key_of(h) == Some(&key)) {
+                    Some(&first) => first,
+                    None => {
+                        index.insert_unique(hash, a, |&h| key_of(h).map_or(0, key_hash));
+                        return Vec::new();
+                    }
+                }
             }
-            btree_map::Entry::Occupied(o) => *o.get(),
         };
         let (Some(first), Some(author)) = (
             self.authors.name(first).cloned(),
@@ -641,20 +741,27 @@ impl Derived {
     /// [`Derived::apply`], a subject first filed under the entry's author
     /// sharing `author` (the ledger's copy of that id) rather than
     /// allocating another: one id allocation per member in the node.
+    /// The entry must be linked in `ledger`, whose bound keys a derivation
+    /// made by [`Derived::for_node`] reads.
     pub(crate) fn apply_sharing(
         &mut self,
         e: &Entry,
-        author: Option<Arc<str>>,
+        ledger: &Ledger,
     ) -> Result<Vec<String>, String> {
-        self.lent = author;
-        let out = self.apply(e);
+        self.lent = ledger.shared_author(&e.author);
+        let out = self.apply_with(e, Some(ledger));
         self.lent = None;
         out
     }
 
     /// Folds one entry in; returns the subjects it may have changed.
     pub fn apply(&mut self, e: &Entry) -> Result<Vec<String>, String> {
-        let mut touched: BTreeSet<String> = self.note_key(e).into_iter().collect();
+        self.apply_with(e, None)
+    }
+
+    /// [`Derived::apply`], with the ledger that linked the entry if any.
+    fn apply_with(&mut self, e: &Entry, ledger: Option<&Ledger>) -> Result<Vec<String>, String> {
+        let mut touched: BTreeSet<String> = self.note_key(e, ledger).into_iter().collect();
         let author_live = self.subject(&e.author).is_some_and(|s| s.counted_live);
         if e.kind == KIND_SUSPECT_HELD {
             self.apply_held(e, author_live, &mut touched)?;
@@ -732,7 +839,7 @@ impl Derived {
                             seq: e.seq,
                             entry,
                             data: Arc::new(Profile {
-                                addr: addr.into_boxed_str(),
+                                addr: Address::new(addr),
                                 meta: meta.into_boxed_slice(),
                             }),
                         });
@@ -1069,19 +1176,28 @@ impl Derived {
     /// A member as the roster keeps it, if its own profile is known: the
     /// shared id and profile, its state and incarnation (the parts of
     /// [`Derived::member`], without copying a string).
-    pub(crate) fn record(&self, id: &str) -> Option<(Arc<str>, Arc<Profile>, PeerState, u64)> {
+    pub(crate) fn record(&self, id: &str) -> Option<(AuthorId, Arc<Profile>, PeerState, u64)> {
         let a = self.authors.find(id)?;
-        let (key, s) = (self.authors.name(a)?, self.subject_at(a)?);
+        let s = self.subject_at(a)?;
         let p = s.profile.as_ref()?.data.clone();
         let (state, inc) = self
             .claim(id)
             .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
-        Some((key.clone(), p, state, inc))
+        Some((a, p, state, inc))
+    }
+
+    /// The table of handles this derivation files its subjects under (the
+    /// roster and the probe order name members by these handles).
+    pub(crate) fn authors(&self) -> &Authors {
+        &self.authors
     }
 
     /// A member's address, if its own profile is known.
-    pub(crate) fn address(&self, id: &str) -> Option<&str> {
-        self.subject(id)?.profile.as_ref().map(|p| &*p.data.addr)
+    pub(crate) fn address(&self, id: &str) -> Option<String> {
+        self.subject(id)?
+            .profile
+            .as_ref()
+            .map(|p| p.data.addr.to_string())
     }
 
     /// The id of the entry behind a member's current appearance.

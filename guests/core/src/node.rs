@@ -164,7 +164,7 @@ impl Node {
             signer,
             rng: Rng::new(seed),
             ledger: Ledger::new(),
-            derived: Derived::with_quorum_floor(cfg.tunables.death_quorum),
+            derived: Derived::for_node(cfg.tunables.death_quorum),
             roster: Roster::new(&cfg.node_id),
             prober: Prober::default(),
             suspicions: Suspicions::default(),
@@ -243,7 +243,7 @@ impl Node {
     /// One member of the current view (before join: none), built from the
     /// published record.
     pub fn member(&self, id: &str) -> Option<Member> {
-        self.roster.get(id)
+        self.roster.get(self.derived.authors(), id)
     }
 
     /// Whether this node has joined (and not necessarily left since).
@@ -411,7 +411,7 @@ impl Node {
         }
         Ok(MembershipView {
             version: self.roster.version(),
-            members: self.roster.members(),
+            members: self.roster.members(self.derived.authors()),
         })
     }
 
@@ -421,8 +421,10 @@ impl Node {
         self.now_ms = self.now_ms.max(now_ms);
         self.require_joined()?;
         self.heartbeats = self.heartbeats.saturating_add(1);
-        if let Some(target) = self.rng.sample(self.roster.live(), 1).pop() {
-            if let Some(address) = self.derived.address(&target).map(str::to_string) {
+        let target = self.rng.sample(self.roster.live(), 1).pop();
+        let target = target.and_then(|a| self.derived.authors().name(a).cloned());
+        if let Some(target) = target {
+            if let Some(address) = self.derived.address(&target) {
                 let target = target.to_string();
                 let seq = self.prober.fresh_seq();
                 let entries = self.gossip.piggyback(&self.ledger, PIGGYBACK_BYTES_BUDGET);
@@ -462,13 +464,16 @@ impl Node {
                 "left is only ever declared by the leaving node itself, not reported about {peer}"
             )));
         }
-        let Some((current, incarnation)) = self.roster.state(peer) else {
+        let Some((current, incarnation)) = self.roster.state(self.derived.authors(), peer) else {
             return Err(Error::UnknownPeer(peer.to_string()));
         };
         if matches!(state, PeerState::Suspect | PeerState::Dead) && current.is_live() {
             self.suspect(now_ms, peer, incarnation, "report");
         }
-        Ok(self.roster.state(peer).map_or(current, |m| m.0))
+        Ok(self
+            .roster
+            .state(self.derived.authors(), peer)
+            .map_or(current, |m| m.0))
     }
 
     /// The metadata a member (or this node) offers.
@@ -477,7 +482,7 @@ impl Node {
             return Err(Error::NotJoined);
         }
         self.roster
-            .metadata(peer)
+            .metadata(self.derived.authors(), peer)
             .map(<[_]>::to_vec)
             .ok_or_else(|| Error::UnknownPeer(peer.to_string()))
     }
@@ -619,8 +624,9 @@ impl Node {
     /// error), so a panic here is a bug in this crate.
     pub fn check_invariants(&self) {
         let id = &self.cfg.node_id;
-        self.roster.check_invariants();
-        self.prober.check_invariants(&self.roster, id);
+        self.roster.check_invariants(self.derived.authors());
+        self.prober
+            .check_invariants(&self.roster, self.derived.authors(), id);
         self.suspicions.check_invariants(id);
         self.gossip.check_invariants();
         assert!(self.incarnation >= 1, "incarnation starts at 1");
@@ -630,11 +636,14 @@ impl Node {
         match self.phase {
             Phase::Idle => assert_eq!(self.roster.version(), 0, "updates before join"),
             Phase::Joined | Phase::Left => {
-                assert!(self.roster.contains(id), "a joined node is in its own view");
+                assert!(
+                    self.roster.contains(self.derived.authors(), id),
+                    "a joined node is in its own view"
+                );
                 // The published view is the derived one: every change of
                 // the derived view was published.
                 assert_eq!(
-                    self.roster.members(),
+                    self.roster.members(self.derived.authors()),
                     self.derived.members(),
                     "published view differs from the ledger's"
                 );

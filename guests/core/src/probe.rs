@@ -2,10 +2,10 @@
 //! the indirect probes this node relays for others, and local health.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use nodeplane_types::PeerState;
 
+use crate::authors::{AuthorId, Authors};
 use crate::config::{
     CONFIRM_PROBES_PER_PERIOD, DIRECT_RETRIES_AT_TIMEOUT, HEALTH_MAX, HEALTH_WITHHOLD_SUSPICION,
     INDIRECT_RETRY_PERCENT, NACK_WAIT_PERCENT, PROBE_TIMEOUT_CAP_PERCENT,
@@ -50,7 +50,7 @@ pub(crate) struct Prober {
     /// Members still to probe this round; the next one is at the end
     /// (the roster's shared ids; whether a member is here is its roster
     /// record's `queued` flag, an O(log n) test without a second set).
-    order: Vec<Arc<str>>,
+    order: Vec<AuthorId>,
     next_seq: u32,
     probes: BTreeMap<u32, Probe>,
     relays: BTreeMap<u32, Relay>,
@@ -86,27 +86,35 @@ impl Prober {
         &mut self,
         rng: &mut Rng,
         roster: &mut Roster,
-        (id, state): (&Arc<str>, PeerState),
+        (a, id, state): (AuthorId, &str, PeerState),
         self_id: &str,
     ) {
-        if **id == *self_id || !state.is_live() || roster.queued(id) {
+        if *id == *self_id || !state.is_live() || roster.queued(a) {
             return;
         }
         // A random place in O(1): append, then swap with a random slot (the
         // member that was there moves to the end, itself a random place).
         let at = rng.below((self.order.len() as u64).saturating_add(1)) as usize;
-        self.order.push(id.clone());
+        self.order.push(a);
         let last = self.order.len().saturating_sub(1);
         self.order.swap(at, last);
-        roster.set_queued(id, true);
+        roster.set_queued(a, true);
     }
 
     /// The next live peer to probe; a fresh shuffled round once the order
     /// is used up.
-    fn next_target(&mut self, rng: &mut Rng, roster: &mut Roster, self_id: &str) -> Option<String> {
-        while let Some(id) = self.order.pop() {
-            roster.set_queued(&id, false);
-            if roster.is_live(&id) && *id != *self_id {
+    fn next_target(
+        &mut self,
+        rng: &mut Rng,
+        (roster, authors): (&mut Roster, &Authors),
+        self_id: &str,
+    ) -> Option<String> {
+        while let Some(a) = self.order.pop() {
+            roster.set_queued(a, false);
+            let Some(id) = authors.name(a) else {
+                continue;
+            };
+            if roster.is_live(a) && **id != *self_id {
                 return Some(id.to_string());
             }
         }
@@ -114,11 +122,11 @@ impl Prober {
         let mut fresh = roster.live().to_vec();
         rng.shuffle(&mut fresh);
         let next = fresh.pop();
-        for id in &fresh {
-            roster.set_queued(id, true);
+        for &a in &fresh {
+            roster.set_queued(a, true);
         }
         self.order = fresh;
-        next.map(|id| id.to_string())
+        next.and_then(|a| authors.name(a)).map(|id| id.to_string())
     }
 
     /// Asserts what must hold of the probe state. The order need not hold
@@ -126,16 +134,20 @@ impl Prober {
     /// the order until it is popped (and skipped), and one that becomes
     /// live again is added when it is next published. So the check is the
     /// weaker one that always holds: no duplicates, no self, no unknown id.
-    pub(crate) fn check_invariants(&self, roster: &Roster, self_id: &str) {
+    pub(crate) fn check_invariants(&self, roster: &Roster, authors: &Authors, self_id: &str) {
         assert_eq!(
             self.order.len(),
             roster.queued_count(),
             "probe order holds a member twice"
         );
-        for id in &self.order {
-            assert!(roster.queued(id), "probe order index misses {id}");
-            assert!(**id != *self_id, "this node is in its own probe order");
-            assert!(roster.contains(id), "probe order names unknown {id}");
+        for &a in &self.order {
+            let id = authors.name(a).map_or("?", |n| &**n);
+            assert!(roster.queued(a), "probe order index misses {id}");
+            assert!(*id != *self_id, "this node is in its own probe order");
+            assert!(
+                roster.contains(authors, id),
+                "probe order names unknown {id}"
+            );
         }
         assert!(self.health <= HEALTH_MAX, "health over its bound");
         for p in self.probes.values() {
@@ -154,15 +166,18 @@ impl Node {
                 self.start_sync(now_ms, &c, false);
             }
         }
-        let target = self
-            .prober
-            .next_target(&mut self.rng, &mut self.roster, &self.cfg.node_id);
+        let target = self.prober.next_target(
+            &mut self.rng,
+            (&mut self.roster, self.derived.authors()),
+            &self.cfg.node_id,
+        );
         if let Some(t) = target {
             self.start_probe(&t);
         }
         let mut confirms = 0;
         for subject in self.suspicions.take_confirm_queue() {
-            let Some((state, incarnation)) = self.roster.state(&subject) else {
+            let Some((state, incarnation)) = self.roster.state(self.derived.authors(), &subject)
+            else {
                 continue;
             };
             if state != PeerState::Suspect
@@ -196,7 +211,7 @@ impl Node {
 
     /// Pings `target` directly, with fresh entries piggybacked.
     fn start_probe(&mut self, target: &str) {
-        let Some(address) = self.roster.address(target).map(str::to_string) else {
+        let Some(address) = self.roster.address(self.derived.authors(), target) else {
             return;
         };
         let seq = self.prober.fresh_seq();
@@ -238,7 +253,7 @@ impl Node {
             .map(|(s, p)| (*s, p.target.clone()))
             .collect();
         for (seq, target) in pending {
-            let Some(addr) = self.roster.address(&target).map(str::to_string) else {
+            let Some(addr) = self.roster.address(self.derived.authors(), &target) else {
                 continue;
             };
             let helpers = self.helpers(k, &target, &[]);
@@ -286,7 +301,7 @@ impl Node {
             .map(|(s, p)| (*s, p.target.clone(), p.asked.clone()))
             .collect();
         for (seq, target, asked) in pending {
-            let Some(addr) = self.roster.address(&target).map(str::to_string) else {
+            let Some(addr) = self.roster.address(self.derived.authors(), &target) else {
                 continue;
             };
             let helpers = self.helpers(k, &target, &asked);
@@ -303,13 +318,13 @@ impl Node {
     /// is not in `asked`.
     fn helpers(&mut self, k: usize, target: &str, asked: &[String]) -> Vec<String> {
         self.roster
-            .sample_live(&mut self.rng, k, |m| {
+            .sample_live(self.derived.authors(), &mut self.rng, k, |m| {
                 m.id != target
                     && m.state == PeerState::Alive
-                    && !asked.iter().any(|a| a == m.address)
+                    && !asked.iter().any(|a| m.address.is(a))
             })
             .iter()
-            .filter_map(|id| self.roster.address(id).map(str::to_string))
+            .filter_map(|id| self.roster.address(self.derived.authors(), id))
             .collect()
     }
 
@@ -339,7 +354,8 @@ impl Node {
                 // Nobody answered at all: more likely our own problem.
                 self.prober.worsen_health();
             }
-            let Some((state, incarnation)) = self.roster.state(&p.target) else {
+            let Some((state, incarnation)) = self.roster.state(self.derived.authors(), &p.target)
+            else {
                 continue;
             };
             if !state.is_live() {

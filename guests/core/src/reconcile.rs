@@ -616,7 +616,7 @@ impl Node {
             }
         }
         let dead = self.rng.sample(self.roster.dead(), 1).pop();
-        if let Some(m) = dead.and_then(|id| self.roster.get(&id)) {
+        if let Some(m) = dead.and_then(|a| self.roster.get_at(self.derived.authors(), a)) {
             let seq = self.prober.fresh_seq();
             let digest = self.digest();
             self.effects.send(

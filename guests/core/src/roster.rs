@@ -1,51 +1,55 @@
 //! The roster: the published view (what subscribers were told), with the
 //! live and dead sets the protocol samples from and the cluster size the
 //! death rule and the gossip fan-out scale with.
+//!
+//! Members are named by their handle in the derived view's table
+//! ([`crate::membership::Derived::authors`]): the records are a slot per
+//! handle, the sets hold handles. A lookup by id goes through that table
+//! (passed in), which never interns.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use nodeplane_types::{Member, MembershipUpdate, PeerState, UpdateCause};
 
+use crate::authors::{AuthorId, Authors};
+use crate::compact::Slots;
 use crate::ledger::Hash;
-use crate::membership::Profile;
+use crate::membership::{Address, Profile};
 use crate::rng::{Permutation, Rng};
 
-/// A set of published member ids with O(1) access by position (for
-/// random sampling); each member's position is in its published record
-/// (`Published::pos`), so insert, remove and lookup are one roster lookup.
+/// A set of published members with O(1) access by position (for random
+/// sampling); each member's position is in its published record
+/// (`Published::pos`), so insert, remove and lookup are one slot access.
 /// The order of `items` depends on the history of inserts and removals,
-/// which is deterministic. Ids are the shared ones (one allocation per
-/// member).
+/// which is deterministic.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct IdSet {
-    items: Vec<Arc<str>>,
+    items: Vec<AuthorId>,
 }
 
 impl IdSet {
-    /// Whether the member `id`, published as `rec`, is in this set: a
+    /// Whether the member `a`, published as `rec`, is in this set: a
     /// member is in at most one set at a time, and its `pos` is its place
     /// there.
-    fn holds(&self, rec: &Published, id: &str) -> bool {
-        rec.pos
-            .is_some_and(|i| self.items.get(i).is_some_and(|x| **x == *id))
+    fn holds(&self, rec: &Published, a: AuthorId) -> bool {
+        rec.pos.is_some_and(|i| self.items.get(i) == Some(&a))
     }
 
-    /// Adds `id` (published as `rec`) if absent.
-    fn insert(&mut self, rec: &mut Published, id: &Arc<str>) {
-        if !self.holds(rec, id) {
+    /// Adds `a` (published as `rec`) if absent.
+    fn insert(&mut self, rec: &mut Published, a: AuthorId) {
+        if !self.holds(rec, a) {
             rec.pos = Some(self.items.len());
-            self.items.push(id.clone());
+            self.items.push(a);
         }
     }
 
-    /// Removes `id` if present; the member that moved into its place gets
+    /// Removes `a` if present; the member that moved into its place gets
     /// its new position.
-    fn remove(&mut self, published: &mut BTreeMap<Arc<str>, Published>, id: &str) {
-        let Some(rec) = published.get_mut(id) else {
+    fn remove(&mut self, published: &mut Slots<Option<Published>>, a: AuthorId) {
+        let Some(rec) = published.get_mut(a.index()).and_then(Option::as_mut) else {
             return;
         };
-        if !self.holds(rec, id) {
+        if !self.holds(rec, a) {
             return;
         }
         let Some(i) = rec.pos.take() else {
@@ -53,23 +57,27 @@ impl IdSet {
         };
         self.items.swap_remove(i);
         if let Some(moved) = self.items.get(i) {
-            if let Some(m) = published.get_mut(&**moved) {
+            if let Some(m) = published.get_mut(moved.index()).and_then(Option::as_mut) {
                 m.pos = Some(i);
             }
         }
     }
 
-    /// The ids, in their deterministic sampling order.
-    pub(crate) fn items(&self) -> &[Arc<str>] {
+    /// The members, in their deterministic sampling order.
+    pub(crate) fn items(&self) -> &[AuthorId] {
         &self.items
     }
 
-    fn check(&self, published: &BTreeMap<Arc<str>, Published>) {
-        for (i, id) in self.items.iter().enumerate() {
+    fn check(&self, published: &Slots<Option<Published>>, authors: &Authors) {
+        for (i, a) in self.items.iter().enumerate() {
             assert_eq!(
-                published.get(id).and_then(|p| p.pos),
+                published
+                    .get(a.index())
+                    .and_then(Option::as_ref)
+                    .and_then(|p| p.pos),
                 Some(i),
-                "id set: position of {id}"
+                "id set: position of {:?}",
+                authors.name(*a)
             );
         }
     }
@@ -115,7 +123,7 @@ pub(crate) struct MemberRef<'a> {
     /// The member's id.
     pub(crate) id: &'a str,
     /// Its address.
-    pub(crate) address: &'a str,
+    pub(crate) address: &'a Address,
     /// Its state.
     pub(crate) state: PeerState,
 }
@@ -124,14 +132,16 @@ pub(crate) struct MemberRef<'a> {
 #[derive(Debug)]
 pub(crate) struct Roster {
     self_id: String,
-    /// Keyed by the member's id, allocated once (by the derived view) and
-    /// shared with the live and dead sets and the probe order.
-    published: BTreeMap<Arc<str>, Published>,
-    /// Live (alive or suspect) members of `published` other than self.
+    /// Each published member's record, at its handle's index (`None`: a
+    /// handle not published).
+    published: Slots<Option<Published>>,
+    /// Number of published members.
+    published_len: usize,
+    /// Live (alive or suspect) published members other than self.
     live: IdSet,
-    /// Dead members of `published` other than self.
+    /// Dead published members other than self.
     dead: IdSet,
-    /// Live members of `published`, self included (the cluster size).
+    /// Live published members, self included (the cluster size).
     live_count: usize,
     /// Rises by one per update published.
     version: u64,
@@ -142,7 +152,8 @@ impl Roster {
     pub(crate) fn new(self_id: &str) -> Roster {
         Roster {
             self_id: self_id.to_string(),
-            published: BTreeMap::new(),
+            published: Slots::default(),
+            published_len: 0,
             live: IdSet::default(),
             dead: IdSet::default(),
             live_count: 0,
@@ -150,36 +161,65 @@ impl Roster {
         }
     }
 
+    /// The record of a handle, if published.
+    fn rec(&self, a: AuthorId) -> Option<&Published> {
+        self.published.get(a.index())?.as_ref()
+    }
+
+    /// The record of a handle, if published, mutably.
+    fn rec_mut(&mut self, a: AuthorId) -> Option<&mut Published> {
+        self.published.get_mut(a.index())?.as_mut()
+    }
+
+    /// The record of `id` (found in `authors`, never interning).
+    fn find(&self, authors: &Authors, id: &str) -> Option<&Published> {
+        self.rec(authors.find(id)?)
+    }
+
     /// One published member (built: prefer [`Roster::state`] and
     /// [`Roster::address`] where they do).
-    pub(crate) fn get(&self, id: &str) -> Option<Member> {
-        let (k, p) = self.published.get_key_value(id)?;
-        Some(p.to_member(k))
+    pub(crate) fn get(&self, authors: &Authors, id: &str) -> Option<Member> {
+        let a = authors.find(id)?;
+        let p = self.rec(a)?;
+        Some(p.to_member(authors.name(a)?))
+    }
+
+    /// [`Roster::get`] of a handle.
+    pub(crate) fn get_at(&self, authors: &Authors, a: AuthorId) -> Option<Member> {
+        Some(self.rec(a)?.to_member(authors.name(a)?))
     }
 
     /// Whether `id` is published.
-    pub(crate) fn contains(&self, id: &str) -> bool {
-        self.published.contains_key(id)
+    pub(crate) fn contains(&self, authors: &Authors, id: &str) -> bool {
+        self.find(authors, id).is_some()
     }
 
     /// A published member's state and incarnation.
-    pub(crate) fn state(&self, id: &str) -> Option<(PeerState, u64)> {
-        self.published.get(id).map(|p| (p.state, p.incarnation))
+    pub(crate) fn state(&self, authors: &Authors, id: &str) -> Option<(PeerState, u64)> {
+        self.find(authors, id).map(|p| (p.state, p.incarnation))
     }
 
     /// A published member's address.
-    pub(crate) fn address(&self, id: &str) -> Option<&str> {
-        self.published.get(id).map(|p| &*p.profile.addr)
+    pub(crate) fn address(&self, authors: &Authors, id: &str) -> Option<String> {
+        self.find(authors, id).map(|p| p.profile.addr.to_string())
     }
 
     /// A published member's metadata.
-    pub(crate) fn metadata(&self, id: &str) -> Option<&[(String, String)]> {
-        self.published.get(id).map(|p| &*p.profile.meta)
+    pub(crate) fn metadata<'a>(
+        &'a self,
+        authors: &Authors,
+        id: &str,
+    ) -> Option<&'a [(String, String)]> {
+        self.find(authors, id).map(|p| &*p.profile.meta)
     }
 
     /// Every published member, sorted by id.
-    pub(crate) fn members(&self) -> Vec<Member> {
-        self.published.iter().map(|(k, p)| p.to_member(k)).collect()
+    pub(crate) fn members(&self, authors: &Authors) -> Vec<Member> {
+        authors
+            .sorted()
+            .into_iter()
+            .filter_map(|a| self.get_at(authors, a))
+            .collect()
     }
 
     /// The view version: the number of updates published.
@@ -188,35 +228,35 @@ impl Roster {
     }
 
     /// Live members other than self.
-    pub(crate) fn live(&self) -> &[Arc<str>] {
+    pub(crate) fn live(&self) -> &[AuthorId] {
         self.live.items()
     }
 
     /// Dead members other than self.
-    pub(crate) fn dead(&self) -> &[Arc<str>] {
+    pub(crate) fn dead(&self) -> &[AuthorId] {
         self.dead.items()
     }
 
-    /// Whether `id` is in the probe order (see `Prober`).
-    pub(crate) fn queued(&self, id: &str) -> bool {
-        self.published.get(id).is_some_and(|p| p.queued)
+    /// Whether `a` is in the probe order (see `Prober`).
+    pub(crate) fn queued(&self, a: AuthorId) -> bool {
+        self.rec(a).is_some_and(|p| p.queued)
     }
 
-    /// Records whether `id` is in the probe order (see `Prober`).
-    pub(crate) fn set_queued(&mut self, id: &str, queued: bool) {
-        if let Some(p) = self.published.get_mut(id) {
+    /// Records whether `a` is in the probe order (see `Prober`).
+    pub(crate) fn set_queued(&mut self, a: AuthorId, queued: bool) {
+        if let Some(p) = self.rec_mut(a) {
             p.queued = queued;
         }
     }
 
     /// How many published members are in the probe order.
     pub(crate) fn queued_count(&self) -> usize {
-        self.published.values().filter(|p| p.queued).count()
+        self.published.iter().flatten().filter(|p| p.queued).count()
     }
 
-    /// Whether `id` is a published, live member.
-    pub(crate) fn is_live(&self, id: &str) -> bool {
-        self.published.get(id).is_some_and(|m| m.state.is_live())
+    /// Whether `a` is a published, live member.
+    pub(crate) fn is_live(&self, a: AuthorId) -> bool {
+        self.rec(a).is_some_and(|m| m.state.is_live())
     }
 
     /// Live members, self included (at least 1).
@@ -224,13 +264,13 @@ impl Roster {
         self.live_count.max(1)
     }
 
-    /// Publishes member `id` (the derived view's shared id and profile,
-    /// `state` at `incarnation`) if it differs from the published one;
-    /// returns the update to deliver (`entry` is the entry behind the
-    /// change; the update names it in lowercase hex).
+    /// Publishes member `id` (handle `a`; the derived view's shared
+    /// profile, `state` at `incarnation`) if it differs from the
+    /// published one; returns the update to deliver (`entry` is the entry
+    /// behind the change; the update names it in lowercase hex).
     pub(crate) fn publish(
         &mut self,
-        id: &Arc<str>,
+        (a, id): (AuthorId, &str),
         (profile, state, incarnation): (Arc<Profile>, PeerState, u64),
         entry: Option<Hash>,
     ) -> Option<MembershipUpdate> {
@@ -241,10 +281,7 @@ impl Roster {
             pos: None,
             queued: false,
         };
-        let (key, old) = match self.published.get_key_value(&**id) {
-            Some((k, m)) => (k.clone(), Some(m)),
-            None => (id.clone(), None),
-        };
+        let old = self.rec(a);
         if old.is_some_and(|o| o.same_as(&new)) {
             return None;
         }
@@ -253,10 +290,17 @@ impl Roster {
         if let Some(old) = old {
             (new.pos, new.queued) = (old.pos, old.queued);
         }
+        let current = new.to_member(id);
+        while self.published.len() <= a.index() {
+            self.published.push(None);
+        }
+        let slot = self.published.get_mut(a.index())?;
+        if slot.is_none() {
+            self.published_len = self.published_len.saturating_add(1);
+        }
+        *slot = Some(new);
         self.version = self.version.saturating_add(1);
-        let current = new.to_member(&key);
-        self.published.insert(key.clone(), new);
-        self.track_state(&key, previous, state);
+        self.track_state((a, id), previous, state);
         Some(MembershipUpdate {
             peer: current.id.clone(),
             previous,
@@ -272,6 +316,7 @@ impl Roster {
     /// peers fail the test.
     pub(crate) fn sample_live(
         &self,
+        authors: &Authors,
         rng: &mut Rng,
         k: usize,
         keep: impl Fn(&MemberRef<'_>) -> bool,
@@ -282,10 +327,10 @@ impl Roster {
             let Some(i) = perm.next(rng) else {
                 break;
             };
-            let Some(id) = self.live.items.get(i) else {
+            let Some(&a) = self.live.items.get(i) else {
                 break;
             };
-            let Some(p) = self.published.get(id) else {
+            let (Some(p), Some(id)) = (self.rec(a), authors.name(a)) else {
                 continue;
             };
             let m = MemberRef {
@@ -303,7 +348,7 @@ impl Roster {
     /// Keeps the live and dead sets and the cluster size in step with a
     /// change of `published` (made already). Removals first: a member's
     /// one `pos` may only name a place in one set at a time.
-    fn track_state(&mut self, id: &Arc<str>, old: Option<PeerState>, new: PeerState) {
+    fn track_state(&mut self, (a, id): (AuthorId, &str), old: Option<PeerState>, new: PeerState) {
         let was_live = old.is_some_and(PeerState::is_live);
         if was_live != new.is_live() {
             self.live_count = if new.is_live() {
@@ -312,53 +357,64 @@ impl Roster {
                 self.live_count.saturating_sub(1)
             };
         }
-        if **id == *self.self_id {
+        if *id == *self.self_id {
             return;
         }
         if !new.is_live() {
-            self.live.remove(&mut self.published, id);
+            self.live.remove(&mut self.published, a);
         }
         if new != PeerState::Dead {
-            self.dead.remove(&mut self.published, id);
+            self.dead.remove(&mut self.published, a);
         }
-        let Some(rec) = self.published.get_mut(&**id) else {
+        let Some(rec) = self.published.get_mut(a.index()).and_then(Option::as_mut) else {
             return;
         };
         if new.is_live() {
-            self.live.insert(rec, id);
+            self.live.insert(rec, a);
         }
         if new == PeerState::Dead {
-            self.dead.insert(rec, id);
+            self.dead.insert(rec, a);
         }
     }
 
     /// Asserts that the live and dead sets and the cluster size agree with
     /// the published members. O(n).
-    pub(crate) fn check_invariants(&self) {
-        self.live.check(&self.published);
-        self.dead.check(&self.published);
+    pub(crate) fn check_invariants(&self, authors: &Authors) {
+        self.live.check(&self.published, authors);
+        self.dead.check(&self.published, authors);
         let mut live_count = 0usize;
-        for (id, m) in &self.published {
+        let mut published = 0usize;
+        for (a, id) in authors.iter() {
+            let Some(m) = self.rec(a) else {
+                continue;
+            };
+            published = published.saturating_add(1);
             live_count = live_count.saturating_add(usize::from(m.state.is_live()));
             let other = **id != *self.self_id;
             assert_eq!(
-                self.live.holds(m, id),
+                self.live.holds(m, a),
                 other && m.state.is_live(),
                 "roster: live set disagrees about {id}"
             );
             assert_eq!(
-                self.dead.holds(m, id),
+                self.dead.holds(m, a),
                 other && m.state == PeerState::Dead,
                 "roster: dead set disagrees about {id}"
             );
         }
+        assert_eq!(published, self.published_len, "roster: published count");
+        assert_eq!(
+            self.published.iter().flatten().count(),
+            self.published_len,
+            "roster: a record at a handle not issued"
+        );
         assert!(
-            self.live.items.len().saturating_add(self.dead.items.len()) <= self.published.len(),
+            self.live.items.len().saturating_add(self.dead.items.len()) <= self.published_len,
             "roster: live or dead set names a member not published"
         );
         assert_eq!(self.live_count, live_count, "roster: cluster size");
         assert!(
-            self.version >= self.published.len() as u64,
+            self.version >= self.published_len as u64,
             "roster: every member was published by an update"
         );
     }
@@ -387,47 +443,58 @@ mod tests {
     use super::*;
 
     fn member(
+        authors: &mut Authors,
         id: &str,
         state: PeerState,
         incarnation: u64,
-    ) -> (Arc<str>, (Arc<Profile>, PeerState, u64)) {
+    ) -> (AuthorId, Arc<str>, (Arc<Profile>, PeerState, u64)) {
         let profile = Profile {
-            addr: "10.0.0.1:7000".into(),
+            addr: Address::new("10.0.0.1:7000".into()),
             meta: Box::default(),
         };
-        (Arc::from(id), (Arc::new(profile), state, incarnation))
+        let a = authors.intern(id).unwrap();
+        (a, Arc::from(id), (Arc::new(profile), state, incarnation))
     }
 
     fn publish(
         r: &mut Roster,
-        (id, m): (Arc<str>, (Arc<Profile>, PeerState, u64)),
+        (a, id, m): (AuthorId, Arc<str>, (Arc<Profile>, PeerState, u64)),
         entry: Option<Hash>,
     ) -> Option<MembershipUpdate> {
-        r.publish(&id, m, entry)
+        r.publish((a, &id), m, entry)
     }
 
     #[test]
     fn sets_follow_the_published_states() {
+        let mut t = Authors::default();
         let mut r = Roster::new("a");
-        let u = publish(&mut r, member("a", PeerState::Alive, 1), None).unwrap();
+        let u = publish(&mut r, member(&mut t, "a", PeerState::Alive, 1), None).unwrap();
         assert_eq!((u.cause, u.version), (UpdateCause::Joined, 1));
-        publish(&mut r, member("b", PeerState::Alive, 1), None).unwrap();
-        publish(&mut r, member("c", PeerState::Alive, 1), None).unwrap();
-        assert!(publish(&mut r, member("c", PeerState::Alive, 1), None).is_none());
-        r.check_invariants();
+        publish(&mut r, member(&mut t, "b", PeerState::Alive, 1), None).unwrap();
+        publish(&mut r, member(&mut t, "c", PeerState::Alive, 1), None).unwrap();
+        assert!(publish(&mut r, member(&mut t, "c", PeerState::Alive, 1), None).is_none());
+        r.check_invariants(&t);
         assert_eq!((r.cluster_size(), r.live().len()), (3, 2));
-        let u = publish(&mut r, member("b", PeerState::Dead, 1), None).unwrap();
+        let u = publish(&mut r, member(&mut t, "b", PeerState::Dead, 1), None).unwrap();
         assert_eq!(
             (u.cause, u.previous),
             (UpdateCause::ConfirmedDead, Some(PeerState::Alive))
         );
-        r.check_invariants();
+        r.check_invariants(&t);
+        let (b, c) = (t.find("b").unwrap(), t.find("c").unwrap());
         assert_eq!(
             (r.cluster_size(), r.live(), r.dead()),
-            (2, &[Arc::from("c")][..], &[Arc::from("b")][..])
+            (2, &[c][..], &[b][..])
         );
-        let u = publish(&mut r, member("b", PeerState::Alive, 2), None).unwrap();
+        let u = publish(&mut r, member(&mut t, "b", PeerState::Alive, 2), None).unwrap();
         assert_eq!((u.cause, u.version), (UpdateCause::Recovered, 5));
-        r.check_invariants();
+        r.check_invariants(&t);
+        assert_eq!(
+            r.members(&t)
+                .iter()
+                .map(|m| m.id.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
     }
 }

@@ -38,8 +38,7 @@ impl Node {
     /// Folds an entry into the derived view and suspicion bookkeeping.
     /// Returns the subjects touched.
     pub(crate) fn fold(&mut self, now_ms: u64, e: &Entry) -> Vec<String> {
-        let author = self.ledger.shared_author(&e.author);
-        let touched = match self.derived.apply_sharing(e, author) {
+        let touched = match self.derived.apply_sharing(e, &self.ledger) {
             Ok(t) => t,
             Err(why) => {
                 self.effects.log(
@@ -157,17 +156,17 @@ impl Node {
 
     /// Emits an update if the derived member differs from the published one.
     pub(crate) fn publish(&mut self, id: &str) {
-        let Some((id, profile, state, inc)) = self.derived.record(id) else {
+        let Some((a, profile, state, inc)) = self.derived.record(id) else {
             return;
         };
-        let entry = self.derived.entry_of(&id);
-        let Some(update) = self.roster.publish(&id, (profile, state, inc), entry) else {
+        let entry = self.derived.entry_of(id);
+        let Some(update) = self.roster.publish((a, id), (profile, state, inc), entry) else {
             return;
         };
         self.prober.order_insert(
             &mut self.rng,
             &mut self.roster,
-            (&id, state),
+            (a, id, state),
             &self.cfg.node_id,
         );
         self.effects.update(update);
@@ -270,8 +269,9 @@ mod tests {
         for i in 0..4 {
             let id = node_id(i);
             let in_ledger = node.ledger.shared_author(&id).expect("a chain");
-            let (in_view, ..) = node.derived.record(&id).expect("a member");
-            assert!(Arc::ptr_eq(&in_ledger, &in_view), "{id} held twice");
+            let (a, ..) = node.derived.record(&id).expect("a member");
+            let in_view = node.derived.authors().name(a).expect("a name");
+            assert!(Arc::ptr_eq(&in_ledger, in_view), "{id} held twice");
         }
     }
 }

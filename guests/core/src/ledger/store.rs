@@ -72,45 +72,53 @@ pub struct Unavailable {
 }
 
 /// The ids of a chain's linked entries, seq 1 first: the first inline
-/// (most chains hold one), the others in a vector without growth slack.
-#[derive(Clone, Debug, Default)]
+/// (a chain is created by linking its seq 1, so it always has one), the
+/// others boxed, in a vector without growth slack, once there are any
+/// (most chains hold one entry: 4 bytes inline, not a vector's 12).
+#[derive(Clone, Debug)]
 struct Ids {
-    /// The id at seq 1 (`None` only while the chain is empty).
-    first: Option<Hash>,
-    /// The ids from seq 2 on (empty while `first` is `None`).
-    rest: Vec<Hash>,
+    /// The id at seq 1.
+    first: Hash,
+    /// The ids from seq 2 on, once there is one.
+    rest: Option<Box<RestIds>>,
 }
 
+/// The ids of a chain from seq 2 on.
+#[derive(Clone, Debug, Default)]
+struct RestIds(Vec<Hash>);
+
 impl Ids {
-    /// Number of ids.
-    fn len(&self) -> usize {
-        if self.first.is_some() {
-            self.rest.len().saturating_add(1)
-        } else {
-            0
-        }
+    /// The ids of a chain holding `first` alone.
+    fn new(first: Hash) -> Ids {
+        Ids { first, rest: None }
     }
 
-    /// The last id.
+    /// The ids from seq 2 on.
+    fn rest(&self) -> &[Hash] {
+        self.rest.as_deref().map_or(&[][..], |r| r.0.as_slice())
+    }
+
+    /// Number of ids.
+    fn len(&self) -> usize {
+        self.rest().len().saturating_add(1)
+    }
+
+    /// The last id (always `Some`).
     fn last(&self) -> Option<&Hash> {
-        self.rest.last().or(self.first.as_ref())
+        Some(self.rest().last().unwrap_or(&self.first))
     }
 
     /// The id at index `i` (seq `i + 1`).
     fn get(&self, i: usize) -> Option<&Hash> {
         match i.checked_sub(1) {
-            None => self.first.as_ref(),
-            Some(j) => self.rest.get(j),
+            None => Some(&self.first),
+            Some(j) => self.rest().get(j),
         }
     }
 
     /// Appends an id.
     fn push(&mut self, id: Hash) {
-        if self.first.is_none() {
-            self.first = Some(id);
-        } else {
-            push_tight(&mut self.rest, id);
-        }
+        push_tight(&mut self.rest.get_or_insert_with(Box::default).0, id);
     }
 }
 
@@ -125,7 +133,7 @@ struct Chain {
     /// The author's digest contribution ([`leaf_hash`] of its head).
     leaf: u64,
     /// The signing key the author's linked entry at seq 1 bound it to.
-    bound: Option<PublicKey>,
+    bound: PublicKey,
 }
 
 /// The set of verified, linked entries plus buffered and conflicting ones.
@@ -638,7 +646,7 @@ impl Ledger {
 
     /// The signing key an author's first linked entry bound it to.
     pub fn bound_key(&self, author: &str) -> Option<&PublicKey> {
-        self.chain(author).and_then(|c| c.bound.as_ref())
+        self.chain(author).map(|c| &c.bound)
     }
 
     /// Checks an entry's signature against its author's bound key (`seq` 1
@@ -813,34 +821,36 @@ impl Ledger {
     /// `check_signature` returned exactly that, so the body is not parsed
     /// a second time).
     fn link(&mut self, entry: Entry, key: PublicKey) {
+        let leaf = leaf_hash(&entry.author, entry.seq);
+        let head_fp = fingerprint(&entry);
         let a = match self.authors.find(&entry.author) {
-            Some(a) => a,
+            Some(a) => {
+                let Some(chain) = self.chains.get_mut(a.index()) else {
+                    return;
+                };
+                self.root ^= chain.leaf ^ leaf;
+                chain.leaf = leaf;
+                chain.ids.push(entry.id);
+                chain.head_fp = head_fp;
+                a
+            }
             None => {
+                // A new author's entry links at seq 1 only (`check_link`
+                // against an empty chain), and `key` is the key it binds.
                 let Some(a) = self.authors.intern(&entry.author) else {
                     return;
                 };
                 self.chains.push(Chain {
-                    ids: Ids::default(),
-                    head_fp: 0,
-                    leaf: 0,
-                    bound: None,
+                    ids: Ids::new(entry.id),
+                    head_fp,
+                    leaf,
+                    bound: key,
                 });
+                self.root ^= leaf;
                 self.file_key(a, &entry.author);
                 a
             }
         };
-        let Some(chain) = self.chains.get_mut(a.index()) else {
-            return;
-        };
-        if entry.seq == 1 {
-            // Checked before linking: a linked first entry declares a key.
-            chain.bound = Some(key);
-        }
-        let leaf = leaf_hash(&entry.author, entry.seq);
-        self.root ^= chain.leaf ^ leaf;
-        chain.leaf = leaf;
-        chain.ids.push(entry.id);
-        chain.head_fp = fingerprint(&entry);
         self.recent.entry(a).or_default().push(entry);
         self.len = self.len.saturating_add(1);
     }

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{keep_min, Derived, LatestProfile, Own, PeerState, Profile, Subject};
+use super::{
+    keep_min, Address, Derived, KeyIndex, LatestProfile, Own, PeerState, Profile, Subject,
+};
 use crate::authors::AuthorId;
 use crate::checkpoint::{ChainHead, OpenInc, Record, RecordProfile, StateError};
 use nodeplane_entry::signing::PublicKey;
@@ -186,7 +188,7 @@ impl Derived {
                 seq: p.seq,
                 entry: p.id.map(Box::new),
                 data: Arc::new(Profile {
-                    addr: p.addr.clone().into_boxed_str(),
+                    addr: Address::new(p.addr.clone()),
                     meta: p.meta.clone().into_boxed_slice(),
                 }),
             });
@@ -225,7 +227,9 @@ impl Derived {
         // Records are sorted by author, so each key's authors are too.
         for (key, authors) in keys {
             if let Some(first) = authors.first().and_then(|a| d.authors.find(a)) {
-                d.authors_of_key.insert(key, first);
+                if let KeyIndex::Own(keys) = &mut d.authors_of_key {
+                    keys.insert(key, first);
+                }
             }
             if authors.len() >= 2 {
                 for a in &authors {
