@@ -123,6 +123,13 @@ pub const GOSSIP_QUIET_AFTER_AGREEING: u32 = 3;
 /// Fresh entries queued for gossip; older ones are dropped first
 /// (anti-entropy delivers whatever gossip misses).
 pub const MAX_BROADCAST_QUEUE: usize = 2_048;
+/// Addresses whose last frontier digest a node remembers (a digest only
+/// saves gossip to a peer known to hold everything). Each ping or ack from
+/// a new source address adds one, so without a bound a sender cycling
+/// through source ports would grow it for ever; at the bound the smallest
+/// address is forgotten (costing at most some gossip to it). Far above
+/// any membership this build is measured at.
+pub const MAX_PEER_DIGESTS: usize = 131_072;
 /// Suspect entry ids cited in one `confirm-dead` body (the body also gives
 /// the total number of distinct suspecting authors).
 pub const MAX_EVIDENCE_IDS: usize = 40;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::{
     packed_v4, BROADCAST_MAX_AGE_MS, GOSSIP_FANOUT, LEAVE_FANOUT, MAX_BROADCAST_QUEUE,
-    MAX_ENTRIES_PER_MESSAGE, PIGGYBACK_BYTES_BUDGET,
+    MAX_ENTRIES_PER_MESSAGE, MAX_PEER_DIGESTS, PIGGYBACK_BYTES_BUDGET,
 };
 use crate::ledger::{Entry, Ledger};
 use crate::membership::Address;
@@ -64,8 +64,8 @@ pub(crate) struct Gossip {
 /// form (every member's, in practice) is keyed by its packed number
 /// ([`packed_v4`], one-to-one with those strings), without a string
 /// allocation; any other address by its string. Each address has one
-/// place, so this is exactly a map by address (and as unbounded as one:
-/// an entry per address a digest came from).
+/// place, so this is exactly a map by address, of at most
+/// [`MAX_PEER_DIGESTS`] addresses.
 #[derive(Debug, Default)]
 struct PeerDigests {
     /// Canonical IPv4 addresses, packed.
@@ -83,9 +83,21 @@ impl PeerDigests {
         }
     }
 
-    /// Records the digest heard from `addr`.
+    /// Records the digest heard from `addr`. A new address at
+    /// [`MAX_PEER_DIGESTS`] first makes room: the smallest non-canonical
+    /// address goes, else the smallest canonical one.
     fn set(&mut self, addr: &str, digest: Digest8) {
-        match packed_v4(addr) {
+        let key = packed_v4(addr);
+        let known = match key {
+            Some(k) => self.v4.contains_key(&k),
+            None => self.other.contains_key(addr),
+        };
+        if !known && self.len() >= MAX_PEER_DIGESTS {
+            if self.other.pop_first().is_none() {
+                self.v4.pop_first();
+            }
+        }
+        match key {
             Some(k) => {
                 self.v4.insert(k, digest);
             }
@@ -96,6 +108,11 @@ impl PeerDigests {
                 }
             },
         }
+    }
+
+    /// Addresses remembered.
+    fn len(&self) -> usize {
+        self.v4.len().saturating_add(self.other.len())
     }
 }
 
@@ -218,6 +235,10 @@ impl Gossip {
             "gossip: queue over its bound"
         );
         assert!(
+            self.peer_digest.len() <= MAX_PEER_DIGESTS,
+            "gossip: peer digests over their bound"
+        );
+        assert!(
             self.queue.iter().all(|b| b.remaining > 0),
             "gossip: a spent entry is still queued"
         );
@@ -293,6 +314,35 @@ impl Node {
 mod tests {
     use super::*;
     use crate::config::unpack_v4;
+
+    #[test]
+    fn peer_digests_stay_within_their_bound_keeping_the_newest() {
+        // A sender cycling through source addresses, canonical and not.
+        let mut d = PeerDigests::default();
+        let extra = 1_000usize;
+        for i in 0..MAX_PEER_DIGESTS + extra {
+            let addr = if i % 2 == 0 {
+                format!(
+                    "10.{}.{}.{}:{}",
+                    (i >> 16) & 255,
+                    (i >> 8) & 255,
+                    i & 255,
+                    7000 + (i % 7)
+                )
+            } else {
+                format!("host-{i}:7946")
+            };
+            d.set(&addr, [1u8; 8]);
+            assert!(d.len() <= MAX_PEER_DIGESTS, "{} after {i}", d.len());
+            assert_eq!(d.get(&addr), Some(&[1u8; 8]), "the newest is kept");
+        }
+        assert_eq!(d.len(), MAX_PEER_DIGESTS);
+        // A known address is updated in place, evicting nothing.
+        let last = format!("host-{}:7946", MAX_PEER_DIGESTS + extra - 1);
+        d.set(&last, [2u8; 8]);
+        assert_eq!(d.len(), MAX_PEER_DIGESTS);
+        assert_eq!(d.get(&last), Some(&[2u8; 8]));
+    }
 
     #[test]
     fn only_canonical_ipv4_addresses_are_packed_and_each_address_has_one_place() {
