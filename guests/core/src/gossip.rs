@@ -92,10 +92,8 @@ impl PeerDigests {
             Some(k) => self.v4.contains_key(&k),
             None => self.other.contains_key(addr),
         };
-        if !known && self.len() >= MAX_PEER_DIGESTS {
-            if self.other.pop_first().is_none() {
-                self.v4.pop_first();
-            }
+        if !known && self.len() >= MAX_PEER_DIGESTS && self.other.pop_first().is_none() {
+            self.v4.pop_first();
         }
         match key {
             Some(k) => {
