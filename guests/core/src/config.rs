@@ -363,4 +363,154 @@ mod tests {
         assert!(!is_valid_address("10.0.0.1"));
         assert!(!is_valid_address("host:7000"));
     }
+
+    mod packed {
+        use proptest::prelude::*;
+
+        use super::super::{packed_v4, unpack_v4};
+
+        /// An address string near the canonical form: digits (with
+        /// leading zeros, too many of them, signs, spaces), dots and
+        /// colons, and now and then any character.
+        fn near_address() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    8 => proptest::char::range('0', '9'),
+                    2 => Just('.'),
+                    1 => Just(':'),
+                    1 => prop_oneof![Just('+'), Just('-'), Just(' '), Just('a'), Just('\u{663}')],
+                    1 => any::<char>(),
+                ],
+                0..24,
+            )
+            .prop_map(|cs| cs.into_iter().collect())
+        }
+
+        /// Four octets and a port, mostly in range, sometimes past it or
+        /// a run of 0 to 6 digits (leading zeros, empty, too long),
+        /// joined mostly by `.`, `.`, `.`, `:`, sometimes by the wrong
+        /// separator or with one more: near misses of the canonical form
+        /// and (about a third) hits.
+        fn fielded() -> impl Strategy<Value = String> {
+            let digits = || {
+                proptest::collection::vec(proptest::char::range('0', '9'), 0..=6)
+                    .prop_map(|cs| cs.into_iter().collect::<String>())
+            };
+            let field = |max: u32| {
+                prop_oneof![
+                    8 => (0..=max).prop_map(|v| v.to_string()),
+                    1 => (max + 1..=max * 2).prop_map(|v| v.to_string()),
+                    1 => digits(),
+                ]
+            };
+            let fields = (
+                field(255),
+                field(255),
+                field(255),
+                field(255),
+                field(65_535),
+            )
+                .prop_map(|(a, b, c, d, p)| vec![a, b, c, d, p]);
+            let sep = prop_oneof![16 => Just(None), 1 => Just(Some('.')), 1 => Just(Some(':'))];
+            (fields, proptest::collection::vec(sep, 5)).prop_map(|(fields, seps)| {
+                let mut out = String::new();
+                for (i, (f, alt)) in fields.iter().zip(&seps).enumerate() {
+                    if i > 0 {
+                        out.push(alt.unwrap_or(if i == 4 { ':' } else { '.' }));
+                    }
+                    out.push_str(f);
+                }
+                if let Some(Some(extra)) = seps.last() {
+                    out.push(*extra);
+                }
+                out
+            })
+        }
+
+        /// The address of `k` written independently of `unpack_v4`.
+        fn written(k: u64) -> String {
+            let [_, _, a, b, c, d, p0, p1] = k.to_be_bytes();
+            format!("{a}.{b}.{c}.{d}:{}", u16::from_be_bytes([p0, p1]))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+            /// Whatever string packs, unpacks to itself: keying by the
+            /// number is keying by the string.
+            #[test]
+            fn a_packed_string_unpacks_to_itself(s in near_address()) {
+                if let Some(k) = packed_v4(&s) {
+                    prop_assert!(k < 1 << 48);
+                    prop_assert_eq!(unpack_v4(k), s.clone());
+                    prop_assert_eq!(written(k), s);
+                }
+            }
+
+            /// The same over near misses of the form (a fair share of
+            /// which are canonical and pack).
+            #[test]
+            fn a_fielded_string_packs_exactly_when_canonical(s in fielded()) {
+                let canonical = packed_v4(&s).map(unpack_v4);
+                if let Some(c) = &canonical {
+                    prop_assert_eq!(c, &s);
+                }
+                // The canonical test, written independently: four octets
+                // and a port, decimal, no leading zero, in range.
+                let independent = s.split_once(':').is_some_and(|(ip, port)| {
+                    let ok = |f: &str, max: u32| {
+                        !f.is_empty()
+                            && f.len() <= 5
+                            && f.bytes().all(|b| b.is_ascii_digit())
+                            && (f == "0" || !f.starts_with('0'))
+                            && f.parse::<u32>().is_ok_and(|v| v <= max)
+                    };
+                    let octets: Vec<&str> = ip.split('.').collect();
+                    octets.len() == 4 && octets.iter().all(|o| ok(o, 255)) && ok(port, 65_535)
+                });
+                prop_assert_eq!(canonical.is_some(), independent, "{}", s);
+            }
+
+            /// Arbitrary strings too.
+            #[test]
+            fn any_packed_string_unpacks_to_itself(s in any::<String>()) {
+                if let Some(k) = packed_v4(&s) {
+                    prop_assert_eq!(unpack_v4(k), s);
+                }
+            }
+
+            /// Every number below 2^48 is one canonical address, which
+            /// packs back to it; its variants with a leading zero or a
+            /// sign do not pack.
+            #[test]
+            fn every_number_is_one_address(k in 0u64..(1 << 48)) {
+                let s = unpack_v4(k);
+                prop_assert_eq!(&s, &written(k));
+                prop_assert_eq!(packed_v4(&s), Some(k));
+                prop_assert_eq!(packed_v4(&format!("0{s}")), None);
+                prop_assert_eq!(packed_v4(&format!("+{s}")), None);
+                prop_assert_eq!(packed_v4(&s.replace(':', ":0")), None);
+                prop_assert_eq!(packed_v4(&format!("{s} ")), None);
+                prop_assert_eq!(packed_v4(&format!("{s}.0")), None);
+            }
+
+            /// Edges of every field: 0, 9, 10, 99, 100, 255 and the
+            /// port's 65 535, and the first numbers past them.
+            #[test]
+            fn field_edges(
+                octets in proptest::array::uniform4(prop_oneof![
+                    Just(0u32), Just(9), Just(10), Just(99), Just(100), Just(255), Just(256), Just(999), Just(1000)
+                ]),
+                port in prop_oneof![Just(0u32), Just(65_535), Just(65_536), Just(99_999), Just(100_000)],
+            ) {
+                let [a, b, c, d] = octets;
+                let s = format!("{a}.{b}.{c}.{d}:{port}");
+                let fits = octets.iter().all(|o| *o <= 255) && port <= 65_535;
+                prop_assert_eq!(packed_v4(&s).is_some(), fits, "{}", s);
+                if let Some(k) = packed_v4(&s) {
+                    prop_assert_eq!(unpack_v4(k), s);
+                }
+            }
+        }
+    }
 }

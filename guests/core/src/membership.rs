@@ -410,7 +410,10 @@ impl Default for KeyIndex {
 /// correctness: a hit is confirmed on the whole key).
 fn key_hash(key: &PublicKey) -> u64 {
     use std::hash::BuildHasher as _;
-    foldhash::fast::FixedState::with_seed(0x6b65_7973_6f66_6e70).hash_one(key)
+    let hash = foldhash::fast::FixedState::with_seed(0x6b65_7973_6f66_6e70).hash_one(key);
+    #[cfg(test)]
+    let hash = hash & tests::KEY_HASH_MASK.with(std::cell::Cell::get);
+    hash
 }
 
 #[derive(Clone, Debug, Default)]
@@ -632,6 +635,13 @@ impl Derived {
         let Ok(Some(key)) = declared_key(e) else {
             return Vec::new();
         };
+        // A node's derivation gets every entry with its ledger
+        // (`for_node`); without it, nothing can be confirmed, and the key
+        // is left unseen so that the next entry with the ledger indexes it.
+        if matches!(self.authors_of_key, KeyIndex::Ledger(_)) && ledger.is_none() {
+            debug_assert!(false, "a node's derivation applied without its ledger");
+            return Vec::new();
+        }
         let Some(a) = self.handle(&e.author) else {
             return Vec::new();
         };
@@ -647,8 +657,7 @@ impl Derived {
                 btree_map::Entry::Occupied(o) => *o.get(),
             },
             KeyIndex::Ledger(index) => {
-                // A node's derivation gets every entry with its ledger
-                // (`for_node`); without it, nothing can be confirmed.
+                // Checked above: a node's derivation has its ledger here.
                 let Some(ledger) = ledger else {
                     return Vec::new();
                 };
@@ -1264,4 +1273,127 @@ pub fn body<T: Serialize>(b: &T) -> Vec<u8> {
     // The bodies are plain structs of strings and integers, which always
     // serialise; an empty body would be rejected as invalid by `facts`.
     serde_json::to_vec(b).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::BTreeSet;
+
+    use nodeplane_entry::signing::ed25519::{key_field, KeyPair, NativeVerifier};
+
+    use super::*;
+    use crate::ledger::{Insert, GENESIS_PREV};
+
+    thread_local! {
+        /// Test hook: [`key_hash`] keeps only these bits (all of them
+        /// unless a test narrows it, on its own thread), so a test can
+        /// make distinct keys collide in [`KeyIndex::Ledger`].
+        pub(super) static KEY_HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
+    }
+
+    /// `author`'s first `join`, declaring and signed by `signer`'s key.
+    fn join(author: &str, signer: &str) -> Entry {
+        let k = KeyPair::derived(b"key-index-tests", signer);
+        let body = format!(
+            "{{\"inc\":1,\"addr\":\"10.0.0.1:7000\",{}}}",
+            key_field(&k.public_key())
+        );
+        k.sign(Entry::new(
+            author,
+            1,
+            GENESIS_PREV,
+            1,
+            "join",
+            body.into_bytes(),
+        ))
+    }
+
+    /// Folds `entries` into a node's derivation (hash table confirmed on
+    /// the ledger's keys) and into a standalone one (`BTreeMap` by key):
+    /// every answer must be the same.
+    fn same_sharing_as_a_map(entries: &[Entry]) {
+        let mut ledger = Ledger::new();
+        let mut node = Derived::for_node(0);
+        let mut map = Derived::new();
+        for e in entries {
+            let Ok(Insert::Linked(linked)) = ledger.insert(e.clone(), &mut NativeVerifier) else {
+                panic!("{} links", e.author);
+            };
+            for l in linked {
+                let by_node: BTreeSet<String> = node
+                    .apply_sharing(&l, &ledger)
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+                let by_map: BTreeSet<String> = map.apply(&l).unwrap().into_iter().collect();
+                assert_eq!(by_node, by_map, "touched by {}", l.author);
+                assert_eq!(node.live_count(), map.live_count(), "after {}", l.author);
+            }
+        }
+        assert_eq!(node.members(), map.members());
+        assert_eq!(node.shared_keys, map.shared_keys);
+        for e in entries {
+            let (n, m) = (node.subject(&e.author), map.subject(&e.author));
+            assert_eq!(
+                n.map(|s| (s.key_seen, s.key_shared, s.counted_live)),
+                m.map(|s| (s.key_seen, s.key_shared, s.counted_live)),
+                "{}",
+                e.author
+            );
+        }
+        node.check_invariants();
+        map.check_invariants();
+    }
+
+    /// Five authors, three keys: `a`, `c` and `e` share one, `b` and `d`
+    /// another, `f` has its own.
+    fn authors() -> Vec<Entry> {
+        [
+            ("c", "k1"),
+            ("b", "k2"),
+            ("a", "k1"),
+            ("f", "k3"),
+            ("d", "k2"),
+            ("e", "k1"),
+        ]
+        .iter()
+        .map(|(a, k)| join(a, k))
+        .collect()
+    }
+
+    #[test]
+    fn key_index_sharing_matches_a_map_by_key() {
+        same_sharing_as_a_map(&authors());
+    }
+
+    #[test]
+    fn key_index_colliding_hashes_are_told_apart_by_the_whole_key() {
+        // Every key hashes alike: each lookup meets every other key's
+        // first author and must confirm on the bound key.
+        KEY_HASH_MASK.with(|m| m.set(0));
+        same_sharing_as_a_map(&authors());
+        // Two buckets: some keys collide, some do not.
+        KEY_HASH_MASK.with(|m| m.set(1));
+        same_sharing_as_a_map(&authors());
+        KEY_HASH_MASK.with(|m| m.set(u64::MAX));
+    }
+
+    #[test]
+    fn key_index_growing_through_collisions_keeps_every_key_findable() {
+        // 60 authors over 23 keys, in an order unlike author order: the
+        // table grows (rehashing on the ledger's bound keys) with every
+        // hash alike, in 4 buckets, and in full.
+        let entries: Vec<Entry> = (0..60u32)
+            .map(|i| {
+                let n = (i * 37) % 60;
+                join(&format!("n{n:02}"), &format!("k{}", n % 23))
+            })
+            .collect();
+        for mask in [0, 3, u64::MAX] {
+            KEY_HASH_MASK.with(|m| m.set(mask));
+            same_sharing_as_a_map(&entries);
+        }
+        KEY_HASH_MASK.with(|m| m.set(u64::MAX));
+    }
 }

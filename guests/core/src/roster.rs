@@ -377,6 +377,13 @@ impl Roster {
         }
     }
 
+    /// Slots held, published or not (test hook): one per handle up to
+    /// the largest published one.
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
+        self.published.len()
+    }
+
     /// Asserts that the live and dead sets and the cluster size agree with
     /// the published members. O(n).
     pub(crate) fn check_invariants(&self, authors: &Authors) {

@@ -274,4 +274,51 @@ mod tests {
             assert!(Arc::ptr_eq(&in_ledger, in_view), "{id} held twice");
         }
     }
+
+    /// A subject named only in suspicions gets a handle in the derived
+    /// view (its record, as before handles) and, once a later handle is
+    /// published, an empty roster slot: never more slots than the derived
+    /// view has handles, each of which a linked entry paid for.
+    #[test]
+    fn roster_slots_are_bounded_by_the_derived_views_handles() {
+        use crate::membership::{body, SuspectBody, KIND_SUSPECT};
+
+        let mut sim = Sim::new(4, 11);
+        for i in 0..3 {
+            sim.start(i);
+        }
+        sim.run_for(5_000);
+        let now = sim.now;
+        let writer = sim.nodes[1].node.as_mut().expect("running");
+        for k in 0..40 {
+            let b = body(&SuspectBody {
+                subject: format!("ghost-{k:02}"),
+                inc: 1,
+            });
+            writer.author(now, KIND_SUSPECT, b);
+        }
+        sim.run_for(5_000);
+        sim.start(3);
+        sim.run_for(10_000);
+        let node = sim.nodes[0].node.as_ref().expect("running");
+        let handles = node.derived.authors().len();
+        assert!(
+            node.derived.record("ghost-00").is_none(),
+            "a ghost is no member"
+        );
+        assert!(
+            node.derived.authors().find("ghost-39").is_some(),
+            "ghosts reached node 0"
+        );
+        assert_eq!(node.derived.members().len(), 4);
+        assert!(
+            node.roster.slots() <= handles,
+            "{} slots, {handles} handles",
+            node.roster.slots()
+        );
+        // The fourth member's handle came after the ghosts': its slot
+        // holds the ghosts' empty ones below it.
+        assert_eq!(handles, 44);
+        assert_eq!(node.roster.slots(), 44);
+    }
 }

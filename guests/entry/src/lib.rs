@@ -547,6 +547,64 @@ mod tests {
         );
     }
 
+    /// The signature's declared length is checked against the bytes left,
+    /// not trusted: exactly what is left decodes (whatever the length;
+    /// `verify` then refuses all but 0 and [`signing::SIGNATURE_LEN`]),
+    /// one byte more is a truncation naming the declared length, one byte
+    /// less leaves a trailing byte; a declared length past the input
+    /// allocates nothing (the input is borrowed until the length checks).
+    #[test]
+    fn the_signature_length_is_checked_against_the_bytes_left() {
+        let base = Entry::new("node-1", 2, [7; 32], 9, "alive", b"{}".to_vec());
+        for len in [0usize, 1, 63, 64, 65, 200] {
+            let e = Entry {
+                signature: vec![0x5a; len],
+                ..base.clone()
+            };
+            let bytes = encode_signed(&e);
+            let at = bytes.len() - 4 - len;
+            let back = decode_signed(&bytes).expect("exact length decodes");
+            assert_eq!(back, e);
+            assert_eq!(
+                back.verify().is_ok(),
+                len == 0 || len == signing::SIGNATURE_LEN,
+                "{len}"
+            );
+            let mut more = bytes.clone();
+            more[at..at + 4].copy_from_slice(&(len as u32 + 1).to_be_bytes());
+            assert_eq!(
+                decode_signed(&more),
+                Err(DecodeError::Truncated {
+                    field: "signature",
+                    needed: len as u64 + 1,
+                    left: len,
+                })
+            );
+            if len > 0 {
+                let mut less = bytes.clone();
+                less[at..at + 4].copy_from_slice(&(len as u32 - 1).to_be_bytes());
+                assert_eq!(
+                    decode_signed(&less),
+                    Err(DecodeError::Trailing {
+                        count: 1,
+                        after: "signature"
+                    })
+                );
+            }
+            // Declared lengths from one past the bytes left up to
+            // u32::MAX, in big steps: each refused before any copy.
+            for declared in (len as u64 + 1..=u64::from(u32::MAX)).step_by(1 << 27) {
+                let mut huge = bytes.clone();
+                huge[at..at + 4].copy_from_slice(&(declared as u32).to_be_bytes());
+                assert!(matches!(
+                    decode_signed(&huge),
+                    Err(DecodeError::Truncated { field: "signature", needed, left })
+                        if needed == declared && left == len
+                ));
+            }
+        }
+    }
+
     /// Random bytes and mutations of valid encodings: never a panic, and
     /// whatever decodes re-encodes to exactly the input (one encoding per
     /// entry).
