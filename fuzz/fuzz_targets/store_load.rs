@@ -1,8 +1,10 @@
 //! The agent's ledger store (`nodeplane_agent::RedbLedger`): a redb file
 //! in a temporary directory on tmpfs, built either from rows of the
-//! entries table (entries built field by field, raw JSON, jumps in the
-//! append positions) or, when the first byte is odd, from raw file bytes
-//! (a corrupted or truncated store), is opened. Never panics; a store that
+//! entries table (entries built field by field, raw row bytes, jumps in
+//! the append positions), in the current compact format (a `meta` table
+//! saying format 1, rows `0x01` + `encode_signed`) or in format 0 (JSON
+//! rows, no `meta`: the open migrates it), or, when the first byte is odd,
+//! from raw file bytes (a corrupted or truncated store), is opened. Never panics; a store that
 //! opens serves its frontier, equivocations and pages, accepts or refuses
 //! appends with an error, and reopens with the same frontier (what it
 //! accepted on append it accepts on load).
@@ -19,8 +21,9 @@ use nodeplane_entry::{Entry, Hash, GENESIS_PREV};
 use nodeplane_runtime::LedgerStore;
 use redb::{Database, TableDefinition};
 
-/// The store's table, as `host/agent/src/store.rs` defines it.
+/// The store's tables, as `host/agent/src/store.rs` defines them.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 
 #[derive(Arbitrary, Debug)]
 enum Seq {
@@ -50,13 +53,16 @@ struct Spec {
 #[derive(Arbitrary, Debug)]
 enum Row {
     Entry(Spec),
-    Json(Vec<u8>),
+    /// Raw row bytes (JSON or compact, valid or not).
+    Raw(Vec<u8>),
     /// Skip append positions.
     Gap(u8),
 }
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    /// Format 1 (compact rows, `meta` present) rather than format 0.
+    compact: bool,
     rows: Vec<Row>,
     appends: Vec<Spec>,
 }
@@ -111,7 +117,7 @@ fn dir() -> &'static PathBuf {
     })
 }
 
-fn write_rows(path: &std::path::Path, rows: &[Row]) -> Vec<Entry> {
+fn write_rows(path: &std::path::Path, compact: bool, rows: &[Row]) -> Vec<Entry> {
     let mut built = Vec::new();
     let db = Database::create(path).expect("a new redb file");
     let mut txn = db.begin_write().expect("a write transaction");
@@ -124,12 +130,18 @@ fn write_rows(path: &std::path::Path, rows: &[Row]) -> Vec<Entry> {
             match row {
                 Row::Entry(spec) => {
                     let e = build(spec, &built);
-                    let json = serde_json::to_vec(&e).expect("an entry serialises");
-                    table.insert(position, json.as_slice()).expect("insert");
+                    let row = if compact {
+                        let mut row = vec![nodeplane_agent::store::ROW_FORMAT_BYTE];
+                        row.extend(nodeplane_entry::encode_signed(&e));
+                        row
+                    } else {
+                        serde_json::to_vec(&e).expect("an entry serialises")
+                    };
+                    table.insert(position, row.as_slice()).expect("insert");
                     built.push(e);
                     position += 1;
                 }
-                Row::Json(bytes) => {
+                Row::Raw(bytes) => {
                     table.insert(position, bytes.as_slice()).expect("insert");
                     position += 1;
                 }
@@ -137,11 +149,35 @@ fn write_rows(path: &std::path::Path, rows: &[Row]) -> Vec<Entry> {
             }
         }
     }
+    if compact {
+        txn.open_table(META)
+            .expect("the meta table")
+            .insert("format", nodeplane_agent::store::STORE_FORMAT)
+            .expect("insert");
+    }
     txn.commit().expect("commit");
     built
 }
 
+/// The store turns the storage engine's panics on damaged files into
+/// errors (`contain_panic` in `host/agent/src/store.rs`); libfuzzer-sys's
+/// panic hook aborts on every panic before it unwinds, so it would report
+/// those contained ones as crashes. This hook only prints: a panic that
+/// escapes the target still aborts, since libfuzzer-sys runs the target
+/// under `catch_unwind` and aborts when it returns a panic.
+fn let_contained_panics_unwind() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!(
+                "panic (an error if contained by the store, a crash if the run aborts): {info}"
+            );
+        }));
+    });
+}
+
 fuzz_target!(|data: &[u8]| {
+    let_contained_panics_unwind();
     let dir = dir();
     let path = dir.join(LEDGER_FILE);
     let _ = std::fs::remove_file(&path);
@@ -155,7 +191,7 @@ fuzz_target!(|data: &[u8]| {
             let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) else {
                 return;
             };
-            built = write_rows(&path, &input.rows);
+            built = write_rows(&path, input.compact, &input.rows);
             appends = input.appends;
         }
     }
