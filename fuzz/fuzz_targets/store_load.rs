@@ -131,9 +131,7 @@ fn write_rows(path: &std::path::Path, compact: bool, rows: &[Row]) -> Vec<Entry>
                 Row::Entry(spec) => {
                     let e = build(spec, &built);
                     let row = if compact {
-                        let mut row = vec![nodeplane_agent::store::ROW_FORMAT_BYTE];
-                        row.extend(nodeplane_entry::encode_signed(&e));
-                        row
+                        nodeplane_agent::store::encode_row(&e)
                     } else {
                         serde_json::to_vec(&e).expect("an entry serialises")
                     };

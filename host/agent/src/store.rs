@@ -722,8 +722,10 @@ fn load_without_migrating(path: &Path) -> Result<Loaded, LedgerError> {
     })
 }
 
-/// The row of `entry` in a format-1 store.
-fn encode_row(entry: &Entry) -> Vec<u8> {
+/// The row of `entry` in a format-1 store ([`ROW_FORMAT_BYTE`], then
+/// [`nodeplane_entry::encode_signed`]). Public so that tools building
+/// stores by hand (the `store_load` fuzz target) write what the store does.
+pub fn encode_row(entry: &Entry) -> Vec<u8> {
     let signed = nodeplane_entry::encode_signed(entry);
     let mut row = Vec::with_capacity(signed.len().saturating_add(1));
     row.push(ROW_FORMAT_BYTE);
