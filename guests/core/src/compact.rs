@@ -148,6 +148,11 @@ impl<K: Ord, V> VecMap<K, V> {
         }
     }
 
+    /// Whether it holds no element.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.last_key_value().is_none()
+    }
+
     /// The entry with the greatest key.
     pub(crate) fn last_key_value(&self) -> Option<(&K, &V)> {
         match &self.0 {
@@ -308,6 +313,117 @@ impl<K: Ord> SmallSet<K> {
     }
 }
 
+/// String pairs (a member's metadata) packed into one allocation: each
+/// string as its byte length (LEB128) and its bytes, keys and values
+/// alternating, in the order given. One block of about the strings' size,
+/// where a boxed slice of `(String, String)` takes one block for the
+/// slice and one per string. The encoding is prefix-free, so two packs
+/// are equal exactly when their pair lists are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pairs(Box<[u8]>);
+
+/// Bytes of the LEB128 form of `n`.
+fn leb_len(mut n: usize) -> usize {
+    let mut len = 1usize;
+    while n >= 0x80 {
+        n >>= 7;
+        len = len.saturating_add(1);
+    }
+    len
+}
+
+/// Appends `s` as its LEB128 length and its bytes.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut n = s.len();
+    while n >= 0x80 {
+        // The low 7 bits, with the continuation bit.
+        out.push(u8::try_from(n & 0x7f).unwrap_or(0) | 0x80);
+        n >>= 7;
+    }
+    out.push(u8::try_from(n).unwrap_or(0));
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads one string written by [`put_str`] off the front of `buf`.
+fn take_str<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
+    let mut len = 0usize;
+    let mut shift = 0u32;
+    loop {
+        let (&b, rest) = buf.split_first()?;
+        *buf = rest;
+        len |= usize::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift = shift.checked_add(7)?;
+    }
+    let (s, rest) = buf.split_at_checked(len)?;
+    *buf = rest;
+    std::str::from_utf8(s).ok()
+}
+
+impl Pairs {
+    /// The pairs `pairs`, packed (exactly sized: one allocation, no slack).
+    pub(crate) fn new(pairs: &[(String, String)]) -> Pairs {
+        let size = pairs.iter().fold(0usize, |n, (k, v)| {
+            n.saturating_add(leb_len(k.len()))
+                .saturating_add(k.len())
+                .saturating_add(leb_len(v.len()))
+                .saturating_add(v.len())
+        });
+        let mut out = Vec::with_capacity(size);
+        for (k, v) in pairs {
+            put_str(&mut out, k);
+            put_str(&mut out, v);
+        }
+        Pairs(out.into_boxed_slice())
+    }
+
+    /// The pairs, in their order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let mut buf: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            if buf.is_empty() {
+                return None;
+            }
+            let k = take_str(&mut buf)?;
+            let v = take_str(&mut buf)?;
+            Some((k, v))
+        })
+    }
+
+    /// The pairs, unpacked.
+    pub(crate) fn to_vec(&self) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(self.iter().count());
+        out.extend(self.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        out
+    }
+}
+
+/// A `u64` kept as two 32-bit words: 4-byte aligned, so a record with
+/// one needs no padding to 8 bytes on wasm32 (where a `u64` is 8-aligned,
+/// unlike on i686).
+/// Ordered as the number (the high word first).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct U64Words([u32; 2]);
+
+impl U64Words {
+    /// `v`.
+    pub(crate) fn new(v: u64) -> U64Words {
+        let [a, b, c, d, e, f, g, h] = v.to_be_bytes();
+        U64Words([
+            u32::from_be_bytes([a, b, c, d]),
+            u32::from_be_bytes([e, f, g, h]),
+        ])
+    }
+
+    /// The number.
+    pub(crate) fn get(self) -> u64 {
+        let [hi, lo] = self.0;
+        (u64::from(hi) << 32) | u64::from(lo)
+    }
+}
+
 /// Elements per chunk of a [`Slots`].
 const SLOTS_CHUNK: usize = 64;
 
@@ -452,5 +568,50 @@ mod tests {
             .eq(reference.iter().rev().map(|(k, v)| (*k, *v))));
         assert_eq!(m.last_key_value(), reference.last_key_value());
         assert_eq!(*m.get_or_insert_with(5000, || 9), 9);
+    }
+
+    #[test]
+    fn u64_words_round_trip() {
+        for v in [
+            0,
+            1,
+            u64::from(u32::MAX),
+            1 << 32,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ] {
+            assert_eq!(U64Words::new(v).get(), v);
+            for w in [0, 1, 1 << 32, u64::MAX, 0x0123_4567_89ab_cdef] {
+                assert_eq!(U64Words::new(v).cmp(&U64Words::new(w)), v.cmp(&w));
+            }
+        }
+        assert_eq!(std::mem::align_of::<U64Words>(), 4);
+    }
+
+    #[test]
+    fn pairs_round_trip_in_order_and_compare_as_their_lists() {
+        let long = "x".repeat(300);
+        let lists: Vec<Vec<(String, String)>> = vec![
+            vec![],
+            vec![("overlay-ip".into(), "100.64.1.2".into())],
+            vec![("".into(), "".into()), ("b".into(), "".into())],
+            vec![(long.clone(), "é€😀".into()), ("a".into(), long.clone())],
+            vec![("a".into(), "bc".into())],
+            vec![("ab".into(), "c".into())],
+        ];
+        for (i, l) in lists.iter().enumerate() {
+            let p = Pairs::new(l);
+            assert_eq!(&p.to_vec(), l);
+            assert_eq!(p.iter().count(), l.len());
+            for (j, m) in lists.iter().enumerate() {
+                assert_eq!(p == Pairs::new(m), i == j, "{l:?} against {m:?}");
+            }
+        }
+        assert_eq!(leb_len(127), 1);
+        assert_eq!(leb_len(128), 2);
+        assert_eq!(
+            Pairs::new(&lists[3]).0.len(),
+            2 + 300 + 1 + 9 + 1 + 1 + 2 + 300
+        );
     }
 }

@@ -220,7 +220,7 @@ impl Gossip {
     /// [`Gossip::in_sync_with`] a member's address as a profile keeps it.
     pub(crate) fn in_sync_with_member(&self, addr: &Address, ours: Digest8) -> bool {
         let heard = match addr {
-            Address::V4(k) => self.peer_digest.v4.get(k),
+            Address::V4(k) => self.peer_digest.v4.get(&k.get()),
             Address::Other(s) => self.peer_digest.other.get(&**s),
         };
         heard == Some(&ours)

@@ -24,7 +24,7 @@ use nodeplane_types::{Member, PeerState};
 use serde::{Deserialize, Serialize};
 
 use crate::authors::{AuthorId, Authors};
-use crate::compact::{Slots, SmallMap, SmallSet, VecMap};
+use crate::compact::{Pairs, Slots, SmallMap, SmallSet, U64Words, VecMap};
 use crate::config::{is_valid_address, packed_v4, unpack_v4, validate_node_id};
 use crate::ledger::{Entry, Hash, Ledger};
 use nodeplane_entry::signing::{declared_key, PublicKey};
@@ -282,14 +282,13 @@ fn keep_min(slot: &mut Option<Hash>, id: Hash) -> bool {
     true
 }
 
-/// What a subject's own entries say at one incarnation.
+/// What a subject's own `join`/`alive` entries say at one incarnation
+/// (an incarnation it named only in `leave` entries has one too, with no
+/// id: its `leave` ids are in [`Others::left`], rare).
 #[derive(Clone, Debug, Default)]
 struct Own {
     /// Smallest id of its `join`/`alive` entries announcing it.
     alive: Option<Hash>,
-    /// Smallest id of its `leave` entries at it.
-    /// Boxed: rare, and 33 bytes inline in every member's record.
-    left: Option<Box<Hash>>,
 }
 
 /// The `suspect` entries about a subject at one incarnation.
@@ -316,15 +315,43 @@ struct Suspects {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Address {
     /// A canonical IPv4 address, packed.
-    V4(u64),
+    V4(PackedV4),
     /// Any other address.
     Other(Box<str>),
+}
+
+/// The 48-bit number [`packed_v4`] gives a canonical IPv4 address, kept as
+/// three 16-bit words: 2-byte aligned, so an [`Address`] is 12 bytes on
+/// wasm32 (a `u64` would align it to 8 and make it 16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackedV4([u16; 3]);
+
+impl PackedV4 {
+    /// `k` as three words; `None` if it does not fit in 48 bits.
+    fn new(k: u64) -> Option<PackedV4> {
+        let [hi0, hi1, a, b, c, d, e, f] = k.to_be_bytes();
+        if hi0 != 0 || hi1 != 0 {
+            return None;
+        }
+        Some(PackedV4([
+            u16::from_be_bytes([a, b]),
+            u16::from_be_bytes([c, d]),
+            u16::from_be_bytes([e, f]),
+        ]))
+    }
+
+    /// The number.
+    pub(crate) fn get(self) -> u64 {
+        let [w0, w1, w2] = self.0;
+        let ([a, b], [c, d], [e, f]) = (w0.to_be_bytes(), w1.to_be_bytes(), w2.to_be_bytes());
+        u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+    }
 }
 
 impl Address {
     /// The address `s`.
     pub(crate) fn new(s: String) -> Address {
-        match packed_v4(&s) {
+        match packed_v4(&s).and_then(PackedV4::new) {
             Some(k) => Address::V4(k),
             None => Address::Other(s.into_boxed_str()),
         }
@@ -333,7 +360,7 @@ impl Address {
     /// Whether this is the address `s`.
     pub(crate) fn is(&self, s: &str) -> bool {
         match self {
-            Address::V4(k) => packed_v4(s) == Some(*k),
+            Address::V4(k) => packed_v4(s) == Some(k.get()),
             Address::Other(o) => **o == *s,
         }
     }
@@ -342,7 +369,7 @@ impl Address {
 impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Address::V4(k) => f.write_str(&unpack_v4(*k)),
+            Address::V4(k) => f.write_str(&unpack_v4(k.get())),
             Address::Other(s) => f.write_str(s),
         }
     }
@@ -355,28 +382,26 @@ impl std::fmt::Display for Address {
 pub(crate) struct Profile {
     /// The control-channel address.
     pub(crate) addr: Address,
-    /// The metadata.
-    pub(crate) meta: Box<[(String, String)]>,
+    /// The metadata, packed (one allocation for every pair).
+    pub(crate) meta: Pairs,
 }
 
-/// A subject's latest profile.
-#[derive(Clone, Debug)]
-struct LatestProfile {
-    /// The author sequence number of the entry that carried it.
-    seq: u64,
-    /// That entry's id, only while the subject has no claim of its own
-    /// ([`Derived::entry_of`] reads it then only; a claim, once there, never
-    /// goes away): for nearly every member the profile's entry is its
-    /// `join`, whose id its claim holds already (32 bytes a member).
-    entry: Option<Box<Hash>>,
-    /// Address and metadata.
-    data: Arc<Profile>,
-}
-
-/// What others wrote about a subject at each incarnation. Boxed and
-/// absent until the first such entry: most subjects have none.
+/// What others wrote about a subject at each incarnation, and the
+/// subject's rare facts. Boxed and absent until the first such entry:
+/// most subjects have none.
 #[derive(Clone, Debug, Default)]
 struct Others {
+    /// The id of the entry that carried the subject's latest profile, only
+    /// while the subject has no claim of its own ([`Derived::entry_of`]
+    /// reads it then only; a claim, once there, never goes away): in a
+    /// node's derivation a member's first entry is its `join`, which
+    /// claims before it gives the profile, so this is for standalone
+    /// derivations of entries in any order. Boxed: 33 bytes inline in
+    /// every subject's box.
+    profile_entry: Option<Box<Hash>>,
+    /// Smallest id of the subject's own `leave` entries, by incarnation
+    /// (each such incarnation is also in `Subject::own`). Boxed: rare.
+    left: Option<Box<VecMap<u64, Hash>>>,
     /// Others' suspicions by incarnation (effective or not).
     suspects: VecMap<u64, Suspects>,
     /// Smallest verdict id by incarnation (effective or not).
@@ -416,26 +441,60 @@ fn key_hash(key: &PublicKey) -> u64 {
     hash
 }
 
+/// A subject's record: 60 bytes on wasm32 and i686 (72 before). Its
+/// flags are kept beside it, in [`Derived`]'s `flags`; its `u64`s are
+/// 4-byte aligned ([`U64Words`]), so that nothing pads it to a multiple
+/// of 8; its rare parts (`leave` ids, a profile's entry id) are in
+/// `others`.
 #[derive(Clone, Debug, Default)]
 struct Subject {
+    /// The author sequence number of the entry that carried `profile`.
+    profile_seq: U64Words,
     /// The latest profile the subject wrote itself.
-    profile: Option<LatestProfile>,
+    profile: Option<Arc<Profile>>,
     /// The subject's own state claims by incarnation.
-    own: VecMap<u64, Own>,
-    /// Others' suspicions and verdicts, once there is one.
+    own: VecMap<U64Words, Own>,
+    /// Others' suspicions and verdicts, once there is one (and the
+    /// profile's entry id, while it is kept).
     others: Option<Box<Others>>,
-    /// Whether the subject is counted live: it has a profile and its
-    /// claim without verdicts is not `left`.
-    counted_live: bool,
-    /// Whether another author declared the same signing key: such an
-    /// author is not counted live, so one key is one voice in a quorum.
-    key_shared: bool,
-    /// Whether the subject's `join` entries declared a signing key (the
-    /// key itself is `authors_of_key`'s key).
-    key_seen: bool,
-    /// Whether the subject is filed: a handle is also issued to an author
-    /// of suspicions alone, whose slot holds no subject (`false`).
-    filed: bool,
+}
+
+/// A subject's flags, one byte per handle beside `Derived::subjects`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Flags(u8);
+
+impl Flags {
+    /// The subject is filed: a handle is also issued to an author of
+    /// suspicions alone, whose slot holds no subject (unset).
+    const FILED: u8 = 1;
+    /// The subject is counted live: it has a profile and its claim
+    /// without verdicts is not `left`.
+    const COUNTED_LIVE: u8 = 2;
+    /// Another author declared the same signing key: such an author is
+    /// not counted live, so one key is one voice in a quorum.
+    const KEY_SHARED: u8 = 4;
+    /// The subject's `join` entries declared a signing key (the key
+    /// itself is `authors_of_key`'s key).
+    const KEY_SEEN: u8 = 8;
+
+    /// Whether `flag` is set.
+    fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// Sets or clears `flag`.
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+
+    /// Whether the subject is filed and has `flag`.
+    fn filed_with(self, flag: u8) -> bool {
+        self.has(Flags::FILED) && self.has(flag)
+    }
 }
 
 impl Subject {
@@ -452,6 +511,11 @@ impl Subject {
     /// The smallest verdict id at `inc`.
     fn verdict(&self, inc: u64) -> Option<Hash> {
         self.others.as_ref()?.verdicts.get(&inc).copied()
+    }
+
+    /// The smallest id of its own `leave` entries at `inc`.
+    fn left(&self, inc: u64) -> Option<&Hash> {
+        self.others.as_ref()?.left.as_ref()?.get(&inc)
     }
 
     /// Its place among the candidates (see `Others::candidate`).
@@ -471,8 +535,9 @@ impl Subject {
     /// asked (two lookups in one-element maps): caching it cost 48 bytes
     /// per member.
     fn base_claim(&self) -> Option<Claim> {
-        let (&inc, own) = self.own.last_key_value()?;
-        if let Some(&entry) = own.left.as_deref() {
+        let (inc, own) = self.own.last_key_value()?;
+        let inc = inc.get();
+        if let Some(&entry) = self.left(inc) {
             return Some(Claim {
                 inc,
                 state: PeerState::Left,
@@ -507,6 +572,17 @@ impl Subject {
             self.suspects(base.inc)
                 .map_or((0, 0), |s| (s.live, s.held_live)),
         )
+    }
+}
+
+impl Others {
+    /// Whether it holds nothing (then the subject needs no box).
+    fn is_empty(&self) -> bool {
+        self.profile_entry.is_none()
+            && self.suspects.is_empty()
+            && self.verdicts.is_empty()
+            && self.left.is_none()
+            && self.candidate.is_none()
     }
 }
 
@@ -559,8 +635,10 @@ pub struct Derived {
     /// (see [`Derived::apply_sharing`]), the roster and the probe order.
     authors: Authors,
     /// Each interned author's subject record, at its handle's index (one
-    /// slot per handle; `filed` tells whether it holds a subject).
+    /// slot per handle; its `flags` tell whether it holds a subject).
     subjects: Slots<Subject>,
+    /// Each handle's [`Flags`], at its index (in step with `subjects`).
+    flags: Slots<Flags>,
     /// The configured `death_quorum` (a floor above the majority).
     quorum_floor: usize,
     /// `|C|`: subjects counted live.
@@ -629,7 +707,11 @@ impl Derived {
     fn note_key(&mut self, e: &Entry, ledger: Option<&Ledger>) -> Vec<String> {
         // An author whose key was seen already is done: its body need not
         // be parsed again (both ways out change nothing).
-        if self.subject(&e.author).is_some_and(|s| s.key_seen) {
+        if self
+            .authors
+            .find(&e.author)
+            .is_some_and(|a| self.flags_of(a).filed_with(Flags::KEY_SEEN))
+        {
             return Vec::new();
         }
         let Ok(Some(key)) = declared_key(e) else {
@@ -645,8 +727,8 @@ impl Derived {
         let Some(a) = self.handle(&e.author) else {
             return Vec::new();
         };
-        if let Some(s) = self.file(a) {
-            s.key_seen = true;
+        if self.file(a).is_some() {
+            self.set_flag(a, Flags::KEY_SEEN, true);
         }
         let first = match &mut self.authors_of_key {
             KeyIndex::Own(keys) => match keys.entry(key) {
@@ -691,8 +773,10 @@ impl Derived {
         }
         let sharing: Vec<Arc<str>> = authors.to_vec();
         for name in &sharing {
-            if let Some(s) = self.authors.find(name).and_then(|h| self.file(h)) {
-                s.key_shared = true;
+            if let Some(h) = self.authors.find(name) {
+                if self.file(h).is_some() {
+                    self.set_flag(h, Flags::KEY_SHARED, true);
+                }
             }
         }
         sharing.iter().map(|a| a.to_string()).collect()
@@ -712,7 +796,27 @@ impl Derived {
         while self.subjects.len() <= a.index() {
             self.subjects.push(Subject::default());
         }
+        while self.flags.len() <= a.index() {
+            self.flags.push(Flags::default());
+        }
         Some(a)
+    }
+
+    /// The flags of a handle (none for a handle without a slot).
+    fn flags_of(&self, a: AuthorId) -> Flags {
+        self.flags.get(a.index()).copied().unwrap_or_default()
+    }
+
+    /// Sets or clears a flag of a handle.
+    fn set_flag(&mut self, a: AuthorId, flag: u8, on: bool) {
+        if let Some(f) = self.flags.get_mut(a.index()) {
+            f.set(flag, on);
+        }
+    }
+
+    /// Whether the subject under a handle is filed and counted live.
+    fn counted(&self, a: AuthorId) -> bool {
+        self.flags_of(a).filed_with(Flags::COUNTED_LIVE)
     }
 
     /// The subject filed under `id`.
@@ -722,13 +826,24 @@ impl Derived {
 
     /// The subject filed under a handle.
     fn subject_at(&self, a: AuthorId) -> Option<&Subject> {
-        self.subjects.get(a.index()).filter(|s| s.filed)
+        if !self.flags_of(a).has(Flags::FILED) {
+            return None;
+        }
+        self.subjects.get(a.index())
+    }
+
+    /// The subject under a handle, mutably, if filed.
+    fn subject_at_mut(&mut self, a: AuthorId) -> Option<&mut Subject> {
+        if !self.flags_of(a).has(Flags::FILED) {
+            return None;
+        }
+        self.subjects.get_mut(a.index())
     }
 
     /// The subject under a handle, filed (empty) if it was not.
     fn file(&mut self, a: AuthorId) -> Option<&mut Subject> {
         let s = self.subjects.get_mut(a.index())?;
-        s.filed = true;
+        self.flags.get_mut(a.index())?.set(Flags::FILED, true);
         Some(s)
     }
 
@@ -771,7 +886,10 @@ impl Derived {
     /// [`Derived::apply`], with the ledger that linked the entry if any.
     fn apply_with(&mut self, e: &Entry, ledger: Option<&Ledger>) -> Result<Vec<String>, String> {
         let mut touched: BTreeSet<String> = self.note_key(e, ledger).into_iter().collect();
-        let author_live = self.subject(&e.author).is_some_and(|s| s.counted_live);
+        let author_live = self
+            .authors
+            .find(&e.author)
+            .is_some_and(|a| self.counted(a));
         if e.kind == KIND_SUSPECT_HELD {
             self.apply_held(e, author_live, &mut touched)?;
         }
@@ -799,13 +917,16 @@ impl Derived {
                     };
                     match state {
                         PeerState::Alive => {
-                            keep_min(&mut s.own.entry_or_default(inc).alive, e.id);
+                            keep_min(&mut s.own.entry_or_default(U64Words::new(inc)).alive, e.id);
                         }
                         PeerState::Left => {
-                            let own = s.own.entry_or_default(inc);
-                            let mut id = own.left.as_deref().copied();
+                            s.own.entry_or_default(U64Words::new(inc));
+                            let left = s.others_mut().left.get_or_insert_with(Box::default);
+                            let mut id = left.get(&inc).copied();
                             if keep_min(&mut id, e.id) {
-                                own.left = id.map(Box::new);
+                                if let Some(id) = id {
+                                    left.insert(inc, id);
+                                }
                             }
                         }
                         PeerState::Suspect => {
@@ -841,17 +962,17 @@ impl Derived {
                     let Some(s) = self.subject_named(&e.author) else {
                         continue;
                     };
-                    if s.profile.as_ref().is_none_or(|p| e.seq > p.seq) {
-                        let entry = s.own.last_key_value().is_none().then(|| Box::new(e.id));
+                    if s.profile.is_none() || e.seq > s.profile_seq.get() {
+                        let entry = s.own.last_key_value().is_none().then_some(e.id);
                         profile_entry_kept |= entry.is_some();
-                        s.profile = Some(LatestProfile {
-                            seq: e.seq,
-                            entry,
-                            data: Arc::new(Profile {
-                                addr: Address::new(addr),
-                                meta: meta.into_boxed_slice(),
-                            }),
-                        });
+                        if entry.is_some() || s.others.is_some() {
+                            s.others_mut().profile_entry = entry.map(Box::new);
+                        }
+                        s.profile_seq = U64Words::new(e.seq);
+                        s.profile = Some(Arc::new(Profile {
+                            addr: Address::new(addr),
+                            meta: Pairs::new(&meta),
+                        }));
                         touched.insert(e.author.clone());
                     }
                 }
@@ -864,8 +985,11 @@ impl Derived {
                 .and_then(|a| self.subjects.get_mut(a.index()))
             {
                 if s.own.last_key_value().is_some() {
-                    if let Some(p) = s.profile.as_mut() {
-                        p.entry = None;
+                    if let Some(o) = s.others.as_mut() {
+                        o.profile_entry = None;
+                    }
+                    if s.others.as_deref().is_some_and(Others::is_empty) {
+                        s.others = None;
                     }
                 }
             }
@@ -922,15 +1046,16 @@ impl Derived {
 
     /// [`Derived::refresh`] of a handle.
     fn refresh_at(&mut self, a: AuthorId) {
-        let Some(s) = self.subjects.get_mut(a.index()).filter(|s| s.filed) else {
+        let Some(s) = self.subject_at(a) else {
             return;
         };
-        let shares_key = s.key_shared;
+        let flags = self.flags_of(a);
+        let shares_key = flags.has(Flags::KEY_SHARED);
         let live = s.profile.is_some()
             && s.base_claim().is_none_or(|c| c.state != PeerState::Left)
             && !shares_key;
-        let flipped = live != s.counted_live;
-        s.counted_live = live;
+        let flipped = live != flags.has(Flags::COUNTED_LIVE);
+        self.set_flag(a, Flags::COUNTED_LIVE, live);
         if flipped {
             self.counted_live = if live {
                 self.counted_live.saturating_add(1)
@@ -945,9 +1070,7 @@ impl Derived {
                 .unwrap_or_default();
             for (subject, inc) in targets {
                 let Some(sus) = self
-                    .subjects
-                    .get_mut(subject.index())
-                    .filter(|t| t.filed)
+                    .subject_at_mut(subject)
                     .and_then(|t| t.suspects_mut(inc))
                 else {
                     continue;
@@ -987,7 +1110,10 @@ impl Derived {
         let Some(id) = self.authors.name(a) else {
             return;
         };
-        let Some(s) = self.subjects.get_mut(a.index()).filter(|s| s.filed) else {
+        if !self.flags_of(a).has(Flags::FILED) {
+            return;
+        }
+        let Some(s) = self.subjects.get_mut(a.index()) else {
             return;
         };
         let new_pair = s.candidate_count();
@@ -1110,7 +1236,7 @@ impl Derived {
     /// `alive` entry of its own).
     pub fn announced(&self, id: &str, inc: u64) -> bool {
         self.subject(id)
-            .and_then(|s| s.own.get(&inc))
+            .and_then(|s| s.own.get(&U64Words::new(inc)))
             .is_some_and(|o| o.alive.is_some())
     }
 
@@ -1121,7 +1247,7 @@ impl Derived {
             .iter()
             .rev()
             .find(|(_, o)| o.alive.is_some())
-            .map(|(&inc, _)| inc)
+            .map(|(inc, _)| inc.get())
     }
 
     /// Distinct authors counted live that suspect (subject, inc).
@@ -1151,7 +1277,7 @@ impl Derived {
         let mut ids: Vec<Hash> = sus
             .authors
             .iter()
-            .filter(|(a, _)| self.subject_at(**a).is_some_and(|s| s.counted_live))
+            .filter(|(a, _)| self.counted(**a))
             .map(|(_, id)| *id)
             .collect();
         ids.sort_unstable();
@@ -1169,7 +1295,7 @@ impl Derived {
     /// node has one entry the member wrote itself).
     pub fn member(&self, id: &str) -> Option<Member> {
         let s = self.subject(id)?;
-        let p = &s.profile.as_ref()?.data;
+        let p = s.profile.as_ref()?;
         let (state, inc) = self
             .claim(id)
             .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
@@ -1188,7 +1314,7 @@ impl Derived {
     pub(crate) fn record(&self, id: &str) -> Option<(AuthorId, Arc<Profile>, PeerState, u64)> {
         let a = self.authors.find(id)?;
         let s = self.subject_at(a)?;
-        let p = s.profile.as_ref()?.data.clone();
+        let p = s.profile.as_ref()?.clone();
         let (state, inc) = self
             .claim(id)
             .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
@@ -1206,15 +1332,17 @@ impl Derived {
         self.subject(id)?
             .profile
             .as_ref()
-            .map(|p| p.data.addr.to_string())
+            .map(|p| p.addr.to_string())
     }
 
     /// The id of the entry behind a member's current appearance.
     pub fn entry_of(&self, id: &str) -> Option<Hash> {
         let s = self.subject(id)?;
-        self.claim(id)
-            .map(|c| c.entry)
-            .or(s.profile.as_ref().and_then(|p| p.entry.as_deref().copied()))
+        self.claim(id).map(|c| c.entry).or(s
+            .profile
+            .as_ref()
+            .and(s.others.as_ref())
+            .and_then(|o| o.profile_entry.as_deref().copied()))
     }
 
     /// Every member, sorted by id.
@@ -1227,7 +1355,11 @@ impl Derived {
     /// Asserts that the cached counts agree with a recount. O(entries):
     /// for tests.
     pub fn check_invariants(&self) {
-        let live = self.subjects.iter().filter(|s| s.counted_live).count();
+        let live = self
+            .flags
+            .iter()
+            .filter(|f| f.filed_with(Flags::COUNTED_LIVE))
+            .count();
         assert_eq!(live, self.counted_live, "derived: counted live");
         for (a, id) in self.authors.iter() {
             let Some(s) = self.subject_at(a) else {
@@ -1235,17 +1367,9 @@ impl Derived {
             };
             let suspects = s.others.iter().flat_map(|o| o.suspects.iter());
             for (inc, sus) in suspects {
-                let n = sus
-                    .authors
-                    .keys()
-                    .filter(|a| self.subject_at(**a).is_some_and(|s| s.counted_live))
-                    .count();
+                let n = sus.authors.keys().filter(|a| self.counted(**a)).count();
                 assert_eq!(n, sus.live, "derived: suspecters of {id}@{inc}");
-                let h = sus
-                    .held
-                    .iter()
-                    .filter(|a| self.subject_at(**a).is_some_and(|s| s.counted_live))
-                    .count();
+                let h = sus.held.iter().filter(|a| self.counted(**a)).count();
                 assert_eq!(h, sus.held_live, "derived: held suspecters of {id}@{inc}");
             }
             assert_eq!(
@@ -1334,10 +1458,10 @@ mod tests {
         assert_eq!(node.members(), map.members());
         assert_eq!(node.shared_keys, map.shared_keys);
         for e in entries {
-            let (n, m) = (node.subject(&e.author), map.subject(&e.author));
+            let (n, m) = (node.authors.find(&e.author), map.authors.find(&e.author));
             assert_eq!(
-                n.map(|s| (s.key_seen, s.key_shared, s.counted_live)),
-                m.map(|s| (s.key_seen, s.key_shared, s.counted_live)),
+                n.map(|a| node.flags_of(a)),
+                m.map(|a| map.flags_of(a)),
                 "{}",
                 e.author
             );
@@ -1395,5 +1519,33 @@ mod tests {
             same_sharing_as_a_map(&entries);
         }
         KEY_HASH_MASK.with(|m| m.set(u64::MAX));
+    }
+
+    #[test]
+    fn packed_v4_words_round_trip_and_keep_addresses_apart() {
+        for k in [0u64, 1, 0xffff, 0x1_0000, 0x0a00_0001_1f4a, (1 << 48) - 1] {
+            assert_eq!(PackedV4::new(k).map(PackedV4::get), Some(k));
+        }
+        assert_eq!(PackedV4::new(1 << 48), None);
+        for s in [
+            "10.0.0.1:7000",
+            "255.255.255.255:65535",
+            "0.0.0.0:0",
+            "[::1]:80",
+        ] {
+            let a = Address::new(s.to_string());
+            assert_eq!(a.to_string(), s);
+            assert!(a.is(s));
+            assert!(!a.is("10.0.0.1:7001"));
+        }
+        assert!(matches!(
+            Address::new("10.0.0.1:7000".into()),
+            Address::V4(_)
+        ));
+        // At most 12 bytes on wasm32 (a `u64` inside made it 16).
+        assert!(
+            std::mem::size_of::<Address>()
+                <= std::mem::size_of::<Box<str>>() + std::mem::size_of::<usize>()
+        );
     }
 }

@@ -483,7 +483,6 @@ impl Node {
         }
         self.roster
             .metadata(self.derived.authors(), peer)
-            .map(<[_]>::to_vec)
             .ok_or_else(|| Error::UnknownPeer(peer.to_string()))
     }
 

@@ -32,13 +32,16 @@ impl IdSet {
     /// member is in at most one set at a time, and its `pos` is its place
     /// there.
     fn holds(&self, rec: &Published, a: AuthorId) -> bool {
-        rec.pos.is_some_and(|i| self.items.get(i) == Some(&a))
+        rec.tags
+            .pos()
+            .is_some_and(|i| self.items.get(i) == Some(&a))
     }
 
-    /// Adds `a` (published as `rec`) if absent.
+    /// Adds `a` (published as `rec`) if absent. A set already holding
+    /// [`Tags::MAX_POS`] members takes no more (unreachable: that is 2^28
+    /// members, more than a node's memory holds records for).
     fn insert(&mut self, rec: &mut Published, a: AuthorId) {
-        if !self.holds(rec, a) {
-            rec.pos = Some(self.items.len());
+        if !self.holds(rec, a) && rec.tags.set_pos(Some(self.items.len())) {
             self.items.push(a);
         }
     }
@@ -52,13 +55,15 @@ impl IdSet {
         if !self.holds(rec, a) {
             return;
         }
-        let Some(i) = rec.pos.take() else {
+        let Some(i) = rec.tags.pos() else {
             return;
         };
+        rec.tags.set_pos(None);
         self.items.swap_remove(i);
         if let Some(moved) = self.items.get(i) {
             if let Some(m) = published.get_mut(moved.index()).and_then(Option::as_mut) {
-                m.pos = Some(i);
+                // `i` held a member already, so it fits.
+                m.tags.set_pos(Some(i));
             }
         }
     }
@@ -74,7 +79,7 @@ impl IdSet {
                 published
                     .get(a.index())
                     .and_then(Option::as_ref)
-                    .and_then(|p| p.pos),
+                    .and_then(|p| p.tags.pos()),
                 Some(i),
                 "id set: position of {:?}",
                 authors.name(*a)
@@ -90,17 +95,92 @@ impl IdSet {
 struct Published {
     profile: Arc<Profile>,
     incarnation: u64,
-    state: PeerState,
-    /// Its place in the live or the dead set, while it is in one.
-    pos: Option<usize>,
-    /// Whether it is in the probe order now (kept by `Prober`).
-    queued: bool,
+    /// Its state, whether it is in the probe order, and its place in the
+    /// live or dead set (one word: the record is 16 bytes, not 24).
+    tags: Tags,
+}
+
+/// A published member's state, whether it is in the probe order now
+/// (kept by `Prober`), and its place in the live or the dead set while
+/// it is in one, packed in 32 bits: the state in bits 0-1, the probe
+/// order in bit 2, and the place plus one (0: in no set) in bits 4-31.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tags(u32);
+
+impl Tags {
+    /// Bit of the probe order.
+    const QUEUED: u32 = 1 << 2;
+    /// Shift of the place plus one.
+    const POS_SHIFT: u32 = 4;
+    /// The largest place a record holds (2^28 − 2).
+    const MAX_POS: usize = (1 << 28) - 2;
+
+    /// A member in `state`, not queued, in no set.
+    fn new(state: PeerState) -> Tags {
+        let bits = match state {
+            PeerState::Alive => 0,
+            PeerState::Suspect => 1,
+            PeerState::Dead => 2,
+            PeerState::Left => 3,
+        };
+        Tags(bits)
+    }
+
+    /// The state.
+    fn state(self) -> PeerState {
+        match self.0 & 3 {
+            0 => PeerState::Alive,
+            1 => PeerState::Suspect,
+            2 => PeerState::Dead,
+            _ => PeerState::Left,
+        }
+    }
+
+    /// Whether it is in the probe order.
+    fn queued(self) -> bool {
+        self.0 & Tags::QUEUED != 0
+    }
+
+    /// Records whether it is in the probe order.
+    fn set_queued(&mut self, queued: bool) {
+        if queued {
+            self.0 |= Tags::QUEUED;
+        } else {
+            self.0 &= !Tags::QUEUED;
+        }
+    }
+
+    /// Its place in the live or dead set, if in one.
+    fn pos(self) -> Option<usize> {
+        let p = self.0 >> Tags::POS_SHIFT;
+        usize::try_from(p).ok()?.checked_sub(1)
+    }
+
+    /// Sets its place (`None`: in no set); false, changing nothing, if
+    /// the place is above [`Tags::MAX_POS`].
+    fn set_pos(&mut self, pos: Option<usize>) -> bool {
+        let stored = match pos {
+            None => 0,
+            Some(p) if p <= Tags::MAX_POS => match u32::try_from(p) {
+                Ok(p) => p.saturating_add(1),
+                Err(_) => return false,
+            },
+            Some(_) => return false,
+        };
+        self.0 = (self.0 & ((1 << Tags::POS_SHIFT) - 1)) | (stored << Tags::POS_SHIFT);
+        true
+    }
 }
 
 impl Published {
+    /// Its state.
+    fn state(&self) -> PeerState {
+        self.tags.state()
+    }
+
     /// Whether it says what `new` says.
     fn same_as(&self, new: &Published) -> bool {
-        self.state == new.state
+        self.state() == new.state()
             && self.incarnation == new.incarnation
             && (Arc::ptr_eq(&self.profile, &new.profile) || self.profile == new.profile)
     }
@@ -110,7 +190,7 @@ impl Published {
         Member {
             id: id.to_string(),
             address: self.profile.addr.to_string(),
-            state: self.state,
+            state: self.state(),
             incarnation: self.incarnation,
             metadata: self.profile.meta.to_vec(),
         }
@@ -196,7 +276,7 @@ impl Roster {
 
     /// A published member's state and incarnation.
     pub(crate) fn state(&self, authors: &Authors, id: &str) -> Option<(PeerState, u64)> {
-        self.find(authors, id).map(|p| (p.state, p.incarnation))
+        self.find(authors, id).map(|p| (p.state(), p.incarnation))
     }
 
     /// A published member's address.
@@ -205,12 +285,8 @@ impl Roster {
     }
 
     /// A published member's metadata.
-    pub(crate) fn metadata<'a>(
-        &'a self,
-        authors: &Authors,
-        id: &str,
-    ) -> Option<&'a [(String, String)]> {
-        self.find(authors, id).map(|p| &*p.profile.meta)
+    pub(crate) fn metadata(&self, authors: &Authors, id: &str) -> Option<Vec<(String, String)>> {
+        self.find(authors, id).map(|p| p.profile.meta.to_vec())
     }
 
     /// Every published member, sorted by id.
@@ -239,24 +315,28 @@ impl Roster {
 
     /// Whether `a` is in the probe order (see `Prober`).
     pub(crate) fn queued(&self, a: AuthorId) -> bool {
-        self.rec(a).is_some_and(|p| p.queued)
+        self.rec(a).is_some_and(|p| p.tags.queued())
     }
 
     /// Records whether `a` is in the probe order (see `Prober`).
     pub(crate) fn set_queued(&mut self, a: AuthorId, queued: bool) {
         if let Some(p) = self.rec_mut(a) {
-            p.queued = queued;
+            p.tags.set_queued(queued);
         }
     }
 
     /// How many published members are in the probe order.
     pub(crate) fn queued_count(&self) -> usize {
-        self.published.iter().flatten().filter(|p| p.queued).count()
+        self.published
+            .iter()
+            .flatten()
+            .filter(|p| p.tags.queued())
+            .count()
     }
 
     /// Whether `a` is a published, live member.
     pub(crate) fn is_live(&self, a: AuthorId) -> bool {
-        self.rec(a).is_some_and(|m| m.state.is_live())
+        self.rec(a).is_some_and(|m| m.state().is_live())
     }
 
     /// Live members, self included (at least 1).
@@ -277,18 +357,21 @@ impl Roster {
         let mut new = Published {
             profile,
             incarnation,
-            state,
-            pos: None,
-            queued: false,
+            tags: Tags::new(state),
         };
         let old = self.rec(a);
         if old.is_some_and(|o| o.same_as(&new)) {
             return None;
         }
-        let previous = old.map(|m| m.state);
-        let cause = cause(old.map(|m| (m.state, m.incarnation)), (state, incarnation));
+        let previous = old.map(Published::state);
+        let cause = cause(
+            old.map(|m| (m.state(), m.incarnation)),
+            (state, incarnation),
+        );
         if let Some(old) = old {
-            (new.pos, new.queued) = (old.pos, old.queued);
+            // The state is the new one; the place and the probe order
+            // carry over.
+            new.tags = Tags((old.tags.0 & !3) | (new.tags.0 & 3));
         }
         let current = new.to_member(id);
         while self.published.len() <= a.index() {
@@ -336,7 +419,7 @@ impl Roster {
             let m = MemberRef {
                 id,
                 address: &p.profile.addr,
-                state: p.state,
+                state: p.state(),
             };
             if keep(&m) {
                 out.push(id.to_string());
@@ -396,16 +479,16 @@ impl Roster {
                 continue;
             };
             published = published.saturating_add(1);
-            live_count = live_count.saturating_add(usize::from(m.state.is_live()));
+            live_count = live_count.saturating_add(usize::from(m.state().is_live()));
             let other = **id != *self.self_id;
             assert_eq!(
                 self.live.holds(m, a),
-                other && m.state.is_live(),
+                other && m.state().is_live(),
                 "roster: live set disagrees about {id}"
             );
             assert_eq!(
                 self.dead.holds(m, a),
-                other && m.state == PeerState::Dead,
+                other && m.state() == PeerState::Dead,
                 "roster: dead set disagrees about {id}"
             );
         }
@@ -448,6 +531,27 @@ fn cause(old: Option<(PeerState, u64)>, new: (PeerState, u64)) -> UpdateCause {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compact::Pairs;
+
+    #[test]
+    fn tags_keep_state_queue_and_place_apart() {
+        for state in PeerState::ALL {
+            let mut t = Tags::new(state);
+            assert_eq!((t.state(), t.queued(), t.pos()), (state, false, None));
+            for pos in [0, 1, 5, Tags::MAX_POS] {
+                assert!(t.set_pos(Some(pos)));
+                t.set_queued(true);
+                assert_eq!((t.state(), t.queued(), t.pos()), (state, true, Some(pos)));
+                t.set_queued(false);
+                assert_eq!((t.state(), t.queued(), t.pos()), (state, false, Some(pos)));
+            }
+            assert!(!t.set_pos(Some(Tags::MAX_POS + 1)));
+            assert_eq!(t.pos(), Some(Tags::MAX_POS));
+            assert!(t.set_pos(None));
+            assert_eq!((t.state(), t.pos()), (state, None));
+        }
+        assert_eq!(std::mem::size_of::<Tags>(), 4);
+    }
 
     fn member(
         authors: &mut Authors,
@@ -457,7 +561,7 @@ mod tests {
     ) -> (AuthorId, Arc<str>, (Arc<Profile>, PeerState, u64)) {
         let profile = Profile {
             addr: Address::new("10.0.0.1:7000".into()),
-            meta: Box::default(),
+            meta: Pairs::default(),
         };
         let a = authors.intern(id).unwrap();
         (a, Arc::from(id), (Arc::new(profile), state, incarnation))

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::entry::{Entry, Hash};
 use super::lookup::{EntryStore, MemoryEntries};
 use crate::authors::{AuthorId, Authors};
-use crate::compact::{push_tight, Slots};
+use crate::compact::{push_tight, Slots, U64Words};
 use crate::config::MAX_PENDING_ENTRIES;
 use nodeplane_entry::signing::{check_signature, PublicKey, Verifier};
 use nodeplane_types::MAX_EQUIVOCATIONS_PER_AUTHOR;
@@ -122,16 +122,17 @@ impl Ids {
     }
 }
 
-/// One author's chain and what is known of the author.
+/// One author's chain and what is known of the author (84 bytes on
+/// wasm32 and i686: its `u64`s are 4-byte aligned, see [`U64Words`]).
 #[derive(Clone, Debug)]
 struct Chain {
     /// The ids of the linked entries, seq 1 first.
     ids: Ids,
     /// [`fingerprint`] of the head entry: a copy of the head (the common
     /// duplicate under gossip) is recognised without hashing it again.
-    head_fp: u64,
+    head_fp: U64Words,
     /// The author's digest contribution ([`leaf_hash`] of its head).
-    leaf: u64,
+    leaf: U64Words,
     /// The signing key the author's linked entry at seq 1 bound it to.
     bound: PublicKey,
 }
@@ -578,7 +579,7 @@ impl Ledger {
             };
             std::iter::once(a)
                 .chain(more.into_iter().flatten().copied())
-                .map(move |a| (k, a, self.chain_at(a).map_or(0, |c| c.leaf)))
+                .map(move |a| (k, a, self.chain_at(a).map_or(0, |c| c.leaf.get())))
         })
     }
 
@@ -689,7 +690,7 @@ impl Ledger {
         let held_here = self.links(&entry);
         if held_here
             && self.chain(&entry.author).is_some_and(|c| {
-                c.ids.len() as u64 == entry.seq && c.head_fp == fingerprint(&entry)
+                c.ids.len() as u64 == entry.seq && c.head_fp.get() == fingerprint(&entry)
             })
         {
             return Ok(Insert::Duplicate);
@@ -828,10 +829,10 @@ impl Ledger {
                 let Some(chain) = self.chains.get_mut(a.index()) else {
                     return;
                 };
-                self.root ^= chain.leaf ^ leaf;
-                chain.leaf = leaf;
+                self.root ^= chain.leaf.get() ^ leaf;
+                chain.leaf = U64Words::new(leaf);
                 chain.ids.push(entry.id);
-                chain.head_fp = head_fp;
+                chain.head_fp = U64Words::new(head_fp);
                 a
             }
             None => {
@@ -842,8 +843,8 @@ impl Ledger {
                 };
                 self.chains.push(Chain {
                     ids: Ids::new(entry.id),
-                    head_fp,
-                    leaf,
+                    head_fp: U64Words::new(head_fp),
+                    leaf: U64Words::new(leaf),
                     bound: key,
                 });
                 self.root ^= leaf;

@@ -5,11 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{
-    keep_min, Address, Derived, KeyIndex, LatestProfile, Own, PeerState, Profile, Subject,
-};
+use super::{keep_min, Address, Derived, Flags, KeyIndex, Own, PeerState, Profile, Subject};
 use crate::authors::AuthorId;
 use crate::checkpoint::{ChainHead, OpenInc, Record, RecordProfile, StateError};
+use crate::compact::{Pairs, U64Words};
 use nodeplane_entry::signing::PublicKey;
 use nodeplane_entry::MAX_AUTHOR_LEN;
 
@@ -54,9 +53,7 @@ impl Derived {
     /// checkpoint state (13.4).
     pub(crate) fn live_members(&self) -> Vec<String> {
         self.sorted_subjects()
-            .filter(|&(a, id)| {
-                self.subject_at(a).is_some_and(|s| s.counted_live) && !self.dead.contains(&**id)
-            })
+            .filter(|&(a, id)| self.counted(a) && !self.dead.contains(&**id))
             .map(|(_, id)| id.to_string())
             .collect()
     }
@@ -97,15 +94,21 @@ impl Derived {
         for &name in &names {
             let s = self.subject(name);
             let own = s.and_then(|s| s.own.last_key_value());
-            let top_inc = own.map_or(0, |(&inc, _)| inc);
-            let profile = s.and_then(|s| s.profile.as_ref()).map(|p| RecordProfile {
-                seq: p.seq,
-                // Only without an own claim, whatever the arrival order
-                // left in the derivation (`entry_of` reads it only then).
-                id: p.entry.as_deref().copied().filter(|_| own.is_none()),
-                addr: p.data.addr.to_string(),
-                meta: p.data.meta.to_vec(),
-            });
+            let top_inc = own.map_or(0, |(inc, _)| inc.get());
+            let profile = s
+                .and_then(|s| Some((s, s.profile.as_ref()?)))
+                .map(|(s, p)| RecordProfile {
+                    seq: s.profile_seq.get(),
+                    // Only without an own claim, whatever the arrival order
+                    // left in the derivation (`entry_of` reads it only then).
+                    id: s
+                        .others
+                        .as_ref()
+                        .and_then(|o| o.profile_entry.as_deref().copied())
+                        .filter(|_| own.is_none()),
+                    addr: p.addr.to_string(),
+                    meta: p.meta.to_vec(),
+                });
             let departed = self
                 .claim(name)
                 .is_some_and(|c| matches!(c.state, PeerState::Left | PeerState::Dead));
@@ -138,7 +141,7 @@ impl Derived {
                 head: heads.get(name).cloned(),
                 top_inc,
                 own_alive: own.and_then(|(_, o)| o.alive),
-                own_leave: own.and_then(|(_, o)| o.left.as_deref().copied()),
+                own_leave: own.and(s).and_then(|s| s.left(top_inc).copied()),
                 profile,
                 departed_since: departed.then_some(n),
                 dead: self.dead.contains(name),
@@ -171,27 +174,28 @@ impl Derived {
         let mut keys: BTreeMap<PublicKey, Vec<Arc<str>>> = BTreeMap::new();
         for (r, &h) in records.iter().zip(&handles) {
             let Some(h) = h else { continue };
-            let mut s = Subject {
-                filed: true,
-                ..Subject::default()
-            };
+            let mut s = Subject::default();
+            let mut flags = Flags(Flags::FILED);
             if r.has_own() {
-                s.own.insert(
-                    r.top_inc,
-                    Own {
-                        alive: r.own_alive,
-                        left: r.own_leave.map(Box::new),
-                    },
-                );
+                s.own
+                    .insert(U64Words::new(r.top_inc), Own { alive: r.own_alive });
+                if let Some(leave) = r.own_leave {
+                    s.others_mut()
+                        .left
+                        .get_or_insert_with(Box::default)
+                        .insert(r.top_inc, leave);
+                }
             }
-            s.profile = r.profile.as_ref().map(|p| LatestProfile {
-                seq: p.seq,
-                entry: p.id.map(Box::new),
-                data: Arc::new(Profile {
+            if let Some(p) = &r.profile {
+                s.profile_seq = U64Words::new(p.seq);
+                s.profile = Some(Arc::new(Profile {
                     addr: Address::new(p.addr.clone()),
-                    meta: p.meta.clone().into_boxed_slice(),
-                }),
-            });
+                    meta: Pairs::new(&p.meta),
+                }));
+                if let Some(id) = p.id {
+                    s.others_mut().profile_entry = Some(Box::new(id));
+                }
+            }
             for o in &r.open {
                 if !o.suspecters.is_empty() || !o.held.is_empty() {
                     let sus = s.others_mut().suspects.entry_or_default(o.inc);
@@ -215,13 +219,16 @@ impl Derived {
                 d.sticky.insert(r.author.clone(), r.top_inc);
             }
             if let Some(head) = &r.head {
-                s.key_seen = true;
+                flags.set(Flags::KEY_SEEN, true);
                 if let Some(id) = d.authors.name(h) {
                     keys.entry(head.key).or_default().push(id.clone());
                 }
             }
             if let Some(slot) = d.subjects.get_mut(h.index()) {
                 *slot = s;
+            }
+            if let Some(slot) = d.flags.get_mut(h.index()) {
+                *slot = flags;
             }
         }
         // Records are sorted by author, so each key's authors are too.
@@ -233,8 +240,10 @@ impl Derived {
             }
             if authors.len() >= 2 {
                 for a in &authors {
-                    if let Some(s) = d.authors.find(a).and_then(|h| d.file(h)) {
-                        s.key_shared = true;
+                    if let Some(h) = d.authors.find(a) {
+                        if d.file(h).is_some() {
+                            d.set_flag(h, Flags::KEY_SHARED, true);
+                        }
                     }
                 }
                 d.shared_keys.insert(key, authors);
