@@ -73,18 +73,65 @@ impl Timer {
 /// drain anyway (its `recent` entries), so the queue does not hold a second
 /// copy; the drain moves it out of the ledger into its place
 /// ([`crate::ledger::Ledger::take_linked`]).
+///
+/// With a sink ([`EffectSink`], a shell's), an effect goes to the sink at
+/// once while nothing is queued before it; behind a placeholder `append`
+/// it is queued, and the queue goes to the sink at the node's next flush
+/// point or drain. Either way the sink sees every effect in order.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
     /// The effects, in order.
     queue: Vec<Effect<Timer, ()>>,
     /// (index in `queue`, author, seq) of each placeholder `append`.
     linked: Vec<(usize, Arc<str>, u64)>,
+    /// Where effects are performed during the call, if anywhere.
+    sink: Option<EffectSink>,
+}
+
+/// A shell's way to perform effects during a call rather than after it
+/// ([`crate::Node::set_effect_sink`]): what the node would hold until the
+/// drain (encoded messages, updates, the entries linked) is handed over
+/// as it is produced, so a call's memory does not grow with its output.
+pub struct EffectSink(pub Box<dyn FnMut(Effect<Timer, ()>)>);
+
+impl std::fmt::Debug for EffectSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EffectSink")
+    }
 }
 
 impl Effects {
-    /// Queues one effect.
+    /// Queues one effect (or performs it at once through the sink, when
+    /// nothing is queued before it).
     pub(crate) fn push(&mut self, effect: Effect<Timer, ()>) {
-        self.queue.push(effect);
+        match self.sink.as_mut() {
+            Some(sink) if self.queue.is_empty() => (sink.0)(effect),
+            _ => self.queue.push(effect),
+        }
+    }
+
+    /// Installs the sink effects go to during a call.
+    pub(crate) fn set_sink(&mut self, sink: EffectSink) {
+        self.sink = Some(sink);
+    }
+
+    /// Whether a sink is waiting for queued effects.
+    pub(crate) fn has_queued_for_sink(&self) -> bool {
+        self.sink.is_some() && !self.queue.is_empty()
+    }
+
+    /// Hands every queued effect to the sink, in order, as
+    /// [`Effects::drain_with`] would return them.
+    pub(crate) fn flush_to_sink(&mut self, linked: impl FnMut(&str, u64) -> Option<Entry>) {
+        if self.sink.is_none() {
+            return;
+        }
+        let queue = self.drain_with(linked);
+        if let Some(sink) = self.sink.as_mut() {
+            for effect in queue {
+                (sink.0)(effect);
+            }
+        }
     }
 
     /// Queues the `append` of the entry the ledger linked at (author,
@@ -118,7 +165,11 @@ impl Effects {
 
     /// Queues sending `msg` to `to`; returns its encoded size in bytes.
     pub(crate) fn send_counted(&mut self, to: &str, msg: &Message) -> usize {
-        let payload = wire::encode(msg);
+        self.send_payload(to, wire::encode(msg))
+    }
+
+    /// Queues sending an encoded message to `to`; returns its size.
+    pub(crate) fn send_payload(&mut self, to: &str, payload: Vec<u8>) -> usize {
         let bytes = payload.len();
         self.push(Effect::Send {
             to: to.to_string(),

@@ -109,7 +109,7 @@ pub mod testkit;
 mod view;
 pub mod wire;
 
-pub use effect::Timer;
+pub use effect::{EffectSink, Timer};
 pub use error::Error;
 pub use ledger::{Entry, Hash};
 pub use node::Node;

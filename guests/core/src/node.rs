@@ -11,7 +11,7 @@
 use nodeplane_types::{Effect, Member, MembershipView, NodeConfig, PeerState, Tunables};
 
 use crate::config::*;
-use crate::effect::{Effects, Timer};
+use crate::effect::{EffectSink, Effects, Timer};
 use crate::error::Error;
 use crate::gossip::Gossip;
 use crate::ledger::{Entry, EntryStore, Equivocation, Hash, Insert, Ledger};
@@ -549,6 +549,10 @@ impl Node {
             (Phase::Joined, Timer::ProbeTimeout) => self.probe_timeout(),
             (Phase::Joined, Timer::IndirectRetry) => self.indirect_retry(),
             (Phase::Joined, Timer::Gossip) => {
+                // Stalled streams are absent to every lookup: forgetting
+                // them every tick, not only on the (seconds-long)
+                // anti-entropy round, bounds what a start-up leaves.
+                self.reconcile.prune_streams(self.now_ms);
                 self.gossip_round(now_ms);
                 self.apply_death_rule(now_ms);
                 self.effects.set_timer(Timer::Gossip, GOSSIP_INTERVAL_MS);
@@ -605,6 +609,32 @@ impl Node {
             .drain_with(|author, seq| linked.take(author, seq));
         self.ledger.finish_flush(linked);
         effects
+    }
+
+    /// Performs effects through `sink` during each call, as they are
+    /// produced, rather than holding them until [`Node::drain_effects`]
+    /// (which still returns, in order, whatever was not performed yet).
+    /// The order of the effects is the same either way; what changes is
+    /// that a call does not hold its whole output (the entries it linked,
+    /// their updates, the messages it encoded) at once. A shell whose
+    /// store is the host's ([`Node::with_entry_store`]) may install one:
+    /// the entries linked so far are appended before the node reads them
+    /// back.
+    pub fn set_effect_sink(&mut self, sink: EffectSink) {
+        self.effects.set_sink(sink);
+    }
+
+    /// With a sink installed, hands it every effect queued so far (the
+    /// `append`s of the entries linked, and what came after them), as the
+    /// drain would; the ledger then reads those entries from its store.
+    pub(crate) fn flush_point(&mut self) {
+        if !self.effects.has_queued_for_sink() {
+            return;
+        }
+        let mut linked = self.ledger.take_linked();
+        self.effects
+            .flush_to_sink(|author, seq| linked.take(author, seq));
+        self.ledger.finish_flush(linked);
     }
 
     /// Reads linked entries back from `store` (in a component, the host's

@@ -14,7 +14,7 @@ use crate::config::{
 use crate::effect::Effects;
 use crate::ledger::Ledger;
 use crate::node::{digest8, Node};
-use crate::wire::{self, Message, SyncItem, WireEntry};
+use crate::wire::{self, EntriesBuf, Message, SyncItem, WireEntry};
 
 /// Contact points and the reconciliation streams in flight.
 #[derive(Debug, Default)]
@@ -288,8 +288,13 @@ impl Reconciler {
             .is_some_and(|&t| now_ms < t.saturating_add(STREAM_STALL_MS))
     }
 
-    /// Forgets streams that stalled (bounds both maps).
+    /// Forgets streams that stalled (bounds both maps), and the start of
+    /// each reconciliation old enough no longer to hold the next one back.
+    /// Every lookup treats such a record as absent, so this changes
+    /// nothing but memory.
     pub(crate) fn prune_streams(&mut self, now_ms: u64) {
+        self.last_sync
+            .retain(|_, t| now_ms < t.saturating_add(SYNC_MIN_GAP_MS));
         self.incoming
             .retain(|_, t| now_ms < t.saturating_add(STREAM_STALL_MS));
         self.outgoing.retain(|_, streams| {
@@ -323,9 +328,10 @@ impl Reconciler {
         // Each full batch but the last is sent as soon as it is full (the
         // messages and their order are as if all were sent at the end;
         // nothing else is queued meanwhile), so that one batch of entries
-        // is held decoded at a time, not the whole burst.
+        // is held at a time, not the whole burst; and a batch is held
+        // encoded, as the message it becomes ([`EntriesBuf`]).
         let mut batches: usize = 0;
-        let mut cur = Vec::new();
+        let mut cur = EntriesBuf::default();
         let mut used: usize = 0;
         let mut rest: Vec<(String, u64)> = Vec::new();
         // Bytes of the messages sent by this call.
@@ -407,7 +413,7 @@ impl Reconciler {
                 }
                 used = used.saturating_add(size);
                 total = total.saturating_add(size as u64);
-                cur.push(WireEntry::from(e));
+                cur.push(&WireEntry::from(e));
             }
         }
         // Record how far each stream got: every author begun reached its
@@ -474,17 +480,14 @@ fn send_want(fx: &mut Effects, to: &str, heads: &[(String, u64)]) {
 fn send_entries_fitting(
     fx: &mut Effects,
     to: &str,
-    entries: Vec<WireEntry>,
+    entries: EntriesBuf,
     mut rest: Vec<(String, u64)>,
 ) -> usize {
     // The encoded size of the message with the first k pairs of `rest`,
     // computed rather than encoded (no copy of the entries or of `rest`
     // per try): the entries' part, then the length of `rest` and each pair.
-    let base = entries
-        .iter()
-        .fold(ENTRIES_MESSAGE_OVERHEAD, |acc, e| {
-            acc.saturating_add(wire_entry_size(e))
-        })
+    let base = ENTRIES_MESSAGE_OVERHEAD
+        .saturating_add(entries.entry_bytes())
         .saturating_add(varint_len(entries.len() as u64));
     let size = |k: usize, items: usize| {
         base.saturating_add(varint_len(k as u64))
@@ -505,7 +508,7 @@ fn send_entries_fitting(
     // The longest prefix of `rest` that fits (0 always does: the entries
     // alone are within ENTRY_BYTES_BUDGET).
     rest.truncate(fit);
-    fx.send_counted(to, &Message::Entries { entries, rest })
+    fx.send_payload(to, entries.finish(&rest))
 }
 
 /// The encoded bytes of an `entries` message besides its entries and its
@@ -521,6 +524,7 @@ fn varint_len(n: u64) -> usize {
 /// Bytes of `e` postcard-encoded (the layout [`WireEntry`] derives:
 /// strings and byte vectors with a varint length, integers as varints,
 /// arrays raw).
+#[cfg(test)]
 fn wire_entry_size(e: &WireEntry) -> usize {
     [
         varint_len(e.author.len() as u64),
@@ -707,6 +711,47 @@ mod tests {
         }
     }
 
+    fn buf_of(entries: &[WireEntry]) -> EntriesBuf {
+        let mut buf = EntriesBuf::default();
+        for e in entries {
+            buf.push(e);
+        }
+        buf
+    }
+
+    #[test]
+    fn an_entries_message_built_as_it_goes_is_the_encoded_message() {
+        for (n, body, rest_n, seq) in [
+            (0usize, 0usize, 0usize, 0u64),
+            (1, 0, 1, 1),
+            (127, 3, 0, 127),
+            (128, 150, 2, 128),
+            (300, 20, 300, u64::MAX),
+            (130, 300, 0, 2),
+            (16_384, 0, 1, 5),
+        ] {
+            let entries: Vec<WireEntry> = (0..n)
+                .map(|i| {
+                    let mut e = entry(i, body);
+                    e.seq = seq;
+                    e
+                })
+                .collect();
+            let rest: Vec<(String, u64)> = (0..rest_n)
+                .map(|i| (format!("r{i}"), seq.wrapping_add(i as u64)))
+                .collect();
+            let buf = buf_of(&entries);
+            assert_eq!(buf.len(), n);
+            if buf.entry_bytes() < MAX_MESSAGE_BYTES {
+                // A message's buffer grows to 64 KiB at most.
+                assert!(buf.capacity() <= 65_536, "{}", buf.capacity());
+            }
+            let built = buf.finish(&rest);
+            let encoded = wire::encode(&Message::Entries { entries, rest });
+            assert_eq!(built, encoded, "{n} entries of {body}, rest {rest_n}");
+        }
+    }
+
     #[test]
     fn a_full_batch_carries_only_the_part_of_rest_that_fits() {
         // Entries filling the budget, and a rest of 2 048 authors (about
@@ -716,7 +761,7 @@ mod tests {
             .map(|i| (format!("an-author-with-a-longer-id-{i}"), 1_000_000))
             .collect();
         let mut fx = Effects::default();
-        send_entries_fitting(&mut fx, "10.0.0.1:7946", entries.clone(), rest.clone());
+        send_entries_fitting(&mut fx, "10.0.0.1:7946", buf_of(&entries), rest.clone());
         let msgs = sent(&mut fx);
         let [Message::Entries {
             entries: got,
@@ -734,7 +779,7 @@ mod tests {
         assert_eq!(kept.as_slice(), &rest[..kept.len()]);
         // A rest that fits goes whole.
         let short: Vec<(String, u64)> = rest.iter().take(10).cloned().collect();
-        send_entries_fitting(&mut fx, "10.0.0.1:7946", entries, short.clone());
+        send_entries_fitting(&mut fx, "10.0.0.1:7946", buf_of(&entries), short.clone());
         let msgs = sent(&mut fx);
         assert!(matches!(msgs.as_slice(), [Message::Entries { rest, .. }] if *rest == short));
     }

@@ -142,6 +142,12 @@ pub struct Sim {
     /// (observer, subject) pairs where a node that was running was marked
     /// `dead` by an observer.
     pub false_deaths: BTreeSet<(usize, usize)>,
+    /// When true, nodes started from now on perform their effects through
+    /// an effect sink during each call ([`Node::set_effect_sink`], as the
+    /// component does), rather than only at the drain.
+    pub effect_sinks: bool,
+    /// What the sinks performed since the last flush, in order.
+    sunk: std::rc::Rc<std::cell::RefCell<Vec<Effect<Timer, ()>>>>,
 }
 
 impl Sim {
@@ -173,6 +179,8 @@ impl Sim {
             blocked_pairs: BTreeSet::new(),
             mute: BTreeSet::new(),
             false_deaths: BTreeSet::new(),
+            effect_sinks: false,
+            sunk: Default::default(),
             trace: None,
         }
     }
@@ -205,6 +213,12 @@ impl Sim {
         let id = self.config(i).node_id;
         let mut node = Node::new(self.config(i), stored, seed, self.now, test_signer(&id))
             .expect("valid config and store");
+        if self.effect_sinks {
+            let sunk = std::rc::Rc::clone(&self.sunk);
+            node.set_effect_sink(crate::EffectSink(Box::new(move |e| {
+                sunk.borrow_mut().push(e)
+            })));
+        }
         let seeds = if i == 0 {
             vec![]
         } else {
@@ -283,7 +297,9 @@ impl Sim {
         };
         node.check_invariants();
         let version = node.view_version();
-        let effects = node.drain_effects();
+        let drained = node.drain_effects();
+        let mut effects = std::mem::take(&mut *self.sunk.borrow_mut());
+        effects.extend(drained);
         for eff in effects {
             match eff {
                 Effect::Send { to, payload } => {

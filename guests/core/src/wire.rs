@@ -231,6 +231,111 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     postcard::to_extend(msg, vec![WIRE_VERSION]).expect("postcard encodes into a Vec")
 }
 
+/// Room kept before an [`EntriesBuf`]'s entries for the message's head:
+/// the version byte, the variant index and the entry count (a varint of
+/// at most 10 bytes).
+const ENTRIES_HEAD_ROOM: usize = 12;
+
+/// An `entries` message encoded as its entries are added: each entry is
+/// written into the message at once, so a batch is held as the bytes that
+/// will be sent, never as decoded entries besides. [`EntriesBuf::finish`]
+/// gives exactly the bytes [`encode`] gives for the same `Message::Entries`.
+#[derive(Debug)]
+pub(crate) struct EntriesBuf {
+    /// [`ENTRIES_HEAD_ROOM`] bytes of room, then the encoded entries.
+    bytes: Vec<u8>,
+    /// Entries written.
+    count: usize,
+}
+
+/// The first capacity of an [`EntriesBuf`]: doubling from it ends at
+/// 64 KiB, the first power of two above [`MAX_MESSAGE_BYTES`] (doubling
+/// from the head room, 12 bytes, would end at 96 KiB for a full batch).
+const ENTRIES_FIRST_CAPACITY: usize = 4_096;
+
+impl Default for EntriesBuf {
+    fn default() -> EntriesBuf {
+        let mut bytes = Vec::with_capacity(ENTRIES_FIRST_CAPACITY);
+        bytes.resize(ENTRIES_HEAD_ROOM, 0);
+        EntriesBuf { bytes, count: 0 }
+    }
+}
+
+impl EntriesBuf {
+    /// Entries written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no entry was written.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the buffer holds room for.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// Encoded bytes of the entries written so far.
+    pub(crate) fn entry_bytes(&self) -> usize {
+        self.bytes.len().saturating_sub(ENTRIES_HEAD_ROOM)
+    }
+
+    /// Writes `e` as the next entry.
+    pub(crate) fn push(&mut self, e: &WireEntry) {
+        // As in `encode`: a derived serialiser into a growable Vec does not
+        // fail, whatever the values (built by this node, not decoded).
+        #[allow(clippy::expect_used)]
+        let bytes = postcard::to_extend(e, std::mem::take(&mut self.bytes))
+            .expect("postcard encodes into a Vec");
+        self.bytes = bytes;
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The encoded message carrying the entries written and `rest`.
+    pub(crate) fn finish(self, rest: &[(String, u64)]) -> Vec<u8> {
+        let EntriesBuf { mut bytes, count } = self;
+        // The version byte and the variant index, as `encode` writes them
+        // (an empty `entries` is those two and two zero lengths).
+        let empty = encode(&Message::Entries {
+            entries: Vec::new(),
+            rest: Vec::new(),
+        });
+        let mut head: Vec<u8> = empty
+            .get(..empty.len().saturating_sub(2))
+            .unwrap_or_default()
+            .to_vec();
+        let mut n = count as u64;
+        loop {
+            let low = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                head.push(low);
+                break;
+            }
+            head.push(low | 0x80);
+        }
+        // The head fits its room (2 + at most 10 bytes): right-align it
+        // there and drop the unused front (a move, no new buffer).
+        let start = ENTRIES_HEAD_ROOM.saturating_sub(head.len());
+        match bytes.get_mut(start..ENTRIES_HEAD_ROOM) {
+            Some(room) if room.len() == head.len() => {
+                room.copy_from_slice(&head);
+                bytes.drain(..start);
+            }
+            _ => {
+                // Unreachable (the head is at most 12 bytes); kept exact.
+                head.extend_from_slice(bytes.get(ENTRIES_HEAD_ROOM..).unwrap_or_default());
+                bytes = head;
+            }
+        }
+        #[allow(clippy::expect_used)]
+        postcard::to_extend(rest, bytes).expect("postcard encodes into a Vec")
+    }
+}
+
 fn bad(why: String) -> Error {
     Error::BadMessage(why)
 }

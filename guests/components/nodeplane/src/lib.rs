@@ -19,7 +19,7 @@ use bindings::nodeplane::control::{
     clock, events, ledger_store, lifecycle, network, random, signing, timers, types,
 };
 use nodeplane_core::ledger::EntryStore;
-use nodeplane_core::{Effect, Entry, Hash, Node, PublicKey, Signer, Timer, Verifier};
+use nodeplane_core::{Effect, EffectSink, Entry, Hash, Node, PublicKey, Signer, Timer, Verifier};
 
 /// The host's `signing` service as the core's [`Signer`]: the private key
 /// stays in the host; this only forwards ids and signatures.
@@ -75,11 +75,14 @@ impl EntryStore for HostStore {
 
 struct Shell {
     node: Node,
-    subscribers: BTreeSet<u64>,
 }
 
 thread_local! {
     static SHELL: RefCell<Option<Shell>> = const { RefCell::new(None) };
+    /// The subscribed handles: outside [`Shell`], since the node's effect
+    /// sink ([`perform_one`]) delivers updates during a call, while the
+    /// shell is borrowed.
+    static SUBSCRIBERS: RefCell<BTreeSet<u64>> = const { RefCell::new(BTreeSet::new()) };
 }
 
 /// Runs `f` on the initialised shell, then performs the core's effects.
@@ -98,21 +101,30 @@ fn with_node<T>(
     })
 }
 
+/// Performs what the node has not performed through its sink yet.
 fn perform(shell: &mut Shell) {
     for effect in shell.node.drain_effects() {
-        match effect {
-            Effect::Send { to, payload } => network::send(&to, &payload),
-            Effect::SetTimer { timer, after_ms } => timers::set_timer(timer.id(), after_ms),
-            Effect::CancelTimer { timer } => timers::cancel_timer(timer.id()),
-            Effect::Append(entry) => ledger_store::append(&convert::entry_to_wit(&entry)),
-            Effect::Update { update, .. } => {
-                let update = convert::update_to_wit(&update);
-                for subscriber in &shell.subscribers {
+        perform_one(effect);
+    }
+}
+
+/// Performs one effect through the host imports (the node's effect sink,
+/// and the drain after each call).
+fn perform_one(effect: Effect<Timer, ()>) {
+    match effect {
+        Effect::Send { to, payload } => network::send(&to, &payload),
+        Effect::SetTimer { timer, after_ms } => timers::set_timer(timer.id(), after_ms),
+        Effect::CancelTimer { timer } => timers::cancel_timer(timer.id()),
+        Effect::Append(entry) => ledger_store::append(&convert::entry_to_wit(&entry)),
+        Effect::Update { update, .. } => {
+            let update = convert::update_to_wit(&update);
+            SUBSCRIBERS.with(|subscribers| {
+                for subscriber in subscribers.borrow().iter() {
                     events::deliver_update(*subscriber, &update);
                 }
-            }
-            Effect::Log { kind, detail } => events::log_event(&kind, &detail),
+            });
         }
+        Effect::Log { kind, detail } => events::log_event(&kind, &detail),
     }
 }
 
@@ -158,11 +170,16 @@ impl driver::Guest for Component {
         }
         .map_err(convert::error_to_wit)?
         .with_entry_store(Box::new(HostStore));
-        let mut shell = Shell {
-            node,
-            subscribers: BTreeSet::new(),
-        };
+        let mut shell = Shell { node };
+        // A new shell has no subscribers yet (as when they lived in it).
+        SUBSCRIBERS.with(|s| s.borrow_mut().clear());
         perform(&mut shell);
+        // From now on each call performs its effects as they come (the
+        // store is the host's, so the entries linked are appended before
+        // the node reads them back); `perform` takes what is left.
+        shell
+            .node
+            .set_effect_sink(EffectSink(Box::new(perform_one)));
         SHELL.with(|cell| *cell.borrow_mut() = Some(shell));
         Ok(())
     }
@@ -210,9 +227,9 @@ impl control::Guest for Component {
     }
 
     fn subscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {
-        SHELL.with(|cell| match cell.borrow_mut().as_mut() {
-            Some(shell) => {
-                if shell.subscribers.insert(handler) {
+        SHELL.with(|cell| match cell.borrow().as_ref() {
+            Some(_) => {
+                if SUBSCRIBERS.with(|s| s.borrow_mut().insert(handler)) {
                     Ok(())
                 } else {
                     Err(types::Error::InvalidSubscriber(handler))
@@ -223,9 +240,9 @@ impl control::Guest for Component {
     }
 
     fn unsubscribe_membership_updates(handler: types::Subscriber) -> Result<(), types::Error> {
-        SHELL.with(|cell| match cell.borrow_mut().as_mut() {
-            Some(shell) => {
-                if shell.subscribers.remove(&handler) {
+        SHELL.with(|cell| match cell.borrow().as_ref() {
+            Some(_) => {
+                if SUBSCRIBERS.with(|s| s.borrow_mut().remove(&handler)) {
                     Ok(())
                 } else {
                     Err(types::Error::InvalidSubscriber(handler))
