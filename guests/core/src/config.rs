@@ -96,6 +96,35 @@ pub const RECONCILE_BYTES_PER_S: u64 = 4_000_000;
 /// The bucket's depth: what a node that has been idle may ship at once
 /// before the rate applies (half a second's worth).
 pub const RECONCILE_BURST_BYTES: u64 = RECONCILE_BYTES_PER_S / 2;
+/// The window over which requesters share [`RECONCILE_BYTES_PER_S`]
+/// fairly: within it, a requester of reconciliation that was shipped more
+/// than [`FAIR_SHARE_CAPACITY_BYTES`] divided by the requesters seen in it
+/// is answered only from the bucket above [`FAIR_SHARE_RESERVE_BYTES`]
+/// (design §6, "Fair shares"). Without it, one peer asking far more often
+/// than the others took the whole bucket and the others were refused.
+pub const FAIR_SHARE_WINDOW_MS: u64 = 1_000;
+/// What the bucket can give in one [`FAIR_SHARE_WINDOW_MS`] at most (its
+/// depth plus a window's refill): a requester alone in its window is never
+/// held back by its share.
+pub const FAIR_SHARE_CAPACITY_BYTES: u64 =
+    RECONCILE_BURST_BYTES + RECONCILE_BYTES_PER_S * FAIR_SHARE_WINDOW_MS / 1_000;
+/// The smallest fair share: one full answer, a burst of
+/// [`SYNC_BURST_MESSAGES`] `entries` messages ([`ENTRY_BYTES_BUDGET`] each).
+/// With thousands of requesters in a window (the seed of a mass start) an
+/// even split would be a few entries each, and every answer a cut stream
+/// that comes back as a new descent.
+pub const FAIR_SHARE_MIN_BYTES: u64 = (SYNC_BURST_MESSAGES * ENTRY_BYTES_BUDGET) as u64;
+/// The part of the bucket kept for requesters within their fair share:
+/// what it holds above this goes to anyone, so an uncontended node answers
+/// as if there were no shares, and a requester past its share cannot
+/// drain the bucket below it (half the bucket).
+pub const FAIR_SHARE_RESERVE_BYTES: u64 = RECONCILE_BURST_BYTES / 4;
+/// Requesters whose shares are tracked one by one per window; beyond them,
+/// requesters share one record, so the tracking stays bounded whatever the
+/// number of senders (a seed of a mass start at N = 4 096 sees about
+/// 4 000 requesters in its busiest second; the map costs about 60 bytes
+/// a requester, on that node only, for one window).
+pub const FAIR_SHARE_PEERS: usize = 8_192;
 /// Most authors one `sync` answer pushes entries of: what one burst can
 /// carry ([`SYNC_BURST_MESSAGES`] × [`MAX_ENTRIES_PER_MESSAGE`]) plus the
 /// [`MAX_HEADS`] its `rest` can name. A peer that lacks more (a new node

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{
-    validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, MAX_ENTRIES_PER_MESSAGE, MAX_HEADS,
-    MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS, RECONCILE_BURST_BYTES,
-    RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_BURST_MESSAGES, SYNC_ITEMS_PER_MESSAGE,
-    SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS, SYNC_PUSH_AUTHORS, THROTTLE_LOG_GAP_MS,
+    validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, FAIR_SHARE_CAPACITY_BYTES,
+    FAIR_SHARE_MIN_BYTES, FAIR_SHARE_PEERS, FAIR_SHARE_RESERVE_BYTES, FAIR_SHARE_WINDOW_MS,
+    MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS,
+    RECONCILE_BURST_BYTES, RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_BURST_MESSAGES,
+    SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS, SYNC_PUSH_AUTHORS,
+    THROTTLE_LOG_GAP_MS,
 };
 use crate::effect::Effects;
 use crate::ledger::Ledger;
@@ -47,6 +49,8 @@ struct PushBudget {
     refused: u64,
     /// When that line was last written, if ever.
     logged_ms: Option<u64>,
+    /// Each requester's part of the bucket in the current window.
+    shares: Shares,
 }
 
 impl Default for PushBudget {
@@ -56,13 +60,108 @@ impl Default for PushBudget {
             refilled_ms: 0,
             refused: 0,
             logged_ms: None,
+            shares: Shares::default(),
+        }
+    }
+}
+
+/// The requesters' fair shares of the bucket ([`FAIR_SHARE_WINDOW_MS`]):
+/// within a window, a requester's share is the window's capacity
+/// ([`FAIR_SHARE_CAPACITY_BYTES`]) divided by the number of requesters seen
+/// in the window. A requester past its share is answered only from what
+/// the bucket holds above its reserve ([`PushBudget::available`]). One
+/// requester that asks far more often than the others (a faulty or hostile
+/// node, or one cycling through authors) can therefore not starve them. A
+/// requester alone in its window is never limited by its share (the
+/// capacity is the most the bucket can give in one window).
+#[derive(Debug, Default)]
+struct Shares {
+    /// When the current window began (ms).
+    window_ms: u64,
+    /// Bytes shipped to each requester in this window (0 for one that
+    /// asked and got nothing), at most [`FAIR_SHARE_PEERS`] of them.
+    spent: BTreeMap<String, u64>,
+    /// Bytes shipped in this window to the requesters beyond
+    /// [`FAIR_SHARE_PEERS`], which share one record (so the map stays
+    /// bounded whatever the number of senders).
+    overflow: Option<u64>,
+}
+
+impl Shares {
+    /// Starts a new window if the current one is over.
+    fn roll(&mut self, now_ms: u64) {
+        if now_ms >= self.window_ms.saturating_add(FAIR_SHARE_WINDOW_MS) {
+            self.window_ms = now_ms;
+            self.spent.clear();
+            self.overflow = None;
+        }
+    }
+
+    /// Registers `peer` in the window; returns what it was shipped so far.
+    fn register(&mut self, peer: &str) -> u64 {
+        if let Some(&spent) = self.spent.get(peer) {
+            return spent;
+        }
+        if self.spent.len() < FAIR_SHARE_PEERS {
+            self.spent.insert(peer.to_string(), 0);
+            0
+        } else {
+            *self.overflow.get_or_insert(0)
+        }
+    }
+
+    /// Requesters seen in this window (the overflow record counts as one).
+    fn requesters(&self) -> u64 {
+        let n = self
+            .spent
+            .len()
+            .saturating_add(usize::from(self.overflow.is_some()));
+        u64::try_from(n).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// What `peer` may still be shipped in this window.
+    fn allowance(&mut self, now_ms: u64, peer: &str) -> u64 {
+        self.roll(now_ms);
+        let spent = self.register(peer);
+        FAIR_SHARE_CAPACITY_BYTES
+            .checked_div(self.requesters())
+            .unwrap_or(FAIR_SHARE_CAPACITY_BYTES)
+            .max(FAIR_SHARE_MIN_BYTES)
+            .saturating_sub(spent)
+    }
+
+    /// Charges `bytes` shipped to `peer` (registered by `allowance`).
+    fn charge(&mut self, peer: &str, bytes: u64) {
+        match self.spent.get_mut(peer) {
+            Some(spent) => *spent = spent.saturating_add(bytes),
+            None => {
+                if let Some(spent) = self.overflow.as_mut() {
+                    *spent = spent.saturating_add(bytes);
+                }
+            }
         }
     }
 }
 
 impl PushBudget {
-    /// The bytes available at `now_ms`, after refilling.
-    fn available(&mut self, now_ms: u64) -> u64 {
+    /// The bytes `peer` may be shipped at `now_ms`. What the bucket holds
+    /// above [`FAIR_SHARE_RESERVE_BYTES`] goes to any requester; the
+    /// reserve only to a requester still within its fair share (and up to
+    /// what is left of it). Uncontended, nothing changes: a requester gets
+    /// the whole bucket. Contended, a requester past its share cannot
+    /// drain the reserve, which the refill fills first, so the others are
+    /// answered.
+    fn available(&mut self, now_ms: u64, peer: &str) -> u64 {
+        let tokens = self.refill(now_ms);
+        let above_reserve = tokens.saturating_sub(FAIR_SHARE_RESERVE_BYTES);
+        match self.shares.allowance(now_ms, peer) {
+            0 => above_reserve,
+            left => above_reserve.max(left.min(tokens)),
+        }
+    }
+
+    /// The bytes in the bucket at `now_ms`, after refilling.
+    fn refill(&mut self, now_ms: u64) -> u64 {
         let elapsed = now_ms.saturating_sub(self.refilled_ms);
         let earned = elapsed.saturating_mul(RECONCILE_BYTES_PER_S) / 1_000;
         self.tokens = self
@@ -73,10 +172,11 @@ impl PushBudget {
         self.tokens
     }
 
-    /// Takes `bytes` shipped (the last message may overdraw: it empties the
-    /// bucket).
-    fn spend(&mut self, bytes: u64) {
+    /// Takes `bytes` shipped to `peer` (the last message may overdraw: it
+    /// empties the bucket).
+    fn spend(&mut self, peer: &str, bytes: u64) {
         self.tokens = self.tokens.saturating_sub(bytes);
+        self.shares.charge(peer, bytes);
     }
 
     /// Counts a refused request; logs the count at most once per
@@ -93,6 +193,7 @@ impl PushBudget {
                     ("refused", self.refused.into()),
                     ("last_peer", peer.into()),
                     ("bytes_per_s", RECONCILE_BYTES_PER_S.into()),
+                    ("requesters", self.shares.requesters().into()),
                 ],
             );
             self.refused = 0;
@@ -197,7 +298,7 @@ impl Reconciler {
         // each, and hand its uplink every joiner's descent). What this
         // node lacks itself is still asked for: a `want` is small and
         // spends the peer's budget, not this node's.
-        let can_answer = self.budget.available(now_ms) > 0;
+        let can_answer = self.budget.available(now_ms, from) > 0;
         let mut refused = false;
         for item in items {
             match item {
@@ -257,7 +358,7 @@ impl Reconciler {
             );
             descent = descent.saturating_add(bytes as u64);
         }
-        self.budget.spend(descent);
+        self.budget.spend(from, descent);
         if !want.is_empty() {
             for (a, _) in &want {
                 self.incoming.insert(a.clone(), now_ms);
@@ -317,7 +418,7 @@ impl Reconciler {
         to: &str,
         heads: &[(impl AsRef<str>, u64)],
     ) {
-        let allowance = self.budget.available(now);
+        let allowance = self.budget.available(now, to);
         if allowance == 0 {
             self.budget.refuse(fx, now, to);
             return;
@@ -451,7 +552,7 @@ impl Reconciler {
         }
         // The budget pays for what goes on the wire: the entries, `rest`
         // and the messages' framing.
-        self.budget.spend(shipped as u64);
+        self.budget.spend(to, shipped as u64);
     }
 }
 
@@ -786,6 +887,11 @@ mod tests {
 
     /// A ledger of `authors` first joins (about 300 bytes each).
     fn ledger_of(authors: usize) -> Ledger {
+        ledger_padded(authors, 100)
+    }
+
+    /// A ledger of `authors` first joins padded with `pad` bytes each.
+    fn ledger_padded(authors: usize, pad: usize) -> Ledger {
         use crate::ledger::GENESIS_PREV;
         use nodeplane_entry::signing::ed25519::{key_field, KeyPair, NativeVerifier};
         let mut ledger = Ledger::new();
@@ -795,7 +901,7 @@ mod tests {
             let body = format!(
                 "{{{},\"pad\":\"{}\"}}",
                 key_field(&k.public_key()),
-                "x".repeat(100)
+                "x".repeat(pad)
             );
             let e = k.sign(Entry::new(
                 &name,
@@ -875,6 +981,87 @@ mod tests {
             bytes <= RECONCILE_BURST_BYTES + largest && bytes + largest >= RECONCILE_BURST_BYTES
         );
         assert_eq!(logged, 1);
+    }
+
+    /// Bytes of the `entries` messages sent to each peer.
+    fn shipped_to(fx: &mut Effects) -> BTreeMap<String, u64> {
+        let mut per_peer = BTreeMap::new();
+        for e in fx.drain() {
+            if let Effect::Send { to, payload } = e {
+                if let Ok(Message::Entries { .. }) = wire::decode(&payload) {
+                    *per_peer.entry(to).or_insert(0) += payload.len() as u64;
+                }
+            }
+        }
+        per_peer
+    }
+
+    #[test]
+    fn a_requester_asking_far_more_often_gets_its_share_not_the_bucket() {
+        // A seed holding 4 000 joins of about 1.7 KB (6.8 MB, more than a
+        // window's capacity). A greedy peer asks for everything every 5 ms,
+        // an honest one every 100 ms, for two seconds.
+        let ledger = ledger_padded(4_000, 1_500);
+        let everything: Vec<(String, u64)> = ledger
+            .heads_under(&[])
+            .into_iter()
+            .map(|(a, _)| (a, 0))
+            .collect();
+        let (greedy, honest) = ("10.0.0.66:7946", "10.0.0.7:7946");
+        let mut r = Reconciler::default();
+        let mut fx = Effects::default();
+        let mut got: BTreeMap<String, u64> = BTreeMap::new();
+        for now in (1_000..3_000).step_by(5) {
+            r.send_entries(&ledger, &mut fx, now, greedy, &everything);
+            if now % 100 == 50 {
+                r.send_entries(&ledger, &mut fx, now, honest, &everything);
+            }
+            for (peer, bytes) in shipped_to(&mut fx) {
+                *got.entry(peer).or_insert(0) += bytes;
+            }
+        }
+        let greedy_got = got.get(greedy).copied().unwrap_or(0);
+        let honest_got = got.get(honest).copied().unwrap_or(0);
+        let total = greedy_got + honest_got;
+        // Two windows of two requesters: past half a window's capacity,
+        // the greedy peer gets only what the bucket holds above its
+        // reserve, which the honest peer's asks keep drained. Without
+        // shares the honest peer got what the bucket refilled in the 5 ms
+        // since the greedy peer's last ask: 35 180 of 9 995 889 bytes
+        // (0.35 %); with them 2 308 185 of 9 529 089 (24 %).
+        assert!(
+            honest_got * 5 >= total,
+            "honest {honest_got} of {total} bytes"
+        );
+        // The bucket still bounds the total.
+        assert!(
+            total
+                <= RECONCILE_BURST_BYTES + 2 * RECONCILE_BYTES_PER_S + 2 * MAX_MESSAGE_BYTES as u64
+        );
+    }
+
+    #[test]
+    fn requesters_beyond_the_tracked_ones_share_one_record() {
+        let ledger = ledger_of(10);
+        let everything: Vec<(String, u64)> = ledger
+            .heads_under(&[])
+            .into_iter()
+            .map(|(a, _)| (a, 0))
+            .collect();
+        let mut r = Reconciler::default();
+        let mut fx = Effects::default();
+        for p in 0..FAIR_SHARE_PEERS + 500 {
+            let peer = format!("10.{}.{}.{}:7946", p / 65_536, (p / 256) % 256, p % 256);
+            r.send_entries(&ledger, &mut fx, 1_000, &peer, &everything);
+            fx.drain();
+        }
+        assert_eq!(r.budget.shares.spent.len(), FAIR_SHARE_PEERS);
+        assert!(r.budget.shares.overflow.is_some());
+        assert_eq!(r.budget.shares.requesters(), FAIR_SHARE_PEERS as u64 + 1);
+        // A new window forgets them all.
+        r.send_entries(&ledger, &mut fx, 2_000, "10.9.9.9:7946", &everything);
+        assert_eq!(r.budget.shares.spent.len(), 1);
+        assert!(r.budget.shares.overflow.is_none());
     }
 
     #[test]
