@@ -13,6 +13,102 @@ use crate::ledger::Entry;
 /// The schema version this code speaks: the first byte of every message.
 pub const WIRE_VERSION: u8 = 2;
 
+/// Decoding a sequence whose length the message states: the length is a
+/// number from the wire, so it is checked against the field's limit (the
+/// one `check_bounds` applies) before anything is allocated for it, and
+/// the elements are decoded only up to it. serde's own `Vec` decoding
+/// reserves up to 1 MiB for a stated length before the first element
+/// fails, and decodes every element before the limit is checked: in a
+/// guest, whose heap never shrinks, one crafted message of a few KB grew
+/// the node's memory by up to a MiB for good.
+mod bounded {
+    use std::cell::Cell;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
+
+    use super::{Digest8, SyncItem, WireEntry};
+    use crate::config::{MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_SYNC_ITEMS, SYNC_FANOUT};
+
+    /// (what, stated length, limit) of a refused sequence.
+    pub(super) type Refusal = (&'static str, usize, usize);
+
+    thread_local! {
+        /// The last sequence refused, for the error [`super::decode`]
+        /// reports (postcard drops the text of a custom error).
+        static REFUSED: Cell<Option<Refusal>> = const { Cell::new(None) };
+    }
+
+    /// A message's entries: at most [`MAX_ENTRIES_PER_MESSAGE`].
+    pub(super) fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WireEntry>, D::Error> {
+        vec::<MAX_ENTRIES_PER_MESSAGE, _, _>(d, "entries")
+    }
+
+    /// A `sync`'s items: at most [`MAX_SYNC_ITEMS`].
+    pub(super) fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncItem>, D::Error> {
+        vec::<MAX_SYNC_ITEMS, _, _>(d, "sync items")
+    }
+
+    /// Heads (of a `want`, a leaf or a `rest`): at most [`MAX_HEADS`].
+    pub(super) fn heads<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
+        vec::<MAX_HEADS, _, _>(d, "heads")
+    }
+
+    /// A sync node's digests: at most [`SYNC_FANOUT`] (exactly that many
+    /// is checked after decoding).
+    pub(super) fn digests<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Digest8>, D::Error> {
+        vec::<SYNC_FANOUT, _, _>(d, "digests")
+    }
+
+    /// Forgets the last refusal (at the start of a decode).
+    pub(super) fn clear() {
+        REFUSED.with(|r| r.set(None));
+    }
+
+    /// The refusal of this decode, if a sequence was longer than its limit.
+    pub(super) fn refused() -> Option<Refusal> {
+        REFUSED.with(Cell::get)
+    }
+
+    /// A `Vec` of at most `LIMIT` elements, `what` naming them.
+    fn vec<'de, const LIMIT: usize, D, T>(d: D, what: &'static str) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        d.deserialize_seq(BoundedVec::<LIMIT, T>(what, PhantomData))
+    }
+
+    struct BoundedVec<const LIMIT: usize, T>(&'static str, PhantomData<T>);
+
+    impl<'de, const LIMIT: usize, T: Deserialize<'de>> Visitor<'de> for BoundedVec<LIMIT, T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a sequence of at most {LIMIT} elements")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let stated = seq.size_hint().unwrap_or(0);
+            if stated > LIMIT {
+                REFUSED.with(|r| r.set(Some((self.0, stated, LIMIT))));
+                return Err(A::Error::custom("sequence longer than its limit"));
+            }
+            let mut out = Vec::with_capacity(stated);
+            while let Some(element) = seq.next_element()? {
+                if out.len() >= LIMIT {
+                    let seen = out.len().saturating_add(1);
+                    REFUSED.with(|r| r.set(Some((self.0, seen, LIMIT))));
+                    return Err(A::Error::custom("sequence longer than its limit"));
+                }
+                out.push(element);
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// The short frontier digest carried in pings and acks.
 pub type Digest8 = [u8; 8];
 
@@ -124,6 +220,7 @@ pub enum SyncItem {
         /// Bucket path: one nibble (0..16) of the author key per level.
         path: Vec<u8>,
         /// 16 child digests.
+        #[serde(deserialize_with = "bounded::digests")]
         digests: Vec<Digest8>,
     },
     /// The sender's (author, head seq) of every author in bucket `path`.
@@ -131,6 +228,7 @@ pub enum SyncItem {
         /// Bucket path.
         path: Vec<u8>,
         /// Heads.
+        #[serde(deserialize_with = "bounded::heads")]
         heads: Vec<(String, u64)>,
     },
 }
@@ -148,6 +246,7 @@ pub enum Message {
         /// Sender's frontier digest.
         digest: Digest8,
         /// Piggybacked entries.
+        #[serde(deserialize_with = "bounded::entries")]
         entries: Vec<WireEntry>,
     },
     /// Answer to a ping.
@@ -157,6 +256,7 @@ pub enum Message {
         /// Sender's frontier digest.
         digest: Digest8,
         /// Piggybacked entries.
+        #[serde(deserialize_with = "bounded::entries")]
         entries: Vec<WireEntry>,
     },
     /// Ask the receiver to probe `target` at `address` on the sender's behalf.
@@ -182,24 +282,29 @@ pub enum Message {
     /// A push of fresh entries.
     Gossip {
         /// Entries.
+        #[serde(deserialize_with = "bounded::entries")]
         entries: Vec<WireEntry>,
     },
     /// A step of reconciliation.
     Sync {
         /// Buckets compared in this step.
+        #[serde(deserialize_with = "bounded::items")]
         items: Vec<SyncItem>,
     },
     /// Ask for every entry of `author` after `seq`.
     Want {
         /// (author, seq held).
+        #[serde(deserialize_with = "bounded::heads")]
         heads: Vec<(String, u64)>,
     },
     /// Entries answering a want or a leaf.
     Entries {
         /// Entries, in chain order per author.
+        #[serde(deserialize_with = "bounded::entries")]
         entries: Vec<WireEntry>,
         /// (author, seq) still owed when the answer did not fit: the
         /// receiver asks for them with its next want.
+        #[serde(deserialize_with = "bounded::heads")]
         rest: Vec<(String, u64)>,
     },
 }
@@ -356,8 +461,14 @@ pub fn decode(bytes: &[u8]) -> Result<Message, Error> {
             "unknown schema version {version} (this node speaks {WIRE_VERSION})"
         )));
     }
+    bounded::clear();
     let (msg, tail): (Message, &[u8]) =
-        postcard::take_from_bytes(rest).map_err(|e| bad(format!("malformed message: {e}")))?;
+        postcard::take_from_bytes(rest).map_err(|e| match bounded::refused() {
+            Some((what, stated, limit)) => bad(format!(
+                "malformed message: {stated} {what} or more, limit {limit}"
+            )),
+            None => bad(format!("malformed message: {e}")),
+        })?;
     if !tail.is_empty() {
         return Err(bad(format!(
             "{} trailing bytes after a {} message",
@@ -460,6 +571,62 @@ fn check_bounds(msg: &Message) -> Result<(), Error> {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of `variant` whose first field is a sequence stating
+    /// `stated` elements, followed by `body`.
+    fn stating(variant: u8, stated: u64, body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![WIRE_VERSION, variant];
+        let mut n = stated;
+        loop {
+            let low = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                bytes.push(low);
+                break;
+            }
+            bytes.push(low | 0x80);
+        }
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[test]
+    fn a_stated_length_past_the_limit_is_refused_before_its_elements() {
+        // `entries` (variant 8) stating 50 000 entries, with as many bytes
+        // behind: serde's own decoding reserved 1 MiB for them first.
+        let msg = stating(8, 50_000, &[0; 50_000]);
+        match decode(&msg) {
+            Err(Error::BadMessage(why)) => {
+                assert!(why.contains("50000 entries or more, limit 1024"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // `want` (variant 7) with one well-formed head more than allowed:
+        // refused at the first head past the limit.
+        let head = [1, b'b', 0];
+        let msg = stating(7, (MAX_HEADS + 1) as u64, &head.repeat(MAX_HEADS + 1));
+        match decode(&msg) {
+            Err(Error::BadMessage(why)) => {
+                assert!(why.contains("2049 heads or more, limit 2048"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // At the limit it decodes.
+        let msg = stating(7, MAX_HEADS as u64, &head.repeat(MAX_HEADS));
+        assert!(matches!(decode(&msg), Ok(Message::Want { heads }) if heads.len() == MAX_HEADS));
+        // A stated length beyond the bytes left is a plain malformed
+        // message (nothing reserved either way), and a later decode does
+        // not report an earlier refusal.
+        match decode(&stating(5, 1_000, &[0; 4])) {
+            Err(Error::BadMessage(why)) => assert!(!why.contains("limit"), "{why}"),
+            other => panic!("{other:?}"),
         }
     }
 }
