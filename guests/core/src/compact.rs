@@ -614,4 +614,49 @@ mod tests {
             2 + 300 + 1 + 9 + 1 + 1 + 2 + 300
         );
     }
+
+    use proptest::prelude::*;
+
+    fn strings() -> BoxedStrategy<String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z.-]{1,12}",
+            "\\PC{0,40}",
+            "z{120,140}",
+            "w{16380,16390}",
+        ]
+        .boxed()
+    }
+
+    fn lists() -> BoxedStrategy<Vec<(String, String)>> {
+        prop::collection::vec((strings(), strings()), 0..5).boxed()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any string pairs (empty, long, non-ASCII) unpack as given, and
+        /// two packs are equal exactly when their lists are.
+        #[test]
+        fn pairs_unpack_as_given_and_are_equal_iff_their_lists_are(a in lists(), b in lists()) {
+            let (pa, pb) = (Pairs::new(&a), Pairs::new(&b));
+            prop_assert_eq!(&pa.to_vec(), &a);
+            prop_assert_eq!(pa.iter().count(), a.len());
+            prop_assert_eq!(&pb.to_vec(), &b);
+            prop_assert_eq!(pa == pb, a == b);
+            // A list and the same list with one string moved across a
+            // pair boundary, or split, differ.
+            if let Some((k, v)) = a.first() {
+                let mut moved = a.clone();
+                moved[0] = (format!("{k}{v}"), String::new());
+                prop_assert_eq!(Pairs::new(&moved) == pa, moved == a);
+            }
+            // Exactly sized: one block of the strings and their lengths.
+            let size: usize = a
+                .iter()
+                .map(|(k, v)| leb_len(k.len()) + k.len() + leb_len(v.len()) + v.len())
+                .sum();
+            prop_assert_eq!(pa.0.len(), size);
+        }
+    }
 }

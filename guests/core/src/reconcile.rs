@@ -1138,4 +1138,81 @@ mod tests {
             .collect();
         assert_eq!(asked, heads);
     }
+
+    mod shares {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Steps of time: none, a little, to the window's edge, past it,
+        /// far past it.
+        fn dts() -> BoxedStrategy<u64> {
+            prop_oneof![
+                Just(0u64),
+                1u64..10,
+                Just(FAIR_SHARE_WINDOW_MS - 1),
+                Just(FAIR_SHARE_WINDOW_MS),
+                Just(u64::MAX / 4),
+                0u64..3_000,
+            ]
+            .boxed()
+        }
+
+        /// (time step, requester, bytes taken: within what is available,
+        /// or an overdraw, or a flood of this many new requesters first).
+        fn steps() -> BoxedStrategy<Vec<(u64, u16, u64, u16)>> {
+            prop::collection::vec(
+                (
+                    dts(),
+                    0u16..40,
+                    prop_oneof![0u64..300_000, Just(u64::MAX)],
+                    prop_oneof![6 => Just(0u16), 1 => 1u16..9_000],
+                ),
+                1..60,
+            )
+            .boxed()
+        }
+
+        fn peer(p: u32) -> String {
+            format!("10.{}.{}.{}:7946", p >> 16, (p >> 8) & 255, p & 255)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+
+            /// Whatever the requesters ask and however many addresses they
+            /// ask from: what one may be shipped never exceeds what the
+            /// bucket holds, the tracked requesters never exceed
+            /// `FAIR_SHARE_PEERS`, and a new window forgets them.
+            #[test]
+            fn a_share_is_within_the_bucket_and_the_map_stays_bounded(steps in steps()) {
+                let mut b = PushBudget::default();
+                let mut now = 1_000u64;
+                let mut flooded = 0u32;
+                for (dt, who, take, flood) in steps {
+                    now = now.saturating_add(dt);
+                    let new_window = now >= b.shares.window_ms.saturating_add(FAIR_SHARE_WINDOW_MS);
+                    for _ in 0..flood {
+                        flooded += 1;
+                        let p = peer(100_000 + flooded);
+                        let got = b.available(now, &p);
+                        prop_assert!(got <= b.tokens, "{got} of {}", b.tokens);
+                    }
+                    let p = peer(u32::from(who));
+                    let got = b.available(now, &p);
+                    prop_assert!(b.tokens <= RECONCILE_BURST_BYTES);
+                    prop_assert!(got <= b.tokens, "{got} of {}", b.tokens);
+                    prop_assert!(b.shares.spent.len() <= FAIR_SHARE_PEERS);
+                    if new_window && flood == 0 {
+                        prop_assert_eq!(b.shares.spent.len(), 1);
+                        prop_assert!(b.shares.overflow.is_none());
+                    }
+                    prop_assert_eq!(
+                        b.shares.requesters(),
+                        (b.shares.spent.len() + usize::from(b.shares.overflow.is_some())).max(1) as u64
+                    );
+                    b.spend(&p, take.min(got.saturating_add(take % 2)));
+                }
+            }
+        }
+    }
 }

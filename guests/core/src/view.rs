@@ -349,4 +349,221 @@ mod tests {
         assert_eq!(handles, 44);
         assert_eq!(node.roster.slots(), 44);
     }
+
+    /// What a node performs, in order, for hostile traffic: valid entries
+    /// of three authors gossiped in pieces, out of order and again, the
+    /// same entries with a changed body or signature, wants and syncs
+    /// from many addresses asking for everything after 2^64-1 and after
+    /// 0, entries answers owing many heads, probes with odd fields, and
+    /// cut or altered bytes; every timer fired after each message.
+    fn hostile(sinks: bool) -> String {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+
+        use crate::testkit::{node_address, test_signer};
+        use crate::wire::{self, Message, SyncItem, WireEntry};
+        use crate::{EffectSink, NodeConfig, Timer, Tunables};
+        use nodeplane_types::Effect;
+
+        // Valid signed entries of three authors.
+        let mut sim = Sim::new(3, 21);
+        sim.start_all();
+        sim.run_for(6_000);
+        sim.crash(2);
+        sim.run_for(15_000);
+        let valid: Vec<WireEntry> = sim.nodes[0].store.iter().map(WireEntry::from).collect();
+        assert!(valid.len() >= 5, "{}", valid.len());
+
+        let id = node_id(7);
+        let cfg = NodeConfig {
+            node_id: id.clone(),
+            address: node_address(7),
+            metadata: vec![("overlay-ip".into(), "100.64.0.7".into())],
+            tunables: Tunables::DEFAULTS,
+        };
+        let mut node =
+            super::Node::new(cfg, Vec::new(), 77, 1_000, test_signer(&id)).expect("a node");
+        let sunk: Rc<RefCell<Vec<Effect<Timer, ()>>>> = Rc::default();
+        if sinks {
+            let s = Rc::clone(&sunk);
+            node.set_effect_sink(EffectSink(Box::new(move |e| s.borrow_mut().push(e))));
+        }
+        let mut out = String::new();
+        let mut record = |node: &mut super::Node, what: &str| {
+            node.check_invariants();
+            let mut effects = std::mem::take(&mut *sunk.borrow_mut());
+            effects.extend(node.drain_effects());
+            out.push_str(&format!("{what}: {effects:?}\n"));
+        };
+        node.join(1_000, &[node_address(0)]).expect("join");
+        record(&mut node, "join");
+
+        let mut tampered = valid.clone();
+        for (i, e) in tampered.iter_mut().enumerate() {
+            if i % 2 == 0 {
+                e.body.push(b' ');
+            } else {
+                e.signature.0[0] ^= 1;
+            }
+        }
+        let mut reversed = valid.clone();
+        reversed.reverse();
+        let mut far = valid.clone();
+        for e in &mut far {
+            e.seq = e.seq.saturating_add(1_000);
+        }
+        let authors: Vec<String> = (0..3).map(node_id).collect();
+        let everything_after = |seq: u64| -> Vec<(String, u64)> {
+            authors
+                .iter()
+                .map(|a| (a.clone(), seq))
+                .chain([(id.clone(), seq)])
+                .collect()
+        };
+        let mut messages: Vec<(String, Message)> = vec![
+            (
+                node_address(1),
+                Message::Gossip {
+                    entries: tampered.clone(),
+                },
+            ),
+            (node_address(2), Message::Gossip { entries: reversed }),
+            (node_address(1), Message::Gossip { entries: far }),
+            (
+                node_address(1),
+                Message::Entries {
+                    entries: valid.get(..3).unwrap_or_default().to_vec(),
+                    rest: everything_after(0),
+                },
+            ),
+            (
+                node_address(0),
+                Message::Gossip {
+                    entries: valid.clone(),
+                },
+            ),
+            (
+                node_address(0),
+                Message::Gossip {
+                    entries: valid.clone(),
+                },
+            ),
+            (
+                node_address(2),
+                Message::Entries {
+                    entries: tampered,
+                    rest: (0..300).map(|i| (format!("ghost-{i}"), i)).collect(),
+                },
+            ),
+            (
+                node_address(1),
+                Message::Ping {
+                    seq: u32::MAX,
+                    target: String::new(),
+                    digest: [0xff; 8],
+                    entries: valid.clone(),
+                },
+            ),
+            (
+                node_address(1),
+                Message::Ack {
+                    seq: 0,
+                    digest: [0; 8],
+                    entries: vec![],
+                },
+            ),
+            (
+                node_address(1),
+                Message::PingReq {
+                    seq: 1,
+                    target: node_id(2),
+                    address: node_address(2),
+                },
+            ),
+            (node_address(1), Message::Nack { seq: 1 }),
+            (node_address(1), Message::IndirectAck { seq: u32::MAX }),
+        ];
+        // A node asking from many addresses.
+        for p in 0..40u32 {
+            let from = format!("10.66.{}.{}:7946", p / 200, p % 200);
+            let seq = if p % 2 == 0 { 0 } else { u64::MAX };
+            messages.push((
+                from.clone(),
+                Message::Want {
+                    heads: everything_after(seq),
+                },
+            ));
+            messages.push((
+                from,
+                Message::Sync {
+                    items: vec![
+                        SyncItem::Node {
+                            path: vec![],
+                            digests: vec![[p as u8; 8]; 16],
+                        },
+                        SyncItem::Leaf {
+                            path: vec![15; 3],
+                            heads: everything_after(seq),
+                        },
+                    ],
+                },
+            ));
+        }
+        let mut now = 1_000u64;
+        for (k, (from, msg)) in messages.iter().enumerate() {
+            now += 37;
+            let bytes = wire::encode(msg);
+            let _ = node.handle_message(now, from, &bytes);
+            record(&mut node, msg.name());
+            // The same bytes cut, and with one byte changed.
+            let _ =
+                node.handle_message(now, from, bytes.get(..bytes.len() / 2).unwrap_or_default());
+            let mut changed = bytes.clone();
+            if let Some(b) = changed.get_mut(k % bytes.len().max(1)) {
+                *b ^= 0x5a;
+            }
+            let _ = node.handle_message_owned(now, from, changed);
+            record(&mut node, "altered");
+            for t in Timer::ALL {
+                node.handle_timer(now, t);
+                record(&mut node, "timer");
+            }
+        }
+        for t in Timer::ALL {
+            node.handle_timer(u64::MAX, t);
+            record(&mut node, "timer at the end of time");
+        }
+        out
+    }
+
+    #[test]
+    fn under_hostile_traffic_a_node_with_a_sink_does_the_same() {
+        let (queued, sunk) = (hostile(false), hostile(true));
+        assert!(queued.contains("Append"), "entries were linked");
+        assert!(queued.contains("Send"), "messages were sent");
+        assert!(queued.len() > 100_000, "{}", queued.len());
+        if queued != sunk {
+            let at = queued
+                .lines()
+                .zip(sunk.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!(
+                "the runs differ at line {at}:\n{}\n{}",
+                queued
+                    .lines()
+                    .nth(at)
+                    .unwrap_or("")
+                    .chars()
+                    .take(600)
+                    .collect::<String>(),
+                sunk.lines()
+                    .nth(at)
+                    .unwrap_or("")
+                    .chars()
+                    .take(600)
+                    .collect::<String>()
+            );
+        }
+    }
 }

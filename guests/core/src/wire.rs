@@ -38,32 +38,49 @@ mod bounded {
         /// The last sequence refused, for the error [`super::decode`]
         /// reports (postcard drops the text of a custom error).
         static REFUSED: Cell<Option<Refusal>> = const { Cell::new(None) };
+        /// Bytes of the message being decoded: no sequence in it can hold
+        /// more elements than these bytes can encode.
+        static MESSAGE_BYTES: Cell<usize> = const { Cell::new(0) };
     }
+
+    /// Smallest encoding of a [`WireEntry`]: empty author, kind and body,
+    /// one-byte varints, `prev` and `id` (32 bytes each) and the signature
+    /// (64).
+    pub(super) const MIN_ENTRY_BYTES: usize = 133;
+    /// Smallest encoding of a [`SyncItem`]: its variant and two empty
+    /// lists.
+    pub(super) const MIN_ITEM_BYTES: usize = 3;
+    /// Smallest encoding of a head: an empty id and a one-byte seq.
+    pub(super) const MIN_HEAD_BYTES: usize = 2;
+    /// Encoding of a digest (8 bytes, no length).
+    pub(super) const DIGEST_BYTES: usize = 8;
 
     /// A message's entries: at most [`MAX_ENTRIES_PER_MESSAGE`].
     pub(super) fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WireEntry>, D::Error> {
-        vec::<MAX_ENTRIES_PER_MESSAGE, _, _>(d, "entries")
+        vec::<MAX_ENTRIES_PER_MESSAGE, _, _>(d, "entries", MIN_ENTRY_BYTES)
     }
 
     /// A `sync`'s items: at most [`MAX_SYNC_ITEMS`].
     pub(super) fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncItem>, D::Error> {
-        vec::<MAX_SYNC_ITEMS, _, _>(d, "sync items")
+        vec::<MAX_SYNC_ITEMS, _, _>(d, "sync items", MIN_ITEM_BYTES)
     }
 
     /// Heads (of a `want`, a leaf or a `rest`): at most [`MAX_HEADS`].
     pub(super) fn heads<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
-        vec::<MAX_HEADS, _, _>(d, "heads")
+        vec::<MAX_HEADS, _, _>(d, "heads", MIN_HEAD_BYTES)
     }
 
     /// A sync node's digests: at most [`SYNC_FANOUT`] (exactly that many
     /// is checked after decoding).
     pub(super) fn digests<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Digest8>, D::Error> {
-        vec::<SYNC_FANOUT, _, _>(d, "digests")
+        vec::<SYNC_FANOUT, _, _>(d, "digests", DIGEST_BYTES)
     }
 
-    /// Forgets the last refusal (at the start of a decode).
-    pub(super) fn clear() {
+    /// Starts the decode of a message of `bytes` bytes: forgets the last
+    /// refusal.
+    pub(super) fn start(bytes: usize) {
         REFUSED.with(|r| r.set(None));
+        MESSAGE_BYTES.with(|b| b.set(bytes));
     }
 
     /// The refusal of this decode, if a sequence was longer than its limit.
@@ -71,16 +88,39 @@ mod bounded {
         REFUSED.with(Cell::get)
     }
 
-    /// A `Vec` of at most `LIMIT` elements, `what` naming them.
-    fn vec<'de, const LIMIT: usize, D, T>(d: D, what: &'static str) -> Result<Vec<T>, D::Error>
+    /// A `Vec` of at most `LIMIT` elements, `what` naming them, each
+    /// taking at least `min_bytes` on the wire.
+    fn vec<'de, const LIMIT: usize, D, T>(
+        d: D,
+        what: &'static str,
+        min_bytes: usize,
+    ) -> Result<Vec<T>, D::Error>
     where
         D: Deserializer<'de>,
         T: Deserialize<'de>,
     {
-        d.deserialize_seq(BoundedVec::<LIMIT, T>(what, PhantomData))
+        d.deserialize_seq(BoundedVec::<LIMIT, T> {
+            what,
+            min_bytes,
+            element: PhantomData,
+        })
     }
 
-    struct BoundedVec<const LIMIT: usize, T>(&'static str, PhantomData<T>);
+    /// The elements to reserve room for: those stated, at most what the
+    /// message's bytes can hold at `min_bytes` each.
+    pub(super) fn room(stated: usize, min_bytes: usize) -> usize {
+        let fits = MESSAGE_BYTES
+            .with(Cell::get)
+            .checked_div(min_bytes)
+            .unwrap_or(0);
+        stated.min(fits)
+    }
+
+    struct BoundedVec<const LIMIT: usize, T> {
+        what: &'static str,
+        min_bytes: usize,
+        element: PhantomData<T>,
+    }
 
     impl<'de, const LIMIT: usize, T: Deserialize<'de>> Visitor<'de> for BoundedVec<LIMIT, T> {
         type Value = Vec<T>;
@@ -92,14 +132,18 @@ mod bounded {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let stated = seq.size_hint().unwrap_or(0);
             if stated > LIMIT {
-                REFUSED.with(|r| r.set(Some((self.0, stated, LIMIT))));
+                REFUSED.with(|r| r.set(Some((self.what, stated, LIMIT))));
                 return Err(A::Error::custom("sequence longer than its limit"));
             }
-            let mut out = Vec::with_capacity(stated);
+            // Room for what the message's bytes can hold, not for what it
+            // states: a short message stating many entries reserves little.
+            // (An honest message states what it holds, so its room is the
+            // same as without the cap.)
+            let mut out = Vec::with_capacity(room(stated, self.min_bytes));
             while let Some(element) = seq.next_element()? {
                 if out.len() >= LIMIT {
                     let seen = out.len().saturating_add(1);
-                    REFUSED.with(|r| r.set(Some((self.0, seen, LIMIT))));
+                    REFUSED.with(|r| r.set(Some((self.what, seen, LIMIT))));
                     return Err(A::Error::custom("sequence longer than its limit"));
                 }
                 out.push(element);
@@ -461,7 +505,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, Error> {
             "unknown schema version {version} (this node speaks {WIRE_VERSION})"
         )));
     }
-    bounded::clear();
+    bounded::start(bytes.len());
     let (msg, tail): (Message, &[u8]) =
         postcard::take_from_bytes(rest).map_err(|e| match bounded::refused() {
             Some((what, stated, limit)) => bad(format!(
@@ -598,6 +642,49 @@ mod tests {
     }
 
     #[test]
+    fn room_is_reserved_for_what_the_message_can_hold_not_what_it_states() {
+        // The smallest encodings the caps assume are the real ones.
+        let smallest = WireEntry {
+            author: String::new(),
+            seq: 0,
+            prev: [0; 32],
+            clock: 0,
+            kind: String::new(),
+            body: Vec::new(),
+            id: [0; 32],
+            signature: WireSignature([0; 32], [0; 32]),
+        };
+        let size = |v: &dyn erased::Size| v.size();
+        assert_eq!(size(&smallest), bounded::MIN_ENTRY_BYTES);
+        let leaf = SyncItem::Leaf {
+            path: Vec::new(),
+            heads: Vec::new(),
+        };
+        assert_eq!(size(&leaf), bounded::MIN_ITEM_BYTES);
+        assert_eq!(size(&(String::new(), 0u64)), bounded::MIN_HEAD_BYTES);
+        assert_eq!(size(&[0u8; 8]), bounded::DIGEST_BYTES);
+        // A 1 100-byte message stating 1 024 entries reserves room for 8,
+        // not 1 024 (about 180 KB in a guest); a full one for what it
+        // states.
+        bounded::start(1_100);
+        assert_eq!(bounded::room(1_024, bounded::MIN_ENTRY_BYTES), 8);
+        bounded::start(MAX_MESSAGE_BYTES);
+        assert_eq!(bounded::room(300, bounded::MIN_ENTRY_BYTES), 300);
+    }
+
+    /// Encoded sizes of differently typed values.
+    mod erased {
+        pub(super) trait Size {
+            fn size(&self) -> usize;
+        }
+        impl<T: serde::Serialize> Size for T {
+            fn size(&self) -> usize {
+                postcard::to_allocvec(self).map(|v| v.len()).unwrap_or(0)
+            }
+        }
+    }
+
+    #[test]
     fn a_stated_length_past_the_limit_is_refused_before_its_elements() {
         // `entries` (variant 8) stating 50 000 entries, with as many bytes
         // behind: serde's own decoding reserved 1 MiB for them first.
@@ -627,6 +714,303 @@ mod tests {
         match decode(&stating(5, 1_000, &[0; 4])) {
             Err(Error::BadMessage(why)) => assert!(!why.contains("limit"), "{why}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    use proptest::prelude::*;
+
+    /// Strings of every length class a hostile sender may pick: empty,
+    /// short, non-ASCII, just under and over a one-byte varint length,
+    /// long.
+    fn text() -> BoxedStrategy<String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z0-9]{1,8}",
+            "\\PC{0,20}",
+            "x{126,130}",
+            "y{300,700}",
+        ]
+        .boxed()
+    }
+
+    /// 0, 1, the varint steps, the last values, or anything.
+    fn num() -> BoxedStrategy<u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(127),
+            Just(128),
+            Just(16_383),
+            Just(16_384),
+            Just(u64::MAX - 1),
+            Just(u64::MAX),
+            any::<u64>(),
+        ]
+        .boxed()
+    }
+
+    fn wire_entry() -> BoxedStrategy<WireEntry> {
+        let body = prop_oneof![
+            Just(Vec::new()),
+            prop::collection::vec(any::<u8>(), 0..200),
+            prop::collection::vec(any::<u8>(), 16_380..16_390),
+        ];
+        (
+            text(),
+            num(),
+            any::<[u8; 32]>(),
+            num(),
+            text(),
+            body,
+            any::<[u8; 32]>(),
+            any::<([u8; 32], [u8; 32])>(),
+        )
+            .prop_map(
+                |(author, seq, prev, clock, kind, body, id, (s0, s1))| WireEntry {
+                    author,
+                    seq,
+                    prev,
+                    clock,
+                    kind,
+                    body,
+                    id,
+                    signature: WireSignature(s0, s1),
+                },
+            )
+            .boxed()
+    }
+
+    /// A few extreme entries, or up to 300 small ones (entry counts past
+    /// the one- and two-byte varint steps).
+    fn entry_lists() -> BoxedStrategy<Vec<WireEntry>> {
+        prop_oneof![
+            prop::collection::vec(wire_entry(), 0..6),
+            (0usize..300, any::<u8>()).prop_map(|(n, b)| {
+                (0..n)
+                    .map(|i| WireEntry {
+                        author: format!("n{i}"),
+                        seq: i as u64,
+                        prev: [b; 32],
+                        clock: u64::MAX,
+                        kind: "k".into(),
+                        body: vec![b; i % 3],
+                        id: [b; 32],
+                        signature: WireSignature([b; 32], [0; 32]),
+                    })
+                    .collect()
+            }),
+        ]
+        .boxed()
+    }
+
+    fn rests() -> BoxedStrategy<Vec<(String, u64)>> {
+        prop_oneof![
+            prop::collection::vec((text(), num()), 0..8),
+            (0usize..300).prop_map(|n| (0..n).map(|i| (format!("r{i}"), i as u64)).collect()),
+        ]
+        .boxed()
+    }
+
+    /// Whether `msg` is within every limit `decode` checks, written out
+    /// here rather than calling `check_bounds` (so a limit tightened
+    /// there by mistake is caught).
+    fn within_limits(msg: &Message, bytes: &[u8]) -> bool {
+        let heads_ok = |heads: &[(String, u64)]| {
+            heads.len() <= MAX_HEADS
+                && heads
+                    .iter()
+                    .all(|(a, _)| !a.is_empty() && a.len() <= MAX_NODE_ID_LEN)
+        };
+        let path_ok =
+            |p: &[u8]| p.len() <= MAX_SYNC_DEPTH && p.iter().all(|&n| usize::from(n) < SYNC_FANOUT);
+        let entries_ok = |e: &[WireEntry]| e.len() <= MAX_ENTRIES_PER_MESSAGE;
+        bytes.len() <= MAX_MESSAGE_BYTES
+            && match msg {
+                Message::Ping {
+                    target, entries, ..
+                } => target.len() <= MAX_NODE_ID_LEN && entries_ok(entries),
+                Message::Ack { entries, .. } | Message::Gossip { entries } => entries_ok(entries),
+                Message::Entries { entries, rest } => entries_ok(entries) && heads_ok(rest),
+                Message::Want { heads } => heads_ok(heads),
+                Message::Sync { items } => {
+                    items.len() <= MAX_SYNC_ITEMS
+                        && items.iter().all(|i| match i {
+                            SyncItem::Node { path, digests } => {
+                                path_ok(path) && digests.len() == SYNC_FANOUT
+                            }
+                            SyncItem::Leaf { path, heads } => path_ok(path) && heads_ok(heads),
+                        })
+                }
+                Message::PingReq { .. } | Message::IndirectAck { .. } | Message::Nack { .. } => {
+                    check_bounds(msg).is_ok()
+                }
+            }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// An `entries` message built entry by entry is, byte for byte,
+        /// the encoded message, whatever the entries and the rest; and it
+        /// decodes back when within the limits.
+        #[test]
+        fn entries_buf_is_the_encoded_message(entries in entry_lists(), rest in rests()) {
+            let mut buf = EntriesBuf::default();
+            for e in &entries {
+                buf.push(e);
+            }
+            prop_assert_eq!(buf.len(), entries.len());
+            prop_assert_eq!(buf.is_empty(), entries.is_empty());
+            let built = buf.finish(&rest);
+            let msg = Message::Entries { entries, rest };
+            let encoded = encode(&msg);
+            prop_assert_eq!(&built, &encoded);
+            match decode(&built) {
+                Ok(back) => {
+                    prop_assert!(within_limits(&msg, &built));
+                    prop_assert_eq!(back, msg);
+                }
+                Err(_) => prop_assert!(!within_limits(&msg, &built)),
+            }
+        }
+
+        /// Any bytes: `decode` refuses or returns a message that encodes
+        /// back to a message decoding to itself; it never panics. The
+        /// bytes are random, or a valid message cut, extended or with one
+        /// byte changed.
+        #[test]
+        fn decode_never_panics_and_what_it_accepts_round_trips(
+            entries in entry_lists(),
+            rest in rests(),
+            random in prop::collection::vec(any::<u8>(), 0..300),
+            at in any::<usize>(),
+            byte in any::<u8>(),
+            how in 0u8..4,
+        ) {
+            let mut bytes = encode(&Message::Entries { entries, rest });
+            match how {
+                0 => {
+                    let i = at % bytes.len();
+                    bytes[i] = byte;
+                }
+                1 => bytes.truncate(at % bytes.len()),
+                2 => bytes.extend_from_slice(&random),
+                _ => {
+                    bytes = random;
+                    if let Some(first) = bytes.first_mut() {
+                        *first = WIRE_VERSION;
+                    }
+                }
+            }
+            if let Ok(msg) = decode(&bytes) {
+                let again = encode(&msg);
+                prop_assert!(within_limits(&msg, &again));
+                prop_assert_eq!(decode(&again).ok(), Some(msg));
+            }
+        }
+
+        /// Any message within the limits round-trips.
+        #[test]
+        fn a_message_within_the_limits_round_trips(
+            entries in entry_lists(),
+            heads in rests(),
+            seq in any::<u32>(),
+            digest in any::<[u8; 8]>(),
+            target in text(),
+            which in 0u8..5,
+        ) {
+            let msg = match which {
+                0 => Message::Ping { seq, target, digest, entries },
+                1 => Message::Ack { seq, digest, entries },
+                2 => Message::Gossip { entries },
+                3 => Message::Want { heads },
+                _ => Message::Sync {
+                    items: vec![
+                        SyncItem::Leaf { path: vec![], heads },
+                        SyncItem::Node { path: vec![15; MAX_SYNC_DEPTH], digests: vec![digest; SYNC_FANOUT] },
+                    ],
+                },
+            };
+            let bytes = encode(&msg);
+            match decode(&bytes) {
+                Ok(back) => prop_assert_eq!(back, msg),
+                Err(e) => prop_assert!(!within_limits(&msg, &bytes), "{e}"),
+            }
+        }
+
+        /// A stated sequence length past its field's limit, in any of the
+        /// bounded fields and wherever it sits in the message, is refused
+        /// naming the field, the length stated and the limit, before any
+        /// element is decoded (the elements behind it are valid).
+        #[test]
+        fn a_stated_length_past_a_limit_names_the_field_and_the_limit(
+            field in 0u8..8,
+            over in prop_oneof![Just(1u64), 1u64..100, Just(1u64 << 20), Just(u64::MAX >> 1)],
+        ) {
+            // (message with the stated length `n` of the field, what, limit,
+            // bytes of one valid element of it).
+            let varint = |mut n: u64| {
+                let mut out = Vec::new();
+                loop {
+                    let low = (n & 0x7f) as u8;
+                    n >>= 7;
+                    if n == 0 {
+                        out.push(low);
+                        return out;
+                    }
+                    out.push(low | 0x80);
+                }
+            };
+            let zero_entry = [0u8; 133];
+            let (prefix, what, limit, element): (Vec<u8>, &str, usize, Vec<u8>) = match field {
+                // ping: seq 0, empty target, digest, then entries.
+                0 => ([vec![WIRE_VERSION, 0, 0, 0], vec![0; 8]].concat(), "entries", MAX_ENTRIES_PER_MESSAGE, zero_entry.to_vec()),
+                // ack: seq 0, digest, then entries.
+                1 => ([vec![WIRE_VERSION, 1, 0], vec![0; 8]].concat(), "entries", MAX_ENTRIES_PER_MESSAGE, zero_entry.to_vec()),
+                // gossip.
+                2 => (vec![WIRE_VERSION, 5], "entries", MAX_ENTRIES_PER_MESSAGE, zero_entry.to_vec()),
+                // entries: the entries.
+                3 => (vec![WIRE_VERSION, 8], "entries", MAX_ENTRIES_PER_MESSAGE, zero_entry.to_vec()),
+                // entries: no entries, then the rest.
+                4 => (vec![WIRE_VERSION, 8, 0], "heads", MAX_HEADS, vec![1, b'a', 0]),
+                // want.
+                5 => (vec![WIRE_VERSION, 7], "heads", MAX_HEADS, vec![1, b'a', 0]),
+                // sync: its items (each an empty root leaf).
+                6 => (vec![WIRE_VERSION, 6], "sync items", MAX_SYNC_ITEMS, vec![1, 0, 0]),
+                // sync: one node item at the root, then its digests.
+                _ => (vec![WIRE_VERSION, 6, 1, 0, 0], "digests", SYNC_FANOUT, vec![0; 8]),
+            };
+            let stated = (limit as u64).saturating_add(over);
+            let mut bytes = prefix;
+            bytes.extend(varint(stated));
+            // As many valid elements behind as fit in a message.
+            let head = bytes.len();
+            let fit = (MAX_MESSAGE_BYTES - head) / element.len();
+            let n = usize::try_from(stated).unwrap_or(usize::MAX).min(fit);
+            bytes.extend(element.repeat(n));
+            // postcard states the length when the bytes left are at least
+            // as many as the elements stated.
+            let covered = (bytes.len() - head) as u64 >= stated;
+            let reachable = limit.saturating_add(1) <= fit;
+            match decode(&bytes) {
+                Err(Error::BadMessage(why)) => {
+                    let named = format!("{what} or more, limit {limit}");
+                    if covered {
+                        // The stated elements all there: refused as stated,
+                        // before any element.
+                        let stated_named = format!("{stated} {named}");
+                        prop_assert!(why.contains(&stated_named), "{why}");
+                    } else if reachable {
+                        // Not covered by the bytes left (postcard gives no
+                        // length then): refused at the element past the limit.
+                        let seen_named = format!("{} {named}", limit + 1);
+                        prop_assert!(why.contains(&seen_named), "{why}");
+                    } else {
+                        // The bytes end before the limit: plain malformed.
+                        prop_assert!(!why.contains("limit"), "{why}");
+                    }
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
         }
     }
 }
