@@ -456,16 +456,7 @@ impl EntriesBuf {
             .get(..empty.len().saturating_sub(2))
             .unwrap_or_default()
             .to_vec();
-        let mut n = count as u64;
-        loop {
-            let low = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                head.push(low);
-                break;
-            }
-            head.push(low | 0x80);
-        }
+        put_varint(&mut head, count as u64);
         // The head fits its room (2 + at most 10 bytes): right-align it
         // there and drop the unused front (a move, no new buffer).
         let start = ENTRIES_HEAD_ROOM.saturating_sub(head.len());
@@ -482,6 +473,20 @@ impl EntriesBuf {
         }
         #[allow(clippy::expect_used)]
         postcard::to_extend(rest, bytes).expect("postcard encodes into a Vec")
+    }
+}
+
+/// Appends `n` as postcard writes a length or an unsigned number: LEB128,
+/// seven bits a byte, low bits first.
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let low = u8::try_from(n & 0x7f).unwrap_or(0);
+        n >>= 7;
+        if n == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
     }
 }
 
@@ -627,16 +632,7 @@ mod tests {
     /// `stated` elements, followed by `body`.
     fn stating(variant: u8, stated: u64, body: &[u8]) -> Vec<u8> {
         let mut bytes = vec![WIRE_VERSION, variant];
-        let mut n = stated;
-        loop {
-            let low = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                bytes.push(low);
-                break;
-            }
-            bytes.push(low | 0x80);
-        }
+        put_varint(&mut bytes, stated);
         bytes.extend_from_slice(body);
         bytes
     }
