@@ -120,17 +120,12 @@ impl Effects {
         self.sink.is_some() && !self.queue.is_empty()
     }
 
-    /// Hands every queued effect to the sink, in order, as
-    /// [`Effects::drain_with`] would return them.
-    pub(crate) fn flush_to_sink(&mut self, linked: impl FnMut(&str, u64) -> Option<Entry>) {
-        if self.sink.is_none() {
-            return;
-        }
-        let queue = self.drain_with(linked);
-        if let Some(sink) = self.sink.as_mut() {
-            for effect in queue {
-                (sink.0)(effect);
-            }
+    /// Hands `drained` (the queue as [`Effects::drain_with`] returned it)
+    /// to the sink, in order; without a sink it is queued again.
+    pub(crate) fn hand_to_sink(&mut self, drained: Vec<Effect<Timer, ()>>) {
+        match self.sink.as_mut() {
+            Some(sink) => drained.into_iter().for_each(|effect| (sink.0)(effect)),
+            None => self.queue = drained,
         }
     }
 

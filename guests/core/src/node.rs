@@ -601,8 +601,13 @@ impl Node {
                 ],
             );
         }
-        // Each `append` takes its entry out of the ledger (no copy held
-        // twice until the host has it).
+        self.take_queued()
+    }
+
+    /// The queued effects, each `append` taking its entry out of the
+    /// ledger (no copy held twice until the host has it); the ledger reads
+    /// those entries back from its store from then on.
+    fn take_queued(&mut self) -> Vec<Effect<Timer, ()>> {
         let mut linked = self.ledger.take_linked();
         let effects = self
             .effects
@@ -631,10 +636,8 @@ impl Node {
         if !self.effects.has_queued_for_sink() {
             return;
         }
-        let mut linked = self.ledger.take_linked();
-        self.effects
-            .flush_to_sink(|author, seq| linked.take(author, seq));
-        self.ledger.finish_flush(linked);
+        let queued = self.take_queued();
+        self.effects.hand_to_sink(queued);
     }
 
     /// Reads linked entries back from `store` (in a component, the host's

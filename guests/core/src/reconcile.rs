@@ -622,28 +622,6 @@ fn varint_len(n: u64) -> usize {
     bits.div_ceil(7)
 }
 
-/// Bytes of `e` postcard-encoded (the layout [`WireEntry`] derives:
-/// strings and byte vectors with a varint length, integers as varints,
-/// arrays raw).
-#[cfg(test)]
-fn wire_entry_size(e: &WireEntry) -> usize {
-    [
-        varint_len(e.author.len() as u64),
-        e.author.len(),
-        varint_len(e.seq),
-        32,
-        varint_len(e.clock),
-        varint_len(e.kind.len() as u64),
-        e.kind.len(),
-        varint_len(e.body.len() as u64),
-        e.body.len(),
-        32,
-        64,
-    ]
-    .iter()
-    .fold(0usize, |acc, n| acc.saturating_add(*n))
-}
-
 impl Node {
     /// Starts a reconciliation with `to` (rate-limited unless forced).
     pub(crate) fn start_sync(&mut self, now_ms: u64, to: &str, force: bool) {
@@ -740,6 +718,36 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes of `e` postcard-encoded (the layout [`WireEntry`] derives:
+    /// strings and byte vectors with a varint length, integers as varints,
+    /// arrays raw).
+    fn wire_entry_size(e: &WireEntry) -> usize {
+        [
+            varint_len(e.author.len() as u64),
+            e.author.len(),
+            varint_len(e.seq),
+            32,
+            varint_len(e.clock),
+            varint_len(e.kind.len() as u64),
+            e.kind.len(),
+            varint_len(e.body.len() as u64),
+            e.body.len(),
+            32,
+            64,
+        ]
+        .iter()
+        .fold(0usize, |acc, n| acc.saturating_add(*n))
+    }
+
+    /// (author, 0) for every author `ledger` holds: a want of everything.
+    fn everything(ledger: &Ledger) -> Vec<(String, u64)> {
+        ledger
+            .heads_under(&[])
+            .into_iter()
+            .map(|(a, _)| (a, 0))
+            .collect()
+    }
     use crate::ledger::Entry;
     use nodeplane_types::Effect;
 
@@ -942,11 +950,7 @@ mod tests {
         // A seed holding 3 000 joins (about 0.9 MB) that 40 fresh nodes ask
         // for everything at the same instant: 36 MB wanted.
         let ledger = ledger_of(3_000);
-        let everything: Vec<(String, u64)> = ledger
-            .heads_under(&[])
-            .into_iter()
-            .map(|(a, _)| (a, 0))
-            .collect();
+        let everything = everything(&ledger);
         let largest = 400u64;
         let mut r = Reconciler::default();
         let mut fx = Effects::default();
@@ -1002,11 +1006,7 @@ mod tests {
         // window's capacity). A greedy peer asks for everything every 5 ms,
         // an honest one every 100 ms, for two seconds.
         let ledger = ledger_padded(4_000, 1_500);
-        let everything: Vec<(String, u64)> = ledger
-            .heads_under(&[])
-            .into_iter()
-            .map(|(a, _)| (a, 0))
-            .collect();
+        let everything = everything(&ledger);
         let (greedy, honest) = ("10.0.0.66:7946", "10.0.0.7:7946");
         let mut r = Reconciler::default();
         let mut fx = Effects::default();
@@ -1043,11 +1043,7 @@ mod tests {
     #[test]
     fn requesters_beyond_the_tracked_ones_share_one_record() {
         let ledger = ledger_of(10);
-        let everything: Vec<(String, u64)> = ledger
-            .heads_under(&[])
-            .into_iter()
-            .map(|(a, _)| (a, 0))
-            .collect();
+        let everything = everything(&ledger);
         let mut r = Reconciler::default();
         let mut fx = Effects::default();
         for p in 0..FAIR_SHARE_PEERS + 500 {
