@@ -4,6 +4,8 @@
 use nodeplane_entry::Entry;
 use wasmtime::{ResourceLimiter, StoreLimits};
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use crate::bindings::nodeplane::control::{
@@ -22,6 +24,9 @@ pub struct HostState {
     pub rng: u64,
     /// Effects recorded during the current call.
     pub effects: Vec<Effect>,
+    /// Where this call's `Append` effects are, by (author, seq), so that
+    /// `ledger-store.get` finds them without scanning every effect.
+    pub(crate) appended: AppendIndex,
     /// Entries returned by `ledger-store.load`.
     pub stored: Vec<Entry>,
     /// Memory limits, and the instance's linear memory size.
@@ -175,6 +180,56 @@ impl timers::Host for HostState {
     }
 }
 
+/// The position in a call's effects of the first `Append` of each
+/// (author, seq), keyed by a 64-bit hash of the pair. A lookup checks the
+/// effect it finds; on a hash collision (two pairs, one key) it falls back
+/// to scanning, so answers never depend on the hash.
+#[derive(Default)]
+pub(crate) struct AppendIndex(HashMap<u64, usize>);
+
+impl AppendIndex {
+    fn key(author: &str, seq: u64) -> u64 {
+        let mut h = DefaultHasher::new();
+        author.hash(&mut h);
+        seq.hash(&mut h);
+        h.finish()
+    }
+
+    /// Notes that `effects[at]` appends `(author, seq)`; an earlier append
+    /// of the same key keeps its place (the first at each seq is answered).
+    fn note(&mut self, author: &str, seq: u64, at: usize) {
+        self.0.entry(Self::key(author, seq)).or_insert(at);
+    }
+
+    /// The first entry of `effects` appending `(author, seq)`.
+    fn find<'a>(&self, effects: &'a [Effect], author: &str, seq: u64) -> Option<&'a Entry> {
+        let appends = |e: &'a Effect| match e {
+            Effect::Append(a) if a.author == author && a.seq == seq => Some(a),
+            _ => None,
+        };
+        let at = self.0.get(&Self::key(author, seq))?;
+        effects
+            .get(*at)
+            .and_then(appends)
+            .or_else(|| effects.iter().find_map(appends))
+    }
+}
+
+impl HostState {
+    /// Starts a call at `now_ms`, with no effects recorded.
+    pub fn begin_call(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.effects.clear();
+        self.appended.0.clear();
+    }
+
+    /// The effects the call recorded, in order, leaving none.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        self.appended.0.clear();
+        std::mem::take(&mut self.effects)
+    }
+}
+
 impl ledger_store::Host for HostState {
     fn load(&mut self) -> Vec<types::LedgerEntry> {
         self.stored.iter().map(convert::entry_to_wit).collect()
@@ -182,7 +237,11 @@ impl ledger_store::Host for HostState {
 
     fn append(&mut self, entry: types::LedgerEntry) {
         match convert::entry_from_wit(entry) {
-            Ok(entry) => self.effects.push(Effect::Append(entry)),
+            Ok(entry) => {
+                self.appended
+                    .note(&entry.author, entry.seq, self.effects.len());
+                self.effects.push(Effect::Append(entry));
+            }
             Err(reason) => self.reject("append-rejected", reason),
         }
     }
@@ -208,10 +267,7 @@ impl ledger_store::Host for HostState {
                 continue;
             }
             // Not stored (yet): appended earlier in this call?
-            let appended = self.effects.iter().find_map(|e| match e {
-                Effect::Append(a) if a.author == author && a.seq == seq => Some(a),
-                _ => None,
-            });
+            let appended = self.appended.find(&self.effects, &author, seq);
             let Some(appended) = appended else {
                 break;
             };
@@ -272,5 +328,57 @@ impl events::Host for HostState {
 
     fn log_event(&mut self, kind: String, detail: String) {
         self.effects.push(Effect::Log { kind, detail });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(author: &str, seq: u64, clock: u64) -> Effect {
+        Effect::Append(Entry::new(author, seq, [0; 32], clock, "join", Vec::new()))
+    }
+
+    fn indexed(effects: &[Effect]) -> AppendIndex {
+        let mut index = AppendIndex::default();
+        for (at, e) in effects.iter().enumerate() {
+            if let Effect::Append(a) = e {
+                index.note(&a.author, a.seq, at);
+            }
+        }
+        index
+    }
+
+    #[test]
+    fn finds_the_first_append_of_each_author_and_seq() {
+        let effects = vec![
+            append("a", 1, 10),
+            Effect::Log {
+                kind: "k".into(),
+                detail: String::new(),
+            },
+            append("b", 1, 20),
+            append("a", 2, 30),
+            append("a", 1, 40),
+        ];
+        let index = indexed(&effects);
+        let clock = |author, seq| index.find(&effects, author, seq).map(|e| e.clock);
+        assert_eq!(clock("a", 1), Some(10), "the first append at a seq");
+        assert_eq!(clock("a", 2), Some(30));
+        assert_eq!(clock("b", 1), Some(20));
+        assert_eq!(clock("b", 2), None);
+        assert_eq!(clock("c", 1), None);
+    }
+
+    #[test]
+    fn a_key_pointing_elsewhere_falls_back_to_the_scan() {
+        // A collision: ("b", 1)'s key holds the position of ("a", 1).
+        let effects = vec![append("a", 1, 10), append("b", 1, 20)];
+        let mut index = AppendIndex::default();
+        index.0.insert(AppendIndex::key("b", 1), 0);
+        assert_eq!(index.find(&effects, "b", 1).map(|e| e.clock), Some(20));
+        // A position past the effects is no answer by itself either.
+        index.0.insert(AppendIndex::key("a", 1), 7);
+        assert_eq!(index.find(&effects, "a", 1).map(|e| e.clock), Some(10));
     }
 }

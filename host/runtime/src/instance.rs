@@ -104,6 +104,7 @@ impl Instance {
             now_ms: 0,
             rng: seed,
             effects: Vec::new(),
+            appended: Default::default(),
             stored: Vec::new(),
             limits: TrackedLimits::new(
                 StoreLimitsBuilder::new()
@@ -181,8 +182,7 @@ impl Instance {
                 Vec::new(),
             );
         }
-        self.store.data_mut().now_ms = now_ms;
-        self.store.data_mut().effects.clear();
+        self.store.data_mut().begin_call(now_ms);
         let fuel = if std::mem::take(&mut self.starve_next_call) {
             0
         } else {
@@ -198,7 +198,7 @@ impl Instance {
             );
         }
         let result = f(&self.bindings, &mut self.store);
-        let effects = std::mem::take(&mut self.store.data_mut().effects);
+        let effects = self.store.data_mut().take_effects();
         match result {
             Ok(Ok(value)) => (Ok(value), effects),
             Ok(Err(error)) => (
