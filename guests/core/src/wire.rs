@@ -28,7 +28,7 @@ mod bounded {
 
     use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
 
-    use super::{Digest8, SyncItem, WireEntry};
+    use super::{Digest8, SyncItem, WireEntry, MAX_HEADS_PER_MESSAGE};
     use crate::config::{MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_SYNC_ITEMS, SYNC_FANOUT};
 
     /// (what, stated length, limit) of a refused sequence.
@@ -41,6 +41,10 @@ mod bounded {
         /// Bytes of the message being decoded: no sequence in it can hold
         /// more elements than these bytes can encode.
         static MESSAGE_BYTES: Cell<usize> = const { Cell::new(0) };
+        /// Heads decoded so far in the message, over all its head lists
+        /// (a `sync` carries one per leaf): at most
+        /// [`super::MAX_HEADS_PER_MESSAGE`].
+        static HEADS_DECODED: Cell<usize> = const { Cell::new(0) };
     }
 
     /// Smallest encoding of a [`WireEntry`]: empty author, kind and body,
@@ -57,30 +61,33 @@ mod bounded {
 
     /// A message's entries: at most [`MAX_ENTRIES_PER_MESSAGE`].
     pub(super) fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WireEntry>, D::Error> {
-        vec::<MAX_ENTRIES_PER_MESSAGE, _, _>(d, "entries", MIN_ENTRY_BYTES)
+        vec::<MAX_ENTRIES_PER_MESSAGE, _, _>(d, "entries", MIN_ENTRY_BYTES, None)
     }
 
     /// A `sync`'s items: at most [`MAX_SYNC_ITEMS`].
     pub(super) fn items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SyncItem>, D::Error> {
-        vec::<MAX_SYNC_ITEMS, _, _>(d, "sync items", MIN_ITEM_BYTES)
+        vec::<MAX_SYNC_ITEMS, _, _>(d, "sync items", MIN_ITEM_BYTES, None)
     }
 
-    /// Heads (of a `want`, a leaf or a `rest`): at most [`MAX_HEADS`].
+    /// Heads (of a `want`, a leaf or a `rest`): at most [`MAX_HEADS`] in
+    /// the list, and at most [`MAX_HEADS_PER_MESSAGE`] in all the
+    /// message's lists together.
     pub(super) fn heads<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
-        vec::<MAX_HEADS, _, _>(d, "heads", MIN_HEAD_BYTES)
+        vec::<MAX_HEADS, _, _>(d, "heads", MIN_HEAD_BYTES, Some(&HEADS_DECODED))
     }
 
     /// A sync node's digests: at most [`SYNC_FANOUT`] (exactly that many
     /// is checked after decoding).
     pub(super) fn digests<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Digest8>, D::Error> {
-        vec::<SYNC_FANOUT, _, _>(d, "digests", DIGEST_BYTES)
+        vec::<SYNC_FANOUT, _, _>(d, "digests", DIGEST_BYTES, None)
     }
 
     /// Starts the decode of a message of `bytes` bytes: forgets the last
-    /// refusal.
+    /// refusal and the heads counted.
     pub(super) fn start(bytes: usize) {
         REFUSED.with(|r| r.set(None));
         MESSAGE_BYTES.with(|b| b.set(bytes));
+        HEADS_DECODED.with(|h| h.set(0));
     }
 
     /// The refusal of this decode, if a sequence was longer than its limit.
@@ -89,11 +96,13 @@ mod bounded {
     }
 
     /// A `Vec` of at most `LIMIT` elements, `what` naming them, each
-    /// taking at least `min_bytes` on the wire.
+    /// taking at least `min_bytes` on the wire; with `per_message`, also
+    /// counted against [`MAX_HEADS_PER_MESSAGE`] over the whole message.
     fn vec<'de, const LIMIT: usize, D, T>(
         d: D,
         what: &'static str,
         min_bytes: usize,
+        per_message: Option<&'static PerMessage>,
     ) -> Result<Vec<T>, D::Error>
     where
         D: Deserializer<'de>,
@@ -102,8 +111,23 @@ mod bounded {
         d.deserialize_seq(BoundedVec::<LIMIT, T> {
             what,
             min_bytes,
+            per_message,
             element: PhantomData,
         })
+    }
+
+    /// A count kept over one message's decode.
+    type PerMessage = std::thread::LocalKey<Cell<usize>>;
+
+    /// What refusing a sequence at `count` elements records: the list's
+    /// own limit when it is the one passed, else the message's.
+    fn refuse(what: &'static str, count: usize, limit: usize, message_count: usize) {
+        let refusal = if count > limit {
+            (what, count, limit)
+        } else {
+            ("heads in one message", message_count, MAX_HEADS_PER_MESSAGE)
+        };
+        REFUSED.with(|r| r.set(Some(refusal)));
     }
 
     /// The elements to reserve room for: those stated, at most what the
@@ -119,6 +143,7 @@ mod bounded {
     struct BoundedVec<const LIMIT: usize, T> {
         what: &'static str,
         min_bytes: usize,
+        per_message: Option<&'static PerMessage>,
         element: PhantomData<T>,
     }
 
@@ -131,8 +156,15 @@ mod bounded {
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
             let stated = seq.size_hint().unwrap_or(0);
-            if stated > LIMIT {
-                REFUSED.with(|r| r.set(Some((self.what, stated, LIMIT))));
+            // Elements of this kind decoded earlier in the message, and
+            // how many more it may hold.
+            let before = self.per_message.map_or(0, |c| c.with(Cell::get));
+            let limit = match self.per_message {
+                Some(_) => LIMIT.min(MAX_HEADS_PER_MESSAGE.saturating_sub(before)),
+                None => LIMIT,
+            };
+            if stated > limit {
+                refuse(self.what, stated, LIMIT, before.saturating_add(stated));
                 return Err(A::Error::custom("sequence longer than its limit"));
             }
             // Room for what the message's bytes can hold, not for what it
@@ -141,17 +173,30 @@ mod bounded {
             // same as without the cap.)
             let mut out = Vec::with_capacity(room(stated, self.min_bytes));
             while let Some(element) = seq.next_element()? {
-                if out.len() >= LIMIT {
+                if out.len() >= limit {
                     let seen = out.len().saturating_add(1);
-                    REFUSED.with(|r| r.set(Some((self.what, seen, LIMIT))));
+                    refuse(self.what, seen, LIMIT, before.saturating_add(seen));
                     return Err(A::Error::custom("sequence longer than its limit"));
                 }
                 out.push(element);
+            }
+            if let Some(count) = self.per_message {
+                count.with(|c| c.set(before.saturating_add(out.len())));
             }
             Ok(out)
         }
     }
 }
+
+/// Most heads in one message, over all its head lists: a `sync` carries
+/// one list per leaf, and without this bound a 60 KB `sync` of leaves of
+/// [`MAX_HEADS`] one-byte heads each decoded about 30 000 heads (a MiB or
+/// more of a guest's heap, which never shrinks) before anything refused
+/// it. An honest `sync` carries at most [`crate::config::SYNC_ITEMS_PER_MESSAGE`]
+/// leaves of [`crate::config::SYNC_LEAF_AUTHORS`] heads (a deeper leaf
+/// only for authors colliding on all 64 bits of their key); `want` and
+/// `rest` have one list, already bounded by [`MAX_HEADS`].
+pub const MAX_HEADS_PER_MESSAGE: usize = MAX_HEADS;
 
 /// The short frontier digest carried in pings and acks.
 pub type Digest8 = [u8; 8];
@@ -602,6 +647,18 @@ fn check_bounds(msg: &Message) -> Result<(), Error> {
                     items.len()
                 )));
             }
+            let heads: usize = items
+                .iter()
+                .map(|item| match item {
+                    SyncItem::Leaf { heads, .. } => heads.len(),
+                    SyncItem::Node { .. } => 0,
+                })
+                .fold(0, usize::saturating_add);
+            if heads > MAX_HEADS_PER_MESSAGE {
+                return Err(bad(format!(
+                    "sync carries {heads} heads in all, limit {MAX_HEADS_PER_MESSAGE}"
+                )));
+            }
             for item in items {
                 match item {
                     SyncItem::Node { path, digests } => {
@@ -711,6 +768,75 @@ mod tests {
             Err(Error::BadMessage(why)) => assert!(!why.contains("limit"), "{why}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_heads_of_all_a_syncs_leaves_count_against_one_limit() {
+        // (path, heads) of a leaf of `n` one-byte-author heads.
+        let leaf = |n: usize| SyncItem::Leaf {
+            path: vec![3],
+            heads: (0..n).map(|i| ("a".to_string(), i as u64 % 100)).collect(),
+        };
+        let sync = |leaves: &[usize]| Message::Sync {
+            items: leaves.iter().map(|&n| leaf(n)).collect(),
+        };
+        // Each leaf within its own limit, the message at the total: kept.
+        let at = sync(&[1_000, 1_000, 48]);
+        assert_eq!(decode(&encode(&at)).ok(), Some(at));
+        // One head more, in any leaf: refused while decoding, at the head
+        // past the message's limit.
+        for leaves in [[1_000, 1_000, 49], [1_500, 500, 49], [49, 1_000, 1_000]] {
+            match decode(&encode(&sync(&leaves))) {
+                Err(Error::BadMessage(why)) => assert!(
+                    why.contains("heads in one message or more, limit 2048"),
+                    "{why}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        // 14 leaves of 2 048 two-byte heads (an empty author, seq 0: the
+        // smallest head) fit one message: refused at the second leaf,
+        // where before every leaf was decoded in full (28 672 heads).
+        let smallest = SyncItem::Leaf {
+            path: vec![],
+            heads: vec![(String::new(), 0); MAX_HEADS],
+        };
+        let bytes = encode(&Message::Sync {
+            items: vec![smallest; 14],
+        });
+        assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{}", bytes.len());
+        match decode(&bytes) {
+            Err(Error::BadMessage(why)) => {
+                assert!(why.contains("4096 heads in one message or more"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A leaf stating more than the message has left is refused as
+        // stated.
+        let two = encode(&sync(&[2_000, 2_000]));
+        match decode(&two) {
+            Err(Error::BadMessage(why)) => {
+                assert!(why.contains("4000 heads in one message or more"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // Every receiver checks it on a decoded message too.
+        match check_bounds(&sync(&[1_500, 1_500])) {
+            Err(Error::BadMessage(why)) => {
+                assert!(
+                    why.contains("sync carries 3000 heads in all, limit 2048"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // `want` and `rest` are one list each: their limit is unchanged.
+        let want = Message::Want {
+            heads: (0..MAX_HEADS)
+                .map(|i| ("b".to_string(), i as u64))
+                .collect(),
+        };
+        assert_eq!(decode(&encode(&want)).ok(), Some(want));
     }
 
     use proptest::prelude::*;
@@ -828,7 +954,15 @@ mod tests {
                 Message::Entries { entries, rest } => entries_ok(entries) && heads_ok(rest),
                 Message::Want { heads } => heads_ok(heads),
                 Message::Sync { items } => {
+                    let all_heads: usize = items
+                        .iter()
+                        .map(|i| match i {
+                            SyncItem::Leaf { heads, .. } => heads.len(),
+                            SyncItem::Node { .. } => 0,
+                        })
+                        .sum();
                     items.len() <= MAX_SYNC_ITEMS
+                        && all_heads <= 2_048
                         && items.iter().all(|i| match i {
                             SyncItem::Node { path, digests } => {
                                 path_ok(path) && digests.len() == SYNC_FANOUT
