@@ -319,8 +319,43 @@ impl<K: Ord> SmallSet<K> {
 /// where a boxed slice of `(String, String)` takes one block for the
 /// slice and one per string. The encoding is prefix-free, so two packs
 /// are equal exactly when their pair lists are.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Pairs(Box<[u8]>);
+///
+/// A pack of at most [`PAIRS_INLINE`] bytes (a member's `overlay-ip`,
+/// say) is held inline, without a block of its own: 28 bytes on wasm32,
+/// so a [`crate::membership::Profile`] with its metadata is one 48-byte
+/// allocator chunk where the profile and a separate pack took two of 32.
+#[derive(Clone, Debug)]
+pub(crate) struct Pairs(PairsRepr);
+
+/// Bytes a [`Pairs`] holds inline.
+pub(crate) const PAIRS_INLINE: usize = 26;
+
+/// Where a [`Pairs`] keeps its bytes: inline when they fit (then exactly
+/// there, the rest zero), else in one exactly sized block.
+#[derive(Clone, Debug)]
+enum PairsRepr {
+    /// The first `len` bytes of the array.
+    Inline { len: u8, bytes: [u8; PAIRS_INLINE] },
+    /// More than [`PAIRS_INLINE`] bytes.
+    Boxed(Box<[u8]>),
+}
+
+impl Default for Pairs {
+    fn default() -> Pairs {
+        Pairs(PairsRepr::Inline {
+            len: 0,
+            bytes: [0; PAIRS_INLINE],
+        })
+    }
+}
+
+impl PartialEq for Pairs {
+    fn eq(&self, other: &Pairs) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Pairs {}
 
 /// Bytes of the LEB128 form of `n`.
 fn leb_len(mut n: usize) -> usize {
@@ -376,12 +411,27 @@ impl Pairs {
             put_str(&mut out, k);
             put_str(&mut out, v);
         }
-        Pairs(out.into_boxed_slice())
+        let mut bytes = [0; PAIRS_INLINE];
+        match (u8::try_from(out.len()), bytes.get_mut(..out.len())) {
+            (Ok(len), Some(head)) => {
+                head.copy_from_slice(&out);
+                Pairs(PairsRepr::Inline { len, bytes })
+            }
+            _ => Pairs(PairsRepr::Boxed(out.into_boxed_slice())),
+        }
+    }
+
+    /// The packed bytes.
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            PairsRepr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(&[]),
+            PairsRepr::Boxed(b) => b,
+        }
     }
 
     /// The pairs, in their order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        let mut buf: &[u8] = &self.0;
+        let mut buf: &[u8] = self.bytes();
         std::iter::from_fn(move || {
             if buf.is_empty() {
                 return None;
@@ -610,9 +660,37 @@ mod tests {
         assert_eq!(leb_len(127), 1);
         assert_eq!(leb_len(128), 2);
         assert_eq!(
-            Pairs::new(&lists[3]).0.len(),
+            Pairs::new(&lists[3]).bytes().len(),
             2 + 300 + 1 + 9 + 1 + 1 + 2 + 300
         );
+    }
+
+    #[test]
+    fn pairs_up_to_the_inline_size_are_held_inline_and_read_back_alike() {
+        // Packs of 24 to 29 bytes: inline up to `PAIRS_INLINE`, boxed
+        // above; every one reads back as given, and equals only itself.
+        let lists: Vec<Vec<(String, String)>> = (20..26)
+            .map(|n| vec![("ab".to_string(), "v".repeat(n))])
+            .collect();
+        for (i, l) in lists.iter().enumerate() {
+            let p = Pairs::new(l);
+            let size = 1 + 2 + 1 + l[0].1.len();
+            assert_eq!(p.bytes().len(), size);
+            assert_eq!(
+                matches!(p.0, PairsRepr::Inline { .. }),
+                size <= PAIRS_INLINE
+            );
+            assert_eq!(&p.to_vec(), l);
+            assert_eq!(p.clone(), p);
+            for (j, m) in lists.iter().enumerate() {
+                assert_eq!(p == Pairs::new(m), i == j);
+            }
+        }
+        // The member metadata the simulator gives (`overlay-ip`, up to
+        // 100.64.255.255) fits.
+        let sim = vec![("overlay-ip".to_string(), "100.64.255.255".to_string())];
+        assert!(matches!(Pairs::new(&sim).0, PairsRepr::Inline { .. }));
+        assert_eq!(Pairs::default(), Pairs::new(&[]));
     }
 
     use proptest::prelude::*;
@@ -656,7 +734,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| leb_len(k.len()) + k.len() + leb_len(v.len()) + v.len())
                 .sum();
-            prop_assert_eq!(pa.0.len(), size);
+            prop_assert_eq!(pa.bytes().len(), size);
+            prop_assert_eq!(matches!(pa.0, PairsRepr::Inline { .. }), size <= PAIRS_INLINE);
         }
     }
 }

@@ -312,12 +312,14 @@ struct Suspects {
 /// practice) packed into a number ([`packed_v4`]: no allocation, and
 /// written back exactly), any other as its string. Each string has one
 /// form, so two addresses are equal exactly when their strings are.
+/// 8 bytes on wasm32: the rare other address is a thin pointer to its
+/// boxed string (a `Box<str>` inline would make it 12).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Address {
     /// A canonical IPv4 address, packed.
     V4(PackedV4),
-    /// Any other address.
-    Other(Box<str>),
+    /// Any other address (boxed twice: a thin pointer).
+    Other(Box<Box<str>>),
 }
 
 /// The 48-bit number [`packed_v4`] gives a canonical IPv4 address, kept as
@@ -353,7 +355,7 @@ impl Address {
     pub(crate) fn new(s: String) -> Address {
         match packed_v4(&s).and_then(PackedV4::new) {
             Some(k) => Address::V4(k),
-            None => Address::Other(s.into_boxed_str()),
+            None => Address::Other(Box::new(s.into_boxed_str())),
         }
     }
 
@@ -361,7 +363,7 @@ impl Address {
     pub(crate) fn is(&self, s: &str) -> bool {
         match self {
             Address::V4(k) => packed_v4(s) == Some(k.get()),
-            Address::Other(o) => **o == *s,
+            Address::Other(o) => ***o == *s,
         }
     }
 }
@@ -385,6 +387,17 @@ pub(crate) struct Profile {
     /// The metadata, packed (one allocation for every pair).
     pub(crate) meta: Pairs,
 }
+
+// The layouts the per-member figures rest on, where they are measured:
+// 32-bit targets (wasm32, i686). A profile with its metadata inline is
+// one 48-byte chunk of the guest's allocator (44 bytes with the `Arc`
+// counts; dlmalloc rounds to 16 with a 4-byte header).
+#[cfg(target_pointer_width = "32")]
+const _: () = {
+    assert!(std::mem::size_of::<Address>() == 8);
+    assert!(std::mem::size_of::<Pairs>() == 28);
+    assert!(std::mem::size_of::<Profile>() == 36);
+};
 
 /// What others wrote about a subject at each incarnation, and the
 /// subject's rare facts. Boxed and absent until the first such entry:

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Hash};
+use super::keys::KeyOrder;
 use super::lookup::{EntryStore, MemoryEntries};
 use crate::authors::{AuthorId, Authors};
 use crate::compact::{push_tight, Slots, U64Words};
@@ -159,7 +160,7 @@ pub struct Ledger {
     /// Bucketed digests: each author key with the author (of the byte-wise
     /// smallest id, should several share the key) it belongs to; the
     /// digest contribution is the author's [`Chain::leaf`].
-    keys: BTreeMap<u64, AuthorId>,
+    keys: KeyOrder,
     /// The other authors of a key several share (a 64-bit collision,
     /// crafted or not), sorted by id: the order is (key, author id).
     keys_more: BTreeMap<u64, Vec<AuthorId>>,
@@ -289,7 +290,7 @@ impl Ledger {
             recent: BTreeMap::new(),
             store,
             unavailable: RefCell::new(Vec::new()),
-            keys: BTreeMap::new(),
+            keys: KeyOrder::default(),
             keys_more: BTreeMap::new(),
             root: 0,
             pending: BTreeMap::new(),
@@ -571,7 +572,7 @@ impl Ledger {
     /// (bucket key, author, digest contribution) of every author whose
     /// key is in `lo..=hi`, in (key, author id) order.
     fn keyed(&self, lo: u64, hi: u64) -> impl Iterator<Item = (u64, AuthorId, u64)> + '_ {
-        self.keys.range(lo..=hi).flat_map(move |(&k, &a)| {
+        self.keys.range(lo, hi).flat_map(move |(k, a)| {
             let more = if self.keys_more.is_empty() {
                 None
             } else {
@@ -859,16 +860,15 @@ impl Ledger {
     /// Files a new author under its bucket key, in (key, author id) order.
     fn file_key(&mut self, a: AuthorId, author: &str) {
         let key = author_key(author);
-        let first = match self.keys.entry(key) {
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(a);
+        let first = match self.keys.get(key) {
+            None => {
+                self.keys.insert(key, a);
                 return;
             }
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                let first = *o.get();
+            Some(first) => {
                 if self.authors.name(first).is_some_and(|f| **f > *author) {
                     // The newcomer sorts first: the old first moves on.
-                    o.insert(a);
+                    self.keys.insert(key, a);
                     first
                 } else {
                     a
