@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use nodeplane_core::checkpoint::{Proposal, Vote, KIND_CHECKPOINT, KIND_CHECKPOINT_VOTE};
 use nodeplane_core::ledger::{Entry, Hash, GENESIS_PREV};
 use nodeplane_core::membership::{self, DeadBody, LeaveBody, ProfileBody, SuspectBody};
 use nodeplane_core::testkit::{node_address, node_id, test_keys, test_signer};
@@ -128,6 +129,23 @@ enum Body {
     },
     Leave {
         inc: Num,
+    },
+    /// A `checkpoint` proposal (design §13.4, run by the node: §13.9).
+    Checkpoint {
+        n: Num,
+        round: Num,
+        /// `None`: the id of an entry seen (a plausible hash).
+        id: Option<[u8; 32]>,
+        prev: Option<[u8; 32]>,
+        /// The node's current frontier digest, or any bytes.
+        cut: Option<[u8; 32]>,
+    },
+    /// A `checkpoint-vote`.
+    CheckpointVote {
+        n: Num,
+        round: Num,
+        /// `None`: a skip.
+        id: Option<[u8; 32]>,
     },
     Raw {
         kind: String,
@@ -262,7 +280,13 @@ fn config() -> NodeConfig {
     NodeConfig {
         node_id: node_id(0),
         address: node_address(0),
-        metadata: vec![("overlay-ip".into(), "100.64.0.0".into())],
+        // The checkpoint trigger at 4 entries (the test knob, design
+        // §13.9), so that proposals, votes and agreement run within
+        // `MAX_STEPS`.
+        metadata: vec![
+            ("overlay-ip".into(), "100.64.0.0".into()),
+            ("nodeplane.checkpoint-min-tail".into(), "4".into()),
+        ],
         tunables: Tunables::default(),
     }
 }
@@ -388,6 +412,35 @@ impl Harness {
                     inc: self.num(*inc, &author),
                 }),
             ),
+            Body::Checkpoint {
+                n,
+                round,
+                id,
+                prev,
+                cut,
+            } => {
+                let some = |h: &Option<[u8; 32]>| match h {
+                    Some(h) => *h,
+                    None if !self.all.is_empty() => self.all[self.all.len() - 1].id,
+                    None => [0; 32],
+                };
+                let p = Proposal {
+                    n: self.num(*n, &author),
+                    round: self.num(*round, &author) as u32,
+                    id: some(id),
+                    prev: prev.unwrap_or([0; 32]),
+                    cut: cut.unwrap_or_else(|| self.node.frontier_digest()),
+                };
+                (KIND_CHECKPOINT.to_string(), p.body())
+            }
+            Body::CheckpointVote { n, round, id } => {
+                let v = Vote {
+                    n: self.num(*n, &author),
+                    round: self.num(*round, &author) as u32,
+                    id: *id,
+                };
+                (KIND_CHECKPOINT_VOTE.to_string(), v.body())
+            }
             Body::Raw { kind, body } => (kind.clone(), body.clone()),
         };
         let clock = self.num(spec.clock, &author);

@@ -4,6 +4,7 @@
 //! the churn yardstick at small scale;
 //! no progress output off a terminal.
 
+mod checkpoints;
 mod churn;
 mod documented;
 mod progress;

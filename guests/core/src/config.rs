@@ -350,9 +350,124 @@ pub const CHECKPOINT_MIN_TAIL: u64 = 1_024;
 /// max(CHECKPOINT_MIN_TAIL, CHECKPOINT_TAIL_PER_MEMBER × |C(n − 1)|)`.
 pub const CHECKPOINT_TAIL_PER_MEMBER: u64 = 2;
 
+/// How long a voter holds a proposal whose cut it cannot match (it holds
+/// entries the proposer did not, or lacks some that reconciliation has
+/// not brought) before it writes a skip (stage A's liveness rule,
+/// docs/design.md §13.9): a skip never helps two ids to agreement.
+pub const CHECKPOINT_VOTE_WAIT_MS: u64 = 10_000;
+
+/// Shortest gap between two attempts of a voter to match a round's
+/// proposals against its ledger (each reads every author's head back and
+/// may search): an attempt is retried when the ledger changed, the gap
+/// doubling after each attempt up to 64 times this.
+pub const CHECKPOINT_RETRY_MS: u64 = 1_000;
+
+/// Trailing entries per author a voter steps back over to find a
+/// proposal's cut (those at or above the proposal's clock); a chain with
+/// more does not match this time.
+pub const CHECKPOINT_WALK_BACK: usize = 64;
+
+/// A voter whose candidate cut misses a proposal's digest tries each
+/// author's head up to this many entries lower (one author at a time):
+/// one writer's concurrent entries with low clocks, a restarted node's
+/// new `join` above all, are the usual difference.
+pub const CHECKPOINT_SEARCH_DEPTH: u64 = 4;
+
+/// Restarted members (authors whose head is a `join` above seq 1) a voter
+/// puts below their new `join`, in every combination, when its candidate
+/// cut misses a proposal's digest: 2^4 tries at most.
+pub const CHECKPOINT_SEARCH_RESTARTS: usize = 4;
+
+/// Largest cut (authors) that single-author search is tried on: each try
+/// hashes the whole cut, so it costs authors² × depth hashed heads.
+pub const CHECKPOINT_SEARCH_AUTHORS: usize = 256;
+
+/// Rounds of the open checkpoint kept from the first open one on; entries
+/// for rounds beyond are ignored (an honest voter is at most one round
+/// ahead of another).
+pub const MAX_OPEN_ROUNDS: usize = 8;
+
+/// Candidate proposals kept per round of checkpoint 1 (whose proposer is
+/// known only once its state is recomputed); for later checkpoints only
+/// the round's proposer's is kept.
+pub const MAX_PROPOSALS_PER_ROUND: usize = 4;
+
+/// Log lines about ignored `checkpoint`/`checkpoint-vote` entries per
+/// checkpoint (`checkpoint-ignored`): a hostile writer cannot flood the
+/// event log.
+pub const MAX_IGNORED_LOGS: u32 = 32;
+
+/// The reserved metadata key of the test knob that lowers `K`
+/// (docs/design.md §13.9): `nodeplane.checkpoint-min-tail=M` makes `K = M`
+/// (the per-member term is dropped), for tests and small simulations. It
+/// is taken out of the metadata (not offered to peers). The knob travels
+/// in the metadata because `tunables` is a WIT record.
+pub const CHECKPOINT_MIN_TAIL_KEY: &str = "nodeplane.checkpoint-min-tail";
+
+/// Smallest and largest values of [`CHECKPOINT_MIN_TAIL_KEY`].
+pub const CHECKPOINT_MIN_TAIL_RANGE: (u64, u64) = (1, 1_000_000);
+
+/// Takes the test knob [`CHECKPOINT_MIN_TAIL_KEY`] out of `config`'s
+/// metadata: `None` when absent; an error naming the key when it is
+/// given twice, is not a decimal number, or is outside
+/// [`CHECKPOINT_MIN_TAIL_RANGE`].
+pub fn take_checkpoint_min_tail(config: &mut NodeConfig) -> Result<Option<u64>, Error> {
+    let (knob, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut config.metadata)
+        .into_iter()
+        .partition(|(k, _)| k == CHECKPOINT_MIN_TAIL_KEY);
+    config.metadata = rest;
+    let (lo, hi) = CHECKPOINT_MIN_TAIL_RANGE;
+    match knob.as_slice() {
+        [] => Ok(None),
+        [(_, v)] => match v.parse::<u64>() {
+            Ok(m) if (lo..=hi).contains(&m) && !v.starts_with('+') => Ok(Some(m)),
+            _ => Err(Error::InvalidConfig(format!(
+                "metadata {CHECKPOINT_MIN_TAIL_KEY}={v:?}: expected a whole number from {lo} to {hi}"
+            ))),
+        },
+        _ => Err(Error::InvalidConfig(format!(
+            "metadata {CHECKPOINT_MIN_TAIL_KEY}: given {} times, at most once allowed",
+            knob.len()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkpoint_knob_is_taken_out_of_the_metadata_and_checked() {
+        let with = |pairs: &[(&str, &str)]| NodeConfig {
+            node_id: "a".into(),
+            address: "10.0.0.1:7000".into(),
+            metadata: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            tunables: Tunables::default(),
+        };
+        let mut c = with(&[("overlay-ip", "x"), (CHECKPOINT_MIN_TAIL_KEY, "32")]);
+        assert_eq!(take_checkpoint_min_tail(&mut c).unwrap(), Some(32));
+        assert_eq!(
+            c.metadata,
+            vec![("overlay-ip".to_string(), "x".to_string())]
+        );
+        let mut c = with(&[("overlay-ip", "x")]);
+        assert_eq!(take_checkpoint_min_tail(&mut c).unwrap(), None);
+        for bad in ["0", "1000001", "-1", "+5", "x", "", "18446744073709551616"] {
+            let mut c = with(&[(CHECKPOINT_MIN_TAIL_KEY, bad)]);
+            assert!(
+                matches!(take_checkpoint_min_tail(&mut c), Err(Error::InvalidConfig(s)) if s.contains(CHECKPOINT_MIN_TAIL_KEY)),
+                "{bad:?}"
+            );
+        }
+        let mut c = with(&[
+            (CHECKPOINT_MIN_TAIL_KEY, "5"),
+            (CHECKPOINT_MIN_TAIL_KEY, "5"),
+        ]);
+        assert!(take_checkpoint_min_tail(&mut c).is_err());
+    }
 
     #[test]
     fn zero_fields_take_defaults() {

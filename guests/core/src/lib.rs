@@ -64,8 +64,9 @@
 //!   entries; [`ledger`]: entries, chains, digests; [`wire`]: the codec;
 //!   [`config`]: every bound with its reason; [`rng`]: the seeded generator;
 //! - [`checkpoint`]: checkpoint records, their encoding and id, and the
-//!   derivation a checkpoint loads into (docs/design.md §13; not called by
-//!   the node yet).
+//!   derivation a checkpoint loads into (docs/design.md §13);
+//!   `checkpoint_driver`: proposals, votes and agreement run by the node
+//!   (stage A: agreed, nothing pruned).
 //!
 //! # Invariants
 //!
@@ -91,6 +92,7 @@
 
 mod authors;
 pub mod checkpoint;
+mod checkpoint_driver;
 mod compact;
 pub mod config;
 pub mod effect;
@@ -109,6 +111,7 @@ pub mod testkit;
 mod view;
 pub mod wire;
 
+pub use checkpoint_driver::CheckpointStatus;
 pub use effect::{EffectSink, Timer};
 pub use error::Error;
 pub use ledger::{Entry, Hash};

@@ -10,6 +10,7 @@
 
 use nodeplane_types::{Effect, Member, MembershipView, NodeConfig, PeerState, Tunables};
 
+use crate::checkpoint_driver::Checkpoints;
 use crate::config::*;
 use crate::effect::{EffectSink, Effects, Timer};
 use crate::error::Error;
@@ -60,6 +61,9 @@ pub struct Node {
     /// This node's signing key (held by the host) and every signature
     /// check.
     pub(crate) signer: Box<dyn Signer>,
+    /// Checkpoints: the agreed chain and the open round (stage A: agreed,
+    /// nothing pruned).
+    pub(crate) checkpoints: Checkpoints,
 }
 
 /// The 8-byte form of a frontier or bucket digest on the wire.
@@ -159,6 +163,8 @@ impl Node {
         now_ms: u64,
         signer: Box<dyn Signer>,
     ) -> Result<(Node, Restored), Error> {
+        let mut config = config;
+        let min_tail = take_checkpoint_min_tail(&mut config)?;
         let cfg = validated(config)?;
         let mut node = Node {
             signer,
@@ -177,6 +183,7 @@ impl Node {
             heartbeats: 0,
             now_ms,
             cfg,
+            checkpoints: Checkpoints::new(min_tail),
         };
         let mut restored = Restored::default();
         for (i, e) in stored.into_iter().enumerate() {
@@ -555,6 +562,7 @@ impl Node {
                 self.reconcile.prune_streams(self.now_ms);
                 self.gossip_round(now_ms);
                 self.apply_death_rule(now_ms);
+                self.checkpoint_tick(now_ms);
                 self.effects.set_timer(Timer::Gossip, GOSSIP_INTERVAL_MS);
             }
             (Phase::Joined, Timer::Relay) => self.relay_timer(now_ms),

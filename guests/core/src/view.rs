@@ -38,6 +38,7 @@ impl Node {
     /// Folds an entry into the derived view and suspicion bookkeeping.
     /// Returns the subjects touched.
     pub(crate) fn fold(&mut self, now_ms: u64, e: &Entry) -> Vec<String> {
+        self.checkpoint_linked(now_ms, e);
         let touched = match self.derived.apply_sharing(e, &self.ledger) {
             Ok(t) => t,
             Err(why) => {

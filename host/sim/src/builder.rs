@@ -8,6 +8,7 @@ use crate::network::NetConfig;
 use crate::node::{node_address, node_id, node_metadata, NodeSpec};
 use crate::world::Sim;
 use crate::SimError;
+use nodeplane_core::config::CHECKPOINT_MIN_TAIL_KEY;
 
 /// Builds a [`Sim`].
 #[derive(Clone)]
@@ -24,6 +25,7 @@ pub struct SimBuilder {
     keep_logs: bool,
     ledgers: Vec<MemoryLedger>,
     hostiles: usize,
+    checkpoint_min_tail: Option<u64>,
 }
 
 impl Default for SimBuilder {
@@ -41,6 +43,7 @@ impl Default for SimBuilder {
             keep_logs: false,
             ledgers: Vec::new(),
             hostiles: 0,
+            checkpoint_min_tail: None,
         }
     }
 }
@@ -56,6 +59,7 @@ impl std::fmt::Debug for SimBuilder {
             .field("join", &self.join)
             .field("observe", &self.observe)
             .field("hostiles", &self.hostiles)
+            .field("checkpoint_min_tail", &self.checkpoint_min_tail)
             .finish_non_exhaustive()
     }
 }
@@ -153,6 +157,15 @@ impl SimBuilder {
         self
     }
 
+    /// The checkpoint trigger `K` of every node started by
+    /// [`build`](SimBuilder::build), through the node plane's test knob
+    /// (`nodeplane.checkpoint-min-tail` in its metadata, taken out by the
+    /// component: docs/design.md §13.9); `None`: the default `K`.
+    pub fn checkpoint_min_tail(mut self, k: Option<u64>) -> Self {
+        self.checkpoint_min_tail = k;
+        self
+    }
+
     /// Starts every node (and joins them, unless told not to).
     pub fn build(mut self) -> Result<Sim, SimError> {
         let (runtime, loaded) = match self.compiled.take() {
@@ -174,7 +187,11 @@ impl SimBuilder {
             } else {
                 MemoryLedger::in_pool(&sim.pool)
             };
-            let spec = NodeSpec::new(node_id(i), node_address(i)).metadata(node_metadata(i));
+            let mut metadata = node_metadata(i);
+            if let Some(k) = self.checkpoint_min_tail {
+                metadata.push((CHECKPOINT_MIN_TAIL_KEY.into(), k.to_string()));
+            }
+            let spec = NodeSpec::new(node_id(i), node_address(i)).metadata(metadata);
             let i = sim.push_node(spec, None, ledger);
             sim.boot(i)?;
             crate::progress::tick(0, 1);

@@ -65,6 +65,11 @@ pub struct SimArgs {
     /// run (the honest nodes must not crash nor declare each other dead).
     #[arg(long, default_value_t = 0)]
     pub hostile: usize,
+    /// Checkpoint trigger K for tests and small runs (the node plane's
+    /// test knob: K = this value, no per-member term; default
+    /// max(1 024, 2 × voters)). Not for S6.
+    #[arg(long)]
+    pub checkpoint_min_tail: Option<u64>,
     /// Write raw figures per seed and aggregated as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -101,6 +106,7 @@ impl SimArgs {
             split: self.split,
             crash: self.crash,
             events: self.events,
+            checkpoint_min_tail: self.checkpoint_min_tail,
         }
     }
 

@@ -14,7 +14,7 @@
 //! within [`CONVERGENCE_BOUND_MS`], and the live nodes' ledgers must reach
 //! one frontier digest within [`LEDGER_BOUND_MS`] after that.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use nodeplane_entry::signing::{
@@ -60,7 +60,103 @@ fn verify_store_signatures<'a>(
     })
 }
 
+/// The checkpoints the nodes logged as agreed (`checkpoint-agreed`), for
+/// the invariant of docs/design.md §13.4 as run by the node (stage A): at
+/// most one id per number across all nodes (a violation when logged).
+/// Reported besides: nodes whose agreed state and tail give another view
+/// than theirs, and live nodes not on the latest checkpoint once ledgers
+/// agree.
+#[derive(Debug, Default)]
+pub struct Checkpoints {
+    /// Per checkpoint number, the id first agreed and by whom.
+    pub by_n: BTreeMap<u64, (String, usize)>,
+    /// Per node, its latest agreed (number, id).
+    pub latest: BTreeMap<usize, (u64, String)>,
+    /// `checkpoint-view-differs` events: (node, detail).
+    pub view_differs: Vec<(usize, String)>,
+    /// Live nodes not on the latest agreed checkpoint at the end-of-run
+    /// check (stage A: a node that cannot find a cut stays behind until
+    /// stage C lets it fetch one; reported, not a violation).
+    pub lagging: Vec<usize>,
+}
+
+/// How long the end-of-run check lets rounds finish after ledgers agree,
+/// when the run agreed a checkpoint (a vote is tallied on the next gossip
+/// tick, 200 ms; an adoption can take a few).
+pub const CHECKPOINT_SETTLE_MS: u64 = 2_000;
+
 impl Sim {
+    /// The checkpoints logged as agreed so far.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
+    /// Takes a `checkpoint-*` event of node `i` into account: a second id
+    /// for one number, or a view that differs from the one the agreed
+    /// state and the tail stand for, is a violation.
+    pub(crate) fn note_checkpoint(&mut self, i: usize, kind: &str, detail: &str) {
+        match kind {
+            "checkpoint-agreed" => {
+                let v: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+                let (Some(n), Some(id)) = (v["n"].as_u64(), v["id"].as_str()) else {
+                    self.violation(format!(
+                        "n{i}: checkpoint-agreed without n and id: {detail}"
+                    ));
+                    return;
+                };
+                let id = id.to_string();
+                match self.checkpoints.by_n.get(&n) {
+                    Some((first, by)) if *first != id => {
+                        let msg = format!(
+                            "checkpoint {n}: n{i} agreed {id}, n{by} agreed {first} (two ids for one number)"
+                        );
+                        self.violation(msg);
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.checkpoints.by_n.insert(n, (id.clone(), i));
+                    }
+                }
+                self.checkpoints.latest.insert(i, (n, id));
+            }
+            "checkpoint-view-differs" => {
+                // Stage A keeps the node's view (nothing is replaced), so
+                // this is not a violation of the run; it is what stage B
+                // would change, counted and reported.
+                self.checkpoints.view_differs.push((i, detail.to_string()));
+            }
+            _ => {}
+        }
+    }
+
+    /// After ledgers agree: which live nodes are not on the latest agreed
+    /// checkpoint (all hold its cut; see [`Checkpoints::lagging`]). Runs
+    /// the world on for [`CHECKPOINT_SETTLE_MS`], only when a checkpoint
+    /// was agreed (a run without one is left exactly as it was). Two ids
+    /// for one number are violations as they are logged.
+    fn check_checkpoints(&mut self) {
+        if self.checkpoints.by_n.is_empty() {
+            return;
+        }
+        self.run_for(Duration::from_millis(CHECKPOINT_SETTLE_MS));
+        let Some((&n, (id, _))) = self.checkpoints.by_n.last_key_value() else {
+            return;
+        };
+        let (n, id) = (n, id.clone());
+        let lagging: Vec<usize> = self
+            .live_nodes()
+            .into_iter()
+            .filter(|i| {
+                self.checkpoints
+                    .latest
+                    .get(i)
+                    .map(|(m, x)| (*m, x.as_str()))
+                    != Some((n, id.as_str()))
+            })
+            .collect();
+        self.checkpoints.lagging = lagging;
+    }
+
     /// Checks the invariants `expect` names; with [`Expect::Converge`] the
     /// faults are healed first and the run continues up to the documented
     /// bounds. Any violation is returned with the seed and a trace excerpt.
@@ -143,6 +239,8 @@ impl Sim {
                     LEDGER_BOUND_MS / 1000,
                     digests.join(" ")
                 ));
+            } else {
+                self.check_checkpoints();
             }
         }
         // The convergence checks ran the world on: what it violated then.

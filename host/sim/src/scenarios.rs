@@ -194,6 +194,9 @@ pub struct ScenarioParams {
     pub crash: Option<usize>,
     /// Churn: membership events (`None`: [`crate::churn::DEFAULT_EVENTS`]).
     pub events: Option<usize>,
+    /// The checkpoint trigger `K` through the node plane's test knob
+    /// (`None`: the default, `max(1 024, 2 × voters)`).
+    pub checkpoint_min_tail: Option<u64>,
 }
 
 impl Default for ScenarioParams {
@@ -211,6 +214,7 @@ impl Default for ScenarioParams {
             split: None,
             crash: None,
             events: None,
+            checkpoint_min_tail: None,
         }
     }
 }
@@ -241,6 +245,14 @@ impl ScenarioParams {
         }
         if self.bandwidth_bps == Some(0) {
             return bad("--bandwidth 0: must be above 0 (Mbit/s)".into());
+        }
+        if let Some(k) = self.checkpoint_min_tail {
+            let (lo, hi) = nodeplane_core::config::CHECKPOINT_MIN_TAIL_RANGE;
+            if !(lo..=hi).contains(&k) {
+                return bad(format!(
+                    "--checkpoint-min-tail {k}: must be between {lo} and {hi}"
+                ));
+            }
         }
         if self.hostiles > n {
             return bad(format!(
@@ -351,7 +363,8 @@ pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, S
     let mut builder = Sim::builder()
         .nodes(n)
         .seed(params.seed)
-        .component(params.component.clone());
+        .component(params.component.clone())
+        .checkpoint_min_tail(params.checkpoint_min_tail);
     if let Some(bps) = params.bandwidth_bps {
         builder = builder.bandwidth(bps);
     }
@@ -406,10 +419,26 @@ pub fn run(scenario: Scenario, params: &ScenarioParams) -> Result<ScenarioRun, S
 /// (calls that returned an error the run did not provoke), and with
 /// hostile nodes `hostile_messages`, `hostile_rejected` (refused as
 /// `bad-message`) and `hostile_bytes_in_per_out` (bytes honest nodes sent
-/// the hostile addresses per byte those sent).
+/// the hostile addresses per byte those sent); in runs that agreed a
+/// checkpoint, `checkpoints_agreed` (the latest number),
+/// `checkpoint_lagging_nodes` (live nodes not on it at the end) and
+/// `checkpoint_view_differs` (agreements whose G differed from the view).
 fn health_figures(sim: &Sim, f: &mut Figures) {
     f.set("crashes", sim.crash_count() as f64);
     f.set("call_errors", sim.call_error_count() as f64);
+    // Only in runs that agreed one (a run below the trigger reports as
+    // before): the latest checkpoint number any node agreed.
+    if let Some((&n, _)) = sim.checkpoints().by_n.last_key_value() {
+        f.set("checkpoints_agreed", n as f64);
+        f.set(
+            "checkpoint_lagging_nodes",
+            sim.checkpoints().lagging.len() as f64,
+        );
+        f.set(
+            "checkpoint_view_differs",
+            sim.checkpoints().view_differs.len() as f64,
+        );
+    }
     if !sim.hostiles().is_empty() {
         let (mut sent, mut rejected, mut bytes_out, mut bytes_in) = (0, 0, 0, 0);
         for h in sim.hostiles() {

@@ -107,6 +107,9 @@ pub struct Sim {
     progress_events: u64,
     /// The entries of the nodes' stores, each held once.
     pub(crate) pool: EntryPool,
+    /// Checkpoints the nodes logged as agreed
+    /// ([`crate::invariants::Checkpoints`]).
+    pub(crate) checkpoints: crate::invariants::Checkpoints,
 }
 
 impl Sim {
@@ -152,6 +155,7 @@ impl Sim {
             hostile_generation: Vec::new(),
             progress_events: 0,
             pool: EntryPool::new(),
+            checkpoints: Default::default(),
         }
     }
 
@@ -745,6 +749,9 @@ impl Sim {
     }
 
     fn log_line(&mut self, i: usize, record: EventRecord) {
+        if record.kind.starts_with("checkpoint-") {
+            self.note_checkpoint(i, &record.kind, &record.detail);
+        }
         if self.keep_logs {
             self.trace.record(
                 self.now,

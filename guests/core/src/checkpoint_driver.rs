@@ -1,0 +1,1418 @@
+//! Checkpoints run by the node, stage A (docs/design.md §13.4, 13.9):
+//! proposals and votes written, rounds tallied, checkpoints agreed and
+//! recorded. **Nothing is pruned and the node's `Derived` is not
+//! replaced**: the view stays the derivation of every entry.
+//!
+//! One job: the node's agreed chain so far and the open checkpoint. The
+//! node calls [`Checkpoints::on_linked`] for every entry it links (cheap
+//! bookkeeping: the tail count, proposals, votes, leaves) and
+//! [`Node::checkpoint_tick`] on its gossip tick (everything that reads
+//! entries back or writes one). Every input is hostile: a proposal of
+//! anyone but the round's proposer, a malformed body, a second vote, a
+//! vote after a leave, a round or `n` far ahead are ignored, with at most
+//! [`MAX_IGNORED_LOGS`] log lines per checkpoint, and what is kept is
+//! bounded ([`MAX_OPEN_ROUNDS`] rounds, [`MAX_PROPOSALS_PER_ROUND`]
+//! candidate proposals, one vote per author per round).
+//!
+//! Decisions where §13 is silent (13.9):
+//!
+//! - **How a voter learns the cut.** The proposal carries only the cut's
+//!   digest, and the cut-restricted `sync` of §13.4 is a wire change
+//!   (stage C). A proposer's cut is its whole frontier, and every entry it
+//!   holds has a Lamport clock below its proposal's; so a voter's
+//!   candidate cut is, per author, its chain without the trailing entries
+//!   whose clock is at or above the proposal's. Equal digests: it
+//!   recomputes and votes the id or a skip. Otherwise it waits for
+//!   entries (re-checked on the gossip tick when its ledger changed) and,
+//!   after [`CHECKPOINT_VOTE_WAIT_MS`] holding a proposal it cannot match
+//!   (it holds entries the proposer did not: concurrent writes), skips.
+//!   A skip never helps two ids to agreement, so the wait is a liveness
+//!   rule only.
+//! - **Voters of a round of checkpoint 1 without a verified proposal** are
+//!   the L members of the node's own view (a round needs a voter set to be
+//!   judged void).
+//! - **Leaves** count in the tally only when written after cut(n − 1).
+//! - A node records an agreed checkpoint only once it has recomputed it
+//!   (13.5); one that cannot match the cut stays on its previous one and
+//!   logs `checkpoint-unverified` once.
+
+use std::collections::BTreeMap;
+
+use nodeplane_types::PeerState;
+
+use crate::checkpoint::{
+    decode, proposer, voters as voters_of, Encoded, Outcome, Proposal, State, Tally, Vote,
+    KIND_CHECKPOINT, KIND_CHECKPOINT_VOTE,
+};
+use crate::config::{
+    CHECKPOINT_MIN_TAIL, CHECKPOINT_RETRY_MS, CHECKPOINT_SEARCH_AUTHORS, CHECKPOINT_SEARCH_DEPTH,
+    CHECKPOINT_SEARCH_RESTARTS, CHECKPOINT_TAIL_PER_MEMBER, CHECKPOINT_VOTE_WAIT_MS,
+    CHECKPOINT_WALK_BACK, MAX_IGNORED_LOGS, MAX_OPEN_ROUNDS, MAX_PROPOSALS_PER_ROUND,
+};
+use crate::ledger::{Entry, Hash};
+use crate::membership::{Derived, KIND_JOIN, KIND_LEAVE};
+use crate::node::Node;
+
+/// The id of checkpoint 0 (the `prev` of checkpoint 1).
+const ZERO: Hash = [0; 32];
+
+/// A checkpoint this node agreed and recomputed.
+#[derive(Debug)]
+struct Agreed {
+    /// Its number.
+    n: u64,
+    /// Its id.
+    id: Hash,
+    /// Its round.
+    round: u32,
+    /// The encoded state (header and chunks: about 172 bytes a record),
+    /// what `F` needs for the next one.
+    encoded: Encoded,
+    /// The voters of the next checkpoint (its L members), sorted.
+    voters: Vec<String>,
+}
+
+/// A `checkpoint` entry held for a round.
+#[derive(Debug, Clone)]
+struct Held {
+    author: String,
+    clock: u64,
+    proposal: Proposal,
+}
+
+/// A proposal this node recomputed: the same id from the same cut.
+#[derive(Debug)]
+struct Verified {
+    /// The proposal's author (the round's proposer).
+    author: String,
+    /// The id.
+    id: Hash,
+    /// The encoded state.
+    encoded: Encoded,
+    /// The voters of this checkpoint (for n = 1, the L members of its own
+    /// state), sorted.
+    voters: Vec<String>,
+    /// Plain (not agreement) entries in the cut.
+    plain_covered: u64,
+}
+
+/// One round of the open checkpoint.
+#[derive(Debug, Default)]
+struct Round {
+    /// Candidate proposals, first per author in chain order (for n ≥ 2
+    /// only the round's proposer's).
+    proposals: Vec<Held>,
+    /// Per author, its first vote in this round (`None`: a skip).
+    votes: BTreeMap<String, Option<Hash>>,
+    /// The proposals recomputed (for n = 1 several rightful ones can
+    /// exist, each with its own state's voters), at most
+    /// [`MAX_PROPOSALS_PER_ROUND`].
+    verified: Vec<Verified>,
+    /// Authors of proposals found invalid (13.7 case 2), not retried.
+    invalid: Vec<String>,
+    /// When a proposal was first held.
+    held_since: Option<u64>,
+    /// The node's linked-entry count at the last attempt to match a cut.
+    tried_at: Option<u64>,
+    /// When that attempt was.
+    tried_ms: Option<u64>,
+    /// The gap before the next attempt: [`CHECKPOINT_RETRY_MS`], doubled
+    /// after each, at most 64 times it.
+    retry_gap_ms: u64,
+    /// Whether `checkpoint-unverified` was logged for this round.
+    unverified_logged: bool,
+}
+
+/// The open checkpoint (agreed + 1).
+#[derive(Debug, Default)]
+struct Open {
+    /// Rounds from `first_open` on, at most [`MAX_OPEN_ROUNDS`].
+    rounds: BTreeMap<u32, Round>,
+    /// Every earlier round is void.
+    first_open: u32,
+    /// When a tick first found `first_open` the first open round.
+    first_open_since: Option<u64>,
+    /// Authors with a `leave` after cut(n − 1): their first one's seq.
+    left: BTreeMap<String, u64>,
+    /// Log lines spent on ignored input for this checkpoint.
+    ignored_logged: u32,
+}
+
+/// The checkpoint driver's state (see the module).
+#[derive(Debug)]
+pub(crate) struct Checkpoints {
+    /// `CHECKPOINT_MIN_TAIL`, or the test knob.
+    min_tail: u64,
+    /// `CHECKPOINT_TAIL_PER_MEMBER`, or 0 under the test knob.
+    per_member: u64,
+    agreed: Option<Agreed>,
+    /// Linked entries that are not `checkpoint`/`checkpoint-vote`.
+    plain_linked: u64,
+    /// Of them, in the agreed cut.
+    plain_covered: u64,
+    /// Every linked entry (a change counter).
+    linked: u64,
+    /// `linked` when a tick last found nothing to do.
+    idle_at: Option<u64>,
+    /// `linked` when this node last found it is not the proposer its own
+    /// state ranks first (n = 1), so that it does not recompute each tick.
+    declined_at: Option<u64>,
+    open: Open,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Checkpoints {
+        Checkpoints::new(None)
+    }
+}
+
+/// What a node reports of its checkpoints (tests, the simulator).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointStatus {
+    /// The latest agreed checkpoint's number (0: none).
+    pub n: u64,
+    /// Its id.
+    pub id: Option<Hash>,
+    /// The round it was agreed in.
+    pub round: u32,
+    /// Its record count.
+    pub records: u32,
+    /// The tail `T`: linked entries after its cut, agreement entries not
+    /// counted.
+    pub tail: u64,
+    /// The trigger's floor in force (`CHECKPOINT_MIN_TAIL` or the knob).
+    pub min_tail: u64,
+}
+
+impl Checkpoints {
+    /// A driver with `CHECKPOINT_MIN_TAIL`, or with the test knob's `K`
+    /// floor (and no per-member term).
+    pub(crate) fn new(min_tail: Option<u64>) -> Checkpoints {
+        Checkpoints {
+            min_tail: min_tail.unwrap_or(CHECKPOINT_MIN_TAIL),
+            per_member: if min_tail.is_some() {
+                0
+            } else {
+                CHECKPOINT_TAIL_PER_MEMBER
+            },
+            agreed: None,
+            plain_linked: 0,
+            plain_covered: 0,
+            linked: 0,
+            idle_at: None,
+            declined_at: None,
+            open: Open::default(),
+        }
+    }
+
+    /// The open checkpoint's number.
+    fn open_n(&self) -> u64 {
+        self.agreed.as_ref().map_or(1, |a| a.n.saturating_add(1))
+    }
+
+    /// The id of the latest agreed checkpoint (zeros for none).
+    fn prev_id(&self) -> Hash {
+        self.agreed.as_ref().map_or(ZERO, |a| a.id)
+    }
+
+    /// `T`.
+    fn tail(&self) -> u64 {
+        self.plain_linked.saturating_sub(self.plain_covered)
+    }
+
+    /// `K` for `voters` voters.
+    fn trigger(&self, voters: usize) -> u64 {
+        let v = u64::try_from(voters).unwrap_or(u64::MAX);
+        self.min_tail.max(self.per_member.saturating_mul(v))
+    }
+
+    /// The status.
+    pub(crate) fn status(&self) -> CheckpointStatus {
+        CheckpointStatus {
+            n: self.agreed.as_ref().map_or(0, |a| a.n),
+            id: self.agreed.as_ref().map(|a| a.id),
+            round: self.agreed.as_ref().map_or(0, |a| a.round),
+            records: self.agreed.as_ref().map_or(0, |a| a.encoded.header.records),
+            tail: self.tail(),
+            min_tail: self.min_tail,
+        }
+    }
+
+    /// Takes a linked entry into account: counts it, and notes the
+    /// proposals, votes and leaves of the open checkpoint. Returns a log
+    /// line for input it ignored (bounded per checkpoint).
+    pub(crate) fn on_linked(&mut self, now_ms: u64, e: &Entry) -> Option<(String, String)> {
+        self.linked = self.linked.saturating_add(1);
+        if e.kind != KIND_CHECKPOINT && e.kind != KIND_CHECKPOINT_VOTE {
+            self.plain_linked = self.plain_linked.saturating_add(1);
+        }
+        self.note(now_ms, e).and_then(|why| self.ignored(e, why))
+    }
+
+    /// A log line for an ignored entry while the budget lasts.
+    fn ignored(&mut self, e: &Entry, why: String) -> Option<(String, String)> {
+        if self.open.ignored_logged >= MAX_IGNORED_LOGS {
+            return None;
+        }
+        self.open.ignored_logged = self.open.ignored_logged.saturating_add(1);
+        Some((format!("{}#{} ({})", e.author, e.seq, e.kind), why))
+    }
+
+    /// Notes an entry of the open checkpoint's tail (no counting).
+    /// Returns why a `checkpoint`/`checkpoint-vote` entry was ignored,
+    /// when that is worth a log line.
+    fn note(&mut self, now_ms: u64, e: &Entry) -> Option<String> {
+        let n = self.open_n();
+        if e.kind == KIND_LEAVE {
+            self.open.left.entry(e.author.clone()).or_insert(e.seq);
+            return None;
+        }
+        if e.kind == KIND_CHECKPOINT {
+            let p = match Proposal::parse(e) {
+                Ok(p) => p,
+                Err(why) => return Some(why.to_string()),
+            };
+            if p.n < n || p.n == n.saturating_add(1) {
+                // Old, or one ahead of a node still recomputing.
+                return None;
+            }
+            if p.n > n {
+                return Some(format!("checkpoint {} is far ahead of {n}", p.n));
+            }
+            if p.prev != self.prev_id() {
+                return Some("prev is not the agreed checkpoint".into());
+            }
+            if let Some(a) = &self.agreed {
+                if proposer(&a.id, &a.voters, p.round).as_deref() != Some(e.author.as_str()) {
+                    return Some(format!("not the proposer of round {}", p.round));
+                }
+            }
+            let round = p.round;
+            let slot = match self.round_mut(round) {
+                Ok(slot) => slot,
+                Err(why) => return why,
+            };
+            if slot.proposals.iter().any(|h| h.author == e.author) {
+                return Some("a second proposal of its author in this round".into());
+            }
+            if slot.proposals.len() >= MAX_PROPOSALS_PER_ROUND {
+                return Some("too many candidate proposals in this round".into());
+            }
+            slot.proposals.push(Held {
+                author: e.author.clone(),
+                clock: e.clock,
+                proposal: p,
+            });
+            slot.held_since.get_or_insert(now_ms);
+            return None;
+        }
+        if e.kind == KIND_CHECKPOINT_VOTE {
+            let v = match Vote::parse(e) {
+                Ok(v) => v,
+                Err(why) => return Some(why.to_string()),
+            };
+            if v.n < n || v.n == n.saturating_add(1) {
+                return None;
+            }
+            if v.n > n {
+                return Some(format!("vote for checkpoint {} far ahead of {n}", v.n));
+            }
+            if self.open.left.contains_key(&e.author) {
+                return Some("a vote after its author's leave".into());
+            }
+            let slot = match self.round_mut(v.round) {
+                Ok(slot) => slot,
+                Err(why) => return why,
+            };
+            if slot.votes.contains_key(&e.author) {
+                return Some(format!("a second vote in round {}", v.round));
+            }
+            slot.votes.insert(e.author.clone(), v.id);
+        }
+        None
+    }
+
+    /// The round `round` of the open checkpoint, created if it is within
+    /// the window; `Err(Some(why))` when it is far ahead, `Err(None)` when
+    /// it is already void (a late vote changes nothing).
+    fn round_mut(&mut self, round: u32) -> Result<&mut Round, Option<String>> {
+        if round < self.open.first_open {
+            return Err(None);
+        }
+        let window = u32::try_from(MAX_OPEN_ROUNDS).unwrap_or(u32::MAX);
+        if round.saturating_sub(self.open.first_open) >= window {
+            return Err(Some(format!(
+                "round {round} is far ahead of the first open round {}",
+                self.open.first_open
+            )));
+        }
+        Ok(self.open.rounds.entry(round).or_default())
+    }
+
+    /// Whether a tick has anything to do: a round with entries, or a tail
+    /// that may trigger a proposal.
+    fn busy(&self) -> bool {
+        !self.open.rounds.is_empty() || self.tail() >= self.min_tail
+    }
+}
+
+/// The tally of `round` among `voters`, leaves after cut(n − 1) in `left`.
+fn tally(round: &Round, voters: &[String], left: &BTreeMap<String, u64>) -> Tally {
+    let mut t = Tally {
+        voters: voters.len(),
+        ..Tally::default()
+    };
+    for v in voters {
+        match round.votes.get(v) {
+            Some(Some(id)) => {
+                let c = t.votes.entry(*id).or_insert(0);
+                *c = c.saturating_add(1);
+            }
+            Some(None) => t.skips = t.skips.saturating_add(1),
+            None if left.contains_key(v) => t.left = t.left.saturating_add(1),
+            None => t.undecided = t.undecided.saturating_add(1),
+        }
+    }
+    t
+}
+
+/// What matching a proposal's cut against this node's ledger gave.
+enum Match {
+    /// The candidate cut's digest differs (entries missing or extra).
+    Unmatched,
+    /// Same cut; the state recomputed (its id may differ from the
+    /// proposal's).
+    Computed(Box<Verified>),
+    /// Same cut, but the state could not be computed (the chains do not
+    /// extend the previous checkpoint's: 13.7's different inputs).
+    Failed(String),
+}
+
+impl Node {
+    /// The node's checkpoint status.
+    pub fn checkpoint_status(&self) -> CheckpointStatus {
+        self.checkpoints.status()
+    }
+
+    /// Takes a linked entry into the checkpoint bookkeeping.
+    pub(crate) fn checkpoint_linked(&mut self, now_ms: u64, e: &Entry) {
+        if let Some((entry, why)) = self.checkpoints.on_linked(now_ms, e) {
+            self.effects.log(
+                "checkpoint-ignored",
+                &[("entry", entry.into()), ("reason", why.into())],
+            );
+        }
+    }
+
+    /// The gossip tick's checkpoint step: settle rounds, adopt an agreed
+    /// checkpoint, propose, vote. Does nothing (and reads nothing) while
+    /// the tail is below the trigger's floor and no round has entries.
+    pub(crate) fn checkpoint_tick(&mut self, now_ms: u64) {
+        if !self.checkpoints.busy() {
+            return;
+        }
+        let ck = &self.checkpoints;
+        if ck.open.rounds.is_empty() {
+            // No round yet: only the trigger (or twice it) can start one,
+            // and it needs `K` of the voters' count (`L`, O(1) here).
+            let voters = ck
+                .agreed
+                .as_ref()
+                .map_or_else(|| self.derived.live_count(), |a| a.voters.len());
+            if ck.tail() < ck.trigger(voters) || ck.idle_at == Some(ck.linked) {
+                return;
+            }
+        }
+        // At most a few adoptions per tick (a node catching up).
+        for _ in 0..4 {
+            if !self.settle_rounds(now_ms) {
+                break;
+            }
+        }
+        self.act_on_open_round(now_ms);
+        // Idle until something links, unless a silent proposer's wait
+        // (the tail at twice the trigger) needs the clock.
+        let voters = self
+            .checkpoints
+            .agreed
+            .as_ref()
+            .map_or_else(|| self.derived.live_count(), |a| a.voters.len());
+        let ck = &mut self.checkpoints;
+        let waiting = ck.tail() >= ck.trigger(voters).saturating_mul(2);
+        ck.idle_at = (ck.open.rounds.is_empty() && !waiting).then_some(ck.linked);
+    }
+
+    /// The voters of `round` of the open checkpoint.
+    fn round_voters(&self, round: u32) -> Vec<String> {
+        if let Some(a) = &self.checkpoints.agreed {
+            return a.voters.clone();
+        }
+        match self
+            .checkpoints
+            .open
+            .rounds
+            .get(&round)
+            .and_then(|r| r.verified.first())
+        {
+            Some(v) => v.voters.clone(),
+            None => self.derived.live_members(),
+        }
+    }
+
+    /// Drops void rounds and adopts an agreed one (in round order, 13.8).
+    /// Returns whether a checkpoint was adopted.
+    fn settle_rounds(&mut self, now_ms: u64) -> bool {
+        loop {
+            let r = self.checkpoints.open.first_open;
+            let Some(round) = self.checkpoints.open.rounds.get(&r) else {
+                return false;
+            };
+            if round.verified.len() < round.proposals.len() {
+                // Recomputing first gives a round of checkpoint 1 its
+                // voters.
+                self.try_verify(now_ms, r);
+            }
+            let voters = self.round_voters(r);
+            let n = self.checkpoints.open_n();
+            let open = &mut self.checkpoints.open;
+            let Some(round) = open.rounds.get_mut(&r) else {
+                return false;
+            };
+            // A proposal of checkpoint 1 is agreed among its own state's
+            // voters.
+            let own = round.verified.iter().position(|v| {
+                tally(round, &v.voters, &open.left).outcome() == Outcome::Agreed(v.id)
+            });
+            if let Some(i) = own.filter(|_| self.checkpoints.agreed.is_none()) {
+                let v = round.verified.swap_remove(i);
+                self.adopt(r, v);
+                return true;
+            }
+            match tally(round, &voters, &open.left).outcome() {
+                Outcome::Open => return false,
+                Outcome::Void => {
+                    self.checkpoints.open.rounds.remove(&r);
+                    self.checkpoints.open.first_open = r.saturating_add(1);
+                    self.checkpoints.open.first_open_since = None;
+                    self.effects
+                        .log("checkpoint-void", &[("n", n.into()), ("round", r.into())]);
+                }
+                Outcome::Agreed(id) => {
+                    if let Some(i) = round.verified.iter().position(|v| v.id == id) {
+                        let v = round.verified.swap_remove(i);
+                        self.adopt(r, v);
+                        return true;
+                    }
+                    // Logged once, and only once the proposal is held (the
+                    // votes may come first).
+                    if !round.unverified_logged && !round.proposals.is_empty() {
+                        round.unverified_logged = true;
+                        self.effects.log(
+                            "checkpoint-unverified",
+                            &[
+                                ("n", n.into()),
+                                ("round", r.into()),
+                                ("id", hex::encode(id).into()),
+                                ("reason", "agreed, not recomputed here".into()),
+                            ],
+                        );
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Records checkpoint `n` as agreed (nothing pruned, the view kept),
+    /// checks that the view it stands for is the node's, and opens the
+    /// next one from the entries after its cut.
+    fn adopt(&mut self, round: u32, v: Verified) {
+        let n = self.checkpoints.open_n();
+        let floor = self.cfg.tunables.death_quorum;
+        let state = match decode_encoded(&v.encoded) {
+            Ok(s) => s,
+            Err(why) => {
+                // Our own encoding: only a bug brings us here.
+                self.effects.log(
+                    "checkpoint-unverified",
+                    &[("n", n.into()), ("reason", why.into())],
+                );
+                return;
+            }
+        };
+        let next_voters = voters_of(&state, floor);
+        let next_proposer = proposer(&v.id, &next_voters, 0).unwrap_or_default();
+        let records = v.encoded.header.records;
+        self.checkpoints.plain_covered = v.plain_covered;
+        self.checkpoints.agreed = Some(Agreed {
+            n,
+            id: v.id,
+            round,
+            encoded: v.encoded,
+            voters: next_voters,
+        });
+        self.checkpoints.open = Open::default();
+        self.effects.log(
+            "checkpoint-agreed",
+            &[
+                ("n", n.into()),
+                ("round", round.into()),
+                ("id", hex::encode(v.id).into()),
+                ("proposer", v.author.into()),
+                ("records", records.into()),
+                ("tail", self.checkpoints.tail().into()),
+                ("next_proposer", next_proposer.into()),
+            ],
+        );
+        // The tail: entries after the cut, read back once; the view G
+        // gives from the state and the tail must be the node's (stage A
+        // prunes nothing: expiry needs 16 checkpoints, far-future claims
+        // a hostile writer).
+        let heads: BTreeMap<&str, u64> = state
+            .records
+            .iter()
+            .filter_map(|r| r.head.as_ref().map(|h| (r.author.as_str(), h.seq)))
+            .collect();
+        let mut g = state.load(floor);
+        let now = self.now_ms;
+        let mut ignored = Vec::new();
+        for (author, head, _) in self.ledger.frontier() {
+            let from = heads.get(author.as_str()).copied().unwrap_or(0);
+            let want = head.saturating_sub(from);
+            let tail = self.ledger.entries(
+                &author,
+                from.saturating_add(1),
+                usize::try_from(want).unwrap_or(usize::MAX),
+            );
+            for e in &tail {
+                let _ = g.apply(e);
+                if let Some(why) = self.checkpoints.note(now, e) {
+                    ignored.extend(self.checkpoints.ignored(e, why));
+                }
+            }
+        }
+        for (entry, why) in ignored {
+            self.effects.log(
+                "checkpoint-ignored",
+                &[("entry", entry.into()), ("reason", why.into())],
+            );
+        }
+        let (from_g, own) = (g.members(), self.derived.members());
+        if from_g != own {
+            // The first member that differs, as each side has it.
+            let show = |m: Option<&nodeplane_types::Member>| {
+                m.map_or_else(
+                    || "absent".to_string(),
+                    |m| format!("{} {} inc {}", m.id, m.state.as_str(), m.incarnation),
+                )
+            };
+            let at = from_g
+                .iter()
+                .zip(&own)
+                .position(|(a, b)| a != b)
+                .unwrap_or(from_g.len().min(own.len()));
+            self.effects.log(
+                "checkpoint-view-differs",
+                &[
+                    ("n", n.into()),
+                    ("id", hex::encode(v.id).into()),
+                    ("members", from_g.len().into()),
+                    ("checkpoint", show(from_g.get(at)).into()),
+                    ("node", show(own.get(at)).into()),
+                ],
+            );
+        }
+    }
+
+    /// Proposes, verifies and votes in the first open round.
+    fn act_on_open_round(&mut self, now_ms: u64) {
+        let me = self.cfg.node_id.clone();
+        let r = self.checkpoints.open.first_open;
+        let n = self.checkpoints.open_n();
+        let prev = self.checkpoints.prev_id();
+        let voters = self.round_voters(r);
+        let k = self.checkpoints.trigger(voters.len());
+        let tail = self.checkpoints.tail();
+        let is_voter = voters.binary_search(&me).is_ok();
+        let round_proposer = proposer(&prev, &voters, r);
+        let (proposed, voted, has_proposal) =
+            self.checkpoints
+                .open
+                .rounds
+                .get(&r)
+                .map_or((false, false, false), |round| {
+                    (
+                        round.proposals.iter().any(|h| h.author == me),
+                        round.votes.contains_key(&me),
+                        !round.proposals.is_empty(),
+                    )
+                });
+        // Propose.
+        if round_proposer.as_deref() == Some(me.as_str())
+            && !proposed
+            && self.checkpoints.declined_at != Some(self.checkpoints.linked)
+            && tail >= k
+            && is_voter
+            && self
+                .derived
+                .claim(&me)
+                .is_some_and(|c| c.state == PeerState::Alive)
+            && self.propose(now_ms, r)
+        {
+            return;
+        }
+        if !is_voter || voted {
+            return;
+        }
+        if has_proposal {
+            self.try_verify(now_ms, r);
+            let Some(round) = self.checkpoints.open.rounds.get(&r) else {
+                return;
+            };
+            let choice = match round.verified.first() {
+                Some(v) => Some(Some(v.id)),
+                None => round
+                    .held_since
+                    .filter(|&t| now_ms.saturating_sub(t) >= CHECKPOINT_VOTE_WAIT_MS)
+                    .map(|_| None),
+            };
+            if let Some(choice) = choice {
+                let reason = if choice.is_some() {
+                    "verified"
+                } else {
+                    "unverified"
+                };
+                self.vote(now_ms, n, r, choice, reason);
+            }
+            return;
+        }
+        // No proposal held: skip when the proposer is gone, or the tail is
+        // twice the trigger.
+        let gone = round_proposer.as_deref().is_some_and(|p| {
+            self.derived
+                .claim(p)
+                .is_some_and(|c| matches!(c.state, PeerState::Dead | PeerState::Left))
+        });
+        // A silent proposer: the tail at twice the trigger, and the round
+        // open for the vote wait without a proposal (the tail does not
+        // restart per round: without the wait every round after a silent
+        // one would be skipped before its proposer's first tick).
+        let since = *self.checkpoints.open.first_open_since.get_or_insert(now_ms);
+        let silent =
+            tail >= k.saturating_mul(2) && now_ms.saturating_sub(since) >= CHECKPOINT_VOTE_WAIT_MS;
+        if gone {
+            self.vote(now_ms, n, r, None, "proposer-gone");
+        } else if silent {
+            self.vote(now_ms, n, r, None, "no-proposal");
+        }
+    }
+
+    /// Writes this node's vote in round `r` of checkpoint `n`.
+    fn vote(&mut self, now_ms: u64, n: u64, r: u32, id: Option<Hash>, reason: &str) {
+        let body = Vote { n, round: r, id }.body();
+        let e = self.author(now_ms, KIND_CHECKPOINT_VOTE, body);
+        self.effects.log(
+            "checkpoint-voted",
+            &[
+                ("n", n.into()),
+                ("round", r.into()),
+                ("id", id.map(hex::encode).unwrap_or_default().into()),
+                ("reason", reason.into()),
+                ("entry", e.id_hex().into()),
+            ],
+        );
+    }
+
+    /// Proposes this node's frontier as the open checkpoint in round `r`,
+    /// then votes for it. Returns whether it proposed.
+    fn propose(&mut self, now_ms: u64, r: u32) -> bool {
+        let n = self.checkpoints.open_n();
+        let prev = self.checkpoints.prev_id();
+        // Its frontier without trailing agreement entries (as a voter's
+        // candidate cut is taken).
+        let Some((cut, _)) = self.candidate_cut(u64::MAX) else {
+            self.checkpoints.declined_at = Some(self.checkpoints.linked);
+            return false;
+        };
+        let computed = self.compute(n, r, &cut, true, self.checkpoints.plain_linked);
+        let v = match computed {
+            Ok(v) => v,
+            Err(why) => {
+                self.effects.log(
+                    "checkpoint-unverified",
+                    &[("n", n.into()), ("round", r.into()), ("reason", why.into())],
+                );
+                self.checkpoints.declined_at = Some(self.checkpoints.linked);
+                return false;
+            }
+        };
+        if proposer(&prev, &v.voters, r).as_deref() != Some(self.cfg.node_id.as_str()) {
+            // Its own state ranks another member first (n = 1: the view's
+            // L members moved): not this node's round.
+            self.checkpoints.declined_at = Some(self.checkpoints.linked);
+            return false;
+        }
+        let p = Proposal {
+            n,
+            round: r,
+            id: v.id,
+            prev,
+            cut: v.encoded.header.cut,
+        };
+        let id = v.id;
+        let records = v.encoded.header.records;
+        let e = self.author(now_ms, KIND_CHECKPOINT, p.body());
+        if let Some(round) = self.checkpoints.open.rounds.get_mut(&r) {
+            round.verified.push(v);
+        }
+        self.effects.log(
+            "checkpoint-proposed",
+            &[
+                ("n", n.into()),
+                ("round", r.into()),
+                ("id", hex::encode(id).into()),
+                ("records", records.into()),
+                ("tail", self.checkpoints.tail().into()),
+                ("entry", e.id_hex().into()),
+            ],
+        );
+        self.vote(now_ms, n, r, Some(id), "own-proposal");
+        true
+    }
+
+    /// Tries to recompute round `r`'s proposal from this node's ledger
+    /// (when the ledger changed since the last try); on a
+    /// different id from the same cut, logs `checkpoint-invalid` and skips.
+    fn try_verify(&mut self, now_ms: u64, r: u32) {
+        let linked = self.checkpoints.linked;
+        let n = self.checkpoints.open_n();
+        let prev = self.checkpoints.prev_id();
+        let held = {
+            let Some(round) = self.checkpoints.open.rounds.get_mut(&r) else {
+                return;
+            };
+            // The gap doubles after each attempt (up to 64 s): a node that
+            // cannot find a cut does not read every head again each
+            // second for ever.
+            let gap = round.retry_gap_ms.max(CHECKPOINT_RETRY_MS);
+            let recent = round
+                .tried_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) < gap);
+            if round.tried_at == Some(linked) || recent {
+                return;
+            }
+            round.tried_at = Some(linked);
+            round.tried_ms = Some(now_ms);
+            round.retry_gap_ms = gap
+                .saturating_mul(2)
+                .min(CHECKPOINT_RETRY_MS.saturating_mul(64));
+            let done: Vec<&str> = round
+                .verified
+                .iter()
+                .map(|v| v.author.as_str())
+                .chain(round.invalid.iter().map(String::as_str))
+                .collect();
+            let todo: Vec<Held> = round
+                .proposals
+                .iter()
+                .filter(|h| !done.contains(&h.author.as_str()))
+                .cloned()
+                .collect();
+            todo
+        };
+        for h in held {
+            match self.match_cut(n, r, &h) {
+                Match::Unmatched => {}
+                Match::Failed(why) => {
+                    self.effects.log(
+                        "checkpoint-unverified",
+                        &[
+                            ("n", n.into()),
+                            ("round", r.into()),
+                            ("proposer", h.author.clone().into()),
+                            ("reason", why.into()),
+                        ],
+                    );
+                }
+                Match::Computed(mut v) => {
+                    v.author = h.author.clone();
+                    let rightful =
+                        proposer(&prev, &v.voters, r).as_deref() == Some(h.author.as_str());
+                    if !rightful {
+                        continue;
+                    }
+                    if v.id == h.proposal.id {
+                        if let Some(round) = self.checkpoints.open.rounds.get_mut(&r) {
+                            round.verified.push(*v);
+                        }
+                        continue;
+                    }
+                    // 13.7 case 2: same cut, another state.
+                    self.effects.log(
+                        "checkpoint-invalid",
+                        &[
+                            ("n", n.into()),
+                            ("round", r.into()),
+                            ("proposer", h.author.clone().into()),
+                            ("proposed", hex::encode(h.proposal.id).into()),
+                            ("computed", hex::encode(v.id).into()),
+                        ],
+                    );
+                    let mut voted = false;
+                    if let Some(round) = self.checkpoints.open.rounds.get_mut(&r) {
+                        round.invalid.push(h.author.clone());
+                        voted = round.votes.contains_key(&self.cfg.node_id);
+                    }
+                    let voter = v.voters.binary_search(&self.cfg.node_id).is_ok();
+                    if !voted && voter {
+                        self.vote(now_ms, n, r, None, "invalid");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The candidate cut for proposal `h` (per author, the chain without
+    /// its trailing entries at or above the proposal's clock) and, when
+    /// its digest is the proposal's, the state recomputed over it.
+    fn match_cut(&mut self, n: u64, r: u32, h: &Held) -> Match {
+        let Some((mut cut, mut plain_beyond)) = self.candidate_cut(h.clock) else {
+            return Match::Unmatched;
+        };
+        if cut_digest(&cut) != h.proposal.cut {
+            // Concurrent writes with low clocks: restarted members' new
+            // `join`s (written before they caught up), or one author's
+            // entries a few steps down.
+            match self
+                .restart_joins_lower(&cut, &h.proposal.cut)
+                .or_else(|| self.one_author_lower(&cut, &h.proposal.cut))
+            {
+                Some((found, plain)) => {
+                    cut = found;
+                    plain_beyond = plain_beyond.saturating_add(plain);
+                }
+                None => return Match::Unmatched,
+            }
+        }
+        // Only agreement entries (no facts) beyond: the node's own
+        // derivation is the cut's.
+        let whole = plain_beyond == 0;
+        let plain = self.checkpoints.plain_linked.saturating_sub(plain_beyond);
+        match self.compute(n, r, &cut, whole, plain) {
+            Ok(v) => Match::Computed(Box::new(v)),
+            Err(why) => Match::Failed(why),
+        }
+    }
+
+    /// A cut of this node's chains: per author, its chain without the
+    /// trailing entries whose clock is at or above `below` and without
+    /// trailing `checkpoint`/`checkpoint-vote` entries (they carry no
+    /// facts, and late votes of earlier rounds are written concurrently
+    /// with a proposal); an author left with nothing is not in it. With
+    /// the plain entries stepped over. `None` when an author needs more
+    /// than [`CHECKPOINT_WALK_BACK`] steps or an entry cannot be read.
+    fn candidate_cut(&self, below: u64) -> Option<Lowered> {
+        let mut cut = Vec::new();
+        let mut plain_beyond = 0u64;
+        for (author, head, _) in self.ledger.frontier() {
+            let mut seq = head;
+            let mut steps = 0usize;
+            while seq >= 1 {
+                let e = self.ledger.get(&author, seq)?;
+                let agreement = e.kind == KIND_CHECKPOINT || e.kind == KIND_CHECKPOINT_VOTE;
+                if e.clock < below && !agreement {
+                    cut.push((author, seq, e.id));
+                    break;
+                }
+                if !agreement {
+                    plain_beyond = plain_beyond.saturating_add(1);
+                }
+                steps = steps.saturating_add(1);
+                if steps > CHECKPOINT_WALK_BACK {
+                    return None;
+                }
+                seq = seq.saturating_sub(1);
+            }
+        }
+        Some((cut, plain_beyond))
+    }
+
+    /// The one change of `cut` that gives `digest`: author `i` at a head
+    /// up to [`CHECKPOINT_SEARCH_DEPTH`] entries lower (absent below seq
+    /// 1), with the plain entries stepped over. Searched only for cuts of
+    /// at most [`CHECKPOINT_SEARCH_AUTHORS`] authors (each try hashes the
+    /// whole cut).
+    fn one_author_lower(&self, cut: &[(String, u64, Hash)], digest: &Hash) -> Option<Lowered> {
+        if cut.len() > CHECKPOINT_SEARCH_AUTHORS {
+            return None;
+        }
+        for (i, (author, head, _)) in cut.iter().enumerate() {
+            for seq in self.heads_below(author, *head, CHECKPOINT_SEARCH_DEPTH) {
+                let mut trial = cut.to_vec();
+                lower(&self.ledger, &mut trial, i, seq)?;
+                if cut_digest(&trial) == *digest {
+                    let plain = self.plain_between(author, seq, *head);
+                    return Some((trial, plain));
+                }
+            }
+        }
+        None
+    }
+
+    /// The heads below `head` a cut of `author`'s chain can have (the
+    /// previous entries that are not `checkpoint`/`checkpoint-vote`,
+    /// nearest first, at most `count`, then 0: absent when the walk
+    /// reaches the chain's start), reading at most
+    /// [`CHECKPOINT_WALK_BACK`] entries.
+    fn heads_below(&self, author: &str, head: u64, count: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut seq = head;
+        for _ in 0..CHECKPOINT_WALK_BACK {
+            if u64::try_from(out.len()).unwrap_or(u64::MAX) >= count {
+                break;
+            }
+            seq = seq.saturating_sub(1);
+            if seq == 0 {
+                out.push(0);
+                break;
+            }
+            match self.ledger.get(author, seq) {
+                Some(e) if e.kind == KIND_CHECKPOINT || e.kind == KIND_CHECKPOINT_VOTE => {}
+                Some(_) => out.push(seq),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The change of `cut` that gives `digest` by putting some of the
+    /// authors whose head is a `join` above seq 1 (a restart) just below
+    /// it: every subset of at most [`CHECKPOINT_SEARCH_RESTARTS`] such
+    /// authors is tried.
+    fn restart_joins_lower(&self, cut: &[(String, u64, Hash)], digest: &Hash) -> Option<Lowered> {
+        if cut.len() > CHECKPOINT_SEARCH_AUTHORS {
+            return None;
+        }
+        // (index, the head below its new `join`, plain entries above it),
+        // read once.
+        let restarted: Vec<(usize, u64, u64)> = cut
+            .iter()
+            .enumerate()
+            .filter(|(_, (a, s, _))| {
+                *s > 1 && self.ledger.get(a, *s).is_some_and(|e| e.kind == KIND_JOIN)
+            })
+            .take(CHECKPOINT_SEARCH_RESTARTS)
+            .filter_map(|(i, (a, s, _))| {
+                let below = self.heads_below(a, *s, 1).first().copied()?;
+                Some((i, below, self.plain_between(a, below, *s)))
+            })
+            .collect();
+        let subsets = 1u32.checked_shl(u32::try_from(restarted.len()).ok()?)?;
+        for mask in 1..subsets {
+            let mut trial = cut.to_vec();
+            let mut plain = 0u64;
+            // From the last index down, so removals keep earlier indices.
+            for (bit, &(i, below, above)) in restarted.iter().enumerate().rev() {
+                if mask & (1u32 << bit) == 0 {
+                    continue;
+                }
+                lower(&self.ledger, &mut trial, i, below)?;
+                plain = plain.saturating_add(above);
+            }
+            if cut_digest(&trial) == *digest {
+                return Some((trial, plain));
+            }
+        }
+        None
+    }
+
+    /// Plain entries of `author` in `(from, to]`.
+    fn plain_between(&self, author: &str, from: u64, to: u64) -> u64 {
+        let n = self
+            .ledger
+            .entries(
+                author,
+                from.saturating_add(1),
+                usize::try_from(to.saturating_sub(from)).unwrap_or(0),
+            )
+            .iter()
+            .filter(|e| e.kind != KIND_CHECKPOINT && e.kind != KIND_CHECKPOINT_VOTE)
+            .count();
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
+
+    /// State(n) over `cut` (a prefix of this node's chains; `whole`: its
+    /// whole frontier, whose derivation is the node's own), encoded for
+    /// round `r`.
+    fn compute(
+        &self,
+        n: u64,
+        r: u32,
+        cut: &[(String, u64, Hash)],
+        whole: bool,
+        plain_covered: u64,
+    ) -> Result<Verified, String> {
+        let floor = self.cfg.tunables.death_quorum;
+        let prev = self.checkpoints.prev_id();
+        let (encoded, state_voters) = match &self.checkpoints.agreed {
+            None => {
+                let fresh;
+                let derived = if whole {
+                    &self.derived
+                } else {
+                    let mut d = Derived::with_quorum_floor(floor);
+                    for (author, head, _) in cut {
+                        let want = usize::try_from(*head).unwrap_or(usize::MAX);
+                        for e in self.ledger.entries(author, 1, want) {
+                            let _ = d.apply(&e);
+                        }
+                    }
+                    fresh = d;
+                    &fresh
+                };
+                let state = State::first(&self.ledger, cut, derived).map_err(|e| e.to_string())?;
+                let voters = voters_of(&state, floor);
+                let encoded = state.encode(n, r, prev, floor).map_err(|e| e.to_string())?;
+                (encoded, voters)
+            }
+            Some(a) => {
+                let state = decode_encoded(&a.encoded)?;
+                let next = state
+                    .next(n, floor, &self.ledger, cut)
+                    .map_err(|e| e.to_string())?;
+                let encoded = next.encode(r, prev).map_err(|e| e.to_string())?;
+                (encoded, a.voters.clone())
+            }
+        };
+        Ok(Verified {
+            author: self.cfg.node_id.clone(),
+            id: encoded.id(),
+            encoded,
+            voters: state_voters,
+            plain_covered,
+        })
+    }
+}
+
+/// A changed cut and the plain entries it no longer holds.
+type Lowered = (Vec<(String, u64, Hash)>, u64);
+
+/// Puts author `i` of `cut` at `seq` (absent at 0).
+fn lower(
+    ledger: &crate::ledger::Ledger,
+    cut: &mut Vec<(String, u64, Hash)>,
+    i: usize,
+    seq: u64,
+) -> Option<()> {
+    if seq == 0 {
+        if i < cut.len() {
+            cut.remove(i);
+        }
+        return Some(());
+    }
+    let slot = cut.get_mut(i)?;
+    slot.2 = *ledger.id_at(&slot.0, seq)?;
+    slot.1 = seq;
+    Some(())
+}
+
+/// The frontier digest of a cut.
+fn cut_digest(cut: &[(String, u64, Hash)]) -> Hash {
+    nodeplane_entry::frontier_digest(cut.iter().map(|(a, s, i)| (a.as_str(), *s, i)))
+}
+
+/// The state an encoding holds.
+fn decode_encoded(encoded: &Encoded) -> Result<State, String> {
+    let header = encoded.header.encode();
+    let chunks: Vec<&[u8]> = encoded.chunks.iter().map(Vec::as_slice).collect();
+    decode(&header, &chunks)
+        .map(|(_, s)| s)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{node_id, Sim};
+
+    /// Sets the test knob on every running node (as
+    /// `nodeplane.checkpoint-min-tail=k` does at start).
+    fn knob(sim: &mut Sim, k: u64) {
+        for n in sim.nodes.iter_mut().filter_map(|n| n.node.as_mut()) {
+            n.checkpoints.min_tail = k;
+            n.checkpoints.per_member = 0;
+        }
+    }
+
+    fn status(sim: &Sim, i: usize) -> CheckpointStatus {
+        sim.nodes[i]
+            .node
+            .as_ref()
+            .expect("running")
+            .checkpoint_status()
+    }
+
+    /// Every node's checkpoint log lines, for failure messages.
+    fn dump(sim: &Sim) -> String {
+        let mut out = String::new();
+        for (i, n) in sim.nodes.iter().enumerate() {
+            for (k, d) in n.logs.iter().filter(|(k, _)| k.starts_with("checkpoint")) {
+                out.push_str(&format!("n{i} {k} {d}\n"));
+            }
+        }
+        out
+    }
+
+    /// Every running node's agreed (n, id).
+    fn agreed(sim: &Sim) -> Vec<(u64, Option<Hash>)> {
+        sim.running()
+            .into_iter()
+            .map(|i| {
+                let s = status(sim, i);
+                (s.n, s.id)
+            })
+            .collect()
+    }
+
+    fn logs<'a>(sim: &'a Sim, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        sim.nodes
+            .iter()
+            .flat_map(move |n| n.logs.iter().filter(move |(k, _)| k == kind))
+            .map(|(_, d)| d.as_str())
+    }
+
+    /// The agreed ids per n over every node's `checkpoint-agreed` lines.
+    fn agreed_ids(sim: &Sim) -> BTreeMap<u64, std::collections::BTreeSet<String>> {
+        let mut out: BTreeMap<u64, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for d in logs(sim, "checkpoint-agreed") {
+            let v: serde_json::Value = serde_json::from_str(d).expect("json");
+            out.entry(v["n"].as_u64().expect("n"))
+                .or_default()
+                .insert(v["id"].as_str().expect("id").to_string());
+        }
+        out
+    }
+
+    #[test]
+    fn a_quiet_cluster_agrees_checkpoint_1_then_2_and_the_view_is_unchanged() {
+        let mut sim = Sim::new(8, 3);
+        sim.start_all();
+        knob(&mut sim, 8);
+        sim.run_for(30_000);
+        let views: Vec<_> = (0..8)
+            .map(|i| sim.nodes[i].node.as_ref().expect("running").members())
+            .collect();
+        let a = agreed(&sim);
+        assert!(a.iter().all(|(n, _)| *n == 1), "{a:?}\n{}", dump(&sim));
+        assert!(a.windows(2).all(|w| w[0] == w[1]), "{a:?}\n{}", dump(&sim));
+        assert_eq!(status(&sim, 0).records, 8);
+        assert_eq!(sim.log_count("checkpoint-view-differs"), 0);
+        assert_eq!(sim.log_count("checkpoint-invalid"), 0);
+        assert_eq!(sim.log_count("checkpoint-proposed"), 1);
+        // Agreement changed no view (the versions too: no update).
+        for (i, v) in views.iter().enumerate() {
+            assert_eq!(
+                sim.nodes[i].node.as_ref().expect("running").members(),
+                v.clone()
+            );
+        }
+        // The tail grows: a crash, a death, a restart.
+        sim.crash(5);
+        sim.run_for(30_000);
+        sim.restart(5);
+        knob(&mut sim, 8);
+        sim.run_for(40_000);
+        let a = agreed(&sim);
+        assert!(a.iter().all(|(n, _)| *n >= 2), "{a:?}\n{}", dump(&sim));
+        assert!(a.windows(2).all(|w| w[0] == w[1]), "{a:?}\n{}", dump(&sim));
+        let ids = agreed_ids(&sim);
+        assert!(ids.values().all(|s| s.len() == 1), "{ids:?}");
+        assert_eq!(sim.log_count("checkpoint-view-differs"), 0);
+    }
+
+    #[test]
+    fn a_crashed_proposer_voids_its_round_and_the_next_round_agrees() {
+        let mut sim = Sim::new(8, 5);
+        sim.start_all();
+        knob(&mut sim, 8);
+        sim.run_for(30_000);
+        let s = status(&sim, 0);
+        assert_eq!(s.n, 1);
+        let a = sim.nodes[0]
+            .node
+            .as_ref()
+            .expect("running")
+            .checkpoints
+            .agreed
+            .as_ref()
+            .expect("agreed");
+        let first = proposer(&a.id, &a.voters, 0).expect("a proposer");
+        let second = proposer(&a.id, &a.voters, 1).expect("a proposer");
+        let p = sim.index_of(&first).expect("an index");
+        assert_ne!(first, second);
+        sim.crash(p);
+        sim.run_for(60_000);
+        let a = agreed(&sim);
+        assert!(a.iter().all(|(n, _)| *n == 2), "{a:?}\n{}", dump(&sim));
+        assert!(a.windows(2).all(|w| w[0] == w[1]), "{a:?}\n{}", dump(&sim));
+        let void: Vec<&str> = logs(&sim, "checkpoint-void").collect();
+        assert!(
+            void.iter()
+                .any(|d| d.contains("\"n\":2") && d.contains("\"round\":0")),
+            "{void:?}"
+        );
+        let agreed_lines: Vec<&str> = logs(&sim, "checkpoint-agreed")
+            .filter(|d| d.contains("\"n\":2"))
+            .collect();
+        assert!(!agreed_lines.is_empty());
+        for d in agreed_lines {
+            assert!(d.contains("\"round\":1"), "{d}");
+            assert!(d.contains(&format!("\"proposer\":\"{second}\"")), "{d}");
+        }
+        assert!(logs(&sim, "checkpoint-voted").any(|d| d.contains("proposer-gone")));
+    }
+
+    #[test]
+    fn a_split_cluster_without_a_majority_agrees_nothing() {
+        let mut sim = Sim::new(8, 7);
+        sim.start_all();
+        knob(&mut sim, 12);
+        sim.run_for(20_000);
+        assert!(agreed(&sim).iter().all(|(n, _)| *n == 0));
+        sim.partition(&[vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
+        sim.run_for(120_000);
+        assert!(sim.log_count("checkpoint-proposed") >= 1, "the tail grew");
+        assert!(
+            agreed(&sim).iter().all(|(n, _)| *n == 0),
+            "{:?}",
+            agreed(&sim)
+        );
+        assert_eq!(sim.log_count("checkpoint-agreed"), 0);
+    }
+
+    /// The rightful proposer of round 0 proposes the right cut with a
+    /// wrong id: every voter recomputes, logs `checkpoint-invalid` and
+    /// skips; nothing is agreed from it. Malformed, misplaced and
+    /// repeated entries are ignored with bounded logs.
+    #[test]
+    fn a_wrong_proposal_is_skipped_and_hostile_entries_are_ignored() {
+        let mut sim = Sim::new(6, 9);
+        sim.start_all();
+        knob(&mut sim, 1_000);
+        sim.run_for(20_000);
+        assert!(sim.ledgers_identical());
+        let view = sim.nodes[0].node.as_ref().expect("running");
+        let voters = view.derived.live_members();
+        let who = proposer(&ZERO, &voters, 0).expect("a proposer");
+        let p = sim.index_of(&who).expect("index");
+        let other = (p + 1) % 6;
+        let now = sim.now;
+        let node = sim.nodes[p].node.as_mut().expect("running");
+        let cut = node.ledger.frontier_digest();
+        let wrong = Proposal {
+            n: 1,
+            round: 0,
+            id: [7; 32],
+            prev: ZERO,
+            cut,
+        };
+        node.author(now, KIND_CHECKPOINT, wrong.body());
+        // Hostile entries of another member.
+        let h = sim.nodes[other].node.as_mut().expect("running");
+        let bodies: Vec<(&str, Vec<u8>)> = vec![
+            (KIND_CHECKPOINT, b"{not json".to_vec()),
+            (KIND_CHECKPOINT, wrong.body()),
+            (
+                KIND_CHECKPOINT,
+                Proposal {
+                    n: 1_000_000,
+                    ..wrong.clone()
+                }
+                .body(),
+            ),
+            (
+                KIND_CHECKPOINT_VOTE,
+                Vote {
+                    n: 1,
+                    round: u32::MAX,
+                    id: None,
+                }
+                .body(),
+            ),
+            (
+                KIND_CHECKPOINT_VOTE,
+                Vote {
+                    n: u64::MAX,
+                    round: 0,
+                    id: None,
+                }
+                .body(),
+            ),
+            (
+                KIND_CHECKPOINT_VOTE,
+                Vote {
+                    n: 1,
+                    round: 0,
+                    id: Some([9; 32]),
+                }
+                .body(),
+            ),
+            (
+                KIND_CHECKPOINT_VOTE,
+                Vote {
+                    n: 1,
+                    round: 0,
+                    id: Some([7; 32]),
+                }
+                .body(),
+            ),
+        ];
+        for (kind, body) in bodies {
+            h.author(now, kind, body);
+        }
+        for _ in 0..200 {
+            h.author(now, KIND_CHECKPOINT_VOTE, b"[]".to_vec());
+        }
+        sim.run_for(30_000);
+        let invalid: Vec<&str> = logs(&sim, "checkpoint-invalid").collect();
+        // Enough voters recompute, log it and skip for round 0 to be void
+        // (the hostile member's own vote and two undecided voters can no
+        // longer make a majority of 6); the rest need not get to it.
+        assert!(invalid.len() >= 3, "{invalid:?}\n{}", dump(&sim));
+        assert!(invalid.iter().all(|d| d.contains(&who)));
+        assert_eq!(sim.log_count("checkpoint-agreed"), 0);
+        let skips = logs(&sim, "checkpoint-voted")
+            .filter(|d| d.contains("\"reason\":\"invalid\""))
+            .count();
+        assert!(skips >= 3, "{skips}");
+        for n in &sim.nodes {
+            assert!(n
+                .logs
+                .iter()
+                .any(|(k, d)| k == "checkpoint-void" && d == r#"{"n":1,"round":0}"#));
+        }
+        // The hostile member's second vote (for the proposal's id) did not
+        // replace its first.
+        assert!(logs(&sim, "checkpoint-ignored").any(|d| d.contains("a second vote in round 0")));
+        // Ignored input: logged, at most MAX_IGNORED_LOGS per node.
+        for n in &sim.nodes {
+            let c = n
+                .logs
+                .iter()
+                .filter(|(k, _)| k == "checkpoint-ignored")
+                .count();
+            assert!(c >= 5, "{c}");
+            assert!(c <= MAX_IGNORED_LOGS as usize, "{c}");
+        }
+        for i in sim.running() {
+            let ck = &sim.nodes[i].node.as_ref().expect("running").checkpoints;
+            assert!(ck.open.rounds.len() <= MAX_OPEN_ROUNDS);
+            assert!(ck
+                .open
+                .rounds
+                .values()
+                .all(|r| r.proposals.len() <= MAX_PROPOSALS_PER_ROUND));
+        }
+        let _ = node_id(0);
+    }
+}
