@@ -876,6 +876,30 @@ impl Node {
     /// Tries to recompute round `r`'s proposal from this node's ledger
     /// (when the ledger changed since the last try); on a
     /// different id from the same cut, logs `checkpoint-invalid` and skips.
+    /// Why checkpoint 1 with these (sorted) voters is not one this node
+    /// takes part in: its voters are not a strict majority of the members
+    /// this node counts live now. Checkpoint 1 has no previous voter set
+    /// (13.4), and a proposal's cut is found from its clock, which its
+    /// writer picks: without this check a few keys that joined with
+    /// clock 0 and proposed at clock 1 made a cut of themselves alone,
+    /// which every node recomputed and adopted, and they were then the
+    /// only voters of every later checkpoint (helper H30's review).
+    fn foreign_first_voters(&self, voters: &[String]) -> Option<String> {
+        let live = self.derived.live_members();
+        let known = live
+            .iter()
+            .filter(|m| voters.binary_search(m).is_ok())
+            .count();
+        if known.saturating_mul(2) > live.len() {
+            return None;
+        }
+        Some(format!(
+            "its {} voters hold {known} of this node's {} live members, not a majority",
+            voters.len(),
+            live.len()
+        ))
+    }
+
     fn try_verify(&mut self, now_ms: u64, r: u32) {
         let linked = self.checkpoints.linked;
         let n = self.checkpoints.open_n();
@@ -935,6 +959,25 @@ impl Node {
                         continue;
                     }
                     if v.id == h.proposal.id {
+                        if n == 1 {
+                            if let Some(why) = self.foreign_first_voters(&v.voters) {
+                                // Never voted for nor adopted here, and
+                                // not recomputed again.
+                                self.effects.log(
+                                    "checkpoint-unverified",
+                                    &[
+                                        ("n", n.into()),
+                                        ("round", r.into()),
+                                        ("proposer", h.author.clone().into()),
+                                        ("reason", why.into()),
+                                    ],
+                                );
+                                if let Some(round) = self.checkpoints.open.rounds.get_mut(&r) {
+                                    round.invalid.push(h.author.clone());
+                                }
+                                continue;
+                            }
+                        }
                         if let Some(round) = self.checkpoints.open.rounds.get_mut(&r) {
                             round.verified.push(*v);
                         }
@@ -1714,9 +1757,10 @@ mod tests {
     /// its voters are the keys alone, their votes agree it, and the
     /// honest nodes adopt a checkpoint 1 without a single honest voter
     /// (the keys then are the only voters of checkpoint 2). 13.4's open
-    /// point (two first checkpoints), made reachable by a writer.
+    /// point (two first checkpoints), made reachable by a writer; closed
+    /// by `foreign_first_voters`: a node takes part in a checkpoint 1 only
+    /// when its voters are a majority of the members it counts live.
     #[test]
-    #[ignore = "H30 finding: a design decision for the lead (13.4 open point)"]
     fn keys_that_joined_below_every_clock_cannot_agree_checkpoint_1_alone() {
         let mut sim = Sim::new(6, 23);
         sim.start_all();
