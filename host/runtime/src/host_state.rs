@@ -201,6 +201,16 @@ impl AppendIndex {
         self.0.entry(Self::key(author, seq)).or_insert(at);
     }
 
+    /// Forgets every position, and the table's memory with them: most
+    /// calls append nothing, and a table kept at the size of the largest
+    /// call would be cleared (every control byte written) on each call
+    /// and held by every instance.
+    fn forget(&mut self) {
+        if !self.0.is_empty() {
+            self.0 = HashMap::new();
+        }
+    }
+
     /// The first entry of `effects` appending `(author, seq)`.
     fn find<'a>(&self, effects: &'a [Effect], author: &str, seq: u64) -> Option<&'a Entry> {
         let appends = |e: &'a Effect| match e {
@@ -220,12 +230,12 @@ impl HostState {
     pub fn begin_call(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         self.effects.clear();
-        self.appended.0.clear();
+        self.appended.forget();
     }
 
     /// The effects the call recorded, in order, leaving none.
     pub fn take_effects(&mut self) -> Vec<Effect> {
-        self.appended.0.clear();
+        self.appended.forget();
         std::mem::take(&mut self.effects)
     }
 }
