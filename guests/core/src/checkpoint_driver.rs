@@ -108,7 +108,10 @@ struct Round {
     /// exist, each with its own state's voters), at most
     /// [`MAX_PROPOSALS_PER_ROUND`].
     verified: Vec<Verified>,
-    /// Authors of proposals found invalid (13.7 case 2), not retried.
+    /// Authors of proposals not retried: found invalid (13.7 case 2), not
+    /// the rightful proposer of the state their cut gives, or a checkpoint
+    /// 1 of strangers ([`Node::foreign_first_voters`]). At most one per
+    /// held proposal.
     invalid: Vec<String>,
     /// When a proposal was first held.
     held_since: Option<u64>,
@@ -956,6 +959,11 @@ impl Node {
                     let rightful =
                         proposer(&prev, &v.voters, r).as_deref() == Some(h.author.as_str());
                     if !rightful {
+                        // Not this round's proposer for the state its cut
+                        // gives: never counted, so not recomputed again.
+                        if let Some(round) = self.checkpoints.open.rounds.get_mut(&r) {
+                            round.invalid.push(h.author.clone());
+                        }
                         continue;
                     }
                     if v.id == h.proposal.id {
