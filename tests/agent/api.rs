@@ -89,6 +89,11 @@ async fn introspection_answers_and_rejects_bad_parameters() {
     assert_eq!(status["component"]["hash"].as_str().unwrap().len(), 64);
     assert!(status["incarnation"].as_u64().is_some(), "{status}");
     assert_eq!(status["counts"]["alive"], 1);
+    assert_eq!(
+        status["checkpoint"],
+        Value::Null,
+        "the stub agrees no checkpoint"
+    );
 
     let (_, members) = call(&s, "GET", "/members", None, None).await;
     assert_eq!(members["members"][0]["id"], "n1");
@@ -418,4 +423,71 @@ async fn a_corrupt_store_or_a_taken_port_stops_start_up() {
         .expect("refused")
         .to_string();
     assert!(err.starts_with("setting `listen`"), "{err}");
+}
+
+/// Two agents running the real component with the test knob at K = 2
+/// agree checkpoint 1 on their two joins; each shows it in `/status` and
+/// `/metrics`, with the same id, from the component's `checkpoint-agreed`
+/// event (the interface has no call for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agreed_checkpoint_shows_in_status_and_metrics() {
+    let dir = temp_dir("checkpoint");
+    let start_real = |id: &str, seeds: Vec<String>| {
+        let mut c = config(&dir);
+        c.node_id = Some(id.into());
+        c.data_dir = Some(dir.0.join(id));
+        c.component = Some("nodeplane".into());
+        c.seeds = Some(seeds);
+        c.metadata = Some(
+            [(
+                nodeplane_core::config::CHECKPOINT_MIN_TAIL_KEY.to_string(),
+                "2".to_string(),
+            )]
+            .into(),
+        );
+        Agent::start(c.validate().unwrap())
+    };
+    let a = start_real("n1", vec![]).await.expect("n1 starts");
+    let sa = a.state();
+    let b = start_real("n2", vec![sa.address.clone()])
+        .await
+        .expect("n2 starts");
+    let sb = b.state();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut shown = Vec::new();
+        for s in [&sa, &sb] {
+            let (st, status) = call(s, "GET", "/status", None, None).await;
+            assert_eq!(st, StatusCode::OK);
+            shown.push(status["checkpoint"].clone());
+        }
+        if shown
+            .iter()
+            .all(|c| c["n"].as_u64().is_some_and(|n| n >= 1))
+        {
+            for c in &shown {
+                assert_eq!(c["id"].as_str().map(str::len), Some(64), "{c}");
+                assert!(c["records"].as_u64().is_some_and(|r| r >= 1), "{c}");
+            }
+            if shown[0]["n"] == shown[1]["n"] {
+                assert_eq!(shown[0]["id"], shown[1]["id"], "one id per checkpoint");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoint 1 not shown by both within 30 s: {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in [&sa, &sb] {
+        let (_, metrics) = call(s, "GET", "/metrics", None, None).await;
+        let text = metrics.as_str().unwrap_or_default().to_string();
+        let agreed = text.lines().find_map(|l| {
+            l.strip_prefix("nodeplane_checkpoint_agreed ")?
+                .parse::<u64>()
+                .ok()
+        });
+        assert!(agreed.is_some_and(|n| n >= 1), "{text}");
+    }
 }

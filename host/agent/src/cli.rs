@@ -197,6 +197,23 @@ pub fn run_members(args: ApiArgs) -> Result<()> {
     Ok(())
 }
 
+/// One line for `/status`'s `checkpoint`: its number, id prefix and
+/// records, or `none` before the first one.
+fn render_checkpoint(c: &serde_json::Value) -> String {
+    match c["n"].as_u64() {
+        None => "none agreed yet".to_string(),
+        Some(n) => {
+            let id = c["id"].as_str().unwrap_or("");
+            format!(
+                "{n} ({}…, {} records, round {})",
+                id.get(..12).unwrap_or(id),
+                text(&c["records"]),
+                text(&c["round"])
+            )
+        }
+    }
+}
+
 /// `nodeplane status`.
 pub fn run_status(args: ApiArgs) -> Result<()> {
     let s = args.client().get("/status")?;
@@ -229,6 +246,7 @@ pub fn run_status(args: ApiArgs) -> Result<()> {
             ),
         ),
         ("ledger entries", text(&s["ledger_entries"])),
+        ("checkpoint", render_checkpoint(&s["checkpoint"])),
         ("crashes", text(&s["crashes"])),
         ("swaps", text(&s["swaps"])),
     ];
@@ -527,6 +545,16 @@ pub fn run_keys(args: KeysArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_checkpoint_line_shows_number_id_prefix_and_records() {
+        assert_eq!(render_checkpoint(&Value::Null), "none agreed yet");
+        let c = json!({"n": 3, "round": 1, "id": "ab".repeat(32), "records": 64});
+        assert_eq!(
+            render_checkpoint(&c),
+            "3 (abababababab…, 64 records, round 1)"
+        );
+    }
 
     #[test]
     fn members_render_as_a_table() {

@@ -21,6 +21,7 @@
 //! addresses tests and the demo start agents on.
 
 pub mod agent;
+pub mod checkpoints;
 pub mod cli;
 pub mod client;
 pub mod config;

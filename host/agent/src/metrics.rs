@@ -23,6 +23,8 @@ pub struct Metrics {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     events: Mutex<BTreeMap<String, u64>>,
     limits: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// The latest checkpoint the component reported agreed.
+    pub checkpoint: crate::checkpoints::CheckpointTracker,
 }
 
 /// Counter family of sends dropped by a bound, by reason (`amplification`,
@@ -239,6 +241,9 @@ impl Metrics {
                 escape(kind)
             );
         }
+        let checkpoint = self.checkpoint.latest();
+        let _ = writeln!(out, "# HELP nodeplane_checkpoint_agreed The latest checkpoint the component agreed (0: none yet).\n# TYPE nodeplane_checkpoint_agreed gauge\nnodeplane_checkpoint_agreed {}", checkpoint.as_ref().map_or(0, |c| c.n));
+        let _ = writeln!(out, "# HELP nodeplane_checkpoint_records Member records in the latest agreed checkpoint.\n# TYPE nodeplane_checkpoint_records gauge\nnodeplane_checkpoint_records {}", checkpoint.as_ref().map_or(0, |c| c.records));
         self.render_limits(&mut out);
         out
     }

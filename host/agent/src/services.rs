@@ -220,6 +220,11 @@ impl Services for AgentServices {
     fn log_event(&mut self, kind: &str, detail: &str) {
         self.metrics.event(kind);
         tracing::debug!(kind, detail, "component event");
+        if kind == crate::checkpoints::AGREED_EVENT {
+            if let Err(e) = self.metrics.checkpoint.note_agreed(detail, epoch_ms()) {
+                tracing::warn!(error = %e, detail, "component event not shown in /status");
+            }
+        }
         self.events.record(Source::Component, kind, detail);
     }
 }

@@ -72,6 +72,7 @@ async fn status(State(s): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "quarantined": quarantined,
         "failure": failure,
         "swaps": swaps,
+        "checkpoint": s.metrics.checkpoint.latest(),
     }))
 }
 
