@@ -8,7 +8,6 @@ use crate::network::NetConfig;
 use crate::node::{node_address, node_id, node_metadata, NodeSpec};
 use crate::world::Sim;
 use crate::SimError;
-use nodeplane_core::config::CHECKPOINT_MIN_TAIL_KEY;
 
 /// Builds a [`Sim`].
 #[derive(Clone)]
@@ -181,6 +180,7 @@ impl SimBuilder {
             self.sample_every_ms,
             (self.observe, self.keep_logs),
         );
+        sim.checkpoint_min_tail = self.checkpoint_min_tail;
         for i in 0..n {
             let ledger = if i < self.ledgers.len() {
                 std::mem::take(&mut self.ledgers[i])
@@ -188,9 +188,7 @@ impl SimBuilder {
                 MemoryLedger::in_pool(&sim.pool)
             };
             let mut metadata = node_metadata(i);
-            if let Some(k) = self.checkpoint_min_tail {
-                metadata.push((CHECKPOINT_MIN_TAIL_KEY.into(), k.to_string()));
-            }
+            sim.add_knobs(&mut metadata);
             let spec = NodeSpec::new(node_id(i), node_address(i)).metadata(metadata);
             let i = sim.push_node(spec, None, ledger);
             sim.boot(i)?;

@@ -40,6 +40,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use nodeplane_core::config::CHECKPOINT_MIN_TAIL_KEY;
 use nodeplane_interface::{MembershipUpdate, PeerState};
 use nodeplane_runtime::{
     EntryPool, EventRecord, LoadedComponent, MemoryLedger, Node, NodeConfig, NodeHandle,
@@ -110,6 +111,9 @@ pub struct Sim {
     /// Checkpoints the nodes logged as agreed
     /// ([`crate::invariants::Checkpoints`]).
     pub(crate) checkpoints: crate::invariants::Checkpoints,
+    /// The checkpoint test knob every node of the run gets, the ones added
+    /// later ([`Sim::add_node`]) included ([`SimBuilder::checkpoint_min_tail`]).
+    pub(crate) checkpoint_min_tail: Option<u64>,
 }
 
 impl Sim {
@@ -156,6 +160,7 @@ impl Sim {
             progress_events: 0,
             pool: EntryPool::new(),
             checkpoints: Default::default(),
+            checkpoint_min_tail: None,
         }
     }
 
@@ -306,7 +311,8 @@ impl Sim {
     /// Adds a node to the world and starts it (it does not join: see
     /// [`Sim::join_with`]); returns its index. A node the component refuses
     /// to start is not added ([`SimError::Start`] carries the reason).
-    pub fn add_node(&mut self, spec: NodeSpec) -> Result<usize, SimError> {
+    pub fn add_node(&mut self, mut spec: NodeSpec) -> Result<usize, SimError> {
+        self.add_knobs(&mut spec.metadata);
         let component = match &spec.component {
             Some(choice) => Some((
                 self.runtime.clone(),
@@ -322,6 +328,19 @@ impl Sim {
             return Err(e);
         }
         Ok(i)
+    }
+
+    /// Appends the run's checkpoint test knob to a node's metadata, unless
+    /// the metadata already sets it.
+    pub(crate) fn add_knobs(&self, metadata: &mut Vec<(String, String)>) {
+        if let Some(k) = self.checkpoint_min_tail {
+            if !metadata
+                .iter()
+                .any(|(key, _)| key == CHECKPOINT_MIN_TAIL_KEY)
+            {
+                metadata.push((CHECKPOINT_MIN_TAIL_KEY.into(), k.to_string()));
+            }
+        }
     }
 
     pub(crate) fn boot(&mut self, i: usize) -> Result<(), SimError> {
@@ -828,5 +847,45 @@ fn node_outcome<T, E: std::fmt::Display>(
             node: i,
             reason: format!("{op} on a crashed node"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn knob(sim: &Sim, i: usize) -> Vec<&str> {
+        sim.nodes[i]
+            .metadata
+            .iter()
+            .filter(|(k, _)| k == CHECKPOINT_MIN_TAIL_KEY)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn nodes_added_later_get_the_runs_checkpoint_knob_unless_they_set_it() {
+        let mut sim = Sim::builder()
+            .nodes(2)
+            .checkpoint_min_tail(Some(8))
+            .build()
+            .expect("sim builds");
+        assert_eq!(knob(&sim, 0), ["8"]);
+        let later = sim
+            .add_node(NodeSpec::new("later", "10.0.9.1:7946"))
+            .expect("added");
+        assert_eq!(knob(&sim, later), ["8"]);
+        let own = sim
+            .add_node(
+                NodeSpec::new("own", "10.0.9.2:7946")
+                    .metadata(vec![(CHECKPOINT_MIN_TAIL_KEY.into(), "5".into())]),
+            )
+            .expect("added");
+        assert_eq!(knob(&sim, own), ["5"]);
+        let mut plain = Sim::builder().nodes(1).build().expect("sim builds");
+        let i = plain
+            .add_node(NodeSpec::new("later", "10.0.9.1:7946"))
+            .expect("added");
+        assert!(knob(&plain, i).is_empty());
     }
 }
