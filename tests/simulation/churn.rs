@@ -150,3 +150,29 @@ fn churn_settings_are_checked() {
     assert_eq!("churn".parse::<Scenario>().ok(), Some(Scenario::Churn));
     assert!(!Scenario::ALL.contains(&Scenario::Churn));
 }
+
+/// Churn with a small checkpoint trigger (K = 64) agrees checkpoints and
+/// never two ids for one number. Nodes that joined after checkpoint 1 was
+/// agreed and could not recompute it used to judge its round void over
+/// their own, drifted, live members, then propose and agree another
+/// checkpoint 1 among themselves (the simulator's invariant caught it on
+/// this seed: `first_round_void` in checkpoint_driver.rs).
+#[test]
+fn churn_with_checkpoints_never_agrees_two_ids_for_one_number() {
+    let run = nodeplane_sim::scenarios::run(
+        Scenario::Churn,
+        &ScenarioParams {
+            seed: 1,
+            time_scale: 1.0,
+            checkpoint_min_tail: Some(64),
+            ..params(16, Some(200))
+        },
+    )
+    .expect("churn runs");
+    assert!(
+        run.violation.is_none(),
+        "{}",
+        run.violation.clone().unwrap_or_default()
+    );
+    assert!(fig(&run, "checkpoints_agreed") >= 2.0, "{:?}", run.figures);
+}

@@ -426,6 +426,47 @@ fn tally(round: &Round, voters: &[String], left: &BTreeMap<String, u64>) -> Tall
     t
 }
 
+/// Whether a round of checkpoint 1 that the tally over `round_voters`
+/// finds void is void for every proposal it may hold.
+///
+/// Checkpoint 1 has no fixed voter set: a proposal's voters are the L
+/// members of its own state (13.4), known only to a node that recomputed
+/// it. `round_voters` falls back to the node's present live members, which
+/// drift as members crash, leave and join; judged over them, a round a
+/// majority of the proposal's own voters agreed could look void to a node
+/// that joined later and cannot recompute it, which would then vote in,
+/// propose and agree the next round: two ids for checkpoint 1 (found by the
+/// churn scenario with a small K). So the round is void only if every
+/// proposal recomputed here is void among its own voters, and no proposal
+/// still in the running (not refused as invalid, wrong proposer or
+/// strangers') that this node could not recompute has votes, from any
+/// authors, outnumbering half of `counted` (the voters the tally used).
+/// Such a round stays open here until the proposal can be recomputed.
+///
+/// The vote count keeps one member from blocking checkpoint 1 for ever
+/// with a proposal nobody can recompute, or with votes for a made-up id
+/// (those never keep a round open). What is left (design §13.9): a node
+/// that holds the votes but not yet the proposal, or whose live members
+/// have grown past twice the proposal's votes, can still find the round
+/// void; a fixed voter set for checkpoint 1 would close it.
+fn first_round_void(round: &Round, left: &BTreeMap<String, u64>, counted: usize) -> bool {
+    let backed = |id: &Hash| {
+        let votes = round.votes.values().filter(|v| **v == Some(*id)).count();
+        votes > counted / 2
+    };
+    let unresolved = round
+        .proposals
+        .iter()
+        .filter(|h| !round.invalid.contains(&h.author))
+        .filter(|h| !round.verified.iter().any(|v| v.author == h.author))
+        .any(|h| backed(&h.proposal.id));
+    !unresolved
+        && round
+            .verified
+            .iter()
+            .all(|v| tally(round, &v.voters, left).outcome() == Outcome::Void)
+}
+
 /// What matching a proposal's cut against this node's ledger gave.
 enum Match {
     /// The candidate cut's digest differs (entries missing or extra).
@@ -541,8 +582,12 @@ impl Node {
                 self.adopt(r, v);
                 return true;
             }
+            let first = self.checkpoints.agreed.is_none();
             match tally(round, &voters, &open.left).outcome() {
                 Outcome::Open => return false,
+                Outcome::Void if first && !first_round_void(round, &open.left, voters.len()) => {
+                    return false
+                }
                 Outcome::Void => {
                     self.checkpoints.open.rounds.remove(&r);
                     self.checkpoints.open.first_open = r.saturating_add(1);
