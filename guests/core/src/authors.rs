@@ -13,6 +13,7 @@
 //! stores the author for good (a linked chain, a subject record) calls
 //! [`Authors::intern`].
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -43,6 +44,11 @@ pub(crate) struct Authors {
     names: Slots<Arc<str>>,
     /// Handles, found by the hash of their id.
     index: HashTable<AuthorId>,
+    /// The handle [`Authors::find`] last found: one entry is handled by
+    /// several lookups of its author in a row, and comparing one id is
+    /// cheaper than hashing it (ids are unique in the table, so an equal
+    /// id is that handle).
+    last: Cell<Option<AuthorId>>,
 }
 
 /// The hash of an author id in the index: foldhash with a fixed seed
@@ -58,11 +64,21 @@ impl Authors {
     /// The handle of `name`, if interned. Never interns.
     pub(crate) fn find(&self, name: &str) -> Option<AuthorId> {
         let names = &self.names;
-        self.index
+        if let Some(last) = self.last.get() {
+            if names.get(last.index()).is_some_and(|n| **n == *name) {
+                return Some(last);
+            }
+        }
+        let found = self
+            .index
             .find(hash_of(name), |a| {
                 names.get(a.index()).is_some_and(|n| **n == *name)
             })
-            .copied()
+            .copied();
+        if found.is_some() {
+            self.last.set(found);
+        }
+        found
     }
 
     /// The handle of `name`, interned (allocating its id) if new.
@@ -149,6 +165,15 @@ mod tests {
             Some("n999")
         );
         assert_eq!(t.len(), 1002);
+        // Repeated and alternating lookups (the last one found is kept):
+        // each name still gives its own handle, an unknown one none.
+        for _ in 0..2 {
+            assert_eq!(t.find("a"), Some(a));
+            assert_eq!(t.find("a"), Some(a));
+            assert_eq!(t.find("b"), Some(b));
+            assert_eq!(t.find("zz"), None);
+            assert_eq!(t.find(""), None);
+        }
         let sorted = t.sorted();
         let names: Vec<&str> = sorted
             .iter()

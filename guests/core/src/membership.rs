@@ -170,13 +170,27 @@ fn claim_about_other(
     })
 }
 
+/// A profile body in the plain form honest writers produce, read without
+/// `serde_json` (`nodeplane_entry::plain`: the same fields as the
+/// derived `Deserialize` gives); `None` for any other body.
+fn plain_profile(body: &[u8]) -> Option<ProfileBody> {
+    let mut meta = Vec::new();
+    let plain = nodeplane_entry::plain::scan(body, |k, v| meta.push((k.to_owned(), v.to_owned())))?;
+    Some(ProfileBody {
+        inc: plain.inc,
+        addr: plain.addr.to_owned(),
+        meta,
+        signing_key: plain.signing_key.map(str::to_owned),
+    })
+}
+
 /// The body of a profile entry (`join`, `alive`, `metadata`), refused when
 /// its author is not a valid node id or its address is not `ip:port`: such
 /// a member could never be probed indirectly (no receiver accepts a
 /// `ping-req` naming it) and would hand the Mesh VPN an unusable endpoint.
 fn profile(e: &Entry) -> Result<ProfileBody, String> {
     validate_node_id(&e.author).map_err(|why| format!("author {:?}: {why}", e.author))?;
-    let b: ProfileBody = parse(e)?;
+    let b: ProfileBody = plain_profile(&e.body).map_or_else(|| parse(e), Ok)?;
     if !is_valid_address(&b.addr) {
         return Err(format!(
             "{} by {:?}: address {:?} is not ip:port",
@@ -1007,8 +1021,8 @@ impl Derived {
                 }
             }
         }
-        for id in touched.clone() {
-            self.refresh(&id);
+        for id in &touched {
+            self.refresh(id);
         }
         self.settle(&mut touched);
         Ok(touched.into_iter().collect())
@@ -1427,6 +1441,36 @@ mod tests {
         /// unless a test narrows it, on its own thread), so a test can
         /// make distinct keys collide in [`KeyIndex::Ledger`].
         pub(super) static KEY_HASH_MASK: Cell<u64> = const { Cell::new(u64::MAX) };
+    }
+
+    #[test]
+    fn plain_profile_bodies_read_as_serde_json_reads_them() {
+        let with_key = ProfileBody {
+            inc: 3,
+            addr: "10.0.0.1:7000".into(),
+            meta: vec![
+                ("k".into(), "v".into()),
+                ("overlay-ip".into(), "10.1.0.3".into()),
+            ],
+            signing_key: Some("ab".repeat(32)),
+        };
+        let without = ProfileBody {
+            inc: u64::MAX,
+            addr: "[::1]:1".into(),
+            meta: Vec::new(),
+            signing_key: None,
+        };
+        for b in [with_key, without] {
+            let bytes = body(&b);
+            assert_eq!(plain_profile(&bytes), Some(b.clone()));
+            assert_eq!(serde_json::from_slice::<ProfileBody>(&bytes).ok(), Some(b));
+        }
+        // Not plain (an escape, a space): left to serde_json.
+        assert_eq!(
+            plain_profile(br#"{"inc":1,"addr":"a\u0062","meta":[]}"#),
+            None
+        );
+        assert_eq!(plain_profile(br#"{"inc":1, "addr":"a","meta":[]}"#), None);
     }
 
     /// `author`'s first `join`, declaring and signed by `signer`'s key.

@@ -32,6 +32,12 @@ pub(crate) struct Reconciler {
     /// entries sent, highest seq sent). Looked up by `&str` (no key
     /// allocated per author asked); the author is the ledger's shared id.
     outgoing: BTreeMap<String, BTreeMap<Arc<str>, (u64, u64)>>,
+    /// No record of the three maps above lapses before this time (ms): a
+    /// lower bound of their lapse times, lowered by every record written
+    /// and made exact by each [`Reconciler::prune_streams`] that walks
+    /// them; before it, pruning has nothing to remove and is skipped
+    /// (0 at first: the first prune walks them).
+    prune_due: u64,
     /// What may still be shipped in answer to reconciliation.
     budget: PushBudget,
 }
@@ -252,6 +258,7 @@ impl Reconciler {
             return;
         }
         self.last_sync.insert(to.to_string(), now_ms);
+        self.lapses_at(now_ms.saturating_add(SYNC_MIN_GAP_MS));
         let item = sync_item(ledger, Vec::new());
         fx.send(to, &Message::Sync { items: vec![item] });
     }
@@ -363,6 +370,7 @@ impl Reconciler {
             for (a, _) in &want {
                 self.incoming.insert(a.clone(), now_ms);
             }
+            self.lapses_at(now_ms.saturating_add(STREAM_STALL_MS));
             for chunk in want.chunks(MAX_HEADS) {
                 send_want(fx, from, chunk);
             }
@@ -379,7 +387,13 @@ impl Reconciler {
     pub(crate) fn note_incoming(&mut self, author: &str, now_ms: u64) {
         if self.incoming.get(author) != Some(&now_ms) {
             self.incoming.insert(author.to_string(), now_ms);
+            self.lapses_at(now_ms.saturating_add(STREAM_STALL_MS));
         }
+    }
+
+    /// Notes that a record written now lapses at `at` (ms).
+    fn lapses_at(&mut self, at: u64) {
+        self.prune_due = self.prune_due.min(at);
     }
 
     /// Whether a stream of `author`'s entries is in flight towards us.
@@ -394,14 +408,27 @@ impl Reconciler {
     /// Every lookup treats such a record as absent, so this changes
     /// nothing but memory.
     pub(crate) fn prune_streams(&mut self, now_ms: u64) {
-        self.last_sync
-            .retain(|_, t| now_ms < t.saturating_add(SYNC_MIN_GAP_MS));
-        self.incoming
-            .retain(|_, t| now_ms < t.saturating_add(STREAM_STALL_MS));
+        // No record lapses before `prune_due`: nothing to remove.
+        if now_ms < self.prune_due {
+            return;
+        }
+        // The earliest lapse time among the records kept.
+        let mut due = u64::MAX;
+        let mut keep = |t: u64, gap: u64| {
+            let lapse = t.saturating_add(gap);
+            let kept = now_ms < lapse;
+            if kept {
+                due = due.min(lapse);
+            }
+            kept
+        };
+        self.last_sync.retain(|_, t| keep(*t, SYNC_MIN_GAP_MS));
+        self.incoming.retain(|_, t| keep(*t, STREAM_STALL_MS));
         self.outgoing.retain(|_, streams| {
-            streams.retain(|_, (t, _)| now_ms < t.saturating_add(STREAM_STALL_MS));
+            streams.retain(|_, (t, _)| keep(*t, STREAM_STALL_MS));
             !streams.is_empty()
         });
+        self.prune_due = due;
     }
 
     /// Sends every entry after each (author, seq), in at most
@@ -545,6 +572,7 @@ impl Reconciler {
                     }
                 }
             }
+            self.lapses_at(now.saturating_add(STREAM_STALL_MS));
         }
         // The last batch: the one cut off (with `rest`), or what remained.
         if cut || !cur.is_empty() {
@@ -677,6 +705,8 @@ impl Node {
         for (a, _) in &want {
             self.reconcile.incoming.insert(a.clone(), now_ms);
         }
+        self.reconcile
+            .lapses_at(now_ms.saturating_add(STREAM_STALL_MS));
         if !want.is_empty() {
             self.effects.send(from, &Message::Want { heads: want });
         }
@@ -943,6 +973,39 @@ mod tests {
             }
         }
         (bytes, logged)
+    }
+
+    #[test]
+    fn pruning_forgets_each_record_once_it_lapses_and_no_sooner() {
+        let mut r = Reconciler::default();
+        let held = |r: &Reconciler| r.incoming.keys().cloned().collect::<Vec<_>>();
+        r.note_incoming("a", 0);
+        r.note_incoming("b", 500);
+        r.prune_streams(999);
+        assert_eq!(held(&r), ["a", "b"]);
+        r.prune_streams(1_000);
+        assert_eq!(held(&r), ["b"]);
+        // A record written with an earlier lapse than the one noted is
+        // still pruned on time (the bound only ever goes down on a write).
+        r.note_incoming("c", 200);
+        r.prune_streams(1_199);
+        assert_eq!(held(&r), ["b", "c"]);
+        r.prune_streams(1_200);
+        assert_eq!(held(&r), ["b"]);
+        r.prune_streams(1_500);
+        assert!(held(&r).is_empty());
+        // The other maps too: a sync start, and a stream going out.
+        let ledger = ledger_of(3);
+        let mut fx = Effects::default();
+        r.start_sync(&ledger, &mut fx, 2_000, "10.0.0.9:1", true);
+        r.send_entries(&ledger, &mut fx, 2_100, "10.0.0.9:1", &everything(&ledger));
+        assert_eq!((r.last_sync.len(), r.outgoing.len()), (1, 1));
+        r.prune_streams(2_999);
+        assert_eq!((r.last_sync.len(), r.outgoing.len()), (1, 1));
+        r.prune_streams(3_000);
+        assert_eq!((r.last_sync.len(), r.outgoing.len()), (0, 1));
+        r.prune_streams(3_100);
+        assert_eq!((r.last_sync.len(), r.outgoing.len()), (0, 0));
     }
 
     #[test]

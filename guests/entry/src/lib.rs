@@ -18,6 +18,7 @@
 
 pub mod chain;
 pub mod frontier;
+pub mod plain;
 pub mod signing;
 
 pub use chain::{check_link, verify_chains, ChainError};
@@ -127,7 +128,20 @@ pub fn canonical_encoding(
 
 /// The id of an entry with these contents.
 pub fn entry_id(author: &str, seq: u64, prev: &Hash, clock: u64, kind: &str, body: &[u8]) -> Hash {
-    Sha256::digest(canonical_encoding(author, seq, prev, clock, kind, body)).into()
+    // The bytes of [`canonical_encoding`], hashed as they are produced
+    // (every entry received is hashed: no buffer for its copy).
+    let mut h = Sha256::new();
+    h.update(ENCODING_TAG);
+    h.update((author.len() as u32).to_be_bytes());
+    h.update(author.as_bytes());
+    h.update(seq.to_be_bytes());
+    h.update(prev);
+    h.update(clock.to_be_bytes());
+    h.update((kind.len() as u32).to_be_bytes());
+    h.update(kind.as_bytes());
+    h.update((body.len() as u32).to_be_bytes());
+    h.update(body);
+    h.finalize().into()
 }
 
 /// Why bytes are not a canonical encoding ([`decode_canonical`]) or a

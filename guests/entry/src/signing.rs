@@ -119,6 +119,11 @@ pub fn declared_key(entry: &Entry) -> Result<Option<PublicKey>, String> {
     if entry.kind != BINDING_KIND {
         return Ok(None);
     }
+    // The form every honest writer produces, read without `serde_json`
+    // (the same answer: see `plain`); any other body below.
+    if let Some(plain) = crate::plain::scan(&entry.body, |_, _| ()) {
+        return plain.signing_key.map(parse_key).transpose();
+    }
     let KeyField(value) = serde_json::from_slice(&entry.body)
         .map_err(|e| format!("join body is not a JSON object: {e}"))?;
     let Some(value) = value else {
@@ -173,8 +178,7 @@ pub fn parse_key(text: &str) -> Result<PublicKey, String> {
     // The common case, decoded in place: exactly 64 hex digits give the
     // same 32 bytes `hex::decode` gives; anything else takes the path
     // below for its error.
-    let mut key = [0u8; PUBLIC_KEY_LEN];
-    if hex::decode_to_slice(text, &mut key).is_ok() {
+    if let Some(key) = key_digits(text.as_bytes()) {
         return Ok(key);
     }
     let bytes = hex::decode(text).map_err(|e| format!("{KEY_FIELD} is not hex: {e}"))?;
@@ -184,6 +188,44 @@ pub fn parse_key(text: &str) -> Result<PublicKey, String> {
             bytes.len()
         )
     })
+}
+
+/// Exactly 64 hex digits (either case) as the 32 bytes they spell (what
+/// `hex::decode` gives), by table; `None` for anything else. Every
+/// receiver decodes the key of every `join` it links.
+fn key_digits(text: &[u8]) -> Option<PublicKey> {
+    /// Each byte's value as a hex digit; 0xff if it is not one. Built at
+    /// compile time: an index out of bounds or an overflow here fails the
+    /// build, never a run.
+    #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+    const DIGIT: [u8; 256] = {
+        let mut t = [0xffu8; 256];
+        let mut i = 0u8;
+        while i < 10 {
+            t[(b'0' + i) as usize] = i;
+            i += 1;
+        }
+        let mut i = 0u8;
+        while i < 6 {
+            t[(b'a' + i) as usize] = 10 + i;
+            t[(b'A' + i) as usize] = 10 + i;
+            i += 1;
+        }
+        t
+    };
+    let pairs = text.as_chunks::<2>();
+    if !pairs.1.is_empty() || pairs.0.len() != PUBLIC_KEY_LEN {
+        return None;
+    }
+    let mut key = [0u8; PUBLIC_KEY_LEN];
+    for (out, &[hi, lo]) in key.iter_mut().zip(pairs.0) {
+        let (hi, lo) = (*DIGIT.get(usize::from(hi))?, *DIGIT.get(usize::from(lo))?);
+        if (hi | lo) & 0xf0 != 0 {
+            return None;
+        }
+        *out = (hi << 4) | lo;
+    }
+    Some(key)
 }
 
 /// The key an author's first entry binds it to. `first` must be the
@@ -479,6 +521,41 @@ mod key_field_tests {
     use super::*;
     use crate::GENESIS_PREV;
 
+    #[test]
+    fn key_digits_decode_as_hex_does() {
+        let alphabet = b"0123456789abcdefABCDEFgG :\x00\xff";
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut decoded, mut refused) = (0, 0);
+        for round in 0..20_000 {
+            // Mostly 64 digits, some other lengths; now and then one
+            // character outside the hex digits.
+            let len = [64, 64, 64, 63, 65, 0, 2][round % 7];
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    let limit = if next(8) == 0 { alphabet.len() } else { 22 };
+                    alphabet[next(limit)]
+                })
+                .collect();
+            let expected = hex::decode(&text)
+                .ok()
+                .and_then(|b| PublicKey::try_from(b.as_slice()).ok());
+            let got = key_digits(&text);
+            assert_eq!(got, expected, "{:?}", String::from_utf8_lossy(&text));
+            if got.is_some() {
+                decoded += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        assert!(decoded > 1000 && refused > 1000, "{decoded} / {refused}");
+    }
+
     /// `declared_key` as it was, through a whole `serde_json::Map`.
     fn through_map(entry: &Entry) -> Result<Option<PublicKey>, String> {
         let body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&entry.body)
@@ -520,6 +597,15 @@ mod key_field_tests {
             "{\"signing_key\":1}".into(),
             "{\"signing_key\":null}".into(),
             "{\"inc\":1e400,\"signing_key\":\"00\"}".into(),
+            // Plain bodies (`plain::scan` reads them): a key, a bad key,
+            // none, an upper-case one, and meta pairs.
+            format!("{{\"inc\":1,\"addr\":\"10.0.0.1:1\",\"meta\":[],\"signing_key\":\"{key}\"}}"),
+            "{\"inc\":1,\"addr\":\"a\",\"meta\":[],\"signing_key\":\"00\"}".into(),
+            "{\"inc\":1,\"addr\":\"a\",\"meta\":[[\"k\",\"v\"]]}".into(),
+            format!(
+                "{{\"inc\":7,\"addr\":\"a\",\"meta\":[[\"k\",\"v\"],[\"x\",\"\"]],\"signing_key\":\"{}\"}}",
+                key.to_uppercase()
+            ),
             "{\"inc\":-0,\"x\":18446744073709551616}".into(),
             "{}".into(),
             "null".into(),

@@ -5,11 +5,14 @@
 //! own (errors, configuration, ledger entries) are here.
 
 use crate::bindings::nodeplane::control::types;
-use nodeplane_core::{Entry, Error, NodeConfig, Tunables};
+use nodeplane_core::{Entry, Error, Member, MembershipUpdate, NodeConfig, Tunables};
 
 #[path = "../../support/included/wit_convert.rs"]
+// `update_to_wit` (by reference) is the stub's: this component hands
+// updates over by value (`update_into_wit`).
+#[allow(dead_code)]
 mod membership;
-pub use membership::{state_from_wit, state_to_wit, update_to_wit, view_to_wit};
+pub use membership::{state_from_wit, state_to_wit, view_to_wit};
 
 pub fn error_to_wit(e: Error) -> types::Error {
     match e {
@@ -44,16 +47,19 @@ pub fn config_from_wit(c: types::NodeConfig) -> NodeConfig {
     }
 }
 
-pub fn entry_to_wit(e: &Entry) -> types::LedgerEntry {
+/// An entry as the host's `ledger-store.append` takes it; the entry is
+/// no longer needed, so its strings and bytes move rather than being
+/// copied.
+pub fn entry_into_wit(e: Entry) -> types::LedgerEntry {
     types::LedgerEntry {
-        author: e.author.clone(),
+        author: e.author,
         seq: e.seq,
         prev: e.prev.to_vec(),
         clock: e.clock,
-        kind: e.kind.clone(),
-        body: e.body.clone(),
+        kind: e.kind,
+        body: e.body,
         id: e.id.to_vec(),
-        signature: e.signature.clone(),
+        signature: e.signature,
     }
 }
 
@@ -84,4 +90,31 @@ pub fn entry_from_wit(e: types::LedgerEntry) -> Result<Entry, String> {
         id,
         signature: e.signature,
     })
+}
+
+/// A membership update as WIT describes it (`update_to_wit` of the shared
+/// conversions), for an update no longer needed: its strings move rather
+/// than being copied.
+pub fn update_into_wit(update: MembershipUpdate) -> types::MembershipUpdate {
+    let Member {
+        id,
+        address,
+        state,
+        incarnation,
+        metadata,
+    } = update.current;
+    types::MembershipUpdate {
+        peer: update.peer,
+        previous: update.previous.map(state_to_wit),
+        current: types::Member {
+            id,
+            address,
+            state: state_to_wit(state),
+            incarnation,
+            metadata,
+        },
+        cause: membership::cause_to_wit(update.cause),
+        entry: update.entry,
+        version: update.version,
+    }
 }

@@ -115,15 +115,17 @@ fn perform_one(effect: Effect<Timer, ()>) {
         Effect::Send { to, payload } => network::send(&to, &payload),
         Effect::SetTimer { timer, after_ms } => timers::set_timer(timer.id(), after_ms),
         Effect::CancelTimer { timer } => timers::cancel_timer(timer.id()),
-        Effect::Append(entry) => ledger_store::append(&convert::entry_to_wit(&entry)),
-        Effect::Update { update, .. } => {
-            let update = convert::update_to_wit(&update);
-            SUBSCRIBERS.with(|subscribers| {
-                for subscriber in subscribers.borrow().iter() {
+        Effect::Append(entry) => ledger_store::append(&convert::entry_into_wit(entry)),
+        Effect::Update { update, .. } => SUBSCRIBERS.with(|subscribers| {
+            let subscribers = subscribers.borrow();
+            // Converted only when someone is subscribed.
+            if !subscribers.is_empty() {
+                let update = convert::update_into_wit(update);
+                for subscriber in subscribers.iter() {
                     events::deliver_update(*subscriber, &update);
                 }
-            });
-        }
+            }
+        }),
         Effect::Log { kind, detail } => events::log_event(&kind, &detail),
     }
 }

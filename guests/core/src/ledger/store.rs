@@ -335,11 +335,13 @@ impl Ledger {
     /// left back with [`Ledger::finish_flush`]. Between the two, the
     /// ledger reads those entries from its store, like after a flush.
     pub(crate) fn take_linked(&mut self) -> LinkedEntries {
+        // As `recent_by_name`, in one map (no intermediate one per flush).
+        let recent = std::mem::take(&mut self.recent);
+        let authors = &self.authors;
         LinkedEntries {
-            by_author: self
-                .recent_by_name()
+            by_author: recent
                 .into_iter()
-                .map(|(a, v)| (a, VecDeque::from(v)))
+                .filter_map(|(a, v)| Some((authors.name(a)?.clone(), VecDeque::from(v))))
                 .collect(),
             keep: self.store.keeps_linked(),
             kept: Vec::new(),
@@ -688,19 +690,29 @@ impl Ledger {
         // is a duplicate if it verifies (then it is the held entry, up to
         // its signature, which the id does not cover: a duplicate too),
         // else rejected for what is wrong with it.
-        let held_here = self.links(&entry);
-        if held_here
-            && self.chain(&entry.author).is_some_and(|c| {
-                c.ids.len() as u64 == entry.seq && c.head_fp.get() == fingerprint(&entry)
-            })
-        {
+        // The author's chain, looked up once: its head, head id and head
+        // fingerprint, and whether it links this entry (`Ledger::links`).
+        let chain = self
+            .authors
+            .find(&entry.author)
+            .and_then(|a| self.chain_at(a));
+        let head = chain.map_or(0, |c| c.ids.len() as u64);
+        let head_id = chain.and_then(|c| c.ids.last().copied());
+        let head_fp = chain.map(|c| c.head_fp.get());
+        let held_here = chain.is_some_and(|c| {
+            usize::try_from(entry.seq)
+                .ok()
+                .and_then(|s| s.checked_sub(1))
+                .and_then(|i| c.ids.get(i))
+                == Some(&entry.id)
+        });
+        if held_here && head == entry.seq && head_fp == Some(fingerprint(&entry)) {
             return Ok(Insert::Duplicate);
         }
         entry.verify().map_err(|e| e.to_string())?;
         if held_here {
             return Ok(Insert::Duplicate);
         }
-        let head = self.head_seq(&entry.author);
         if entry.seq <= head {
             // 1 <= seq <= head (verified above): the slot is held.
             let Some(&existing) = self.id_at(&entry.author, entry.seq) else {
@@ -771,14 +783,16 @@ impl Ledger {
             self.pending.insert(slot, (arrival, entry));
             return Ok(Insert::Buffered);
         }
-        let held = self
-            .chain(&entry.author)
-            .and_then(|c| c.ids.last())
-            .map_or(&[][..], std::slice::from_ref);
+        let held = head_id.as_slice();
         nodeplane_entry::check_link(&entry, held, head).map_err(|e| e.to_string())?;
         let key = self.check_signed(&entry, verifier)?;
-        let author = entry.author.clone();
         self.link(entry.clone(), key);
+        // Nothing buffered (the common case): no successor to unblock,
+        // nothing stale to drop.
+        if self.pending.is_empty() {
+            return Ok(Insert::Linked(vec![entry]));
+        }
+        let author = entry.author.clone();
         let mut linked = vec![entry];
         // Unblock buffered successors.
         while let Some(next) = self
