@@ -219,6 +219,22 @@ enum Msg {
         entries: Vec<Spec>,
         rest: Vec<(Who, Num)>,
     },
+    /// A `cut-get` (the cut sync, design §13.9); `cut` `None`: the node's
+    /// frontier digest.
+    CutGet {
+        n: Num,
+        round: Num,
+        cut: Option<[u8; 32]>,
+        page: u32,
+    },
+    /// A `cut-heads` page; a head's id `None`: the id the node holds at
+    /// that seq (a plausible head).
+    CutHeads {
+        cut: Option<[u8; 32]>,
+        page: u32,
+        total: u32,
+        heads: Vec<(Who, Num, Option<[u8; 32]>)>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -538,6 +554,39 @@ impl Harness {
             Msg::Entries { entries, rest } => Message::Entries {
                 entries: self.entries(entries),
                 rest: self.heads(rest),
+            },
+            Msg::CutGet {
+                n,
+                round,
+                cut,
+                page,
+            } => Message::CutGet {
+                n: self.num(*n, ""),
+                round: self.num(*round, "") as u32,
+                cut: cut.unwrap_or_else(|| self.node.frontier_digest()),
+                page: *page,
+            },
+            Msg::CutHeads {
+                cut,
+                page,
+                total,
+                heads,
+            } => Message::CutHeads {
+                cut: cut.unwrap_or_else(|| self.node.frontier_digest()),
+                page: *page,
+                total: *total,
+                heads: heads
+                    .iter()
+                    .take(300)
+                    .map(|(w, n, id)| {
+                        let a = w.name();
+                        let s = self.num(*n, &a);
+                        let id = id.unwrap_or_else(|| {
+                            self.node.ledger().id_at(&a, s).copied().unwrap_or([0; 32])
+                        });
+                        (a, s, id)
+                    })
+                    .collect(),
             },
         }
     }

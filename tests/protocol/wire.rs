@@ -74,13 +74,31 @@ fn golden() -> Vec<(Message, String)> {
             },
             format!("020801{SMALL_ENTRY}01026e3101"),
         ),
+        (
+            Message::CutGet {
+                n: 1,
+                round: 0,
+                cut: [0xab; 32],
+                page: 2,
+            },
+            format!("02090100{}02", "ab".repeat(32)),
+        ),
+        (
+            Message::CutHeads {
+                cut: [0xab; 32],
+                page: 0,
+                total: 1,
+                heads: vec![("n1".into(), 3, [0xcd; 32])],
+            },
+            format!("020a{}000101026e3103{}", "ab".repeat(32), "cd".repeat(32)),
+        ),
     ]
 }
 
 #[test]
 fn every_message_type_matches_its_golden_bytes() {
     let vectors = golden();
-    assert_eq!(vectors.len(), 9, "one vector per message type");
+    assert_eq!(vectors.len(), 11, "one vector per message type");
     for (msg, hex_bytes) in vectors {
         assert_eq!(hex::encode(wire::encode(&msg)), hex_bytes, "{}", msg.name());
         assert_eq!(

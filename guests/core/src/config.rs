@@ -397,6 +397,36 @@ pub const MAX_PROPOSALS_PER_ROUND: usize = 4;
 /// event log.
 pub const MAX_IGNORED_LOGS: u32 = 32;
 
+/// Heads in one `cut-heads` page (the cut sync of docs/design.md §13.9):
+/// at most 107 bytes each (a 64-byte author, a 10-byte varint, a 32-byte
+/// id), so a full page stays under 28 KB, within [`MAX_MESSAGE_BYTES`].
+pub const CUT_HEADS_PER_PAGE: usize = 256;
+
+/// How long a voter waits for a page of a cut (or, once the cut is
+/// verified, for the entries it asked for) before it asks the next peer.
+pub const CHECKPOINT_CUT_TIMEOUT_MS: u64 = 1_000;
+
+/// Peers a voter asks for a proposal's cut, one after the other, per
+/// attempt to match it; the next attempt waits for the voter's retry gap
+/// ([`CHECKPOINT_RETRY_MS`], doubling).
+pub const CHECKPOINT_CUT_PEERS_PER_ATTEMPT: u32 = 4;
+
+/// Heads beyond twice the authors a voter knows that a cut may state:
+/// a page stating more is refused before anything is kept.
+pub const CHECKPOINT_CUT_SLACK: usize = 256;
+
+/// Agreed checkpoints whose cuts (the heads, about 40 bytes plus the
+/// author per member each) a node keeps to answer `cut-get`: a node that
+/// fell up to this many checkpoints behind (a minority cut off while the
+/// majority agreed several) can still fetch each cut in turn. Further
+/// behind needs the bootstrap of §13.6 (stage D).
+pub const CHECKPOINT_CUT_HISTORY: usize = 4;
+
+/// `cut-get` requests a node answers per second, from all peers together
+/// (each answer decodes the held state once: O(members)); beyond, they are
+/// dropped unanswered and the requester asks another peer.
+pub const CHECKPOINT_CUT_SERVES_PER_S: u32 = 16;
+
 /// The reserved metadata key of the test knob that lowers `K`
 /// (docs/design.md §13.9): `nodeplane.checkpoint-min-tail=M` makes `K = M`
 /// (the per-member term is dropped), for tests and small simulations. It

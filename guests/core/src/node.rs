@@ -545,6 +545,18 @@ impl Node {
             Message::Sync { items } => self.on_sync(from, items),
             Message::Want { heads } => self.on_want(from, heads),
             Message::Entries { entries, rest } => self.on_entries(now_ms, from, entries, rest),
+            Message::CutGet {
+                n,
+                round,
+                cut,
+                page,
+            } => self.on_cut_get(now_ms, from, (n, round, cut), page),
+            Message::CutHeads {
+                cut,
+                page,
+                total,
+                heads,
+            } => self.on_cut_heads(now_ms, from, cut, (page, total), heads),
         }
     }
 

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_NODE_ID_LEN, MAX_SYNC_DEPTH,
-    MAX_SYNC_ITEMS, SYNC_FANOUT,
+    CUT_HEADS_PER_PAGE, MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_NODE_ID_LEN,
+    MAX_SYNC_DEPTH, MAX_SYNC_ITEMS, SYNC_FANOUT,
 };
 use crate::error::Error;
 use crate::ledger::Entry;
@@ -28,8 +28,10 @@ mod bounded {
 
     use serde::de::{Deserialize, Deserializer, Error as _, SeqAccess, Visitor};
 
-    use super::{Digest8, SyncItem, WireEntry, MAX_HEADS_PER_MESSAGE};
-    use crate::config::{MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_SYNC_ITEMS, SYNC_FANOUT};
+    use super::{CutHead, Digest8, SyncItem, WireEntry, MAX_HEADS_PER_MESSAGE};
+    use crate::config::{
+        CUT_HEADS_PER_PAGE, MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_SYNC_ITEMS, SYNC_FANOUT,
+    };
 
     /// (what, stated length, limit) of a refused sequence.
     pub(super) type Refusal = (&'static str, usize, usize);
@@ -58,6 +60,9 @@ mod bounded {
     pub(super) const MIN_HEAD_BYTES: usize = 2;
     /// Encoding of a digest (8 bytes, no length).
     pub(super) const DIGEST_BYTES: usize = 8;
+    /// Smallest encoding of a cut head: an empty author, a one-byte seq
+    /// and the 32-byte id.
+    pub(super) const MIN_CUT_HEAD_BYTES: usize = 34;
 
     /// A message's entries: at most [`MAX_ENTRIES_PER_MESSAGE`].
     pub(super) fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<WireEntry>, D::Error> {
@@ -74,6 +79,12 @@ mod bounded {
     /// message's lists together.
     pub(super) fn heads<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
         vec::<MAX_HEADS, _, _>(d, "heads", MIN_HEAD_BYTES, Some(&HEADS_DECODED))
+    }
+
+    /// A `cut-heads` page: at most [`CUT_HEADS_PER_PAGE`] heads, counted
+    /// with the message's other heads against [`MAX_HEADS_PER_MESSAGE`].
+    pub(super) fn cut_heads<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<CutHead>, D::Error> {
+        vec::<CUT_HEADS_PER_PAGE, _, _>(d, "cut heads", MIN_CUT_HEAD_BYTES, Some(&HEADS_DECODED))
     }
 
     /// A sync node's digests: at most [`SYNC_FANOUT`] (exactly that many
@@ -200,6 +211,10 @@ pub const MAX_HEADS_PER_MESSAGE: usize = MAX_HEADS;
 
 /// The short frontier digest carried in pings and acks.
 pub type Digest8 = [u8; 8];
+
+/// One author's head in a checkpoint proposal's cut: (author, head seq,
+/// head id), as the cut digest (`frontier_digest`) hashes it.
+pub type CutHead = (String, u64, [u8; 32]);
 
 /// A ledger entry on the wire (hashes as raw 32 bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,6 +411,34 @@ pub enum Message {
         #[serde(deserialize_with = "bounded::heads")]
         rest: Vec<(String, u64)>,
     },
+    /// Ask for page `page` of the cut of the proposal of checkpoint `n`,
+    /// round `round`, whose cut digest is `cut` (docs/design.md §13.9, the
+    /// cut sync). Added in wire version 2: an older node refuses it as
+    /// undecodable (`bad-message`) and the asker moves on to another peer.
+    CutGet {
+        /// Checkpoint number.
+        n: u64,
+        /// Round.
+        round: u32,
+        /// The proposal's cut digest (`frontier_digest` of its heads).
+        cut: [u8; 32],
+        /// Page wanted, from 0.
+        page: u32,
+    },
+    /// A page of a proposal's cut: the heads `page × CUT_HEADS_PER_PAGE`
+    /// on, sorted by author, of `total` in all; `total` 0 (and no heads):
+    /// the sender holds no such proposal.
+    CutHeads {
+        /// The proposal's cut digest, as asked.
+        cut: [u8; 32],
+        /// This page's number.
+        page: u32,
+        /// Heads in the whole cut.
+        total: u32,
+        /// The page's heads, at most [`CUT_HEADS_PER_PAGE`].
+        #[serde(deserialize_with = "bounded::cut_heads")]
+        heads: Vec<CutHead>,
+    },
 }
 
 impl Message {
@@ -411,6 +454,8 @@ impl Message {
             Message::Sync { .. } => "sync",
             Message::Want { .. } => "want",
             Message::Entries { .. } => "entries",
+            Message::CutGet { .. } => "cut-get",
+            Message::CutHeads { .. } => "cut-heads",
         }
     }
 }
@@ -640,6 +685,31 @@ fn check_bounds(msg: &Message) -> Result<(), Error> {
             check_heads("entries rest", rest)
         }
         Message::Want { heads } => check_heads("want", heads),
+        Message::CutGet { .. } => Ok(()),
+        Message::CutHeads { total, heads, .. } => {
+            if heads.len() > CUT_HEADS_PER_PAGE {
+                return Err(bad(format!(
+                    "cut-heads carries {} heads, limit {CUT_HEADS_PER_PAGE}",
+                    heads.len()
+                )));
+            }
+            if u64::try_from(heads.len()).unwrap_or(u64::MAX) > u64::from(*total) {
+                return Err(bad(format!(
+                    "cut-heads carries {} heads of {total} in all",
+                    heads.len()
+                )));
+            }
+            if let Some((a, _, _)) = heads
+                .iter()
+                .find(|(a, _, _)| a.is_empty() || a.len() > MAX_NODE_ID_LEN)
+            {
+                return Err(bad(format!(
+                    "cut-heads names an author of {} bytes",
+                    a.len()
+                )));
+            }
+            Ok(())
+        }
         Message::Sync { items } => {
             if items.len() > MAX_SYNC_ITEMS {
                 return Err(bad(format!(
@@ -970,6 +1040,14 @@ mod tests {
                             SyncItem::Leaf { path, heads } => path_ok(path) && heads_ok(heads),
                         })
                 }
+                Message::CutHeads { total, heads, .. } => {
+                    heads.len() <= CUT_HEADS_PER_PAGE
+                        && heads.len() as u64 <= u64::from(*total)
+                        && heads
+                            .iter()
+                            .all(|(a, _, _)| !a.is_empty() && a.len() <= MAX_NODE_ID_LEN)
+                }
+                Message::CutGet { .. } => true,
                 Message::PingReq { .. } | Message::IndirectAck { .. } | Message::Nack { .. } => {
                     check_bounds(msg).is_ok()
                 }
