@@ -503,37 +503,60 @@ fn tally(round: &Round, voters: &[String], left: &BTreeMap<String, u64>) -> Tall
 /// it. `round_voters` falls back to the node's present live members, which
 /// drift as members crash, leave and join; judged over them, a round a
 /// majority of the proposal's own voters agreed could look void to a node
-/// that joined later and cannot recompute it, which would then vote in,
-/// propose and agree the next round: two ids for checkpoint 1 (found by the
-/// churn scenario with a small K). So the round is void only if every
-/// proposal recomputed here is void among its own voters, and no proposal
-/// still in the running (not refused as invalid, wrong proposer or
-/// strangers') that this node could not recompute has votes, from any
-/// authors, outnumbering half of `counted` (the voters the tally used).
-/// Such a round stays open here until the proposal can be recomputed.
+/// that joined or restarted later and cannot recompute it, which would
+/// then vote in, propose and agree the next round: two ids for checkpoint
+/// 1 (found by the churn scenario with a small K). So the round is void
+/// only if every proposal recomputed here is void among its own voters,
+/// and every proposal still in the running (not refused as invalid, wrong
+/// proposer or strangers') that this node could not recompute has no vote
+/// from anyone but its author: a vote from another member says that member
+/// recomputed it, so it may have been agreed. Such a round stays open
+/// here until the proposal can be recomputed (safety over liveness: two
+/// colluding members can stall checkpoint 1 this way, as silent voters can
+/// stall any checkpoint; nothing else waits on it).
 ///
-/// The vote count keeps one member from blocking checkpoint 1 for ever
-/// with a proposal nobody can recompute, or with votes for a made-up id
-/// (those never keep a round open). What is left (design §13.9): a node
-/// that holds the votes but not yet the proposal, or whose live members
-/// have grown past twice the proposal's votes, can still find the round
-/// void; a fixed voter set for checkpoint 1 would close it.
-fn first_round_void(round: &Round, left: &BTreeMap<String, u64>, counted: usize) -> bool {
-    let backed = |id: &Hash| {
-        let votes = round.votes.values().filter(|v| **v == Some(*id)).count();
-        votes > counted / 2
+/// Votes for an id whose proposal is not held do not keep a round open:
+/// one member's vote for a made-up id would then stall checkpoint 1 on
+/// every node. What is left (design §13.9): a node that holds such votes
+/// but not yet the proposal can still find the round void until the
+/// proposal reaches it.
+fn first_round_void(round: &Round, left: &BTreeMap<String, u64>) -> bool {
+    let vouched = |h: &Held| {
+        round
+            .votes
+            .iter()
+            .any(|(voter, vote)| *vote == Some(h.proposal.id) && *voter != h.author)
     };
     let unresolved = round
         .proposals
         .iter()
         .filter(|h| !round.invalid.contains(&h.author))
         .filter(|h| !round.verified.iter().any(|v| v.author == h.author))
-        .any(|h| backed(&h.proposal.id));
+        .any(vouched);
     !unresolved
         && round
             .verified
             .iter()
             .all(|v| tally(round, &v.voters, left).outcome() == Outcome::Void)
+}
+
+/// No leaves: the tally of checkpoint 1 counts none.
+static NO_LEAVES: BTreeMap<String, u64> = BTreeMap::new();
+
+/// The leaves a tally counts: those after cut(n − 1) for n ≥ 2, and none
+/// for checkpoint 1. There cut(0) is empty, so every `leave` in history
+/// would count, also of members that left and joined again and are voters
+/// of the proposal's state: a tally with them as left needs fewer votes.
+/// Found by churn: a node that had just joined agreed its own proposal of
+/// checkpoint 1 with its one vote, beside the one the cluster had agreed.
+/// Counted as undecided instead, they make agreeing and voiding checkpoint
+/// 1 harder, never easier.
+fn left_of(first: bool, left: &BTreeMap<String, u64>) -> &BTreeMap<String, u64> {
+    if first {
+        &NO_LEAVES
+    } else {
+        left
+    }
 }
 
 /// What matching a proposal's cut against this node's ledger gave.
@@ -638,6 +661,7 @@ impl Node {
             }
             let voters = self.round_voters(r);
             let n = self.checkpoints.open_n();
+            let first = self.checkpoints.agreed.is_none();
             let open = &mut self.checkpoints.open;
             let Some(round) = open.rounds.get_mut(&r) else {
                 return false;
@@ -645,17 +669,17 @@ impl Node {
             // A proposal of checkpoint 1 is agreed among its own state's
             // voters.
             let own = round.verified.iter().position(|v| {
-                tally(round, &v.voters, &open.left).outcome() == Outcome::Agreed(v.id)
+                tally(round, &v.voters, left_of(first, &open.left)).outcome()
+                    == Outcome::Agreed(v.id)
             });
-            if let Some(i) = own.filter(|_| self.checkpoints.agreed.is_none()) {
+            if let Some(i) = own.filter(|_| first) {
                 let v = round.verified.swap_remove(i);
                 self.adopt(r, v);
                 return true;
             }
-            let first = self.checkpoints.agreed.is_none();
-            match tally(round, &voters, &open.left).outcome() {
+            match tally(round, &voters, left_of(first, &open.left)).outcome() {
                 Outcome::Open => return false,
-                Outcome::Void if first && !first_round_void(round, &open.left, voters.len()) => {
+                Outcome::Void if first && !first_round_void(round, left_of(first, &open.left)) => {
                     return false
                 }
                 Outcome::Void => {
