@@ -21,6 +21,19 @@ pub mod frontier;
 pub mod plain;
 pub mod signing;
 
+/// A seeded xorshift for the tests' random inputs: each call gives a
+/// number below its argument (which must not be 0).
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut state = seed;
+    move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    }
+}
+
 pub use chain::{check_link, verify_chains, ChainError};
 pub use frontier::{digest_of, frontier, frontier_digest, Head, FRONTIER_TAG};
 

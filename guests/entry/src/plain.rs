@@ -177,13 +177,7 @@ mod tests {
             "{\"inc\":0,\"addr\":\"a\",\"meta\":[]}",
         ];
         let alphabet = b"{}[],:\"\\ 0123456789.-eEaks_\xff\t";
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x9e37_79b9_7f4a_7c15);
         let (mut accepted, mut refused) = (0, 0);
         for round in 0..40_000 {
             let mut body = seeds[round % seeds.len()].as_bytes().to_vec();

@@ -524,13 +524,7 @@ mod key_field_tests {
     #[test]
     fn key_digits_decode_as_hex_does() {
         let alphabet = b"0123456789abcdefABCDEFgG :\x00\xff";
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::test_rng(0x2545_f491_4f6c_dd1d);
         let (mut decoded, mut refused) = (0, 0);
         for round in 0..20_000 {
             // Mostly 64 digits, some other lengths; now and then one
