@@ -101,6 +101,7 @@ mod gossip;
 pub mod ledger;
 pub mod membership;
 pub mod node;
+mod paged;
 mod probe;
 mod reconcile;
 pub mod rng;

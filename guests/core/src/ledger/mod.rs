@@ -1,6 +1,5 @@
 //! The hash-linked ledger: entries, chains, frontier and digests.
 pub mod entry;
-mod keys;
 pub mod lookup;
 pub mod store;
 pub use entry::{entry_id, Entry, EntryError, Hash, GENESIS_PREV};

@@ -16,11 +16,11 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::entry::{Entry, Hash};
-use super::keys::KeyOrder;
 use super::lookup::{EntryStore, MemoryEntries};
 use crate::authors::{AuthorId, Authors};
 use crate::compact::{push_tight, Slots, U64Words};
 use crate::config::MAX_PENDING_ENTRIES;
+use crate::paged::PagedMap;
 use nodeplane_entry::signing::{check_signature, PublicKey, Verifier};
 use nodeplane_types::MAX_EQUIVOCATIONS_PER_AUTHOR;
 
@@ -160,7 +160,7 @@ pub struct Ledger {
     /// Bucketed digests: each author key with the author (of the byte-wise
     /// smallest id, should several share the key) it belongs to; the
     /// digest contribution is the author's [`Chain::leaf`].
-    keys: KeyOrder,
+    keys: PagedMap<AuthorId>,
     /// The other authors of a key several share (a 64-bit collision,
     /// crafted or not), sorted by id: the order is (key, author id).
     keys_more: BTreeMap<u64, Vec<AuthorId>>,
@@ -290,7 +290,7 @@ impl Ledger {
             recent: BTreeMap::new(),
             store,
             unavailable: RefCell::new(Vec::new()),
-            keys: KeyOrder::default(),
+            keys: PagedMap::default(),
             keys_more: BTreeMap::new(),
             root: 0,
             pending: BTreeMap::new(),

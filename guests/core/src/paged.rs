@@ -1,37 +1,48 @@
-//! The ledger's bucket-key index: each author key with the author it
-//! belongs to, in key order, for the range reads of the bucketed digests.
+//! A map from `u64` keys to small `Copy` values, in key order, for the
+//! per-member indexes a node keeps one pair of per member: the ledger's
+//! bucket-key index (author key -> author, read by range for the bucketed
+//! digests) and the last frontier digest heard from each peer address.
 //!
 //! A `BTreeMap<u64, AuthorId>` held about 21 bytes per author for 12 of
 //! payload (nodes room for 11 pairs, two thirds full after random
-//! inserts, plus parent links). [`KeyOrder`] keeps the same pairs in
-//! sorted pages of at most [`PAGE_MAX`] pairs, each a vector grown by a
-//! quarter: about 13-14 bytes per author. A full page splits in two, so
-//! an insert moves at most one page whatever the keys are (author keys
-//! are SHA-256 prefixes, but a hostile author can grind their top bits:
-//! a skewed key set only makes more, fuller pages, never a longer one).
+//! inserts, plus parent links; half full after ascending ones).
+//! [`PagedMap`] keeps the same pairs in sorted pages of at most
+//! [`PAGE_MAX`] pairs, each a vector grown by a quarter: about 13-14
+//! bytes per pair of 12. A full page splits in two, so an insert moves at
+//! most one page whatever the keys are (author keys are SHA-256 prefixes,
+//! but a hostile author can grind their top bits: a skewed key set only
+//! makes more, fuller pages, never a longer one).
 
-use crate::authors::AuthorId;
 use crate::compact::U64Words;
 
 /// Pairs a page holds at most; one more splits it in two.
 const PAGE_MAX: usize = 64;
 
-/// A pair of the index: an author key (4-byte aligned, see
-/// [`U64Words`]) and its author: 12 bytes.
-type Pair = (U64Words, AuthorId);
-
-/// Author keys with their authors, sorted by key, each key once.
-#[derive(Clone, Debug, Default)]
-pub(super) struct KeyOrder {
+/// Keys with their values, sorted by key, each key once. The key is kept
+/// as [`U64Words`] (4-byte aligned), so a pair with a 4-byte value is 12
+/// bytes and one with an 8-byte array 16.
+#[derive(Clone, Debug)]
+pub(crate) struct PagedMap<V> {
     /// Non-empty pages, each sorted; every key of a page is below every
     /// key of the next.
-    pages: Vec<Vec<Pair>>,
+    pages: Vec<Vec<(U64Words, V)>>,
+    /// Number of pairs.
+    len: usize,
+}
+
+impl<V> Default for PagedMap<V> {
+    fn default() -> Self {
+        PagedMap {
+            pages: Vec::new(),
+            len: 0,
+        }
+    }
 }
 
 /// Inserts `value` into `v` at `at`, growing its capacity by about a
 /// quarter (at least one) when full, never past one over [`PAGE_MAX`]
 /// (the length at which the page splits).
-fn insert_page(v: &mut Vec<Pair>, at: usize, value: Pair) {
+fn insert_page<T>(v: &mut Vec<T>, at: usize, value: T) {
     if v.len() == v.capacity() {
         let room = PAGE_MAX.saturating_add(1).saturating_sub(v.len());
         v.reserve_exact((v.len() / 4).clamp(1, room.max(1)));
@@ -39,7 +50,7 @@ fn insert_page(v: &mut Vec<Pair>, at: usize, value: Pair) {
     v.insert(at, value);
 }
 
-impl KeyOrder {
+impl<V: Copy> PagedMap<V> {
     /// The page `key` is in or would go in: the last page whose first key
     /// is at most `key` (the first page if none is).
     fn page_of(&self, key: u64) -> usize {
@@ -48,18 +59,24 @@ impl KeyOrder {
             .saturating_sub(1)
     }
 
-    /// The author of `key`.
-    pub(super) fn get(&self, key: u64) -> Option<AuthorId> {
+    /// The value of `key`.
+    pub(crate) fn get(&self, key: u64) -> Option<V> {
         let page = self.pages.get(self.page_of(key))?;
         let i = page.binary_search_by(|(k, _)| k.get().cmp(&key)).ok()?;
         page.get(i).map(|&(_, a)| a)
     }
 
-    /// Sets the author of `key`.
-    pub(super) fn insert(&mut self, key: u64, a: AuthorId) {
+    /// Whether `key` has a value.
+    pub(crate) fn contains_key(&self, key: u64) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Sets the value of `key`.
+    pub(crate) fn insert(&mut self, key: u64, a: V) {
         let at = self.page_of(key);
         let Some(page) = self.pages.get_mut(at) else {
             self.pages.push(vec![(U64Words::new(key), a)]);
+            self.len = self.len.saturating_add(1);
             return;
         };
         match page.binary_search_by(|(k, _)| k.get().cmp(&key)) {
@@ -70,6 +87,7 @@ impl KeyOrder {
             }
             Err(i) => {
                 insert_page(page, i, (U64Words::new(key), a));
+                self.len = self.len.saturating_add(1);
                 if page.len() > PAGE_MAX {
                     let mut tail = page.split_off(page.len() / 2);
                     page.shrink_to_fit();
@@ -84,8 +102,27 @@ impl KeyOrder {
         }
     }
 
+    /// Removes the pair of the smallest key, if any.
+    pub(crate) fn pop_first(&mut self) -> Option<(u64, V)> {
+        let page = self.pages.first_mut()?;
+        if page.is_empty() {
+            return None;
+        }
+        let (k, v) = page.remove(0);
+        if page.is_empty() {
+            self.pages.remove(0);
+        }
+        self.len = self.len.saturating_sub(1);
+        Some((k.get(), v))
+    }
+
+    /// Number of pairs.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// The pairs whose key is in `lo..=hi`, in key order.
-    pub(super) fn range(&self, lo: u64, hi: u64) -> impl Iterator<Item = (u64, AuthorId)> + '_ {
+    pub(crate) fn range(&self, lo: u64, hi: u64) -> impl Iterator<Item = (u64, V)> + '_ {
         let at = self.page_of(lo);
         let first = self.pages.get(at).map_or(&[][..], |p| {
             let from = p.partition_point(|(k, _)| k.get() < lo);
@@ -107,7 +144,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::authors::Authors;
+    use crate::authors::{AuthorId, Authors};
 
     /// `n` distinct handles.
     fn handles(n: usize) -> Vec<AuthorId> {
@@ -116,10 +153,11 @@ mod tests {
     }
 
     /// Checks every read of `index` against the map it should equal.
-    fn same_as(index: &KeyOrder, reference: &BTreeMap<u64, AuthorId>, probes: &[u64]) {
+    fn same_as(index: &PagedMap<AuthorId>, reference: &BTreeMap<u64, AuthorId>, probes: &[u64]) {
         assert!(index
             .range(0, u64::MAX)
             .eq(reference.iter().map(|(&k, &a)| (k, a))));
+        assert_eq!(index.len(), reference.len());
         for p in index.pages.iter() {
             assert!(!p.is_empty() && p.len() <= PAGE_MAX);
             assert!(p.capacity() <= PAGE_MAX + 1);
@@ -144,7 +182,7 @@ mod tests {
         // ascending, descending and mixed order, with replacements.
         let hs = handles(4);
         for order in 0..3u64 {
-            let mut index = KeyOrder::default();
+            let mut index = PagedMap::default();
             let mut reference = BTreeMap::new();
             for i in 0..700u64 {
                 let j = match order {
@@ -179,7 +217,7 @@ mod tests {
             probes in prop::collection::vec(any::<u64>(), 0..6),
         ) {
             let hs = handles(3);
-            let mut index = KeyOrder::default();
+            let mut index = PagedMap::default();
             let mut reference = BTreeMap::new();
             for (i, k) in keys.iter().enumerate() {
                 // Every third insert repeats an earlier key (a replacement).
