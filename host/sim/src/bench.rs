@@ -272,40 +272,105 @@ fn available_memory_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// What a size not run would take, extrapolated from the sizes measured
+/// before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projection {
+    /// The measured sizes it rests on (one or two).
+    pub from: Vec<usize>,
+    /// Projected peak RSS, bytes.
+    pub peak_bytes: f64,
+    /// Projected wall time, seconds.
+    pub wall_s: f64,
+    /// How it was computed, for the document.
+    pub method: String,
+}
+
+/// Projects peak RSS and wall time at `n` nodes from measured `(nodes,
+/// peak RSS bytes, wall s)` runs, smallest first. With two or more, the
+/// last two: memory as `a·N + b·N²` through both points (a part per node,
+/// the instance and its fixed heap, and a part per node and member, the
+/// membership each node holds; both must come out non-negative, else
+/// the quadratic rule below), wall time as `N^k` with the exponent `k`
+/// the two points give, at least 2 (every node ingests every `join`):
+/// measured, it grows faster than N² at large N. With one run, both as
+/// N². `None` with no run.
+pub fn project(measured: &[(usize, u64, f64)], n: usize) -> Option<Projection> {
+    let nf = n as f64;
+    let &(m2, peak2, wall2) = measured.last()?;
+    let quadratic = |m: usize, peak: u64, wall: f64| {
+        let ratio = (nf / m as f64).powi(2);
+        Projection {
+            from: vec![m],
+            peak_bytes: peak as f64 * ratio,
+            wall_s: wall * ratio,
+            method: format!("× (N/{m})²"),
+        }
+    };
+    let Some(&(m1, peak1, wall1)) = measured.len().checked_sub(2).and_then(|i| measured.get(i))
+    else {
+        return Some(quadratic(m2, peak2, wall2));
+    };
+    let (x1, x2) = (m1 as f64, m2 as f64);
+    let (y1, y2) = (peak1 as f64, peak2 as f64);
+    // y = a·x + b·x²: b from the two equations divided by x.
+    let b = (y2 / x2 - y1 / x1) / (x2 - x1);
+    let a = y1 / x1 - b * x1;
+    if !(m2 > m1 && a >= 0.0 && b >= 0.0 && wall1 > 0.0 && wall2 > 0.0) {
+        return Some(quadratic(m2, peak2, wall2));
+    }
+    let k = ((wall2 / wall1).ln() / (x2 / x1).ln()).max(2.0);
+    Some(Projection {
+        from: vec![m1, m2],
+        peak_bytes: a * nf + b * nf * nf,
+        wall_s: wall2 * (nf / x2).powf(k),
+        method: format!(
+            "memory a·N + b·N² through both: {:.0} KB per node and {:.0} B per node and member; wall × (N/{m2})^{k:.2}",
+            a / 1e3,
+            b
+        ),
+    })
+}
+
 /// The scale figures: the speed run ([`sim_speed_to`]) at each of
 /// [`SCALE_SIZES`] up to `--max-nodes`, smallest first. A size above
-/// `--max-nodes`, or whose memory, projected from the previous size's
-/// measured peak (memory per node grows linearly with N, so the world's
-/// grows with N²), exceeds what the machine has available, is not
-/// started: it is recorded with the projection instead, so that the
+/// `--max-nodes`, or whose memory, projected from the sizes measured
+/// before it ([`project`]), exceeds what the machine has available, is
+/// not started: it is recorded with the projection instead, so that the
 /// document says why it is missing and what it would take.
 fn scale(opts: &Options, out: &mut serde_json::Map<String, Value>) {
-    let mut last: Option<(usize, u64, f64)> = None;
+    let mut measured: Vec<(usize, u64, f64)> = Vec::new();
     for n in SCALE_SIZES {
         let cmd = format!("nodeplane bench --only scale --max-nodes {n}");
         let base = rss_bytes().unwrap_or(0);
-        // Memory per node grows with N, so the world's with N²; so does
-        // the work of the start (every node ingests every join).
-        let projection = last.map(|(m, peak, wall)| {
-            let ratio = (n as f64 / m as f64).powi(2);
-            (m, peak as f64 * ratio, wall * ratio)
-        });
-        let describe = |(m, bytes, wall): (usize, f64, f64)| {
+        let projection = project(&measured, n);
+        let describe = |p: &Projection| {
+            let from = p
+                .from
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" and ");
             format!(
-                "projected from N = {m} (× (N/{m})²): about {:.1} GiB peak and {:.0} min wall",
-                bytes / GIB,
-                wall / 60.0
+                "projected from N = {from} ({}): about {:.1} GiB peak and {:.0} min wall",
+                p.method,
+                p.peak_bytes / GIB,
+                p.wall_s / 60.0
             )
         };
         let skip = if n > opts.max_nodes {
             Some(format!(
                 "not run (above --max-nodes {}){}",
                 opts.max_nodes,
-                projection.map_or(String::new(), |p| format!("; {}", describe(p)))
+                projection
+                    .as_ref()
+                    .map_or(String::new(), |p| format!("; {}", describe(p)))
             ))
         } else {
-            match (projection, available_memory_bytes()) {
-                (Some(p), Some(available)) if p.1 > available.saturating_add(base) as f64 => {
+            match (&projection, available_memory_bytes()) {
+                (Some(p), Some(available))
+                    if p.peak_bytes > available.saturating_add(base) as f64 =>
+                {
                     Some(format!(
                         "not run: {}, more than the {:.1} GiB available",
                         describe(p),
@@ -323,7 +388,7 @@ fn scale(opts: &Options, out: &mut serde_json::Map<String, Value>) {
                     "command": cmd,
                     "nodes": n,
                     "skipped": why,
-                    "projected_from": projection.map(|(m, _, _)| m),
+                    "projected_from": projection.as_ref().and_then(|p| p.from.last()),
                 }),
             );
             continue;
@@ -338,7 +403,7 @@ fn scale(opts: &Options, out: &mut serde_json::Map<String, Value>) {
         let peak = v.get("peak_rss_bytes").and_then(Value::as_u64);
         let wall = v.get("wall_s").and_then(Value::as_f64);
         if let (Some(peak), Some(wall)) = (peak, wall) {
-            last = Some((n, peak, wall));
+            measured.push((n, peak, wall));
         }
         out.insert(format!("scale_n{n}"), v);
     }
@@ -569,4 +634,56 @@ pub fn run_with(opts: &Options) -> Result<Value, SimError> {
         }),
     );
     Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB_U64: u64 = 1 << 30;
+
+    #[test]
+    fn two_sizes_give_a_per_node_and_a_per_member_part_and_the_measured_exponent() {
+        // The scale runs of docs/performance.md at c6c1896.
+        let measured = [
+            (2048, 1.90 * GIB_U64 as f64, 104.5),
+            (4096, 6.32 * GIB_U64 as f64, 507.6),
+        ]
+        .map(|(n, peak, wall)| (n, peak as u64, wall));
+        let p = project(&measured, 10_000).expect("a projection");
+        assert_eq!(p.from, vec![2048, 4096]);
+        // Through both points: a·N + b·N² reproduces them.
+        let again = project(&measured, 4096).expect("a projection");
+        assert!((again.peak_bytes / GIB - 6.32).abs() < 0.01);
+        // Below the quadratic rule's 37.7 GiB (the per-node part grows
+        // linearly), above 30.
+        let gib = p.peak_bytes / GIB;
+        assert!((30.0..37.0).contains(&gib), "{gib}");
+        // Wall time grew by 4.86 for twice the nodes: N^2.28, more than
+        // the quadratic rule's 50 min.
+        let min = p.wall_s / 60.0;
+        assert!((60.0..70.0).contains(&min), "{min}");
+        assert!(p.method.contains("^2.28"), "{}", p.method);
+    }
+
+    #[test]
+    fn one_size_or_a_fit_without_meaning_falls_back_to_the_square() {
+        let one = project(&[(1024, GIB_U64, 30.0)], 2048).expect("a projection");
+        assert_eq!(one.from, vec![1024]);
+        assert!((one.peak_bytes / GIB - 4.0).abs() < 1e-9);
+        assert!((one.wall_s - 120.0).abs() < 1e-9);
+        // Memory per node that fell with N makes `b` negative: the square.
+        let odd = project(
+            &[(1024, 4 * GIB_U64, 30.0), (2048, 5 * GIB_U64, 60.0)],
+            4096,
+        )
+        .expect("a projection");
+        assert_eq!(odd.from, vec![2048]);
+        assert!((odd.peak_bytes / GIB - 20.0).abs() < 1e-9);
+        // Wall time that grew slower than N² still projects as N².
+        let slow = project(&[(1024, GIB_U64, 30.0), (2048, 4 * GIB_U64, 60.0)], 4096)
+            .expect("a projection");
+        assert!((slow.wall_s - 240.0).abs() < 1e-9);
+        assert!(project(&[], 10).is_none());
+    }
 }

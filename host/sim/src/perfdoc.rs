@@ -543,8 +543,10 @@ the guest's linear memory (what the component grew to), the host heap\n\
 each part freed when it was dropped at the end (a counting allocator:\n\
 ledger stores, the runtime's view mirror, the wasmtime instance and host\n\
 services, the simulator's views), and the resident memory the process\n\
-grew by. A size whose memory, projected from the previous size's peak,\n\
-exceeds what the machine has available is not started.\n\n```\n",
+grew by. A size whose memory, projected from the sizes measured before it\n\
+by `bench::project` (two sizes: memory a·N + b·N², wall N^k at the\n\
+exponent they show, at least 2), exceeds what the machine has available\n\
+is not started.\n\n```\n",
     );
     for (_, v) in &runs {
         if let Some(cmd) = v.get("command").and_then(Value::as_str) {
