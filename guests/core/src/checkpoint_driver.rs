@@ -1699,7 +1699,8 @@ impl Node {
     /// [`CHECKPOINT_CUT_HISTORY`] agreed checkpoints (their cuts are kept)
     /// or a proposal of the open one this node recomputed (its state is
     /// decoded), one page, at most [`CHECKPOINT_CUT_SERVES_PER_S`] answers
-    /// a second in all. A proposal not held gets `total` 0.
+    /// a second in all, each paid from the reconciliation budget (none
+    /// while it is empty). A proposal not held gets `total` 0.
     pub(crate) fn on_cut_get(
         &mut self,
         now_ms: u64,
@@ -1715,6 +1716,11 @@ impl Node {
             return;
         }
         ck.served.1 = ck.served.1.saturating_add(1);
+        // The heads come out of the reconciliation budget, as a `sync`
+        // descent's do: the cut sync ships no byte the budget refused.
+        if !self.reconcile.may_answer(&mut self.effects, now_ms, from) {
+            return;
+        }
         let ck = &self.checkpoints;
         let kept = ck
             .cuts
@@ -1767,7 +1773,8 @@ impl Node {
                 }
             }
         };
-        self.effects.send(from, &reply);
+        let bytes = self.effects.send_counted(from, &reply);
+        self.reconcile.spend_answer(from, bytes);
     }
 
     /// Takes a page of the cut being fetched: only the page expected, from
@@ -2737,6 +2744,42 @@ mod tests {
         node.handle_message(now + 1_000, &from, &ask(n, cut))
             .expect("decodes");
         assert_eq!(drained(node).0.len(), 1);
+    }
+
+    #[test]
+    fn a_node_with_its_reconciliation_budget_spent_does_not_answer_cut_requests() {
+        let mut sim = Sim::new(4, 22);
+        sim.start_all();
+        knob(&mut sim, 1);
+        sim.run_for(20_000);
+        let now = sim.now;
+        let node = sim.nodes[0].node.as_mut().expect("running");
+        let _ = drained(node);
+        let a = node.checkpoints.agreed.as_ref().expect("agreed");
+        let ask = crate::wire::encode(&Message::CutGet {
+            n: a.n,
+            round: a.round,
+            cut: a.encoded.header.cut,
+            page: 0,
+        });
+        let from = node_address(3);
+        node.reconcile.exhaust_budget(now);
+        node.handle_message(now, &from, &ask).expect("decodes");
+        let (sent, logs) = drained(node);
+        assert!(sent.is_empty(), "{sent:?}");
+        assert!(
+            logs.iter().any(|(kind, _)| kind == "reconcile-throttled"),
+            "{logs:?}"
+        );
+        // The bucket refills (4 MB a second): 100 ms later it answers, and
+        // what it shipped is taken from the bucket.
+        node.handle_message(now + 100, &from, &ask)
+            .expect("decodes");
+        let (sent, _) = drained(node);
+        assert!(
+            matches!(&sent[..], [(_, Message::CutHeads { heads, .. })] if !heads.is_empty()),
+            "{sent:?}"
+        );
     }
 
     /// The cut sync end to end: a 6 | 2 split during which the majority

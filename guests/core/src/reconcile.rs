@@ -226,6 +226,37 @@ fn sync_item(ledger: &Ledger, path: Vec<u8>) -> SyncItem {
 }
 
 impl Reconciler {
+    /// Whether this node may ship an answer to `peer` now, out of the
+    /// reconciliation budget that also pays for `sync` descents and
+    /// entries (docs/design.md §6): with nothing available the request is
+    /// refused, counted and logged as `reconcile-throttled` like any
+    /// other. The answer's bytes are then taken with
+    /// [`Reconciler::spend_answer`] (it may overdraw, as a last `entries`
+    /// message may). For the cut sync's `cut-heads` (§13.9), which ships
+    /// heads as a descent does.
+    pub(crate) fn may_answer(&mut self, fx: &mut Effects, now_ms: u64, peer: &str) -> bool {
+        if self.budget.available(now_ms, peer) == 0 {
+            self.budget.refuse(fx, now_ms, peer);
+            return false;
+        }
+        true
+    }
+
+    /// Takes `bytes` shipped to `peer` in an answer allowed by
+    /// [`Reconciler::may_answer`] from the budget.
+    pub(crate) fn spend_answer(&mut self, peer: &str, bytes: usize) {
+        self.budget
+            .spend(peer, u64::try_from(bytes).unwrap_or(u64::MAX));
+    }
+
+    /// Empties the budget at `now_ms` (tests: a node that has just shipped
+    /// all it may).
+    #[cfg(test)]
+    pub(crate) fn exhaust_budget(&mut self, now_ms: u64) {
+        let tokens = self.budget.refill(now_ms);
+        self.budget.spend("", tokens);
+    }
+
     /// Adds a contact point; false if it was known already.
     pub(crate) fn add_contact(&mut self, addr: &str) -> bool {
         if self.contacts.iter().any(|c| c == addr) {
