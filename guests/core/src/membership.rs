@@ -27,7 +27,7 @@ use crate::authors::{AuthorId, Authors};
 use crate::compact::{Pairs, Slots, SmallMap, SmallSet, U64Words, VecMap};
 use crate::config::{is_valid_address, packed_v4, unpack_v4, validate_node_id};
 use crate::ledger::{Entry, Hash, Ledger};
-use nodeplane_entry::signing::{declared_key, PublicKey};
+use nodeplane_entry::signing::{declared_key, PublicKey, BINDING_KIND};
 
 mod checkpoint;
 
@@ -136,6 +136,18 @@ pub enum Fact {
         /// Metadata.
         meta: Vec<(String, String)>,
     },
+}
+
+/// The key an author's first entry declares, as its ledger bound it: the
+/// ledger linked `e` at `seq` 1 under exactly the key `declared_key`
+/// reads from its body (`Ledger::link`), so the body is not parsed a
+/// second time for every author a node learns. `None` for any other
+/// entry, or without the ledger (then the body is read).
+fn first_key(e: &Entry, ledger: Option<&Ledger>) -> Option<PublicKey> {
+    if e.seq != 1 || e.kind != BINDING_KIND {
+        return None;
+    }
+    ledger?.bound_key(&e.author).copied()
 }
 
 fn parse<'a, T: Deserialize<'a>>(e: &'a Entry) -> Result<T, String> {
@@ -741,7 +753,7 @@ impl Derived {
         {
             return Vec::new();
         }
-        let Ok(Some(key)) = declared_key(e) else {
+        let Some(key) = first_key(e, ledger).or_else(|| declared_key(e).ok().flatten()) else {
             return Vec::new();
         };
         // A node's derivation gets every entry with its ledger
