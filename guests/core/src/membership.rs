@@ -385,6 +385,16 @@ impl Address {
         }
     }
 
+    /// The address as text: what `to_string` gives, without writing it
+    /// through a formatter (an IPv4 one is unpacked into its own string,
+    /// which is the result; every update a node publishes carries one).
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Address::V4(k) => unpack_v4(k.get()),
+            Address::Other(s) => String::from(&***s),
+        }
+    }
+
     /// Whether this is the address `s`.
     pub(crate) fn is(&self, s: &str) -> bool {
         match self {
@@ -1340,7 +1350,7 @@ impl Derived {
             .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
         Some(Member {
             id: id.to_string(),
-            address: p.addr.to_string(),
+            address: p.addr.text(),
             state,
             incarnation: inc,
             metadata: p.meta.to_vec(),
@@ -1368,10 +1378,7 @@ impl Derived {
 
     /// A member's address, if its own profile is known.
     pub(crate) fn address(&self, id: &str) -> Option<String> {
-        self.subject(id)?
-            .profile
-            .as_ref()
-            .map(|p| p.addr.to_string())
+        self.subject(id)?.profile.as_ref().map(|p| p.addr.text())
     }
 
     /// The id of the entry behind a member's current appearance.
