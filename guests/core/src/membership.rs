@@ -27,7 +27,7 @@ use crate::authors::{AuthorId, Authors};
 use crate::compact::{Pairs, Slots, SmallMap, SmallSet, U64Words, VecMap};
 use crate::config::{is_valid_address, packed_v4, unpack_v4, validate_node_id};
 use crate::ledger::{Entry, Hash, Ledger};
-use nodeplane_entry::signing::{declared_key, PublicKey};
+use nodeplane_entry::signing::{declared_key, PublicKey, BINDING_KIND};
 
 mod checkpoint;
 
@@ -136,6 +136,18 @@ pub enum Fact {
         /// Metadata.
         meta: Vec<(String, String)>,
     },
+}
+
+/// The key an author's first entry declares, as its ledger bound it: the
+/// ledger linked `e` at `seq` 1 under exactly the key `declared_key`
+/// reads from its body (`Ledger::link`), so the body is not parsed a
+/// second time for every author a node learns. `None` for any other
+/// entry, or without the ledger (then the body is read).
+fn first_key(e: &Entry, ledger: Option<&Ledger>) -> Option<PublicKey> {
+    if e.seq != 1 || e.kind != BINDING_KIND {
+        return None;
+    }
+    ledger?.bound_key(&e.author).copied()
 }
 
 fn parse<'a, T: Deserialize<'a>>(e: &'a Entry) -> Result<T, String> {
@@ -370,6 +382,16 @@ impl Address {
         match packed_v4(&s).and_then(PackedV4::new) {
             Some(k) => Address::V4(k),
             None => Address::Other(Box::new(s.into_boxed_str())),
+        }
+    }
+
+    /// The address as text: what `to_string` gives, without writing it
+    /// through a formatter (an IPv4 one is unpacked into its own string,
+    /// which is the result; every update a node publishes carries one).
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Address::V4(k) => unpack_v4(k.get()),
+            Address::Other(s) => String::from(&***s),
         }
     }
 
@@ -741,7 +763,7 @@ impl Derived {
         {
             return Vec::new();
         }
-        let Ok(Some(key)) = declared_key(e) else {
+        let Some(key) = first_key(e, ledger).or_else(|| declared_key(e).ok().flatten()) else {
             return Vec::new();
         };
         // A node's derivation gets every entry with its ledger
@@ -1328,7 +1350,7 @@ impl Derived {
             .map_or((PeerState::Alive, 0), |c| (c.state, c.inc));
         Some(Member {
             id: id.to_string(),
-            address: p.addr.to_string(),
+            address: p.addr.text(),
             state,
             incarnation: inc,
             metadata: p.meta.to_vec(),
@@ -1356,10 +1378,7 @@ impl Derived {
 
     /// A member's address, if its own profile is known.
     pub(crate) fn address(&self, id: &str) -> Option<String> {
-        self.subject(id)?
-            .profile
-            .as_ref()
-            .map(|p| p.addr.to_string())
+        self.subject(id)?.profile.as_ref().map(|p| p.addr.text())
     }
 
     /// The id of the entry behind a member's current appearance.

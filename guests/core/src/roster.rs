@@ -189,7 +189,7 @@ impl Published {
     fn to_member(&self, id: &str) -> Member {
         Member {
             id: id.to_string(),
-            address: self.profile.addr.to_string(),
+            address: self.profile.addr.text(),
             state: self.state(),
             incarnation: self.incarnation,
             metadata: self.profile.meta.to_vec(),
@@ -281,7 +281,7 @@ impl Roster {
 
     /// A published member's address.
     pub(crate) fn address(&self, authors: &Authors, id: &str) -> Option<String> {
-        self.find(authors, id).map(|p| p.profile.addr.to_string())
+        self.find(authors, id).map(|p| p.profile.addr.text())
     }
 
     /// A published member's metadata.
@@ -389,7 +389,7 @@ impl Roster {
             previous,
             current,
             cause,
-            entry: entry.map(hex::encode),
+            entry: entry.as_ref().map(hex_id),
             version: self.version,
         })
     }
@@ -511,6 +511,22 @@ impl Roster {
 }
 
 /// Why a member changed from `old` to `new` (state, incarnation).
+/// An entry id in lowercase hex, as `hex::encode` writes it (which builds
+/// the string a `char` at a time; every update a node publishes carries
+/// the id of the entry behind it).
+fn hex_id(id: &Hash) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(id.len().saturating_mul(2));
+    for &b in id {
+        for nibble in [b >> 4, b & 0xf] {
+            out.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
+}
+
 fn cause(old: Option<(PeerState, u64)>, new: (PeerState, u64)) -> UpdateCause {
     match (old.map(|m| m.0), new.0) {
         (None, _) => UpdateCause::Joined,
@@ -573,6 +589,17 @@ mod tests {
         entry: Option<Hash>,
     ) -> Option<MembershipUpdate> {
         r.publish((a, &id), m, entry)
+    }
+
+    #[test]
+    fn entry_ids_are_written_as_hex_encode_writes_them() {
+        let mut id = [0u8; 32];
+        for round in 0..=255u8 {
+            for (i, b) in id.iter_mut().enumerate() {
+                *b = round.wrapping_mul(31).wrapping_add(i as u8 * 8);
+            }
+            assert_eq!(hex_id(&id), hex::encode(id));
+        }
     }
 
     #[test]

@@ -524,12 +524,7 @@ impl EntriesBuf {
 
     /// Writes `e` as the next entry.
     pub(crate) fn push(&mut self, e: &WireEntry) {
-        // As in `encode`: a derived serialiser into a growable Vec does not
-        // fail, whatever the values (built by this node, not decoded).
-        #[allow(clippy::expect_used)]
-        let bytes = postcard::to_extend(e, std::mem::take(&mut self.bytes))
-            .expect("postcard encodes into a Vec");
-        self.bytes = bytes;
+        put_entry(&mut self.bytes, e);
         self.count = self.count.saturating_add(1);
     }
 
@@ -564,6 +559,38 @@ impl EntriesBuf {
         #[allow(clippy::expect_used)]
         postcard::to_extend(rest, bytes).expect("postcard encodes into a Vec")
     }
+}
+
+/// Appends `e` exactly as postcard encodes it (`postcard::to_extend`),
+/// written field by field: postcard writes each byte of the 32-byte ids
+/// and of the signature through its serialiser one at a time, and every
+/// entry a node ships in answer to a `want` or a leaf is encoded here
+/// (docs/performance.md, "Simulator speed"). Strings and the body are a
+/// length varint and their bytes; `seq` and `clock` varints; the arrays
+/// their bytes, no length.
+fn put_entry(out: &mut Vec<u8>, e: &WireEntry) {
+    let WireEntry {
+        author,
+        seq,
+        prev,
+        clock,
+        kind,
+        body,
+        id,
+        signature: WireSignature(first, second),
+    } = e;
+    put_varint(out, author.len() as u64);
+    out.extend_from_slice(author.as_bytes());
+    put_varint(out, *seq);
+    out.extend_from_slice(prev);
+    put_varint(out, *clock);
+    put_varint(out, kind.len() as u64);
+    out.extend_from_slice(kind.as_bytes());
+    put_varint(out, body.len() as u64);
+    out.extend_from_slice(body);
+    out.extend_from_slice(id);
+    out.extend_from_slice(first);
+    out.extend_from_slice(second);
 }
 
 /// Appends `n` as postcard writes a length or an unsigned number: LEB128,
@@ -762,6 +789,61 @@ mod tests {
         put_varint(&mut bytes, stated);
         bytes.extend_from_slice(body);
         bytes
+    }
+
+    /// `put_entry` writes postcard's bytes for entries whose lengths and
+    /// numbers cross every varint width (one to ten bytes), and what it
+    /// writes decodes back; every truncation of it is refused.
+    #[test]
+    fn put_entry_writes_exactly_postcards_bytes() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let numbers = [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ];
+        for (i, &n) in numbers.iter().enumerate() {
+            let fill = |len: usize, next: &mut dyn FnMut() -> u64| -> Vec<u8> {
+                (0..len).map(|_| (next() % 251) as u8).collect()
+            };
+            let text = |len: usize| "é".repeat(len / 2);
+            let e = WireEntry {
+                author: text(i * 40),
+                seq: n,
+                prev: <[u8; 32]>::try_from(fill(32, &mut next)).unwrap(),
+                clock: numbers[numbers.len() - 1 - i],
+                kind: text(i * 20),
+                body: fill([0, 5, 127, 128, 300, 4_096, 16_384, 1][i], &mut next),
+                id: <[u8; 32]>::try_from(fill(32, &mut next)).unwrap(),
+                signature: WireSignature(
+                    <[u8; 32]>::try_from(fill(32, &mut next)).unwrap(),
+                    <[u8; 32]>::try_from(fill(32, &mut next)).unwrap(),
+                ),
+            };
+            let mut ours = vec![0xaa];
+            put_entry(&mut ours, &e);
+            let theirs = postcard::to_extend(&e, vec![0xaa]).unwrap();
+            assert_eq!(ours, theirs, "entry {i}");
+            let (back, rest): (WireEntry, &[u8]) = postcard::take_from_bytes(&ours[1..]).unwrap();
+            assert_eq!((back, rest.len()), (e, 0));
+            for cut in 1..ours.len() {
+                assert!(
+                    postcard::take_from_bytes::<WireEntry>(&ours[1..cut]).is_err(),
+                    "entry {i} cut at {cut}"
+                );
+            }
+        }
     }
 
     #[test]

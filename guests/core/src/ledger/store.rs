@@ -627,7 +627,7 @@ impl Ledger {
     /// (author, head seq) of every author in a bucket.
     pub fn heads_under(&self, path: &[u8]) -> Vec<(String, u64)> {
         self.heads_iter_under(path)
-            .map(|(a, seq)| (a.to_string(), seq))
+            .map(|(a, seq)| (String::from(&**a), seq))
             .collect()
     }
 
