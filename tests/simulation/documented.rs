@@ -140,6 +140,28 @@ fn s6_divergent_ledgers_reconcile_within_the_better_figure() {
     at_most(&r, "protocol_bytes", 96.0 * 64.0);
 }
 
+/// Both nodes of an S6 cell start on a ledger past the checkpoint
+/// trigger, before they meet. Each was the one voter of its own state
+/// (the S6 authors have no profile) and agreed a checkpoint 1 of its own
+/// within 228 ms: two ids for one number, which `run_with` fails on
+/// (helper H34). A checkpoint 1 needs two voters now
+/// (`CHECKPOINT_FIRST_MIN_VOTERS`).
+#[test]
+fn s6_nodes_that_start_past_the_trigger_apart_never_agree_two_first_checkpoints() {
+    let r = run_with(
+        Scenario::S6,
+        ScenarioParams {
+            s6: nodeplane_sim::scenarios::S6Params {
+                history: 1_000,
+                divergent: 10_000,
+                authors: 2,
+            },
+            ..params()
+        },
+    );
+    assert_eq!(fig(&r, "reconciled"), 1.0);
+}
+
 #[test]
 fn s7_a_leave_is_seen_within_1_s_and_never_as_dead() {
     let r = run(Scenario::S7);

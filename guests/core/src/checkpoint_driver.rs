@@ -52,10 +52,11 @@ use crate::checkpoint::{
 };
 use crate::config::{
     CHECKPOINT_CUT_HISTORY, CHECKPOINT_CUT_PEERS_PER_ATTEMPT, CHECKPOINT_CUT_SERVES_PER_S,
-    CHECKPOINT_CUT_SLACK, CHECKPOINT_CUT_TIMEOUT_MS, CHECKPOINT_MIN_TAIL, CHECKPOINT_RETRY_MS,
-    CHECKPOINT_SEARCH_AUTHORS, CHECKPOINT_SEARCH_DEPTH, CHECKPOINT_SEARCH_RESTARTS,
-    CHECKPOINT_TAIL_PER_MEMBER, CHECKPOINT_VOTE_WAIT_MS, CHECKPOINT_WALK_BACK, CUT_HEADS_PER_PAGE,
-    MAX_IGNORED_LOGS, MAX_OPEN_ROUNDS, MAX_PROPOSALS_PER_ROUND,
+    CHECKPOINT_CUT_SLACK, CHECKPOINT_CUT_TIMEOUT_MS, CHECKPOINT_FIRST_MIN_VOTERS,
+    CHECKPOINT_MIN_TAIL, CHECKPOINT_RETRY_MS, CHECKPOINT_SEARCH_AUTHORS, CHECKPOINT_SEARCH_DEPTH,
+    CHECKPOINT_SEARCH_RESTARTS, CHECKPOINT_TAIL_PER_MEMBER, CHECKPOINT_VOTE_WAIT_MS,
+    CHECKPOINT_WALK_BACK, CUT_HEADS_PER_PAGE, MAX_IGNORED_LOGS, MAX_OPEN_ROUNDS,
+    MAX_PROPOSALS_PER_ROUND,
 };
 use crate::ledger::{Entry, Hash};
 use crate::membership::{Derived, KIND_JOIN, KIND_LEAVE};
@@ -1006,6 +1007,12 @@ impl Node {
             self.checkpoints.declined_at = Some(self.checkpoints.linked);
             return false;
         }
+        if n == 1 && v.voters.len() < CHECKPOINT_FIRST_MIN_VOTERS {
+            // Alone in its own state: its one vote would agree it. It waits
+            // for a member to join (the ledger changing retries).
+            self.checkpoints.declined_at = Some(self.checkpoints.linked);
+            return false;
+        }
         let p = Proposal {
             n,
             round: r,
@@ -1038,14 +1045,21 @@ impl Node {
     /// (when the ledger changed since the last try); on a
     /// different id from the same cut, logs `checkpoint-invalid` and skips.
     /// Why checkpoint 1 with these (sorted) voters is not one this node
-    /// takes part in: its voters are not a strict majority of the members
-    /// this node counts live now. Checkpoint 1 has no previous voter set
+    /// takes part in: they are fewer than [`CHECKPOINT_FIRST_MIN_VOTERS`]
+    /// (one node agreeing it alone), or not a strict majority of the
+    /// members this node counts live now. Checkpoint 1 has no previous voter set
     /// (13.4), and a proposal's cut is found from its clock, which its
     /// writer picks: without this check a few keys that joined with
     /// clock 0 and proposed at clock 1 made a cut of themselves alone,
     /// which every node recomputed and adopted, and they were then the
     /// only voters of every later checkpoint (helper H30's review).
     fn foreign_first_voters(&self, voters: &[String]) -> Option<String> {
+        if voters.len() < CHECKPOINT_FIRST_MIN_VOTERS {
+            return Some(format!(
+                "its {} voters are fewer than {CHECKPOINT_FIRST_MIN_VOTERS}",
+                voters.len()
+            ));
+        }
         let live = self.derived.live_members();
         let known = live
             .iter()
@@ -2744,6 +2758,36 @@ mod tests {
         node.handle_message(now + 1_000, &from, &ask(n, cut))
             .expect("decodes");
         assert_eq!(drained(node).0.len(), 1);
+    }
+
+    /// Found in S6 (helper H34): two nodes that each start on a ledger
+    /// past the trigger agreed two checkpoints 1 within 228 ms, each
+    /// alone (the other authors had no profile, so each node was the one
+    /// voter of its own state). A node alone neither proposes nor adopts
+    /// a checkpoint 1; with a second member the two agree one.
+    #[test]
+    fn a_node_alone_does_not_agree_checkpoint_1_and_two_agree_one() {
+        let mut sim = Sim::new(2, 23);
+        sim.start(0);
+        knob(&mut sim, 1);
+        sim.run_for(20_000);
+        assert_eq!(agreed(&sim), vec![(0, None)], "{}", dump(&sim));
+        assert_eq!(
+            logs(&sim, "checkpoint-proposed").count(),
+            0,
+            "{}",
+            dump(&sim)
+        );
+        sim.start(1);
+        knob(&mut sim, 1);
+        sim.run_for(30_000);
+        let ids = agreed_ids(&sim);
+        assert!(
+            ids.get(&1).is_some_and(|ids| ids.len() == 1),
+            "{ids:?}\n{}",
+            dump(&sim)
+        );
+        assert!(agreed(&sim).iter().all(|(n, _)| *n >= 1), "{}", dump(&sim));
     }
 
     #[test]

@@ -346,6 +346,13 @@ pub const CHECKPOINT_EXPIRY: u64 = 16;
 /// `checkpoint-vote` entries not counted.
 pub const CHECKPOINT_MIN_TAIL: u64 = 1_024;
 
+/// Fewest voters a checkpoint 1 may have (design §13.9, "Two first
+/// checkpoints"): a node alone in its own view (every other author it
+/// holds without a profile, or none) neither proposes nor takes part in
+/// a checkpoint 1, so that two nodes that each start on a large ledger
+/// before they meet do not each agree one alone.
+pub const CHECKPOINT_FIRST_MIN_VOTERS: usize = 2;
+
 /// Tail entries per voter in the trigger (docs/design.md §13.4): `K =
 /// max(CHECKPOINT_MIN_TAIL, CHECKPOINT_TAIL_PER_MEMBER × |C(n − 1)|)`.
 pub const CHECKPOINT_TAIL_PER_MEMBER: u64 = 2;
