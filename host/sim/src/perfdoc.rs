@@ -599,8 +599,18 @@ is not started.\n\n```\n",
     }
 }
 
+/// Seeds of a scenario document whose run broke an invariant.
+fn violated_seeds(v: &Value) -> usize {
+    v.get("seeds").and_then(Value::as_array).map_or(0, |s| {
+        s.iter()
+            .filter(|r| r.get("violation").is_some_and(|x| !x.is_null()))
+            .count()
+    })
+}
+
 /// S6 cells measured and cells within the better of negentropy's upper
-/// figure for that d and 96 B per author (48 B each way).
+/// figure for that d and 96 B per author (48 B each way); a cell whose
+/// run broke an invariant is never within it.
 fn s6_cells(doc: &Value) -> (usize, usize) {
     let (mut cells, mut met) = (0, 0);
     let Some(obj) = doc.as_object() else {
@@ -630,7 +640,7 @@ fn s6_cells(doc: &Value) -> (usize, usize) {
             _ => 731_000.0,
         };
         cells += 1;
-        if p <= negentropy.min(96.0 * a) {
+        if p <= negentropy.min(96.0 * a) && violated_seeds(v) == 0 {
             met += 1;
         }
     }
@@ -659,11 +669,7 @@ fn figures_table(out: &mut String, title: &str, v: &Value) {
         }
     }
     let seeds = v.get("seeds").and_then(Value::as_array);
-    let violations = seeds.map_or(0, |s| {
-        s.iter()
-            .filter(|r| r.get("violation").is_some_and(|x| !x.is_null()))
-            .count()
-    });
+    let violations = violated_seeds(v);
     out.push_str(&format!(
         "\nSeeds: {}; invariants: {}\n\n",
         seeds.map_or(0, Vec::len),
@@ -679,7 +685,7 @@ fn s6_table(out: &mut String, doc: &Value) {
     let Some(obj) = doc.as_object() else {
         return;
     };
-    let mut rows: Vec<[f64; 8]> = obj
+    let mut rows: Vec<[f64; 9]> = obj
         .iter()
         .filter(|(k, _)| k.starts_with("s6_"))
         .filter_map(|(_, v)| {
@@ -693,6 +699,7 @@ fn s6_table(out: &mut String, doc: &Value) {
                 f("protocol_bytes")?,
                 f("messages")?,
                 f("round_trips")?,
+                violated_seeds(v) as f64,
             ])
         })
         .collect();
@@ -717,12 +724,12 @@ fn s6_table(out: &mut String, doc: &Value) {
     out.push_str(
         "### S6 divergent ledgers\n\n```\n$ nodeplane bench --only s6      # one run per cell, e.g.\n\
          $ nodeplane sim --scenario S6 --seeds 1 --history 100000 --divergent 100 --authors 64\n```\n\n\
-         | H | d | A | bytes | entry bytes (2·d) | bytes per entry | protocol bytes | messages | round trips |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         | H | d | A | bytes | entry bytes (2·d) | bytes per entry | protocol bytes | messages | round trips | invariants |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             num(r[0]),
             num(r[1]),
             num(r[2]),
@@ -731,7 +738,12 @@ fn s6_table(out: &mut String, doc: &Value) {
             num(r[4] / (2.0 * r[1]).max(1.0)),
             num(r[5]),
             num(r[6]),
-            num(r[7])
+            num(r[7]),
+            if r[8] > 0.0 {
+                "**violated** (not counted as within the target)"
+            } else {
+                "held"
+            }
         ));
     }
     out.push_str(
@@ -964,6 +976,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_s6_cell_whose_run_broke_an_invariant_is_never_within_the_target() {
+        let cell = |violation: Value| {
+            let m = |x: f64| json!({"median": x, "max": x, "missing": 0});
+            json!({
+                "aggregate": {
+                    "history": m(1000.0), "divergent": m(1.0), "authors": m(64.0),
+                    "bytes": m(1000.0), "entry_bytes": m(320.0),
+                    "protocol_bytes": m(680.0), "messages": m(6.0), "round_trips": m(2.0)
+                },
+                "seeds": [{"seed": 1, "violation": violation}]
+            })
+        };
+        let doc = json!({
+            "s6_h1000_d1_a64": cell(Value::Null),
+            "s6_h1000_d1_a65": cell(json!("checkpoint 1: two ids for one number")),
+        });
+        assert_eq!(s6_cells(&doc), (2, 1));
+        let mut out = String::new();
+        s6_table(&mut out, &doc);
+        assert_eq!(out.matches("| held |").count(), 1, "{out}");
+        assert_eq!(out.matches("**violated**").count(), 1, "{out}");
+    }
 
     #[test]
     fn a_missed_goal_says_so_and_a_met_one_too() {
