@@ -25,6 +25,7 @@ pub struct SimBuilder {
     ledgers: Vec<MemoryLedger>,
     hostiles: usize,
     checkpoint_min_tail: Option<u64>,
+    count_traffic: bool,
 }
 
 impl Default for SimBuilder {
@@ -43,6 +44,7 @@ impl Default for SimBuilder {
             ledgers: Vec::new(),
             hostiles: 0,
             checkpoint_min_tail: None,
+            count_traffic: false,
         }
     }
 }
@@ -165,6 +167,13 @@ impl SimBuilder {
         self
     }
 
+    /// Whether every message sent is decoded and counted by type and
+    /// purpose ([`crate::traffic`], [`Sim::traffic`]); off by default.
+    pub fn count_traffic(mut self, on: bool) -> Self {
+        self.count_traffic = on;
+        self
+    }
+
     /// Starts every node (and joins them, unless told not to).
     pub fn build(mut self) -> Result<Sim, SimError> {
         let (runtime, loaded) = match self.compiled.take() {
@@ -181,6 +190,9 @@ impl SimBuilder {
             (self.observe, self.keep_logs),
         );
         sim.checkpoint_min_tail = self.checkpoint_min_tail;
+        if self.count_traffic {
+            sim.traffic = Some(Default::default());
+        }
         for i in 0..n {
             let ledger = if i < self.ledgers.len() {
                 std::mem::take(&mut self.ledgers[i])

@@ -18,7 +18,7 @@
 //! Modules, one job each: [`rng`], [`queue`], [`network`], [`node`] (one
 //! simulated node), [`builder`], [`world`] (the [`Sim`]: lifecycle and the
 //! event loop), [`faults`], [`hostile`], [`observe`], [`views`], [`trace`], [`invariants`],
-//! [`ledger`], [`memory`], [`component`], [`scenarios`], [`report`], [`svg`], [`bench`](mod@bench), [`perfdoc`],
+//! [`ledger`], [`memory`], [`component`], [`scenarios`], [`report`], [`svg`], [`traffic`], [`bench`](mod@bench), [`perfdoc`],
 //! [`progress`] and [`cli`].
 
 pub mod bench;
@@ -43,6 +43,7 @@ pub mod rng;
 pub mod scenarios;
 pub mod svg;
 pub mod trace;
+pub mod traffic;
 pub mod views;
 pub mod world;
 

@@ -868,6 +868,7 @@ fn run_s6(params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
         .component(params.component.clone())
         .loss(params.loss.unwrap_or(0.0))
         .ledgers(vec![a, b])
+        .count_traffic(true)
         .build()?;
     let mut f = Figures::default();
     f.set("history", s6.history as f64);
@@ -905,6 +906,24 @@ fn run_s6(params: &ScenarioParams) -> Result<ScenarioRun, SimError> {
     f.set("entry_bytes", entry_bytes as f64);
     f.set("protocol_bytes", bytes as f64 - entry_bytes as f64);
     f.set("message_depth", depth as f64);
+    // Where the bytes go (crate::traffic); and the first copies of the
+    // entries the two nodes wrote during the run (joins, checkpoint
+    // proposals and votes), which `protocol_bytes` counts although they
+    // are not the difference reconciled.
+    if let Some(t) = sim.traffic() {
+        for (name, v) in t.figures() {
+            f.set(&name, v);
+        }
+        let net = &sim.network.stats;
+        f.set("messages_dropped", net.dropped as f64);
+        f.set("streams_failed", net.streams_failed as f64);
+        let written = t.first_copy_bytes_except(crate::ledger::NOTE_KIND);
+        f.set("run_entry_bytes", written as f64);
+        f.set(
+            "protocol_bytes_besides_run_entries",
+            bytes.saturating_sub(entry_bytes).saturating_sub(written) as f64,
+        );
+    }
     f.set("round_trips", depth.div_ceil(2) as f64);
     let expect = Expect::Safety;
     let violation = sim.check(expect).err().map(|e| e.to_string());

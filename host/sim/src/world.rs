@@ -114,6 +114,9 @@ pub struct Sim {
     /// The checkpoint test knob every node of the run gets, the ones added
     /// later ([`Sim::add_node`]) included ([`SimBuilder::checkpoint_min_tail`]).
     pub(crate) checkpoint_min_tail: Option<u64>,
+    /// The breakdown of the messages sent, when counted
+    /// ([`SimBuilder::count_traffic`]).
+    pub(crate) traffic: Option<crate::traffic::Traffic>,
 }
 
 impl Sim {
@@ -161,6 +164,7 @@ impl Sim {
             pool: EntryPool::new(),
             checkpoints: Default::default(),
             checkpoint_min_tail: None,
+            traffic: None,
         }
     }
 
@@ -721,6 +725,10 @@ impl Sim {
         for (to_address, payload) in recorded.outbox {
             let now = self.now;
             self.nodes[i].count_sent(now, payload.len() as u64);
+            if let Some(t) = self.traffic.as_mut() {
+                let to = self.by_address.get(&to_address).copied();
+                t.count(i, to.unwrap_or(usize::MAX), &payload);
+            }
             let Some(&to) = self.by_address.get(&to_address) else {
                 if let Some(&h) = self.hostile_by_address.get(&to_address) {
                     self.hostile_receives(h, &payload);
@@ -791,6 +799,12 @@ impl Sim {
                 record.detail.as_bytes(),
             );
         }
+    }
+
+    /// The breakdown of the messages sent so far, if counted
+    /// ([`SimBuilder::count_traffic`]).
+    pub fn traffic(&self) -> Option<&crate::traffic::Traffic> {
+        self.traffic.as_ref()
     }
 
     /// Sent (messages, bytes) summed over all nodes.
