@@ -747,12 +747,14 @@ fn s6_table(out: &mut String, doc: &Value) {
         ));
     }
     out.push_str(
-        "\nSince checkpoints run in the node (design §13.9, stage A), the two nodes of \
-         every cell whose ledgers reach K = 1 024 entries (all but H = 1 000, d = 1) \
-         write checkpoint 1's proposal and their votes during the measurement, and \
-         reconcile those entries too: they are counted in the protocol bytes (about \
-         0.6–1.3 KB more at d = 1 and d = 100 than before stage A) and add a round trip \
-         or two.\n",
+        "\nThe protocol bytes count every byte but the 2·d entries, so also the entries \
+         the two nodes write during the run: their `join`s (582 B) and, where the ledgers \
+         reach the checkpoint trigger (K = 1 024 entries) and reconciling takes long \
+         enough, checkpoint 1's proposal and votes (design §13.9; a checkpoint 1 needs \
+         two voters, so neither node proposes before it has met the other). The JSON \
+         of each cell has them as `run_entry_bytes`, the rest as \
+         `protocol_bytes_besides_run_entries`, and the bytes by message type \
+         (`traffic_*`), entries sent twice to the same peer and streams failed.\n",
     );
     out.push('\n');
     for f in failed {
