@@ -118,13 +118,25 @@ fn varint_len(mut v: u64) -> usize {
 /// fixed halves): what shipping the entry
 /// itself costs, apart from any protocol overhead.
 pub fn wire_entry_size(e: &Entry) -> u64 {
+    entry_size_of(e.author.len(), e.seq, e.clock, e.kind.len(), e.body.len())
+}
+
+/// [`wire_entry_size`] of an entry given by its lengths and numbers (the
+/// simulator's traffic count reads them off decoded messages).
+pub(crate) fn entry_size_of(
+    author_len: usize,
+    seq: u64,
+    clock: u64,
+    kind_len: usize,
+    body_len: usize,
+) -> u64 {
     let bytes = |len: usize| varint_len(len as u64) + len;
-    (bytes(e.author.len())
-        + varint_len(e.seq)
+    (bytes(author_len)
+        + varint_len(seq)
         + 32
-        + varint_len(e.clock)
-        + bytes(e.kind.len())
-        + bytes(e.body.len())
+        + varint_len(clock)
+        + bytes(kind_len)
+        + bytes(body_len)
         + 32
         + nodeplane_entry::signing::SIGNATURE_LEN) as u64
 }

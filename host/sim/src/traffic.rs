@@ -123,21 +123,7 @@ fn add(t: &mut Tally, n: u64, bytes: u64) {
 
 /// Postcard bytes of `e` inside a message (as [`crate::ledger::wire_entry_size`]).
 fn entry_bytes(e: &WireEntry) -> u64 {
-    let bytes = |len: usize| varint_len(len as u64) + len as u64;
-    bytes(e.author.len())
-        + varint_len(e.seq)
-        + 32
-        + varint_len(e.clock)
-        + bytes(e.kind.len())
-        + bytes(e.body.len())
-        + 32
-        + 64
-}
-
-/// Bytes of `v` as a postcard varint.
-fn varint_len(v: u64) -> u64 {
-    let bits = 64 - u64::from(v.leading_zeros());
-    bits.div_ceil(7).max(1)
+    crate::ledger::entry_size_of(e.author.len(), e.seq, e.clock, e.kind.len(), e.body.len())
 }
 
 #[cfg(test)]
