@@ -270,15 +270,26 @@ pub fn facts(e: &Entry) -> Result<Vec<Fact>, String> {
     })
 }
 
-/// The winning claim about a subject.
+/// The winning claim about a subject: its state and incarnation (the id
+/// of the entry that made it is [`Derived::entry_of`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// Incarnation.
     pub inc: u64,
     /// State.
     pub state: PeerState,
-    /// The entry that made it (smallest id among equal claims).
-    pub entry: Hash,
+}
+
+/// Where the id of the entry behind a claim is kept: in the derivation,
+/// or, for a subject's own `join`/`alive` entry in a node's derivation,
+/// in the ledger that linked it (its chain's id at that sequence number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EntryRef {
+    /// The id itself.
+    Id(Hash),
+    /// The subject's own entry at this sequence number: the ledger holds
+    /// its id ([`AliveId::Seq`]).
+    Own(u32),
 }
 
 /// Distinct suspecting authors a verdict needs when `live` members are
@@ -314,7 +325,58 @@ fn keep_min(slot: &mut Option<Hash>, id: Hash) -> bool {
 #[derive(Clone, Debug, Default)]
 struct Own {
     /// Smallest id of its `join`/`alive` entries announcing it.
-    alive: Option<Hash>,
+    alive: Option<AliveId>,
+}
+
+/// The id of a subject's own `join`/`alive` entry, 8 bytes on wasm32
+/// instead of 32: in a node's derivation ([`Derived::apply_sharing`]) it
+/// is the subject's own entry, so its chain in the ledger holds the id,
+/// and the derivation keeps only its sequence number (the `join`'s id was
+/// held twice, 32 bytes per member). A derivation without a ledger, or a
+/// sequence number above `u32::MAX`, keeps the id, boxed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AliveId {
+    /// The id the ledger holds at this sequence number of the subject's
+    /// chain (chains only grow: it stays there).
+    Seq(u32),
+    /// The id itself.
+    Id(Box<Hash>),
+}
+
+impl AliveId {
+    /// The id kept for entry `id` of `subject` at `seq`: a reference into
+    /// `ledger` when its chain holds exactly that entry there.
+    fn new(subject: &str, seq: u64, id: Hash, ledger: Option<&Ledger>) -> AliveId {
+        match (u32::try_from(seq), ledger) {
+            (Ok(s), Some(l)) if l.id_at(subject, seq) == Some(&id) => AliveId::Seq(s),
+            _ => AliveId::Id(Box::new(id)),
+        }
+    }
+
+    /// Where the id is.
+    fn entry(&self) -> EntryRef {
+        match self {
+            AliveId::Seq(s) => EntryRef::Own(*s),
+            AliveId::Id(id) => EntryRef::Id(**id),
+        }
+    }
+}
+
+/// The id `r` stands for, `subject`'s entry (`ledger`: the one the
+/// derivation's entries came through, if any). `None` only for a
+/// reference without its ledger (a bug: a node's derivation is read with
+/// its ledger).
+fn resolve(r: EntryRef, subject: &str, ledger: Option<&Ledger>) -> Option<Hash> {
+    match r {
+        EntryRef::Id(id) => Some(id),
+        EntryRef::Own(seq) => {
+            let id = ledger
+                .and_then(|l| l.id_at(subject, u64::from(seq)))
+                .copied();
+            debug_assert!(id.is_some(), "an own entry's id read without its ledger");
+            id
+        }
+    }
 }
 
 /// The `suspect` entries about a subject at one incarnation.
@@ -490,11 +552,12 @@ fn key_hash(key: &PublicKey) -> u64 {
     hash
 }
 
-/// A subject's record: 60 bytes on wasm32 and i686 (72 before). Its
-/// flags are kept beside it, in [`Derived`]'s `flags`; its `u64`s are
-/// 4-byte aligned ([`U64Words`]), so that nothing pads it to a multiple
-/// of 8; its rare parts (`leave` ids, a profile's entry id) are in
-/// `others`.
+/// A subject's record: 36 bytes on wasm32 and i686 (72, then 60
+/// before its own `join`'s id became a reference into the ledger,
+/// [`AliveId`]). Its flags are kept beside it, in [`Derived`]'s `flags`;
+/// its `u64`s are 4-byte aligned ([`U64Words`]), so that nothing pads it
+/// to a multiple of 8; its rare parts (`leave` ids, a profile's entry id)
+/// are in `others`.
 #[derive(Clone, Debug, Default)]
 struct Subject {
     /// The author sequence number of the entry that carried `profile`.
@@ -507,6 +570,13 @@ struct Subject {
     /// profile's entry id, while it is kept).
     others: Option<Box<Others>>,
 }
+
+// The layout the figure above rests on (32-bit targets: wasm32, i686).
+#[cfg(target_pointer_width = "32")]
+const _: () = {
+    assert!(std::mem::size_of::<AliveId>() == 8);
+    assert!(std::mem::size_of::<Subject>() == 36);
+};
 
 /// A subject's flags, one byte per handle beside `Derived::subjects`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -584,28 +654,28 @@ impl Subject {
     /// asked (two lookups in one-element maps): caching it cost 48 bytes
     /// per member.
     fn base_claim(&self) -> Option<Claim> {
+        self.base_claim_entry().map(|(c, _)| c)
+    }
+
+    /// [`Subject::base_claim`], with where the id of its entry is.
+    fn base_claim_entry(&self) -> Option<(Claim, EntryRef)> {
         let (inc, own) = self.own.last_key_value()?;
         let inc = inc.get();
         if let Some(&entry) = self.left(inc) {
-            return Some(Claim {
-                inc,
-                state: PeerState::Left,
-                entry,
-            });
+            let state = PeerState::Left;
+            return Some((Claim { inc, state }, EntryRef::Id(entry)));
         }
-        let alive = own.alive?;
+        let alive = own.alive.as_ref()?;
         let suspect = self.suspects(inc).and_then(|s| s.first);
         Some(match suspect {
-            Some(entry) => Claim {
-                inc,
-                state: PeerState::Suspect,
-                entry,
-            },
-            None => Claim {
-                inc,
-                state: PeerState::Alive,
-                entry: alive,
-            },
+            Some(entry) => {
+                let state = PeerState::Suspect;
+                (Claim { inc, state }, EntryRef::Id(entry))
+            }
+            None => {
+                let state = PeerState::Alive;
+                (Claim { inc, state }, alive.entry())
+            }
         })
     }
 
@@ -966,7 +1036,13 @@ impl Derived {
                     };
                     match state {
                         PeerState::Alive => {
-                            keep_min(&mut s.own.entry_or_default(U64Words::new(inc)).alive, e.id);
+                            let slot = &mut s.own.entry_or_default(U64Words::new(inc)).alive;
+                            let held = slot
+                                .as_ref()
+                                .and_then(|a| resolve(a.entry(), &subject, ledger));
+                            if held.is_none_or(|old| e.id < old) {
+                                *slot = Some(AliveId::new(&subject, e.seq, e.id, ledger));
+                            }
                         }
                         PeerState::Left => {
                             s.own.entry_or_default(U64Words::new(inc));
@@ -1230,18 +1306,20 @@ impl Derived {
 
     /// The winning claim about a subject.
     pub fn claim(&self, id: &str) -> Option<Claim> {
+        self.claim_entry(id).map(|(c, _)| c)
+    }
+
+    /// [`Derived::claim`], with where the id of its entry is.
+    fn claim_entry(&self, id: &str) -> Option<(Claim, EntryRef)> {
         let s = self.subject(id)?;
-        let base = s.base_claim()?;
+        let (base, entry) = s.base_claim_entry()?;
         if self.dead.contains(id) {
-            if let Some(entry) = s.verdict(base.inc) {
-                return Some(Claim {
-                    inc: base.inc,
-                    state: PeerState::Dead,
-                    entry,
-                });
+            if let Some(verdict) = s.verdict(base.inc) {
+                let (inc, state) = (base.inc, PeerState::Dead);
+                return Some((Claim { inc, state }, EntryRef::Id(verdict)));
             }
         }
-        Some(base)
+        Some((base, entry))
     }
 
     /// Members counted live now (`alive` or `suspect`): the `L` of the
@@ -1381,14 +1459,18 @@ impl Derived {
         self.subject(id)?.profile.as_ref().map(|p| p.addr.text())
     }
 
-    /// The id of the entry behind a member's current appearance.
-    pub fn entry_of(&self, id: &str) -> Option<Hash> {
+    /// The id of the entry behind a member's current appearance (the
+    /// smallest id among equal winning claims). `ledger`: the one a
+    /// node's derivation ([`Derived::for_node`]) got its entries with.
+    pub fn entry_of(&self, id: &str, ledger: Option<&Ledger>) -> Option<Hash> {
         let s = self.subject(id)?;
-        self.claim(id).map(|c| c.entry).or(s
-            .profile
-            .as_ref()
-            .and(s.others.as_ref())
-            .and_then(|o| o.profile_entry.as_deref().copied()))
+        self.claim_entry(id)
+            .and_then(|(_, r)| resolve(r, id, ledger))
+            .or(s
+                .profile
+                .as_ref()
+                .and(s.others.as_ref())
+                .and_then(|o| o.profile_entry.as_deref().copied()))
     }
 
     /// Every member, sorted by id.
@@ -1534,6 +1616,21 @@ mod tests {
         assert_eq!(node.members(), map.members());
         assert_eq!(node.shared_keys, map.shared_keys);
         for e in entries {
+            // The claim's entry: a reference into the ledger in the
+            // node's derivation ([`AliveId::Seq`]), the id in the other.
+            assert_eq!(node.claim(&e.author), map.claim(&e.author));
+            assert!(node.entry_of(&e.author, Some(&ledger)).is_some());
+            let kept = node
+                .subject(&e.author)
+                .and_then(|s| s.own.last_key_value())
+                .and_then(|(_, o)| o.alive.as_ref());
+            assert!(matches!(kept, Some(AliveId::Seq(_))), "{}", e.author);
+            assert_eq!(
+                node.entry_of(&e.author, Some(&ledger)),
+                map.entry_of(&e.author, None),
+                "entry of {}",
+                e.author
+            );
             let (n, m) = (node.authors.find(&e.author), map.authors.find(&e.author));
             assert_eq!(
                 n.map(|a| node.flags_of(a)),
@@ -1565,6 +1662,31 @@ mod tests {
     #[test]
     fn key_index_sharing_matches_a_map_by_key() {
         same_sharing_as_a_map(&authors());
+    }
+
+    #[test]
+    fn own_entry_ids_read_from_the_ledger_match_the_ids() {
+        // `a` announces incarnation 2 twice (the smaller id wins), then
+        // 3; `b` announces 1 only. Checked after each entry: the node's
+        // derivation keeps sequence numbers, the standalone one ids.
+        let k = KeyPair::derived(b"key-index-tests", "ka");
+        let first = join("a", "ka");
+        let mut entries = vec![first.clone(), join("b", "kb")];
+        let mut prev = first.id;
+        for (seq, inc) in [(2, 2), (3, 2), (4, 3)] {
+            let body = body(&ProfileBody {
+                inc,
+                addr: format!("10.0.0.{seq}:7000"),
+                meta: Vec::new(),
+                signing_key: None,
+            });
+            let e = k.sign(Entry::new("a", seq, prev, seq, KIND_ALIVE, body));
+            prev = e.id;
+            entries.push(e);
+        }
+        for n in 1..=entries.len() {
+            same_sharing_as_a_map(entries.get(..n).unwrap_or_default());
+        }
     }
 
     #[test]
