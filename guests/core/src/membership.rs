@@ -510,6 +510,10 @@ struct Others {
     /// derivations of entries in any order. Boxed: 33 bytes inline in
     /// every subject's box.
     profile_entry: Option<Box<Hash>>,
+    /// The subject's `Subject::profile_seq` when it does not fit below
+    /// `u32::MAX` (an author writes that many entries only in a forged or
+    /// hostile chain). Boxed: rare.
+    profile_seq: Option<Box<u64>>,
     /// Smallest id of the subject's own `leave` entries, by incarnation
     /// (each such incarnation is also in `Subject::own`). Boxed: rare.
     left: Option<Box<VecMap<u64, Hash>>>,
@@ -552,16 +556,18 @@ fn key_hash(key: &PublicKey) -> u64 {
     hash
 }
 
-/// A subject's record: 36 bytes on wasm32 and i686 (72, then 60
+/// A subject's record: 32 bytes on wasm32 and i686 (72, then 60
 /// before its own `join`'s id became a reference into the ledger,
-/// [`AliveId`]). Its flags are kept beside it, in [`Derived`]'s `flags`;
+/// [`AliveId`], and its profile's sequence number 4 bytes). Its flags are kept beside it, in [`Derived`]'s `flags`;
 /// its `u64`s are 4-byte aligned ([`U64Words`]), so that nothing pads it
 /// to a multiple of 8; its rare parts (`leave` ids, a profile's entry id)
 /// are in `others`.
 #[derive(Clone, Debug, Default)]
 struct Subject {
-    /// The author sequence number of the entry that carried `profile`.
-    profile_seq: U64Words,
+    /// The author sequence number of the entry that carried `profile`
+    /// ([`Subject::profile_seq`]): `u32::MAX` stands for the number in
+    /// `Others::profile_seq`, so that 4 bytes hold it.
+    profile_seq: u32,
     /// The latest profile the subject wrote itself.
     profile: Option<Arc<Profile>>,
     /// The subject's own state claims by incarnation.
@@ -575,7 +581,7 @@ struct Subject {
 #[cfg(target_pointer_width = "32")]
 const _: () = {
     assert!(std::mem::size_of::<AliveId>() == 8);
-    assert!(std::mem::size_of::<Subject>() == 36);
+    assert!(std::mem::size_of::<Subject>() == 32);
 };
 
 /// A subject's flags, one byte per handle beside `Derived::subjects`.
@@ -617,6 +623,35 @@ impl Flags {
 }
 
 impl Subject {
+    /// The author sequence number of the entry that carried `profile`.
+    fn profile_seq(&self) -> u64 {
+        match self.profile_seq {
+            u32::MAX => self
+                .others
+                .as_ref()
+                .and_then(|o| o.profile_seq.as_deref().copied())
+                .unwrap_or(u64::from(u32::MAX)),
+            seq => u64::from(seq),
+        }
+    }
+
+    /// Sets [`Subject::profile_seq`]; a number from `u32::MAX` up is kept
+    /// in `others`.
+    fn set_profile_seq(&mut self, seq: u64) {
+        match u32::try_from(seq) {
+            Ok(small) if small < u32::MAX => {
+                self.profile_seq = small;
+                if let Some(o) = self.others.as_mut() {
+                    o.profile_seq = None;
+                }
+            }
+            _ => {
+                self.profile_seq = u32::MAX;
+                self.others_mut().profile_seq = Some(Box::new(seq));
+            }
+        }
+    }
+
     /// The suspicions of others at `inc`.
     fn suspects(&self, inc: u64) -> Option<&Suspects> {
         self.others.as_ref()?.suspects.get(&inc)
@@ -698,6 +733,7 @@ impl Others {
     /// Whether it holds nothing (then the subject needs no box).
     fn is_empty(&self) -> bool {
         self.profile_entry.is_none()
+            && self.profile_seq.is_none()
             && self.suspects.is_empty()
             && self.verdicts.is_empty()
             && self.left.is_none()
@@ -1087,13 +1123,13 @@ impl Derived {
                     let Some(s) = self.subject_named(&e.author) else {
                         continue;
                     };
-                    if s.profile.is_none() || e.seq > s.profile_seq.get() {
+                    if s.profile.is_none() || e.seq > s.profile_seq() {
                         let entry = s.own.last_key_value().is_none().then_some(e.id);
                         profile_entry_kept |= entry.is_some();
                         if entry.is_some() || s.others.is_some() {
                             s.others_mut().profile_entry = entry.map(Box::new);
                         }
-                        s.profile_seq = U64Words::new(e.seq);
+                        s.set_profile_seq(e.seq);
                         s.profile = Some(Arc::new(Profile {
                             addr: Address::new(addr),
                             meta: Pairs::new(&meta),
@@ -1687,6 +1723,43 @@ mod tests {
         for n in 1..=entries.len() {
             same_sharing_as_a_map(entries.get(..n).unwrap_or_default());
         }
+    }
+
+    #[test]
+    fn profile_sequence_numbers_beyond_32_bits_still_order_profiles() {
+        // Derivations do not check chains: a profile's sequence number is
+        // whatever the entry says. The latest profile is the one with the
+        // highest, across the 32-bit boundary where it moves to `others`.
+        let mut d = Derived::new();
+        let big = u64::from(u32::MAX);
+        let steps = [
+            (1, 1),
+            (big - 1, 2),
+            (big, 3),
+            (big + 7, 4),
+            (big + 3, 5), // lower: ignored
+            (2, 6),       // lower: ignored
+            (u64::MAX, 7),
+        ];
+        let mut latest = 0;
+        for (seq, n) in steps {
+            let body = body(&ProfileBody {
+                inc: 1,
+                addr: format!("10.0.0.{n}:7000"),
+                meta: Vec::new(),
+                signing_key: None,
+            });
+            d.apply(&Entry::new("a", seq, GENESIS_PREV, 1, KIND_ALIVE, body))
+                .unwrap();
+            if seq >= latest {
+                latest = seq;
+                assert_eq!(d.subject("a").map(Subject::profile_seq), Some(seq));
+                assert_eq!(d.address("a"), Some(format!("10.0.0.{n}:7000")));
+            }
+        }
+        assert_eq!(d.subject("a").map(Subject::profile_seq), Some(u64::MAX));
+        assert_eq!(d.address("a").as_deref(), Some("10.0.0.7:7000"));
+        d.check_invariants();
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl Derived {
             let profile = s
                 .and_then(|s| Some((s, s.profile.as_ref()?)))
                 .map(|(s, p)| RecordProfile {
-                    seq: s.profile_seq.get(),
+                    seq: s.profile_seq(),
                     // Only without an own claim, whatever the arrival order
                     // left in the derivation (`entry_of` reads it only then).
                     id: s
@@ -198,7 +198,7 @@ impl Derived {
                 }
             }
             if let Some(p) = &r.profile {
-                s.profile_seq = U64Words::new(p.seq);
+                s.set_profile_seq(p.seq);
                 s.profile = Some(Arc::new(Profile {
                     addr: Address::new(p.addr.clone()),
                     meta: Pairs::new(&p.meta),
