@@ -270,15 +270,26 @@ pub fn facts(e: &Entry) -> Result<Vec<Fact>, String> {
     })
 }
 
-/// The winning claim about a subject.
+/// The winning claim about a subject: its state and incarnation (the id
+/// of the entry that made it is [`Derived::entry_of`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     /// Incarnation.
     pub inc: u64,
     /// State.
     pub state: PeerState,
-    /// The entry that made it (smallest id among equal claims).
-    pub entry: Hash,
+}
+
+/// Where the id of the entry behind a claim is kept: in the derivation,
+/// or, for a subject's own `join`/`alive` entry in a node's derivation,
+/// in the ledger that linked it (its chain's id at that sequence number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EntryRef {
+    /// The id itself.
+    Id(Hash),
+    /// The subject's own entry at this sequence number: the ledger holds
+    /// its id ([`AliveId::Seq`]).
+    Own(u32),
 }
 
 /// Distinct suspecting authors a verdict needs when `live` members are
@@ -314,7 +325,58 @@ fn keep_min(slot: &mut Option<Hash>, id: Hash) -> bool {
 #[derive(Clone, Debug, Default)]
 struct Own {
     /// Smallest id of its `join`/`alive` entries announcing it.
-    alive: Option<Hash>,
+    alive: Option<AliveId>,
+}
+
+/// The id of a subject's own `join`/`alive` entry, 8 bytes on wasm32
+/// instead of 32: in a node's derivation ([`Derived::apply_sharing`]) it
+/// is the subject's own entry, so its chain in the ledger holds the id,
+/// and the derivation keeps only its sequence number (the `join`'s id was
+/// held twice, 32 bytes per member). A derivation without a ledger, or a
+/// sequence number above `u32::MAX`, keeps the id, boxed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum AliveId {
+    /// The id the ledger holds at this sequence number of the subject's
+    /// chain (chains only grow: it stays there).
+    Seq(u32),
+    /// The id itself.
+    Id(Box<Hash>),
+}
+
+impl AliveId {
+    /// The id kept for entry `id` of `subject` at `seq`: a reference into
+    /// `ledger` when its chain holds exactly that entry there.
+    fn new(subject: &str, seq: u64, id: Hash, ledger: Option<&Ledger>) -> AliveId {
+        match (u32::try_from(seq), ledger) {
+            (Ok(s), Some(l)) if l.id_at(subject, seq) == Some(&id) => AliveId::Seq(s),
+            _ => AliveId::Id(Box::new(id)),
+        }
+    }
+
+    /// Where the id is.
+    fn entry(&self) -> EntryRef {
+        match self {
+            AliveId::Seq(s) => EntryRef::Own(*s),
+            AliveId::Id(id) => EntryRef::Id(**id),
+        }
+    }
+}
+
+/// The id `r` stands for, `subject`'s entry (`ledger`: the one the
+/// derivation's entries came through, if any). `None` only for a
+/// reference without its ledger (a bug: a node's derivation is read with
+/// its ledger).
+fn resolve(r: EntryRef, subject: &str, ledger: Option<&Ledger>) -> Option<Hash> {
+    match r {
+        EntryRef::Id(id) => Some(id),
+        EntryRef::Own(seq) => {
+            let id = ledger
+                .and_then(|l| l.id_at(subject, u64::from(seq)))
+                .copied();
+            debug_assert!(id.is_some(), "an own entry's id read without its ledger");
+            id
+        }
+    }
 }
 
 /// The `suspect` entries about a subject at one incarnation.
@@ -448,6 +510,10 @@ struct Others {
     /// derivations of entries in any order. Boxed: 33 bytes inline in
     /// every subject's box.
     profile_entry: Option<Box<Hash>>,
+    /// The subject's `Subject::profile_seq` when it does not fit below
+    /// `u32::MAX` (an author writes that many entries only in a forged or
+    /// hostile chain). Boxed: rare.
+    profile_seq: Option<Box<u64>>,
     /// Smallest id of the subject's own `leave` entries, by incarnation
     /// (each such incarnation is also in `Subject::own`). Boxed: rare.
     left: Option<Box<VecMap<u64, Hash>>>,
@@ -490,15 +556,18 @@ fn key_hash(key: &PublicKey) -> u64 {
     hash
 }
 
-/// A subject's record: 60 bytes on wasm32 and i686 (72 before). Its
-/// flags are kept beside it, in [`Derived`]'s `flags`; its `u64`s are
-/// 4-byte aligned ([`U64Words`]), so that nothing pads it to a multiple
-/// of 8; its rare parts (`leave` ids, a profile's entry id) are in
-/// `others`.
+/// A subject's record: 32 bytes on wasm32 and i686 (72, then 60
+/// before its own `join`'s id became a reference into the ledger,
+/// [`AliveId`], and its profile's sequence number 4 bytes). Its flags are kept beside it, in [`Derived`]'s `flags`;
+/// its `u64`s are 4-byte aligned ([`U64Words`]), so that nothing pads it
+/// to a multiple of 8; its rare parts (`leave` ids, a profile's entry id)
+/// are in `others`.
 #[derive(Clone, Debug, Default)]
 struct Subject {
-    /// The author sequence number of the entry that carried `profile`.
-    profile_seq: U64Words,
+    /// The author sequence number of the entry that carried `profile`
+    /// ([`Subject::profile_seq`]): `u32::MAX` stands for the number in
+    /// `Others::profile_seq`, so that 4 bytes hold it.
+    profile_seq: u32,
     /// The latest profile the subject wrote itself.
     profile: Option<Arc<Profile>>,
     /// The subject's own state claims by incarnation.
@@ -507,6 +576,13 @@ struct Subject {
     /// profile's entry id, while it is kept).
     others: Option<Box<Others>>,
 }
+
+// The layout the figure above rests on (32-bit targets: wasm32, i686).
+#[cfg(target_pointer_width = "32")]
+const _: () = {
+    assert!(std::mem::size_of::<AliveId>() == 8);
+    assert!(std::mem::size_of::<Subject>() == 32);
+};
 
 /// A subject's flags, one byte per handle beside `Derived::subjects`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -547,6 +623,35 @@ impl Flags {
 }
 
 impl Subject {
+    /// The author sequence number of the entry that carried `profile`.
+    fn profile_seq(&self) -> u64 {
+        match self.profile_seq {
+            u32::MAX => self
+                .others
+                .as_ref()
+                .and_then(|o| o.profile_seq.as_deref().copied())
+                .unwrap_or(u64::from(u32::MAX)),
+            seq => u64::from(seq),
+        }
+    }
+
+    /// Sets [`Subject::profile_seq`]; a number from `u32::MAX` up is kept
+    /// in `others`.
+    fn set_profile_seq(&mut self, seq: u64) {
+        match u32::try_from(seq) {
+            Ok(small) if small < u32::MAX => {
+                self.profile_seq = small;
+                if let Some(o) = self.others.as_mut() {
+                    o.profile_seq = None;
+                }
+            }
+            _ => {
+                self.profile_seq = u32::MAX;
+                self.others_mut().profile_seq = Some(Box::new(seq));
+            }
+        }
+    }
+
     /// The suspicions of others at `inc`.
     fn suspects(&self, inc: u64) -> Option<&Suspects> {
         self.others.as_ref()?.suspects.get(&inc)
@@ -584,28 +689,28 @@ impl Subject {
     /// asked (two lookups in one-element maps): caching it cost 48 bytes
     /// per member.
     fn base_claim(&self) -> Option<Claim> {
+        self.base_claim_entry().map(|(c, _)| c)
+    }
+
+    /// [`Subject::base_claim`], with where the id of its entry is.
+    fn base_claim_entry(&self) -> Option<(Claim, EntryRef)> {
         let (inc, own) = self.own.last_key_value()?;
         let inc = inc.get();
         if let Some(&entry) = self.left(inc) {
-            return Some(Claim {
-                inc,
-                state: PeerState::Left,
-                entry,
-            });
+            let state = PeerState::Left;
+            return Some((Claim { inc, state }, EntryRef::Id(entry)));
         }
-        let alive = own.alive?;
+        let alive = own.alive.as_ref()?;
         let suspect = self.suspects(inc).and_then(|s| s.first);
         Some(match suspect {
-            Some(entry) => Claim {
-                inc,
-                state: PeerState::Suspect,
-                entry,
-            },
-            None => Claim {
-                inc,
-                state: PeerState::Alive,
-                entry: alive,
-            },
+            Some(entry) => {
+                let state = PeerState::Suspect;
+                (Claim { inc, state }, EntryRef::Id(entry))
+            }
+            None => {
+                let state = PeerState::Alive;
+                (Claim { inc, state }, alive.entry())
+            }
         })
     }
 
@@ -628,6 +733,7 @@ impl Others {
     /// Whether it holds nothing (then the subject needs no box).
     fn is_empty(&self) -> bool {
         self.profile_entry.is_none()
+            && self.profile_seq.is_none()
             && self.suspects.is_empty()
             && self.verdicts.is_empty()
             && self.left.is_none()
@@ -966,7 +1072,13 @@ impl Derived {
                     };
                     match state {
                         PeerState::Alive => {
-                            keep_min(&mut s.own.entry_or_default(U64Words::new(inc)).alive, e.id);
+                            let slot = &mut s.own.entry_or_default(U64Words::new(inc)).alive;
+                            let held = slot
+                                .as_ref()
+                                .and_then(|a| resolve(a.entry(), &subject, ledger));
+                            if held.is_none_or(|old| e.id < old) {
+                                *slot = Some(AliveId::new(&subject, e.seq, e.id, ledger));
+                            }
                         }
                         PeerState::Left => {
                             s.own.entry_or_default(U64Words::new(inc));
@@ -1011,13 +1123,13 @@ impl Derived {
                     let Some(s) = self.subject_named(&e.author) else {
                         continue;
                     };
-                    if s.profile.is_none() || e.seq > s.profile_seq.get() {
+                    if s.profile.is_none() || e.seq > s.profile_seq() {
                         let entry = s.own.last_key_value().is_none().then_some(e.id);
                         profile_entry_kept |= entry.is_some();
                         if entry.is_some() || s.others.is_some() {
                             s.others_mut().profile_entry = entry.map(Box::new);
                         }
-                        s.profile_seq = U64Words::new(e.seq);
+                        s.set_profile_seq(e.seq);
                         s.profile = Some(Arc::new(Profile {
                             addr: Address::new(addr),
                             meta: Pairs::new(&meta),
@@ -1230,18 +1342,20 @@ impl Derived {
 
     /// The winning claim about a subject.
     pub fn claim(&self, id: &str) -> Option<Claim> {
+        self.claim_entry(id).map(|(c, _)| c)
+    }
+
+    /// [`Derived::claim`], with where the id of its entry is.
+    fn claim_entry(&self, id: &str) -> Option<(Claim, EntryRef)> {
         let s = self.subject(id)?;
-        let base = s.base_claim()?;
+        let (base, entry) = s.base_claim_entry()?;
         if self.dead.contains(id) {
-            if let Some(entry) = s.verdict(base.inc) {
-                return Some(Claim {
-                    inc: base.inc,
-                    state: PeerState::Dead,
-                    entry,
-                });
+            if let Some(verdict) = s.verdict(base.inc) {
+                let (inc, state) = (base.inc, PeerState::Dead);
+                return Some((Claim { inc, state }, EntryRef::Id(verdict)));
             }
         }
-        Some(base)
+        Some((base, entry))
     }
 
     /// Members counted live now (`alive` or `suspect`): the `L` of the
@@ -1381,14 +1495,18 @@ impl Derived {
         self.subject(id)?.profile.as_ref().map(|p| p.addr.text())
     }
 
-    /// The id of the entry behind a member's current appearance.
-    pub fn entry_of(&self, id: &str) -> Option<Hash> {
+    /// The id of the entry behind a member's current appearance (the
+    /// smallest id among equal winning claims). `ledger`: the one a
+    /// node's derivation ([`Derived::for_node`]) got its entries with.
+    pub fn entry_of(&self, id: &str, ledger: Option<&Ledger>) -> Option<Hash> {
         let s = self.subject(id)?;
-        self.claim(id).map(|c| c.entry).or(s
-            .profile
-            .as_ref()
-            .and(s.others.as_ref())
-            .and_then(|o| o.profile_entry.as_deref().copied()))
+        self.claim_entry(id)
+            .and_then(|(_, r)| resolve(r, id, ledger))
+            .or(s
+                .profile
+                .as_ref()
+                .and(s.others.as_ref())
+                .and_then(|o| o.profile_entry.as_deref().copied()))
     }
 
     /// Every member, sorted by id.
@@ -1534,6 +1652,21 @@ mod tests {
         assert_eq!(node.members(), map.members());
         assert_eq!(node.shared_keys, map.shared_keys);
         for e in entries {
+            // The claim's entry: a reference into the ledger in the
+            // node's derivation ([`AliveId::Seq`]), the id in the other.
+            assert_eq!(node.claim(&e.author), map.claim(&e.author));
+            assert!(node.entry_of(&e.author, Some(&ledger)).is_some());
+            let kept = node
+                .subject(&e.author)
+                .and_then(|s| s.own.last_key_value())
+                .and_then(|(_, o)| o.alive.as_ref());
+            assert!(matches!(kept, Some(AliveId::Seq(_))), "{}", e.author);
+            assert_eq!(
+                node.entry_of(&e.author, Some(&ledger)),
+                map.entry_of(&e.author, None),
+                "entry of {}",
+                e.author
+            );
             let (n, m) = (node.authors.find(&e.author), map.authors.find(&e.author));
             assert_eq!(
                 n.map(|a| node.flags_of(a)),
@@ -1565,6 +1698,68 @@ mod tests {
     #[test]
     fn key_index_sharing_matches_a_map_by_key() {
         same_sharing_as_a_map(&authors());
+    }
+
+    #[test]
+    fn own_entry_ids_read_from_the_ledger_match_the_ids() {
+        // `a` announces incarnation 2 twice (the smaller id wins), then
+        // 3; `b` announces 1 only. Checked after each entry: the node's
+        // derivation keeps sequence numbers, the standalone one ids.
+        let k = KeyPair::derived(b"key-index-tests", "ka");
+        let first = join("a", "ka");
+        let mut entries = vec![first.clone(), join("b", "kb")];
+        let mut prev = first.id;
+        for (seq, inc) in [(2, 2), (3, 2), (4, 3)] {
+            let body = body(&ProfileBody {
+                inc,
+                addr: format!("10.0.0.{seq}:7000"),
+                meta: Vec::new(),
+                signing_key: None,
+            });
+            let e = k.sign(Entry::new("a", seq, prev, seq, KIND_ALIVE, body));
+            prev = e.id;
+            entries.push(e);
+        }
+        for n in 1..=entries.len() {
+            same_sharing_as_a_map(entries.get(..n).unwrap_or_default());
+        }
+    }
+
+    #[test]
+    fn profile_sequence_numbers_beyond_32_bits_still_order_profiles() {
+        // Derivations do not check chains: a profile's sequence number is
+        // whatever the entry says. The latest profile is the one with the
+        // highest, across the 32-bit boundary where it moves to `others`.
+        let mut d = Derived::new();
+        let big = u64::from(u32::MAX);
+        let steps = [
+            (1, 1),
+            (big - 1, 2),
+            (big, 3),
+            (big + 7, 4),
+            (big + 3, 5), // lower: ignored
+            (2, 6),       // lower: ignored
+            (u64::MAX, 7),
+        ];
+        let mut latest = 0;
+        for (seq, n) in steps {
+            let body = body(&ProfileBody {
+                inc: 1,
+                addr: format!("10.0.0.{n}:7000"),
+                meta: Vec::new(),
+                signing_key: None,
+            });
+            d.apply(&Entry::new("a", seq, GENESIS_PREV, 1, KIND_ALIVE, body))
+                .unwrap();
+            if seq >= latest {
+                latest = seq;
+                assert_eq!(d.subject("a").map(Subject::profile_seq), Some(seq));
+                assert_eq!(d.address("a"), Some(format!("10.0.0.{n}:7000")));
+            }
+        }
+        assert_eq!(d.subject("a").map(Subject::profile_seq), Some(u64::MAX));
+        assert_eq!(d.address("a").as_deref(), Some("10.0.0.7:7000"));
+        d.check_invariants();
     }
 
     #[test]

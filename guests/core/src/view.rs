@@ -160,7 +160,7 @@ impl Node {
         let Some((a, profile, state, inc)) = self.derived.record(id) else {
             return;
         };
-        let entry = self.derived.entry_of(id);
+        let entry = self.derived.entry_of(id, Some(&self.ledger));
         let Some(update) = self.roster.publish((a, id), (profile, state, inc), entry) else {
             return;
         };

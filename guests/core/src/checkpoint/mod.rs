@@ -211,7 +211,7 @@ impl State {
         let owned = cut_heads(ledger, cut)?;
         let heads: BTreeMap<&str, ChainHead> =
             owned.iter().map(|(a, h)| (a.as_str(), h.clone())).collect();
-        let records = derived.checkpoint_records(&heads, 1)?;
+        let records = derived.checkpoint_records(&heads, 1, Some(ledger))?;
         Ok(State { records })
     }
 

@@ -194,7 +194,7 @@ impl State {
         }
         let by_name: BTreeMap<&str, ChainHead> =
             heads.iter().map(|(a, h)| (a.as_str(), h.clone())).collect();
-        let mut records = derived.checkpoint_records(&by_name, n32)?;
+        let mut records = derived.checkpoint_records(&by_name, n32, None)?;
         let since: BTreeMap<&str, u32> = self
             .records
             .iter()

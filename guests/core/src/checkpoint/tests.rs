@@ -270,7 +270,11 @@ fn assert_equivalent(full: &Derived, loaded: &Derived, incs: &BTreeSet<u64>) {
     for id in subjects().iter().take(7) {
         assert_eq!(full.claim(id), loaded.claim(id), "claim {id}");
         assert_eq!(full.member(id), loaded.member(id), "member {id}");
-        assert_eq!(full.entry_of(id), loaded.entry_of(id), "entry_of {id}");
+        assert_eq!(
+            full.entry_of(id, None),
+            loaded.entry_of(id, None),
+            "entry_of {id}"
+        );
         let top = full.claim(id).map(|c| c.inc);
         if top.is_some_and(|t| full.announced(id, t)) {
             assert_eq!(

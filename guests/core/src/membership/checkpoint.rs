@@ -5,10 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::{keep_min, Address, Derived, Flags, KeyIndex, Own, PeerState, Profile, Subject};
+use super::{
+    keep_min, resolve, Address, AliveId, Derived, Flags, KeyIndex, Own, PeerState, Profile, Subject,
+};
 use crate::authors::AuthorId;
 use crate::checkpoint::{ChainHead, OpenInc, Record, RecordProfile, StateError};
 use crate::compact::{Pairs, U64Words};
+use crate::ledger::Ledger;
 use nodeplane_entry::signing::PublicKey;
 use nodeplane_entry::MAX_AUTHOR_LEN;
 
@@ -61,11 +64,13 @@ impl Derived {
     /// The records of checkpoint 1 (13.1): one per author of `heads` and
     /// per subject this derivation holds, sorted by author. `self` must be
     /// the derivation of exactly the entries up to `heads`; members `left`
-    /// or `dead` get `departed_since = n`.
+    /// or `dead` get `departed_since = n`. `ledger`: the one a node's
+    /// derivation got its entries with (its own entries' ids are there).
     pub(crate) fn checkpoint_records(
         &self,
         heads: &BTreeMap<&str, ChainHead>,
         n: u32,
+        ledger: Option<&Ledger>,
     ) -> Result<Vec<Record>, StateError> {
         let names: BTreeSet<&str> = heads
             .keys()
@@ -98,7 +103,7 @@ impl Derived {
             let profile = s
                 .and_then(|s| Some((s, s.profile.as_ref()?)))
                 .map(|(s, p)| RecordProfile {
-                    seq: s.profile_seq.get(),
+                    seq: s.profile_seq(),
                     // Only without an own claim, whatever the arrival order
                     // left in the derivation (`entry_of` reads it only then).
                     id: s
@@ -140,7 +145,9 @@ impl Derived {
                 author: name.to_string(),
                 head: heads.get(name).cloned(),
                 top_inc,
-                own_alive: own.and_then(|(_, o)| o.alive),
+                own_alive: own
+                    .and_then(|(_, o)| o.alive.as_ref())
+                    .and_then(|a| resolve(a.entry(), name, ledger)),
                 own_leave: own.and(s).and_then(|s| s.left(top_inc).copied()),
                 profile,
                 departed_since: departed.then_some(n),
@@ -177,8 +184,12 @@ impl Derived {
             let mut s = Subject::default();
             let mut flags = Flags(Flags::FILED);
             if r.has_own() {
-                s.own
-                    .insert(U64Words::new(r.top_inc), Own { alive: r.own_alive });
+                s.own.insert(
+                    U64Words::new(r.top_inc),
+                    Own {
+                        alive: r.own_alive.map(|id| AliveId::Id(Box::new(id))),
+                    },
+                );
                 if let Some(leave) = r.own_leave {
                     s.others_mut()
                         .left
@@ -187,7 +198,7 @@ impl Derived {
                 }
             }
             if let Some(p) = &r.profile {
-                s.profile_seq = U64Words::new(p.seq);
+                s.set_profile_seq(p.seq);
                 s.profile = Some(Arc::new(Profile {
                     addr: Address::new(p.addr.clone()),
                     meta: Pairs::new(&p.meta),
