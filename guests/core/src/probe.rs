@@ -31,6 +31,10 @@ struct Probe {
     retried: bool,
     /// When the probe started.
     started: u64,
+    /// The target's incarnation when the probe started: a probe that
+    /// fails after a newer one was learnt is about a process that has
+    /// since restarted or refuted (see [`Node::finish_probes`]).
+    incarnation: u64,
     /// Failed without any answer reaching this node; judged a period later.
     deferred: bool,
 }
@@ -214,6 +218,10 @@ impl Node {
         let Some(address) = self.roster.address(self.derived.authors(), target) else {
             return;
         };
+        let incarnation = self
+            .roster
+            .state(self.derived.authors(), target)
+            .map_or(0, |(_, inc)| inc);
         let seq = self.prober.fresh_seq();
         self.prober.probes.insert(
             seq,
@@ -225,6 +233,7 @@ impl Node {
                 asked: Vec::new(),
                 retried: false,
                 started: self.now_ms,
+                incarnation,
                 deferred: false,
             },
         );
@@ -359,6 +368,21 @@ impl Node {
                 continue;
             };
             if !state.is_live() {
+                continue;
+            }
+            // The target wrote a newer incarnation since the probe began
+            // (it restarted, or refuted another suspicion): the probe may
+            // have gone to the process that stopped, and the new
+            // incarnation is newer news than its silence. The next
+            // period probes it afresh.
+            if incarnation > p.incarnation {
+                self.effects.log(
+                    "suspicion-withheld",
+                    &[
+                        ("subject", p.target.clone().into()),
+                        ("reason", "newer incarnation".into()),
+                    ],
+                );
                 continue;
             }
             // Helpers were asked, yet nothing this node sent since the probe
