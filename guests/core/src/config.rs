@@ -132,6 +132,19 @@ pub const FAIR_SHARE_PEERS: usize = 8_192;
 /// without the cap the answer listed every author the node holds, a
 /// transient allocation growing with N (about 430 KB at N = 512).
 pub const SYNC_PUSH_AUTHORS: usize = SYNC_BURST_MESSAGES * MAX_ENTRIES_PER_MESSAGE + MAX_HEADS;
+/// How long a held answer to a peer's `sync` descent (the push and the
+/// want of its later leaves, shipped once per gossip tick: design §6,
+/// "One push per descent") is kept after the last `sync` that added to
+/// it. What is not shipped by then is forgotten; the peer's next round
+/// finds it again. Long enough for a full held push
+/// ([`SYNC_PUSH_AUTHORS`] authors, one burst per tick) to drain.
+pub const SYNC_HELD_MS: u64 = 2_000;
+/// Most authors held across all peers (pushes and wants together). A
+/// `sync` that would hold more is answered at once, as an unheld one is:
+/// peers sending leaves from many addresses cannot grow the held answers
+/// beyond this (about 2.5 MB at 64-byte ids), while one peer's full
+/// descent (a push and a want of [`SYNC_PUSH_AUTHORS`] each) fits twice.
+pub const SYNC_HELD_AUTHORS: usize = 4 * SYNC_PUSH_AUTHORS;
 /// Shortest gap between two `reconcile-throttled` log lines.
 pub const THROTTLE_LOG_GAP_MS: u64 = 1_000;
 /// Entries received ahead of their chain kept while the gap is fetched.
