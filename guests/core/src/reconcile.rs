@@ -9,9 +9,9 @@ use crate::config::{
     validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, FAIR_SHARE_CAPACITY_BYTES,
     FAIR_SHARE_MIN_BYTES, FAIR_SHARE_PEERS, FAIR_SHARE_RESERVE_BYTES, FAIR_SHARE_WINDOW_MS,
     MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS,
-    RECONCILE_BURST_BYTES, RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_BURST_MESSAGES,
-    SYNC_HELD_AUTHORS, SYNC_HELD_MS, SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
-    SYNC_PUSH_AUTHORS, THROTTLE_LOG_GAP_MS,
+    RECONCILE_BURST_BYTES, RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_ANSWERS_AT_ONCE,
+    SYNC_BURST_MESSAGES, SYNC_HELD_AUTHORS, SYNC_HELD_MS, SYNC_ITEMS_PER_MESSAGE,
+    SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS, SYNC_PUSH_AUTHORS, THROTTLE_LOG_GAP_MS,
 };
 use crate::effect::Effects;
 use crate::ledger::Ledger;
@@ -63,6 +63,9 @@ struct Held {
     /// When what is held is forgotten ([`SYNC_HELD_MS`] after the last
     /// `sync` that added to it).
     until_ms: u64,
+    /// Answers that went at once in this window (at most
+    /// [`SYNC_ANSWERS_AT_ONCE`]; the later ones are held).
+    at_once: usize,
 }
 
 /// The token bucket of [`RECONCILE_BYTES_PER_S`]: bytes this node may
@@ -433,13 +436,14 @@ impl Reconciler {
     }
 
     /// Holds the push and want of a `sync` from `from` for the next gossip
-    /// tick if an earlier answer to `from` went out since the last tick
-    /// (one push and one want per descent and peer: a descent's leaves
-    /// arrive in many `sync` messages, and an `entries` stream each
-    /// overran the transport, which drops sends beyond 32 in flight).
-    /// False, with the peer's window opened, if this answer is to go at
-    /// once: the first of a window (a small difference costs no added
-    /// latency), or one that the bounds on what is held leave out. What
+    /// tick once [`SYNC_ANSWERS_AT_ONCE`] answers to `from` went out since
+    /// the last tick (one push and one want per descent and peer: a large
+    /// descent's leaves arrive in many `sync` messages, and an `entries`
+    /// stream each overran the transport, which drops sends beyond 32 in
+    /// flight). False, with the peer's window opened, if this answer is to
+    /// go at once: one of the first of a window (a small descent, a join's,
+    /// waits for nothing), or one that the bounds on what is held leave
+    /// out. What
     /// goes beyond a peer's [`SYNC_PUSH_AUTHORS`] is dropped: its next
     /// round finds it.
     fn hold(
@@ -455,6 +459,10 @@ impl Reconciler {
         let adding = push.len().saturating_add(want.len());
         let room = self.held_authors.saturating_add(adding) <= SYNC_HELD_AUTHORS;
         match self.held.get_mut(from) {
+            Some(held) if held.at_once < SYNC_ANSWERS_AT_ONCE => {
+                held.at_once = held.at_once.saturating_add(1);
+                false
+            }
             Some(held) if room => {
                 for (author, have) in push.drain(..) {
                     if held.push.len() < SYNC_PUSH_AUTHORS || held.push.contains_key(&*author) {
@@ -475,6 +483,7 @@ impl Reconciler {
                 if self.held.len() < FAIR_SHARE_PEERS {
                     let held = Held {
                         until_ms: now_ms.saturating_add(SYNC_HELD_MS),
+                        at_once: 1,
                         ..Held::default()
                     };
                     self.held.insert(from.to_string(), held);
@@ -1398,8 +1407,9 @@ mod tests {
         // A peer lacking all of 3 000 joins (about 1.2 MB) sends the last
         // level of its descent as 256 `sync` messages at once. Answered
         // one by one, that was 256 `entries` streams (the transport drops
-        // sends beyond 32 in flight); now the first goes at once and the
-        // others are held, then shipped one burst per gossip tick.
+        // sends beyond 32 in flight); now the first SYNC_ANSWERS_AT_ONCE
+        // go at once and the others are held, then shipped one burst per
+        // gossip tick.
         let ledger = ledger_padded(3_000, 100);
         let peer = "10.0.0.2:7946";
         let mut r = Reconciler::default();
@@ -1409,7 +1419,7 @@ mod tests {
         }
         let (messages, mut carried, _, _) = answers(&mut fx);
         assert!(
-            (1..=SYNC_BURST_MESSAGES).contains(&messages),
+            (1..=SYNC_ANSWERS_AT_ONCE * SYNC_BURST_MESSAGES).contains(&messages),
             "{messages} entries messages in answer to one descent"
         );
         let mut now = 1_000;
@@ -1447,10 +1457,13 @@ mod tests {
             r.on_sync(&ledger, &mut fx, 1_000, peer, items);
         }
         let (_, _, wants, mut wanted) = answers(&mut fx);
-        assert_eq!(wants, 1, "the first leaf's want goes at once, alone");
+        assert_eq!(
+            wants, SYNC_ANSWERS_AT_ONCE,
+            "the first leaves' wants go at once, one each"
+        );
         r.flush_held(&ledger, &mut fx, 1_200);
         let (_, _, wants, got) = answers(&mut fx);
-        assert_eq!(wants, 1, "one want for the other 255 leaves");
+        assert_eq!(wants, 1, "one want for the other leaves");
         wanted.extend(got);
         wanted.sort();
         assert_eq!(wanted.len(), 256 * 8);
@@ -1467,20 +1480,20 @@ mod tests {
 
     #[test]
     fn what_hostile_leaves_make_a_node_hold_stays_bounded() {
-        // Peers claiming MAX_HEADS made-up authors far ahead per leaf, four
-        // leaves each, from 40 addresses; then more addresses than
-        // FAIR_SHARE_PEERS with one small leaf each.
+        // Peers claiming MAX_HEADS made-up authors far ahead per leaf, in
+        // four leaves past those answered at once, from 8 addresses; then
+        // more addresses than FAIR_SHARE_PEERS with one small leaf each.
         let ledger = ledger_of(1);
         let mut r = Reconciler::default();
         let mut fx = Effects::default();
-        for p in 0..40 {
+        for p in 0..8 {
             let peer = format!("10.0.1.{p}:7946");
-            for k in 0..4 {
+            for k in 0..SYNC_ANSWERS_AT_ONCE + 4 {
                 let heads = (0..MAX_HEADS)
                     .map(|i| (format!("made-up-{p}-{k}-{i}"), u64::MAX))
                     .collect();
                 let leaf = SyncItem::Leaf {
-                    path: vec![k as u8],
+                    path: vec![(k % 16) as u8],
                     heads,
                 };
                 r.on_sync(&ledger, &mut fx, 1_000, &peer, vec![leaf]);
@@ -1489,6 +1502,7 @@ mod tests {
         }
         let held: usize = r.held.values().map(|h| h.push.len() + h.want.len()).sum();
         assert!(held <= SYNC_HELD_AUTHORS, "{held} authors held");
+        assert!(held >= SYNC_PUSH_AUTHORS, "{held}: the bound is reached");
         assert!(r.held_authors <= SYNC_HELD_AUTHORS);
         assert!(r.held.values().all(|h| h.want.len() <= SYNC_PUSH_AUTHORS));
         for p in 0..FAIR_SHARE_PEERS + 10 {
