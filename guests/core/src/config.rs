@@ -132,17 +132,20 @@ pub const FAIR_SHARE_PEERS: usize = 8_192;
 /// without the cap the answer listed every author the node holds, a
 /// transient allocation growing with N (about 430 KB at N = 512).
 pub const SYNC_PUSH_AUTHORS: usize = SYNC_BURST_MESSAGES * MAX_ENTRIES_PER_MESSAGE + MAX_HEADS;
-/// Answers to one peer's `sync` leaves that go at once in a window (from
-/// the first to the next gossip tick with nothing held); later ones are
-/// held and shipped on the tick as one push and one want (design §6,
-/// "One push per descent"). A descent over up to about 2 000 authors
-/// (S1 up to N = 1 024) reaches its leaves in at most 8 messages of
-/// [`SYNC_ITEMS_PER_MESSAGE`] and waits for nothing; one over 10 000 (130
-/// messages) is held after these. Eight answers, each mostly one
-/// `entries` stream and one `want`, stay within the 32 streams a sender's
-/// transport sets up at once; holding from the second answer on delayed
-/// S1 at N = 256 by 0.15 s.
-pub const SYNC_ANSWERS_AT_ONCE: usize = 8;
+/// Streams (messages larger than a datagram) the answers to one peer's
+/// `sync` leaves may send at once in a window (from the first answer to
+/// the next gossip tick with nothing held); once they have, later answers
+/// are held and shipped on the tick as one push and one want (design §6,
+/// "One push per descent"). The transport sets up at most 32 streams per
+/// sender at once and drops the others; answers of datagrams (a few
+/// entries each: a small difference over many authors) are never held.
+/// A descent over up to about 2 000 authors (S1 up to N = 1 024) reaches
+/// its leaves in at most 8 messages of [`SYNC_ITEMS_PER_MESSAGE`] and
+/// waits for nothing; one over 10 000 (130 messages) is held after 8
+/// streams. Holding from the second answer on delayed S1 at N = 256 by
+/// 0.15 s; counting answers instead of streams delayed S6 at d = 100,
+/// A = 10 000 by 0.2 s.
+pub const SYNC_STREAMS_AT_ONCE: u64 = 8;
 /// How long a held answer to a peer's `sync` descent (the push and the
 /// want of its later leaves, shipped once per gossip tick: design §6,
 /// "One push per descent") is kept after the last `sync` that added to

@@ -9,9 +9,9 @@ use crate::config::{
     validate_node_id, CONTACT_OWN_ENTRIES, ENTRY_BYTES_BUDGET, FAIR_SHARE_CAPACITY_BYTES,
     FAIR_SHARE_MIN_BYTES, FAIR_SHARE_PEERS, FAIR_SHARE_RESERVE_BYTES, FAIR_SHARE_WINDOW_MS,
     MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS,
-    RECONCILE_BURST_BYTES, RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_ANSWERS_AT_ONCE,
-    SYNC_BURST_MESSAGES, SYNC_HELD_AUTHORS, SYNC_HELD_MS, SYNC_ITEMS_PER_MESSAGE,
-    SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS, SYNC_PUSH_AUTHORS, THROTTLE_LOG_GAP_MS,
+    RECONCILE_BURST_BYTES, RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_BURST_MESSAGES,
+    SYNC_HELD_AUTHORS, SYNC_HELD_MS, SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
+    SYNC_PUSH_AUTHORS, SYNC_STREAMS_AT_ONCE, THROTTLE_LOG_GAP_MS,
 };
 use crate::effect::Effects;
 use crate::ledger::Ledger;
@@ -63,9 +63,9 @@ struct Held {
     /// When what is held is forgotten ([`SYNC_HELD_MS`] after the last
     /// `sync` that added to it).
     until_ms: u64,
-    /// Answers that went at once in this window (at most
-    /// [`SYNC_ANSWERS_AT_ONCE`]; the later ones are held).
-    at_once: usize,
+    /// Streams the answers that went at once in this window sent (from
+    /// [`SYNC_STREAMS_AT_ONCE`] on, later answers are held).
+    streams: u64,
 }
 
 /// The token bucket of [`RECONCILE_BYTES_PER_S`]: bytes this node may
@@ -425,9 +425,14 @@ impl Reconciler {
         }
         self.budget.spend(from, descent);
         if !self.hold(now_ms, from, &mut push, &mut want) {
+            let before = fx.streams_sent();
             self.ship_want(ledger, fx, now_ms, from, want);
             if !push.is_empty() {
                 self.send_entries(ledger, fx, now_ms, from, &push);
+            }
+            let streams = fx.streams_sent().saturating_sub(before);
+            if let Some(held) = self.held.get_mut(from) {
+                held.streams = held.streams.saturating_add(streams);
             }
         }
         if refused {
@@ -436,14 +441,14 @@ impl Reconciler {
     }
 
     /// Holds the push and want of a `sync` from `from` for the next gossip
-    /// tick once [`SYNC_ANSWERS_AT_ONCE`] answers to `from` went out since
-    /// the last tick (one push and one want per descent and peer: a large
-    /// descent's leaves arrive in many `sync` messages, and an `entries`
-    /// stream each overran the transport, which drops sends beyond 32 in
-    /// flight). False, with the peer's window opened, if this answer is to
-    /// go at once: one of the first of a window (a small descent, a join's,
-    /// waits for nothing), or one that the bounds on what is held leave
-    /// out. What
+    /// tick once the answers to `from` since the last tick sent
+    /// [`SYNC_STREAMS_AT_ONCE`] streams (one push and one want per descent
+    /// and peer: a large descent's leaves arrive in many `sync` messages,
+    /// and an `entries` stream each overran the transport, which drops
+    /// sends beyond 32 in flight). False, with the peer's window opened,
+    /// if this answer is to go at once: one of the first of a window (a
+    /// small descent, a join's, waits for nothing), or one that the bounds
+    /// on what is held leave out. What
     /// goes beyond a peer's [`SYNC_PUSH_AUTHORS`] is dropped: its next
     /// round finds it.
     fn hold(
@@ -459,10 +464,7 @@ impl Reconciler {
         let adding = push.len().saturating_add(want.len());
         let room = self.held_authors.saturating_add(adding) <= SYNC_HELD_AUTHORS;
         match self.held.get_mut(from) {
-            Some(held) if held.at_once < SYNC_ANSWERS_AT_ONCE => {
-                held.at_once = held.at_once.saturating_add(1);
-                false
-            }
+            Some(held) if held.streams < SYNC_STREAMS_AT_ONCE => false,
             Some(held) if room => {
                 for (author, have) in push.drain(..) {
                     if held.push.len() < SYNC_PUSH_AUTHORS || held.push.contains_key(&*author) {
@@ -483,7 +485,6 @@ impl Reconciler {
                 if self.held.len() < FAIR_SHARE_PEERS {
                     let held = Held {
                         until_ms: now_ms.saturating_add(SYNC_HELD_MS),
-                        at_once: 1,
                         ..Held::default()
                     };
                     self.held.insert(from.to_string(), held);
@@ -1407,9 +1408,9 @@ mod tests {
         // A peer lacking all of 3 000 joins (about 1.2 MB) sends the last
         // level of its descent as 256 `sync` messages at once. Answered
         // one by one, that was 256 `entries` streams (the transport drops
-        // sends beyond 32 in flight); now the first SYNC_ANSWERS_AT_ONCE
-        // go at once and the others are held, then shipped one burst per
-        // gossip tick.
+        // sends beyond 32 in flight); now the first go at once until they
+        // sent SYNC_STREAMS_AT_ONCE streams, and the others are held, then
+        // shipped one burst per gossip tick.
         let ledger = ledger_padded(3_000, 100);
         let peer = "10.0.0.2:7946";
         let mut r = Reconciler::default();
@@ -1419,7 +1420,7 @@ mod tests {
         }
         let (messages, mut carried, _, _) = answers(&mut fx);
         assert!(
-            (1..=SYNC_ANSWERS_AT_ONCE * SYNC_BURST_MESSAGES).contains(&messages),
+            (1..=SYNC_STREAMS_AT_ONCE as usize + SYNC_BURST_MESSAGES).contains(&messages),
             "{messages} entries messages in answer to one descent"
         );
         let mut now = 1_000;
@@ -1443,38 +1444,44 @@ mod tests {
 
     #[test]
     fn a_descent_s_leaves_get_one_want_per_gossip_tick_not_one_each() {
-        // The peer is ahead in 8 authors under each of the 256 buckets.
+        // The peer is ahead in 200 authors under each of 32 buckets: each
+        // leaf's want is a stream.
         let ledger = ledger_of(1);
         let peer = "10.0.0.2:7946";
         let mut r = Reconciler::default();
         let mut fx = Effects::default();
         let ahead = |a: u8, b: u8| {
-            (0..8)
+            (0..200)
                 .map(|i| (format!("ahead-{a}-{b}-{i}"), 3))
                 .collect::<Vec<_>>()
         };
-        for items in leaves(ahead) {
+        let descent: Vec<_> = leaves(ahead).into_iter().take(32).collect();
+        for items in descent.clone() {
             r.on_sync(&ledger, &mut fx, 1_000, peer, items);
         }
         let (_, _, wants, mut wanted) = answers(&mut fx);
         assert_eq!(
-            wants, SYNC_ANSWERS_AT_ONCE,
+            wants, SYNC_STREAMS_AT_ONCE as usize,
             "the first leaves' wants go at once, one each"
         );
-        r.flush_held(&ledger, &mut fx, 1_200);
-        let (_, _, wants, got) = answers(&mut fx);
-        assert_eq!(wants, 1, "one want for the other leaves");
-        wanted.extend(got);
+        // The other 4 800 authors: one want of at most MAX_HEADS a tick.
+        for now in [1_200, 1_400, 1_600, 1_800] {
+            r.flush_held(&ledger, &mut fx, now);
+            let (_, _, wants, got) = answers(&mut fx);
+            assert!(wants <= 1, "{wants} wants at {now} ms");
+            assert!(got.len() <= MAX_HEADS);
+            wanted.extend(got);
+        }
         wanted.sort();
-        assert_eq!(wanted.len(), 256 * 8);
+        assert_eq!(wanted.len(), 32 * 200);
         wanted.dedup();
-        assert_eq!(wanted.len(), 256 * 8);
+        assert_eq!(wanted.len(), 32 * 200);
         // Asked for, they are streaming in: a repeat of the descent in the
         // next window asks for none of them again.
-        for items in leaves(ahead) {
-            r.on_sync(&ledger, &mut fx, 1_300, peer, items);
+        for items in descent {
+            r.on_sync(&ledger, &mut fx, 1_900, peer, items);
         }
-        r.flush_held(&ledger, &mut fx, 1_400);
+        r.flush_held(&ledger, &mut fx, 2_000);
         assert_eq!(answers(&mut fx).2, 0);
     }
 
@@ -1488,7 +1495,7 @@ mod tests {
         let mut fx = Effects::default();
         for p in 0..8 {
             let peer = format!("10.0.1.{p}:7946");
-            for k in 0..SYNC_ANSWERS_AT_ONCE + 4 {
+            for k in 0..SYNC_STREAMS_AT_ONCE + 4 {
                 let heads = (0..MAX_HEADS)
                     .map(|i| (format!("made-up-{p}-{k}-{i}"), u64::MAX))
                     .collect();
