@@ -141,11 +141,20 @@ pub const SYNC_PUSH_AUTHORS: usize = SYNC_BURST_MESSAGES * MAX_ENTRIES_PER_MESSA
 /// entries each: a small difference over many authors) are never held.
 /// A descent over up to about 2 000 authors (S1 up to N = 1 024) reaches
 /// its leaves in at most 8 messages of [`SYNC_ITEMS_PER_MESSAGE`] and
-/// waits for nothing; one over 10 000 (130 messages) is held after 8
-/// streams. Holding from the second answer on delayed S1 at N = 256 by
-/// 0.15 s; counting answers instead of streams delayed S6 at d = 100,
+/// waits for nothing; one over 10 000 (130 messages) is held after 16
+/// streams. Half the transport's 32: the rest is left to the node's other
+/// peers. Also the most streams one gossip tick's flush sends a peer.
+/// Holding from the second answer on delayed S1 at N = 256 by 0.15 s;
+/// counting answers instead of streams delayed S6 at d = 100,
 /// A = 10 000 by 0.2 s.
-pub const SYNC_STREAMS_AT_ONCE: u64 = 8;
+pub const SYNC_STREAMS_AT_ONCE: u64 = 16;
+/// Authors per slice of a held push or want (design §6): what one
+/// `sync` message of leaves names at most ([`SYNC_ITEMS_PER_MESSAGE`]
+/// leaves of [`SYNC_LEAF_AUTHORS`]), so that a held answer's bursts and
+/// their `rest` are no longer than an unheld one's. Shipping a held push
+/// of many authors as one burst named the others in its `rest` and again
+/// in each `want` that followed (S6 at d = 10 000, A = 1 024: 24 → 104 KB).
+pub const SYNC_SLICE_AUTHORS: usize = SYNC_ITEMS_PER_MESSAGE * SYNC_LEAF_AUTHORS;
 /// How long a held answer to a peer's `sync` descent (the push and the
 /// want of its later leaves, shipped once per gossip tick: design §6,
 /// "One push per descent") is kept after the last `sync` that added to

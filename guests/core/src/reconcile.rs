@@ -11,7 +11,7 @@ use crate::config::{
     MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS,
     RECONCILE_BURST_BYTES, RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_BURST_MESSAGES,
     SYNC_HELD_AUTHORS, SYNC_HELD_MS, SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
-    SYNC_PUSH_AUTHORS, SYNC_STREAMS_AT_ONCE, THROTTLE_LOG_GAP_MS,
+    SYNC_PUSH_AUTHORS, SYNC_SLICE_AUTHORS, SYNC_STREAMS_AT_ONCE, THROTTLE_LOG_GAP_MS,
 };
 use crate::effect::Effects;
 use crate::ledger::Ledger;
@@ -426,7 +426,7 @@ impl Reconciler {
         self.budget.spend(from, descent);
         if !self.hold(now_ms, from, &mut push, &mut want) {
             let before = fx.streams_sent();
-            self.ship_want(ledger, fx, now_ms, from, want);
+            self.ship_want(ledger, fx, now_ms, from, want, MAX_HEADS);
             if !push.is_empty() {
                 self.send_entries(ledger, fx, now_ms, from, &push);
             }
@@ -495,7 +495,8 @@ impl Reconciler {
     }
 
     /// Asks `from` for each (author, the peer's head) of `want` still
-    /// lacked and not streaming in, in messages of at most [`MAX_HEADS`].
+    /// lacked and not streaming in, in messages of at most `per_message`
+    /// authors (and [`MAX_HEADS`]).
     fn ship_want(
         &mut self,
         ledger: &Ledger,
@@ -503,6 +504,7 @@ impl Reconciler {
         now_ms: u64,
         from: &str,
         want: Vec<(String, u64)>,
+        per_message: usize,
     ) {
         let want: Vec<(String, u64)> = want
             .into_iter()
@@ -519,15 +521,18 @@ impl Reconciler {
             self.incoming.insert(a.clone(), now_ms);
         }
         self.lapses_at(now_ms.saturating_add(STREAM_STALL_MS));
-        for chunk in want.chunks(MAX_HEADS) {
+        for chunk in want.chunks(per_message.clamp(1, MAX_HEADS)) {
             send_want(fx, from, chunk);
         }
     }
 
     /// The gossip tick's part of reconciliation: ships what is held for
-    /// each peer as one want (at most [`MAX_HEADS`] authors) and one push
-    /// (one burst of [`SYNC_BURST_MESSAGES`], its `rest` naming more),
-    /// keeping what neither covered for the next tick; closes the window
+    /// each peer in slices of [`SYNC_SLICE_AUTHORS`]: wants (as many as
+    /// the peer's answers, a burst each, keep within
+    /// [`SYNC_STREAMS_AT_ONCE`]) and pushes (a burst each, its `rest`
+    /// naming the slice's remainder, while this tick's streams to the
+    /// peer stay within [`SYNC_STREAMS_AT_ONCE`]), keeping what neither
+    /// covered for the next tick; closes the window
     /// of a peer with nothing held, and forgets what was held past
     /// [`SYNC_HELD_MS`].
     pub(crate) fn flush_held(&mut self, ledger: &Ledger, fx: &mut Effects, now_ms: u64) {
@@ -536,27 +541,47 @@ impl Reconciler {
         }
         let mut held = std::mem::take(&mut self.held);
         held.retain(|_, h| now_ms < h.until_ms && !(h.push.is_empty() && h.want.is_empty()));
+        // Each peer's wants and pushes go in slices of what one leaf
+        // message's answer covered (so each burst's `rest`, and the `want`
+        // it turns into, stay as short as an unheld answer's), as many as
+        // keep the streams of this tick within SYNC_STREAMS_AT_ONCE.
+        // Half the streams for this node's pushes, half for the peer's
+        // answers to its wants: the peer's own flush sends it as many.
+        let push_streams = SYNC_STREAMS_AT_ONCE / 2;
+        let wants_per_tick = usize::try_from(push_streams)
+            .unwrap_or(usize::MAX)
+            .checked_div(SYNC_BURST_MESSAGES)
+            .unwrap_or(1)
+            .max(1);
+        let ask_at_most = SYNC_SLICE_AUTHORS.saturating_mul(wants_per_tick);
         for (peer, h) in held.iter_mut() {
-            // The want: what is still lacked, up to one message's worth;
-            // the others wait for the next tick.
+            // The want: what is still lacked, up to `wants_per_tick`
+            // slices (each answered by at most a burst of the peer's); the
+            // others wait for the next tick.
             let mut asked: Vec<(String, u64)> = Vec::new();
             h.want.retain(|a, t| {
                 if ledger.head_seq(a) >= *t || self.streaming_in(a, now_ms) {
                     return false;
                 }
-                if asked.len() < MAX_HEADS {
+                if asked.len() < ask_at_most {
                     asked.push((a.clone(), *t));
                     return false;
                 }
                 true
             });
-            self.ship_want(ledger, fx, now_ms, peer, asked);
-            // The push: one burst; the authors it carried to their head
-            // are recorded in `outgoing`, the others stay held.
+            self.ship_want(ledger, fx, now_ms, peer, asked, SYNC_SLICE_AUTHORS);
+            // The push: slices, each a burst; the authors carried to their
+            // head are recorded in `outgoing`, the others stay held.
             if !h.push.is_empty() {
                 let push: Vec<(Arc<str>, u64)> =
                     h.push.iter().map(|(a, s)| (a.clone(), *s)).collect();
-                self.send_entries(ledger, fx, now_ms, peer, &push);
+                let before = fx.streams_sent();
+                for slice in push.chunks(SYNC_SLICE_AUTHORS) {
+                    if fx.streams_sent().saturating_sub(before) >= push_streams {
+                        break;
+                    }
+                    self.send_entries(ledger, fx, now_ms, peer, slice);
+                }
                 let streams = self.outgoing.get(peer.as_str());
                 h.push.retain(|a, have| {
                     let head = ledger.head_seq(a);
@@ -1410,7 +1435,7 @@ mod tests {
         // one by one, that was 256 `entries` streams (the transport drops
         // sends beyond 32 in flight); now the first go at once until they
         // sent SYNC_STREAMS_AT_ONCE streams, and the others are held, then
-        // shipped one burst per gossip tick.
+        // shipped in slices on the gossip ticks.
         let ledger = ledger_padded(3_000, 100);
         let peer = "10.0.0.2:7946";
         let mut r = Reconciler::default();
@@ -1428,7 +1453,10 @@ mod tests {
             now += GOSSIP_INTERVAL_MS;
             r.flush_held(&ledger, &mut fx, now);
             let (messages, got, _, _) = answers(&mut fx);
-            assert!(messages <= SYNC_BURST_MESSAGES, "{messages} at {now} ms");
+            assert!(
+                messages <= SYNC_STREAMS_AT_ONCE as usize + SYNC_BURST_MESSAGES,
+                "{messages} at {now} ms"
+            );
             carried.extend(got);
         }
         // Every entry the peer lacks is shipped, each once.
@@ -1464,12 +1492,14 @@ mod tests {
             wants, SYNC_STREAMS_AT_ONCE as usize,
             "the first leaves' wants go at once, one each"
         );
-        // The other 4 800 authors: one want of at most MAX_HEADS a tick.
+        // The others: a few wants of a slice each per tick, as many as
+        // the peer's answers (a burst each) keep within the streams.
+        let per_tick = SYNC_STREAMS_AT_ONCE as usize / 2 / SYNC_BURST_MESSAGES;
         for now in [1_200, 1_400, 1_600, 1_800] {
             r.flush_held(&ledger, &mut fx, now);
             let (_, _, wants, got) = answers(&mut fx);
-            assert!(wants <= 1, "{wants} wants at {now} ms");
-            assert!(got.len() <= MAX_HEADS);
+            assert!(wants <= per_tick, "{wants} wants at {now} ms");
+            assert!(got.len() <= per_tick * SYNC_SLICE_AUTHORS);
             wanted.extend(got);
         }
         wanted.sort();
