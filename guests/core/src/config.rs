@@ -143,7 +143,10 @@ pub const SYNC_PUSH_AUTHORS: usize = SYNC_BURST_MESSAGES * MAX_ENTRIES_PER_MESSA
 /// its leaves in at most 8 messages of [`SYNC_ITEMS_PER_MESSAGE`] and
 /// waits for nothing; one over 10 000 (130 messages) is held after 16
 /// streams. Half the transport's 32: the rest is left to the node's other
-/// peers. Also the most streams one gossip tick's flush sends a peer.
+/// peers. A gossip tick's flush of what is held for a peer sends it at
+/// most half as many streams, and asks it for at most as many streams'
+/// worth (a burst per `want`), so that the two sides' flushes together
+/// stay within this.
 /// Holding from the second answer on delayed S1 at N = 256 by 0.15 s;
 /// counting answers instead of streams delayed S6 at d = 100,
 /// A = 10 000 by 0.2 s.
