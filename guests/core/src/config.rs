@@ -132,6 +132,45 @@ pub const FAIR_SHARE_PEERS: usize = 8_192;
 /// without the cap the answer listed every author the node holds, a
 /// transient allocation growing with N (about 430 KB at N = 512).
 pub const SYNC_PUSH_AUTHORS: usize = SYNC_BURST_MESSAGES * MAX_ENTRIES_PER_MESSAGE + MAX_HEADS;
+/// Streams (messages larger than a datagram) the answers to one peer's
+/// `sync` leaves may send at once in a window (from the first answer to
+/// the next gossip tick with nothing held); once they have, later answers
+/// are held and shipped on the tick as one push and one want (design §6,
+/// "One push per descent"). The transport sets up at most 32 streams per
+/// sender at once and drops the others; answers of datagrams (a few
+/// entries each: a small difference over many authors) are never held.
+/// A descent over up to about 2 000 authors (S1 up to N = 1 024) reaches
+/// its leaves in at most 8 messages of [`SYNC_ITEMS_PER_MESSAGE`] and
+/// waits for nothing; one over 10 000 (130 messages) is held after 16
+/// streams. Half the transport's 32: the rest is left to the node's other
+/// peers. A gossip tick's flush of what is held for a peer sends it at
+/// most half as many streams, and asks it for at most as many streams'
+/// worth (a burst per `want`), so that the two sides' flushes together
+/// stay within this.
+/// Holding from the second answer on delayed S1 at N = 256 by 0.15 s;
+/// counting answers instead of streams delayed S6 at d = 100,
+/// A = 10 000 by 0.2 s.
+pub const SYNC_STREAMS_AT_ONCE: u64 = 16;
+/// Authors per slice of a held push or want (design §6): what one
+/// `sync` message of leaves names at most ([`SYNC_ITEMS_PER_MESSAGE`]
+/// leaves of [`SYNC_LEAF_AUTHORS`]), so that a held answer's bursts and
+/// their `rest` are no longer than an unheld one's. Shipping a held push
+/// of many authors as one burst named the others in its `rest` and again
+/// in each `want` that followed (S6 at d = 10 000, A = 1 024: 24 → 104 KB).
+pub const SYNC_SLICE_AUTHORS: usize = SYNC_ITEMS_PER_MESSAGE * SYNC_LEAF_AUTHORS;
+/// How long a held answer to a peer's `sync` descent (the push and the
+/// want of its later leaves, shipped once per gossip tick: design §6,
+/// "One push per descent") is kept after the last `sync` that added to
+/// it. What is not shipped by then is forgotten; the peer's next round
+/// finds it again. Long enough for a full held push
+/// ([`SYNC_PUSH_AUTHORS`] authors, one burst per tick) to drain.
+pub const SYNC_HELD_MS: u64 = 2_000;
+/// Most authors held across all peers (pushes and wants together). A
+/// `sync` that would hold more is answered at once, as an unheld one is:
+/// peers sending leaves from many addresses cannot grow the held answers
+/// beyond this (about 2.5 MB at 64-byte ids), while one peer's full
+/// descent (a push and a want of [`SYNC_PUSH_AUTHORS`] each) fits twice.
+pub const SYNC_HELD_AUTHORS: usize = 4 * SYNC_PUSH_AUTHORS;
 /// Shortest gap between two `reconcile-throttled` log lines.
 pub const THROTTLE_LOG_GAP_MS: u64 = 1_000;
 /// Entries received ahead of their chain kept while the gap is fetched.

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use nodeplane_types::transport::Transport;
 use nodeplane_types::{Effect, MembershipUpdate};
 
 use crate::ledger::Entry;
@@ -86,6 +87,10 @@ pub(crate) struct Effects {
     linked: Vec<(usize, Arc<str>, u64)>,
     /// Where effects are performed during the call, if anywhere.
     sink: Option<EffectSink>,
+    /// Messages sent that travel as streams (over
+    /// [`MAX_DATAGRAM_BYTES`](nodeplane_types::transport::MAX_DATAGRAM_BYTES)),
+    /// ever: a sender's transport sets up only so many at once.
+    streams: u64,
 }
 
 /// A shell's way to perform effects during a call rather than after it
@@ -166,11 +171,19 @@ impl Effects {
     /// Queues sending an encoded message to `to`; returns its size.
     pub(crate) fn send_payload(&mut self, to: &str, payload: Vec<u8>) -> usize {
         let bytes = payload.len();
+        if !Transport::for_len(bytes).is_datagram() {
+            self.streams = self.streams.saturating_add(1);
+        }
         self.push(Effect::Send {
             to: to.to_string(),
             payload,
         });
         bytes
+    }
+
+    /// Messages sent so far that travel as streams.
+    pub(crate) fn streams_sent(&self) -> u64 {
+        self.streams
     }
 
     /// Queues (re)setting a timer.

@@ -572,6 +572,8 @@ impl Node {
                 // them every tick, not only on the (seconds-long)
                 // anti-entropy round, bounds what a start-up leaves.
                 self.reconcile.prune_streams(self.now_ms);
+                self.reconcile
+                    .flush_held(&self.ledger, &mut self.effects, self.now_ms);
                 self.gossip_round(now_ms);
                 self.apply_death_rule(now_ms);
                 self.checkpoint_tick(now_ms);

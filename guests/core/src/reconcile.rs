@@ -10,8 +10,8 @@ use crate::config::{
     FAIR_SHARE_MIN_BYTES, FAIR_SHARE_PEERS, FAIR_SHARE_RESERVE_BYTES, FAIR_SHARE_WINDOW_MS,
     MAX_ENTRIES_PER_MESSAGE, MAX_HEADS, MAX_MESSAGE_BYTES, MAX_SYNC_DEPTH, MAX_SYNC_ITEMS,
     RECONCILE_BURST_BYTES, RECONCILE_BYTES_PER_S, STREAM_STALL_MS, SYNC_BURST_MESSAGES,
-    SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS, SYNC_PUSH_AUTHORS,
-    THROTTLE_LOG_GAP_MS,
+    SYNC_HELD_AUTHORS, SYNC_HELD_MS, SYNC_ITEMS_PER_MESSAGE, SYNC_LEAF_AUTHORS, SYNC_MIN_GAP_MS,
+    SYNC_PUSH_AUTHORS, SYNC_SLICE_AUTHORS, SYNC_STREAMS_AT_ONCE, THROTTLE_LOG_GAP_MS,
 };
 use crate::effect::Effects;
 use crate::ledger::Ledger;
@@ -40,6 +40,32 @@ pub(crate) struct Reconciler {
     prune_due: u64,
     /// What may still be shipped in answer to reconciliation.
     budget: PushBudget,
+    /// Answers to each peer's `sync` leaves held for the next gossip tick
+    /// (one push and one want per descent and peer, design §6): a peer is
+    /// here from its first answer, which went at once, until a tick finds
+    /// nothing held for it. At most [`FAIR_SHARE_PEERS`] peers.
+    held: BTreeMap<String, Held>,
+    /// Authors in `held`, pushes and wants together (at most
+    /// [`SYNC_HELD_AUTHORS`]; counted on adding, recounted on each flush).
+    held_authors: usize,
+}
+
+/// What one peer's later `sync` leaves asked for, held until the next
+/// gossip tick ships it as one push and one want.
+#[derive(Debug, Default)]
+struct Held {
+    /// Authors the peer lacks entries of -> the seq it holds (at most
+    /// [`SYNC_PUSH_AUTHORS`]). Each key is the ledger's shared id.
+    push: BTreeMap<Arc<str>, u64>,
+    /// Authors the peer holds more of -> the peer's head (at most
+    /// [`SYNC_PUSH_AUTHORS`]; ids checked by `validate_node_id`).
+    want: BTreeMap<String, u64>,
+    /// When what is held is forgotten ([`SYNC_HELD_MS`] after the last
+    /// `sync` that added to it).
+    until_ms: u64,
+    /// Streams the answers that went at once in this window sent (from
+    /// [`SYNC_STREAMS_AT_ONCE`] on, later answers are held).
+    streams: u64,
 }
 
 /// The token bucket of [`RECONCILE_BYTES_PER_S`]: bytes this node may
@@ -329,6 +355,7 @@ impl Reconciler {
         let mut replies = Vec::new();
         // The ledger's shared ids: no allocation per author pushed.
         let mut push: Vec<(Arc<str>, u64)> = Vec::new();
+        // (author, the peer's head) of each author the peer is ahead in.
         let mut want: Vec<(String, u64)> = Vec::new();
         // Out of budget: neither a descent nor entries for this peer now,
         // so the heads it lacks are not even looked up (a seed answering
@@ -378,7 +405,7 @@ impl Reconciler {
                             && ledger.head_seq(&author) < t
                             && !self.streaming_in(&author, now_ms)
                         {
-                            want.push((author.clone(), ledger.head_seq(&author)));
+                            want.push((author, t));
                         }
                     }
                 }
@@ -397,21 +424,179 @@ impl Reconciler {
             descent = descent.saturating_add(bytes as u64);
         }
         self.budget.spend(from, descent);
-        if !want.is_empty() {
-            for (a, _) in &want {
-                self.incoming.insert(a.clone(), now_ms);
+        if !self.hold(now_ms, from, &mut push, &mut want) {
+            let before = fx.streams_sent();
+            self.ship_want(ledger, fx, now_ms, from, want, MAX_HEADS);
+            if !push.is_empty() {
+                self.send_entries(ledger, fx, now_ms, from, &push);
             }
-            self.lapses_at(now_ms.saturating_add(STREAM_STALL_MS));
-            for chunk in want.chunks(MAX_HEADS) {
-                send_want(fx, from, chunk);
+            let streams = fx.streams_sent().saturating_sub(before);
+            if let Some(held) = self.held.get_mut(from) {
+                held.streams = held.streams.saturating_add(streams);
             }
-        }
-        if !push.is_empty() {
-            self.send_entries(ledger, fx, now_ms, from, &push);
         }
         if refused {
             self.budget.refuse(fx, now_ms, from);
         }
+    }
+
+    /// Holds the push and want of a `sync` from `from` for the next gossip
+    /// tick once the answers to `from` since the last tick sent
+    /// [`SYNC_STREAMS_AT_ONCE`] streams (one push and one want per descent
+    /// and peer: a large descent's leaves arrive in many `sync` messages,
+    /// and an `entries` stream each overran the transport, which drops
+    /// sends beyond 32 in flight). False, with the peer's window opened,
+    /// if this answer is to go at once: one of the first of a window (a
+    /// small descent, a join's, waits for nothing), or one that the bounds
+    /// on what is held leave out. What
+    /// goes beyond a peer's [`SYNC_PUSH_AUTHORS`] is dropped: its next
+    /// round finds it.
+    fn hold(
+        &mut self,
+        now_ms: u64,
+        from: &str,
+        push: &mut Vec<(Arc<str>, u64)>,
+        want: &mut Vec<(String, u64)>,
+    ) -> bool {
+        if push.is_empty() && want.is_empty() {
+            return true;
+        }
+        let adding = push.len().saturating_add(want.len());
+        let room = self.held_authors.saturating_add(adding) <= SYNC_HELD_AUTHORS;
+        match self.held.get_mut(from) {
+            Some(held) if held.streams < SYNC_STREAMS_AT_ONCE => false,
+            Some(held) if room => {
+                for (author, have) in push.drain(..) {
+                    if held.push.len() < SYNC_PUSH_AUTHORS || held.push.contains_key(&*author) {
+                        held.push.insert(author, have);
+                    }
+                }
+                for (author, head) in want.drain(..) {
+                    if held.want.len() < SYNC_PUSH_AUTHORS || held.want.contains_key(&author) {
+                        held.want.insert(author, head);
+                    }
+                }
+                held.until_ms = now_ms.saturating_add(SYNC_HELD_MS);
+                self.held_authors = self.held_authors.saturating_add(adding);
+                true
+            }
+            Some(_) => false,
+            None => {
+                if self.held.len() < FAIR_SHARE_PEERS {
+                    let held = Held {
+                        until_ms: now_ms.saturating_add(SYNC_HELD_MS),
+                        ..Held::default()
+                    };
+                    self.held.insert(from.to_string(), held);
+                }
+                false
+            }
+        }
+    }
+
+    /// Asks `from` for each (author, the peer's head) of `want` still
+    /// lacked and not streaming in, in messages of at most `per_message`
+    /// authors (and [`MAX_HEADS`]).
+    fn ship_want(
+        &mut self,
+        ledger: &Ledger,
+        fx: &mut Effects,
+        now_ms: u64,
+        from: &str,
+        want: Vec<(String, u64)>,
+        per_message: usize,
+    ) {
+        let want: Vec<(String, u64)> = want
+            .into_iter()
+            .filter(|(a, t)| ledger.head_seq(a) < *t && !self.streaming_in(a, now_ms))
+            .map(|(a, _)| {
+                let have = ledger.head_seq(&a);
+                (a, have)
+            })
+            .collect();
+        if want.is_empty() {
+            return;
+        }
+        for (a, _) in &want {
+            self.incoming.insert(a.clone(), now_ms);
+        }
+        self.lapses_at(now_ms.saturating_add(STREAM_STALL_MS));
+        for chunk in want.chunks(per_message.clamp(1, MAX_HEADS)) {
+            send_want(fx, from, chunk);
+        }
+    }
+
+    /// The gossip tick's part of reconciliation: ships what is held for
+    /// each peer in slices of [`SYNC_SLICE_AUTHORS`]: wants (as many as
+    /// the peer's answers, a burst each, keep within
+    /// [`SYNC_STREAMS_AT_ONCE`]) and pushes (a burst each, its `rest`
+    /// naming the slice's remainder, while this tick's streams to the
+    /// peer stay within [`SYNC_STREAMS_AT_ONCE`]), keeping what neither
+    /// covered for the next tick; closes the window
+    /// of a peer with nothing held, and forgets what was held past
+    /// [`SYNC_HELD_MS`].
+    pub(crate) fn flush_held(&mut self, ledger: &Ledger, fx: &mut Effects, now_ms: u64) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        held.retain(|_, h| now_ms < h.until_ms && !(h.push.is_empty() && h.want.is_empty()));
+        // Each peer's wants and pushes go in slices of what one leaf
+        // message's answer covered (so each burst's `rest`, and the `want`
+        // it turns into, stay as short as an unheld answer's), as many as
+        // keep the streams of this tick within SYNC_STREAMS_AT_ONCE.
+        // Half the streams for this node's pushes, half for the peer's
+        // answers to its wants: the peer's own flush sends it as many.
+        let push_streams = SYNC_STREAMS_AT_ONCE / 2;
+        let wants_per_tick = usize::try_from(push_streams)
+            .unwrap_or(usize::MAX)
+            .checked_div(SYNC_BURST_MESSAGES)
+            .unwrap_or(1)
+            .max(1);
+        let ask_at_most = SYNC_SLICE_AUTHORS.saturating_mul(wants_per_tick);
+        for (peer, h) in held.iter_mut() {
+            // The want: what is still lacked, up to `wants_per_tick`
+            // slices (each answered by at most a burst of the peer's); the
+            // others wait for the next tick.
+            let mut asked: Vec<(String, u64)> = Vec::new();
+            h.want.retain(|a, t| {
+                if ledger.head_seq(a) >= *t || self.streaming_in(a, now_ms) {
+                    return false;
+                }
+                if asked.len() < ask_at_most {
+                    asked.push((a.clone(), *t));
+                    return false;
+                }
+                true
+            });
+            self.ship_want(ledger, fx, now_ms, peer, asked, SYNC_SLICE_AUTHORS);
+            // The push: slices, each a burst; the authors carried to their
+            // head are recorded in `outgoing`, the others stay held.
+            if !h.push.is_empty() {
+                let push: Vec<(Arc<str>, u64)> =
+                    h.push.iter().map(|(a, s)| (a.clone(), *s)).collect();
+                let before = fx.streams_sent();
+                for slice in push.chunks(SYNC_SLICE_AUTHORS) {
+                    if fx.streams_sent().saturating_sub(before) >= push_streams {
+                        break;
+                    }
+                    self.send_entries(ledger, fx, now_ms, peer, slice);
+                }
+                let streams = self.outgoing.get(peer.as_str());
+                h.push.retain(|a, have| {
+                    let head = ledger.head_seq(a);
+                    let sent = streams
+                        .and_then(|s| s.get(&**a))
+                        .map_or(0, |&(_, upto)| upto);
+                    (*have).max(sent) < head
+                });
+            }
+        }
+        self.held_authors = held
+            .values()
+            .map(|h| h.push.len().saturating_add(h.want.len()))
+            .fold(0usize, usize::saturating_add);
+        self.held = held;
     }
 
     /// Notes that entries of `author` arrived (or were asked for) now.
@@ -779,6 +964,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GOSSIP_INTERVAL_MS;
 
     /// Bytes of `e` postcard-encoded (the layout [`WireEntry`] derives:
     /// strings and byte vectors with a varint length, integers as varints,
@@ -1207,6 +1393,168 @@ mod tests {
         assert!(bytes <= RECONCILE_BYTES_PER_S / 4 + largest, "{bytes}");
         assert!(answered > 0);
         assert_eq!(logged, 0);
+    }
+
+    /// The `entries` and `want` messages sent: (entries messages, the
+    /// (author, seq) of each entry, `want` messages, authors wanted).
+    fn answers(fx: &mut Effects) -> (usize, Vec<(String, u64)>, usize, Vec<String>) {
+        let (mut entries, mut carried, mut wants, mut wanted) = (0, Vec::new(), 0, Vec::new());
+        for m in sent(fx) {
+            match m {
+                Message::Entries { entries: es, .. } => {
+                    entries += 1;
+                    carried.extend(es.into_iter().map(|e| (e.author, e.seq)));
+                }
+                Message::Want { heads } => {
+                    wants += 1;
+                    wanted.extend(heads.into_iter().map(|(a, _)| a));
+                }
+                _ => {}
+            }
+        }
+        (entries, carried, wants, wanted)
+    }
+
+    /// One `sync` per level-2 bucket (256), each with one leaf.
+    fn leaves(heads: impl Fn(u8, u8) -> Vec<(String, u64)>) -> Vec<Vec<SyncItem>> {
+        (0..16u8)
+            .flat_map(|a| (0..16u8).map(move |b| (a, b)))
+            .map(|(a, b)| {
+                vec![SyncItem::Leaf {
+                    path: vec![a, b],
+                    heads: heads(a, b),
+                }]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_descent_s_leaves_get_one_push_per_gossip_tick_not_one_each() {
+        // A peer lacking all of 3 000 joins (about 1.2 MB) sends the last
+        // level of its descent as 256 `sync` messages at once. Answered
+        // one by one, that was 256 `entries` streams (the transport drops
+        // sends beyond 32 in flight); now the first go at once until they
+        // sent SYNC_STREAMS_AT_ONCE streams, and the others are held, then
+        // shipped in slices on the gossip ticks.
+        let ledger = ledger_padded(3_000, 100);
+        let peer = "10.0.0.2:7946";
+        let mut r = Reconciler::default();
+        let mut fx = Effects::default();
+        for items in leaves(|_, _| Vec::new()) {
+            r.on_sync(&ledger, &mut fx, 1_000, peer, items);
+        }
+        let (messages, mut carried, _, _) = answers(&mut fx);
+        assert!(
+            (1..=SYNC_STREAMS_AT_ONCE as usize + SYNC_BURST_MESSAGES).contains(&messages),
+            "{messages} entries messages in answer to one descent"
+        );
+        let mut now = 1_000;
+        while now < 1_000 + SYNC_HELD_MS {
+            now += GOSSIP_INTERVAL_MS;
+            r.flush_held(&ledger, &mut fx, now);
+            let (messages, got, _, _) = answers(&mut fx);
+            assert!(
+                messages <= SYNC_STREAMS_AT_ONCE as usize + SYNC_BURST_MESSAGES,
+                "{messages} at {now} ms"
+            );
+            carried.extend(got);
+        }
+        // Every entry the peer lacks is shipped, each once.
+        let n = carried.len();
+        carried.sort();
+        carried.dedup();
+        assert_eq!(carried.len(), n, "an entry shipped twice");
+        assert_eq!(n, 3_000);
+        // Nothing is held any more, and the peer's window closed.
+        assert!(r.held.is_empty(), "{:?}", r.held.keys());
+        assert_eq!(r.held_authors, 0);
+    }
+
+    #[test]
+    fn a_descent_s_leaves_get_one_want_per_gossip_tick_not_one_each() {
+        // The peer is ahead in 200 authors under each of 32 buckets: each
+        // leaf's want is a stream.
+        let ledger = ledger_of(1);
+        let peer = "10.0.0.2:7946";
+        let mut r = Reconciler::default();
+        let mut fx = Effects::default();
+        let ahead = |a: u8, b: u8| {
+            (0..200)
+                .map(|i| (format!("ahead-{a}-{b}-{i}"), 3))
+                .collect::<Vec<_>>()
+        };
+        let descent: Vec<_> = leaves(ahead).into_iter().take(32).collect();
+        for items in descent {
+            r.on_sync(&ledger, &mut fx, 1_000, peer, items);
+        }
+        let (_, _, wants, mut wanted) = answers(&mut fx);
+        assert_eq!(
+            wants, SYNC_STREAMS_AT_ONCE as usize,
+            "the first leaves' wants go at once, one each"
+        );
+        // The others: a few wants of a slice each per tick, as many as
+        // the peer's answers (a burst each) keep within the streams.
+        let per_tick = SYNC_STREAMS_AT_ONCE as usize / 2 / SYNC_BURST_MESSAGES;
+        for now in (1_200..=2_600).step_by(200) {
+            r.flush_held(&ledger, &mut fx, now);
+            let (_, _, wants, got) = answers(&mut fx);
+            assert!(wants <= per_tick, "{wants} wants at {now} ms");
+            assert!(got.len() <= per_tick * SYNC_SLICE_AUTHORS);
+            wanted.extend(got);
+        }
+        wanted.sort();
+        assert_eq!(wanted.len(), 32 * 200);
+        wanted.dedup();
+        assert_eq!(wanted.len(), 32 * 200);
+    }
+
+    #[test]
+    fn what_hostile_leaves_make_a_node_hold_stays_bounded() {
+        // Peers claiming MAX_HEADS made-up authors far ahead per leaf, in
+        // four leaves past those answered at once, from 8 addresses; then
+        // more addresses than FAIR_SHARE_PEERS with one small leaf each.
+        let ledger = ledger_of(1);
+        let mut r = Reconciler::default();
+        let mut fx = Effects::default();
+        for p in 0..8 {
+            let peer = format!("10.0.1.{p}:7946");
+            for k in 0..SYNC_STREAMS_AT_ONCE + 4 {
+                let heads = (0..MAX_HEADS)
+                    .map(|i| (format!("made-up-{p}-{k}-{i}"), u64::MAX))
+                    .collect();
+                let leaf = SyncItem::Leaf {
+                    path: vec![(k % 16) as u8],
+                    heads,
+                };
+                r.on_sync(&ledger, &mut fx, 1_000, &peer, vec![leaf]);
+                fx.drain();
+            }
+        }
+        let held: usize = r.held.values().map(|h| h.push.len() + h.want.len()).sum();
+        assert!(held <= SYNC_HELD_AUTHORS, "{held} authors held");
+        assert!(held >= SYNC_PUSH_AUTHORS, "{held}: the bound is reached");
+        assert!(r.held_authors <= SYNC_HELD_AUTHORS);
+        assert!(r.held.values().all(|h| h.want.len() <= SYNC_PUSH_AUTHORS));
+        for p in 0..FAIR_SHARE_PEERS + 10 {
+            let peer = format!("10.{}.{}.{}:7946", 1 + p / 65_536, (p / 256) % 256, p % 256);
+            let leaf = SyncItem::Leaf {
+                path: vec![1],
+                heads: vec![(format!("x{p}"), 1)],
+            };
+            r.on_sync(&ledger, &mut fx, 1_000, &peer, vec![leaf]);
+            fx.drain();
+        }
+        assert!(r.held.len() <= FAIR_SHARE_PEERS, "{} peers", r.held.len());
+        // Asked for once, never re-asked however often the ticks come;
+        // forgotten once SYNC_HELD_MS has passed.
+        let mut now = 1_000;
+        while now <= 1_000 + SYNC_HELD_MS {
+            now += GOSSIP_INTERVAL_MS;
+            r.flush_held(&ledger, &mut fx, now);
+            fx.drain();
+        }
+        assert!(r.held.is_empty());
+        assert_eq!(r.held_authors, 0);
     }
 
     #[test]
