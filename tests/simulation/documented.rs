@@ -140,6 +140,22 @@ fn s6_divergent_ledgers_reconcile_within_the_better_figure() {
     at_most(&r, "protocol_bytes", 96.0 * 64.0);
 }
 
+/// One seed of the S6 cell with `history` shared entries, `divergent`
+/// entries on each side and `authors` authors.
+fn s6_cell(history: usize, divergent: usize, authors: usize) -> ScenarioRun {
+    run_with(
+        Scenario::S6,
+        ScenarioParams {
+            s6: nodeplane_sim::scenarios::S6Params {
+                history,
+                divergent,
+                authors,
+            },
+            ..params()
+        },
+    )
+}
+
 /// Both nodes of an S6 cell start on a ledger past the checkpoint
 /// trigger, before they meet. Each was the one voter of its own state
 /// (the S6 authors have no profile) and agreed a checkpoint 1 of its own
@@ -148,17 +164,7 @@ fn s6_divergent_ledgers_reconcile_within_the_better_figure() {
 /// (`CHECKPOINT_FIRST_MIN_VOTERS`).
 #[test]
 fn s6_nodes_that_start_past_the_trigger_apart_never_agree_two_first_checkpoints() {
-    let r = run_with(
-        Scenario::S6,
-        ScenarioParams {
-            s6: nodeplane_sim::scenarios::S6Params {
-                history: 1_000,
-                divergent: 10_000,
-                authors: 2,
-            },
-            ..params()
-        },
-    );
+    let r = s6_cell(1_000, 10_000, 2);
     assert_eq!(fig(&r, "reconciled"), 1.0);
 }
 
@@ -172,17 +178,7 @@ fn s6_nodes_that_start_past_the_trigger_apart_never_agree_two_first_checkpoints(
 /// 731 KB. About 30 s in debug.
 #[test]
 fn s6_a_descent_over_10_000_authors_drops_no_stream() {
-    let r = run_with(
-        Scenario::S6,
-        ScenarioParams {
-            s6: nodeplane_sim::scenarios::S6Params {
-                history: 100_000,
-                divergent: 10_000,
-                authors: 10_000,
-            },
-            ..params()
-        },
-    );
+    let r = s6_cell(100_000, 10_000, 10_000);
     assert_eq!(fig(&r, "reconciled"), 1.0);
     zero(
         &r,
